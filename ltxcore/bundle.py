@@ -1,0 +1,139 @@
+"""The model bundle: which files make up one LTX-2.3 A2Vid model, checked before anything loads.
+
+Field names follow the upstream CLI (``checkpoint_path``, ``distilled_lora``, ``spatial_upsampler_path``,
+``gemma_root``, ``quantization``) so that LTX users recognise them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ltxcore.errors import BundleError
+
+QUANTIZATIONS = ("none", "fp8-cast", "fp8-scaled")
+
+# The released LTX-2.3 file names, for a bundle given as one folder.
+RELEASED_NAMES = {
+    "checkpoint_path": "ltx-2.3-22b-dev.safetensors",
+    "distilled_lora": "ltx-2.3-22b-distilled-lora-384.safetensors",
+    "spatial_upsampler_path": "ltx-2.3-spatial-upscaler-x2-1.0.safetensors",
+    "gemma_root": "gemma-3-12b-it-qat-q4_0-unquantized",
+}
+SAFETENSORS_HEADER_LIMIT = 100 * 1024 * 1024
+
+
+def read_safetensors_header(path: Path, role: str) -> dict:
+    """Parse a safetensors header without loading tensors; refuse anything that is not safetensors."""
+    try:
+        with open(path, "rb") as f:
+            raw_len = f.read(8)
+            if len(raw_len) < 8:
+                raise BundleError(f"{role} {path} is not a safetensors file: it is shorter than a header.")
+            (header_len,) = struct.unpack("<Q", raw_len)
+            if header_len == 0 or header_len > SAFETENSORS_HEADER_LIMIT:
+                raise BundleError(f"{role} {path} is not a safetensors file (bad header length {header_len}).")
+            header = json.loads(f.read(header_len))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{role} {path} is not a readable safetensors file: {e}.") from e
+    if not isinstance(header, dict):
+        raise BundleError(f"{role} {path} is not a safetensors file: its header is not a JSON object.")
+    return header
+
+
+def _file_identity(path: Path) -> dict:
+    stat = path.stat()
+    return {"name": path.name, "size": stat.st_size, "mtime": int(stat.st_mtime)}
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """Four files plus a quantization choice. Construct with :meth:`from_paths` or :meth:`from_folder`."""
+
+    checkpoint_path: str
+    distilled_lora: str
+    spatial_upsampler_path: str
+    gemma_root: str
+    distilled_lora_strength: float = 1.0
+    quantization: str = "none"
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, quantization: str = "none", distilled_lora_strength: float = 1.0):
+        """A folder holding the released file names (the Gemma root as a sub-folder)."""
+        folder = Path(folder).expanduser()
+        if not folder.is_dir():
+            raise BundleError(f"Model folder {folder} does not exist or is not a folder.")
+        paths = {role: str(folder / name) for role, name in RELEASED_NAMES.items()}
+        return cls.from_paths(**paths, quantization=quantization, distilled_lora_strength=distilled_lora_strength)
+
+    @classmethod
+    def from_paths(cls, **fields) -> ModelBundle:
+        bundle = cls(**{k: str(Path(v).expanduser()) if k in RELEASED_NAMES else v for k, v in fields.items()})
+        bundle.validate()
+        return bundle
+
+    def validate(self) -> None:
+        """Check every file exists and is safetensors; read nothing but headers."""
+        if self.quantization not in QUANTIZATIONS:
+            raise BundleError(f"quantization {self.quantization!r} is not one of {', '.join(QUANTIZATIONS)}.")
+        for role in ("checkpoint_path", "distilled_lora", "spatial_upsampler_path"):
+            path = Path(getattr(self, role))
+            if not path.is_file():
+                raise BundleError(f"{role} {path} does not exist. Point it at the released .safetensors file.")
+            if path.suffix != ".safetensors":
+                raise BundleError(f"{role} {path} is not a .safetensors file; only safetensors are ever loaded.")
+            read_safetensors_header(path, role)
+        root = Path(self.gemma_root)
+        if not root.is_dir():
+            raise BundleError(f"gemma_root {root} is not a folder. It must hold the Gemma-3 config and weights.")
+        for needed in ("config.json", "tokenizer.model", "preprocessor_config.json"):
+            if not any(root.rglob(needed)):
+                raise BundleError(f"gemma_root {root} has no {needed}.")
+        shards = sorted(root.rglob("model*.safetensors"))
+        if not shards:
+            raise BundleError(f"gemma_root {root} has no model*.safetensors weights.")
+        for shard in shards:
+            read_safetensors_header(shard, "gemma_root")
+        if self.checkpoint_config() == {}:
+            raise BundleError(f"checkpoint_path {self.checkpoint_path} has no 'config' in its safetensors metadata.")
+
+    def checkpoint_metadata(self) -> dict:
+        return read_safetensors_header(Path(self.checkpoint_path), "checkpoint_path").get("__metadata__") or {}
+
+    def checkpoint_config(self) -> dict:
+        raw = self.checkpoint_metadata().get("config")
+        return json.loads(raw) if raw else {}
+
+    def model_version(self) -> str:
+        return self.checkpoint_metadata().get("model_version", "unknown")
+
+    def gemma_shards(self) -> tuple[str, ...]:
+        return tuple(str(p) for p in sorted(Path(self.gemma_root).rglob("model*.safetensors")))
+
+    def gemma_config(self) -> dict:
+        config_path = next(Path(self.gemma_root).rglob("config.json"))
+        return json.loads(config_path.read_text())
+
+    def identity(self) -> dict:
+        """What the results table records: file names with size and mtime, version, quantization."""
+        files = {role: _file_identity(Path(getattr(self, role))) for role in RELEASED_NAMES if role != "gemma_root"}
+        files["gemma_root"] = [_file_identity(Path(p)) for p in self.gemma_shards()]
+        return {
+            "model_version": self.model_version(),
+            "quantization": self.quantization,
+            "distilled_lora_strength": self.distilled_lora_strength,
+            "files": files,
+        }
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        lines = [f"model version {self.model_version()}, quantization {self.quantization}"]
+        for role, value in asdict(self).items():
+            if role in RELEASED_NAMES:
+                lines.append(f"  {role}: {value}")
+        return "\n".join(lines)

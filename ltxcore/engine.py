@@ -1,0 +1,253 @@
+"""The resident A2Vid engine: load a bundle once, then render any number of independent requests.
+
+Per request it runs what upstream's ``A2VidPipelineTwoStage`` runs, in the same order and with the
+same random stream: text encoding, audio encoding (then frozen), stage 1 at half size with the
+multimodal guider, 2x latent upsample, stage 2 with the distilled LoRA, tiled VAE decode, and an mp4
+that carries the original audio. Nothing is rebuilt between requests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from ltx_core.components.diffusion_steps import EulerDiffusionStep
+from ltx_core.components.guiders import MultiModalGuider
+from ltx_core.components.noisers import GaussianNoiser
+from ltx_core.components.patchifiers import AudioPatchifier, VideoLatentPatchifier
+from ltx_core.components.schedulers import LTX2Scheduler
+from ltx_core.conditioning import VideoConditionByKeyframeIndex, VideoConditionByLatentIndex
+from ltx_core.model.audio_vae import encode_audio
+from ltx_core.model.transformer import X0Model
+from ltx_core.model.upsampler import upsample_video
+from ltx_core.model.video_vae import TilingConfig, decode_video
+from ltx_core.quantization import QuantizationPolicy
+from ltx_core.tools import AudioLatentTools, VideoLatentTools
+from ltx_core.types import Audio, AudioLatentShape, LatentState, VideoLatentShape, VideoPixelShape
+from ltx_pipelines.utils.constants import STAGE_2_DISTILLED_SIGMA_VALUES
+from ltx_pipelines.utils.media_io import load_image_conditioning
+
+from ltxcore.bundle import ModelBundle
+from ltxcore.errors import RenderInputError
+from ltxcore.guidance import GuidedDenoiser, PlainDenoiser
+from ltxcore.loading import build_component, build_embeddings_processor, build_text_encoder
+from ltxcore.lora import LoraAdapter
+from ltxcore.media import AudioClip, decode_audio, probe_audio, write_mp4
+from ltxcore.request import RenderRequest, frames_for_duration
+from ltxcore.text import PromptCache, encode_prompts
+
+DTYPE = torch.bfloat16
+LATENT_CHANNELS = 128
+AUDIO_LATENT_CHANNELS, AUDIO_MEL_BINS = 8, 16
+
+
+def quantization_policy(name: str) -> QuantizationPolicy | None:
+    if name == "none":
+        return None
+    if name == "fp8-cast":
+        return QuantizationPolicy.fp8_cast()
+    raise NotImplementedError(f"quantization {name!r} is not available in this engine yet")
+
+
+@dataclass
+class RenderResult:
+    """What one render produced, with wall-clock seconds and peak device memory per phase."""
+
+    output: str | None
+    num_frames: int
+    height: int
+    width: int
+    frame_rate: float
+    seed: int
+    audio_padded_seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+    peak_memory: dict[str, int] = field(default_factory=dict)
+    video_latent: torch.Tensor | None = None
+
+
+class PhaseClock:
+    """Times named phases; on CUDA it synchronises at the edges and records each phase's peak memory."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.timings: dict[str, float] = {}
+        self.peaks: dict[str, int] = {}
+
+    @contextmanager
+    def phase(self, name: str):
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        yield
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.peaks[name] = torch.cuda.max_memory_allocated()
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+
+class Engine:
+    """Holds every model of a bundle on one device for its whole life."""
+
+    def __init__(self, bundle: ModelBundle, device: str | torch.device = "cpu", prompt_cache_size: int = 256):
+        self.bundle = bundle
+        self.device = torch.device(device)
+        self.load_seconds: dict[str, float] = {}
+        velocity_model = self._timed("transformer", lambda: build_component(
+            bundle, "transformer", self.device, quantization=quantization_policy(bundle.quantization)))  # fmt: skip
+        self.lora = self._timed("distilled_lora", lambda: LoraAdapter(velocity_model, bundle.distilled_lora))
+        self.num_layers = len(velocity_model.transformer_blocks)
+        self.transformer = X0Model(velocity_model).eval()  # predicts the denoised latent, as the samplers expect
+        self.video_encoder = self._timed("video_encoder", lambda: build_component(bundle, "video_encoder", self.device))
+        self.video_decoder = self._timed("video_decoder", lambda: build_component(bundle, "video_decoder", self.device))
+        self.audio_encoder = self._timed("audio_encoder", lambda: build_component(bundle, "audio_encoder", self.device))
+        self.upsampler = self._timed("upsampler", lambda: build_component(bundle, "spatial_upsampler", self.device))
+        self.text_encoder = self._timed("text_encoder", lambda: build_text_encoder(bundle, self.device))
+        self.embeddings = self._timed("embeddings", lambda: build_embeddings_processor(bundle, self.device))
+        self.prompts = PromptCache(prompt_cache_size)
+        self.video_patchifier = VideoLatentPatchifier(patch_size=1)
+        self.audio_patchifier = AudioPatchifier(patch_size=1)
+        self.stepper = EulerDiffusionStep()
+        self.tiling = TilingConfig.default()
+
+    def _timed(self, name: str, build: Callable):
+        start = time.perf_counter()
+        model = build()
+        self.load_seconds[name] = time.perf_counter() - start
+        return model
+
+    # --- public API -------------------------------------------------------------------------
+
+    def resolve(self, request: RenderRequest) -> RenderRequest:
+        """Validate and fill ``num_frames`` from the audio window; raises ``RenderInputError``."""
+        problems = request.problems(self.num_layers)
+        if problems:
+            raise problems[0]
+        info = probe_audio(request.audio)
+        if request.audio_start_time >= info.duration:
+            raise RenderInputError(
+                "audio_start_time", f"{request.audio_start_time}s is past the end of the audio ({info.duration:.2f}s)."
+            )
+        if request.num_frames is not None:
+            return request
+        window = info.duration - request.audio_start_time
+        if request.audio_max_duration is not None:
+            window = min(window, request.audio_max_duration)
+        return replace(request, num_frames=frames_for_duration(window, request.frame_rate))
+
+    def warm_prompts(self, pairs: list[tuple[str, str]]) -> None:
+        """Encode every not-yet-cached (prompt, negative prompt) pair, e.g. all of a shard's up front."""
+        missing = list(dict.fromkeys(p for p in pairs if p not in self.prompts))
+        for pair in missing:
+            positive, negative = encode_prompts(list(pair), self.text_encoder, self.embeddings)
+            self.prompts.put(pair, (positive, negative))
+
+    @torch.inference_mode()
+    def render(self, request: RenderRequest, output: str | Path | None, keep_latent: bool = False) -> RenderResult:
+        """Render one request to ``output`` (an mp4 path; ``None`` skips decode and mux)."""
+        request = self.resolve(request)
+        clock = PhaseClock(self.device)
+        generator = torch.Generator(device=self.device).manual_seed(request.seed)
+        noiser = GaussianNoiser(generator=generator)
+
+        with clock.phase("text_encode"):
+            self.warm_prompts([(request.prompt, request.negative_prompt)])
+            positive, negative = self.prompts.get((request.prompt, request.negative_prompt))
+        with clock.phase("audio_encode"):
+            clip, audio_latent = self._encode_audio(request)
+        half = VideoPixelShape(1, request.num_frames, request.height // 2, request.width // 2, request.frame_rate)
+        full = VideoPixelShape(1, request.num_frames, request.height, request.width, request.frame_rate)
+        with clock.phase("image_conditioning"):
+            stage_1_conditions = self._image_conditions(request, half)
+        with clock.phase("stage_1"):
+            guider = MultiModalGuider(params=request.guider.to_upstream(), negative_context=negative.video)
+            denoiser = GuidedDenoiser(self.transformer, guider, positive.video, positive.audio)
+            sigmas = LTX2Scheduler().execute(steps=request.num_inference_steps).to(torch.float32).to(self.device)
+            latent = self._denoise(half, stage_1_conditions, noiser, sigmas, denoiser, audio_latent, None)
+        with clock.phase("upsample"):
+            latent = upsample_video(latent=latent[:1], video_encoder=self.video_encoder, upsampler=self.upsampler)
+        with clock.phase("image_conditioning"):
+            stage_2_conditions = self._image_conditions(request, full)
+        with clock.phase("stage_2"), self.lora.active(request.distilled_lora_strength):
+            sigmas = torch.tensor(STAGE_2_DISTILLED_SIGMA_VALUES, device=self.device)
+            denoiser = PlainDenoiser(self.transformer, positive.video, positive.audio)
+            latent = self._denoise(full, stage_2_conditions, noiser, sigmas, denoiser, audio_latent, latent)
+
+        result = RenderResult(
+            output=None if output is None else str(output),
+            num_frames=request.num_frames,
+            height=request.height,
+            width=request.width,
+            frame_rate=request.frame_rate,
+            seed=request.seed,
+            audio_padded_seconds=clip.padded_seconds,
+            video_latent=latent.clone() if keep_latent else None,
+        )
+        if output is not None:
+            with clock.phase("decode"):
+                frames = [chunk.cpu() for chunk in decode_video(latent, self.video_decoder, self.tiling, generator)]
+            with clock.phase("mux"):
+                write_mp4(output, frames, request.frame_rate, clip, request.num_frames)
+        result.timings, result.peak_memory = clock.timings, clock.peaks
+        return result
+
+    # --- the steps ----------------------------------------------------------------------------
+
+    def _encode_audio(self, request: RenderRequest) -> tuple[AudioClip, torch.Tensor]:
+        seconds = request.num_frames / request.frame_rate
+        window = seconds if request.audio_max_duration is None else min(seconds, request.audio_max_duration)
+        clip = decode_audio(request.audio, request.audio_start_time, window)
+        if clip.duration < seconds:  # the file or the window ended first: pad with silence
+            clip = decode_audio(request.audio, request.audio_start_time, seconds)
+            if window < seconds:
+                clip = replace(clip, padded_seconds=seconds - window)
+        audio = Audio(waveform=clip.waveform(self.device), sampling_rate=clip.sample_rate)
+        latent = encode_audio(audio, self.audio_encoder)
+        frames = AudioLatentShape.from_duration(1, seconds, AUDIO_LATENT_CHANNELS, AUDIO_MEL_BINS).frames
+        if latent.shape[2] < frames:  # rounding at the tail: extend with the encoding of silence
+            latent = torch.nn.functional.pad(latent, (0, 0, 0, frames - latent.shape[2]), mode="replicate")
+        return clip, latent[:, :, :frames]
+
+    def _image_conditions(self, request: RenderRequest, shape: VideoPixelShape) -> list:
+        if request.image is None:
+            return []
+        try:
+            image = load_image_conditioning(request.image, shape.height, shape.width, DTYPE, self.device)
+        except (OSError, ValueError) as e:
+            raise RenderInputError("image", f"{request.image} could not be read as an image: {e}.") from e
+        encoded = self.video_encoder(image)
+        if request.image_frame == 0:
+            return [VideoConditionByLatentIndex(latent=encoded, strength=request.image_strength, latent_idx=0)]
+        return [VideoConditionByKeyframeIndex(keyframes=encoded, frame_idx=request.image_frame,
+                                              strength=request.image_strength)]  # fmt: skip
+
+    def _denoise(self, shape, conditions, noiser, sigmas, denoiser, audio_latent, initial_video) -> torch.Tensor:
+        """Euler loop over ``sigmas`` with the audio latent frozen; returns the unpatchified video latent."""
+        video_shape = VideoLatentShape.from_pixel_shape(shape=shape, latent_channels=LATENT_CHANNELS)
+        video_tools = VideoLatentTools(self.video_patchifier, video_shape, shape.fps)
+        video = video_tools.create_initial_state(self.device, DTYPE, initial_video)
+        for condition in conditions:
+            video = condition.apply_to(latent_state=video, latent_tools=video_tools)
+        video = noiser(video, sigmas[0] if initial_video is not None else 1.0)
+
+        audio_tools = AudioLatentTools(self.audio_patchifier, AudioLatentShape.from_video_pixel_shape(shape))
+        audio = audio_tools.create_initial_state(self.device, DTYPE, audio_latent)
+        audio = noiser(audio, 0.0)  # draws (and discards) noise exactly as upstream, keeping the random stream
+        audio = replace(audio, denoise_mask=torch.zeros_like(audio.denoise_mask))
+
+        for step in range(len(sigmas) - 1):
+            denoised = denoiser(video, audio, sigmas[step], step)
+            denoised = _keep_conditioned(denoised, video)
+            video = replace(video, latent=self.stepper.step(video.latent, denoised, sigmas, step))
+        video = video_tools.clear_conditioning(video)
+        return video_tools.unpatchify(video).latent
+
+
+def _keep_conditioned(denoised: torch.Tensor, state: LatentState) -> torch.Tensor:
+    """Tokens with denoise mask 0 (the conditioning image) keep their clean values."""
+    mask = state.denoise_mask
+    return (denoised * mask + state.clean_latent.float() * (1 - mask)).to(denoised.dtype)

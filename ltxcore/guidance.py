@@ -1,0 +1,112 @@
+"""Batched multimodal guidance: all guidance passes of a step in one transformer forward.
+
+Upstream runs conditional, unconditional, STG-perturbed and modality-isolated passes one after another.
+Here they are stacked on the batch axis and told apart by upstream's ``BatchedPerturbationConfig``;
+passes that a setting switches off (scale 0 or 1) drop out of the batch, and a skipped step runs none.
+The audio latent is frozen in this pipeline, so only the video prediction is guided.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from ltx_core.components.guiders import MultiModalGuider
+from ltx_core.guidance.perturbations import (
+    BatchedPerturbationConfig,
+    Perturbation,
+    PerturbationConfig,
+    PerturbationType,
+)
+from ltx_core.model.transformer import Modality
+from ltx_core.types import LatentState
+
+ISOLATE_MODALITY = (
+    Perturbation(type=PerturbationType.SKIP_A2V_CROSS_ATTN, blocks=None),
+    Perturbation(type=PerturbationType.SKIP_V2A_CROSS_ATTN, blocks=None),
+)
+
+
+@dataclass(frozen=True)
+class GuidancePass:
+    name: str  # cond | uncond | perturbed | isolated
+    negative_context: bool
+    perturbations: tuple[Perturbation, ...]
+
+
+def guidance_passes(guider: MultiModalGuider) -> list[GuidancePass]:
+    """The passes this guider needs, conditional first."""
+    passes = [GuidancePass("cond", False, ())]
+    if guider.do_unconditional_generation():
+        passes.append(GuidancePass("uncond", True, ()))
+    if guider.do_perturbed_generation():
+        stg = Perturbation(type=PerturbationType.SKIP_VIDEO_SELF_ATTN, blocks=list(guider.params.stg_blocks))
+        passes.append(GuidancePass("perturbed", False, (stg,)))
+    if guider.do_isolated_modality_generation():
+        passes.append(GuidancePass("isolated", False, ISOLATE_MODALITY))
+    return passes
+
+
+def _repeat(t: torch.Tensor, n: int) -> torch.Tensor:
+    return t if n == 1 else t.repeat(n, *([1] * (t.ndim - 1)))
+
+
+def modality(state: LatentState, context: torch.Tensor, sigma: torch.Tensor, batch: int) -> Modality:
+    """Upstream ``Modality`` for ``batch`` copies of one latent state (timesteps = sigma * denoise mask)."""
+    return Modality(
+        latent=_repeat(state.latent, batch),
+        sigma=sigma.reshape(1).repeat(batch),
+        timesteps=_repeat(state.denoise_mask * sigma, batch),
+        positions=_repeat(state.positions, batch),
+        context=context,
+        attention_mask=None if state.attention_mask is None else _repeat(state.attention_mask, batch),
+    )
+
+
+class GuidedDenoiser:
+    """Stage-1 denoiser: one batched forward per step, then upstream's guider combines the passes."""
+
+    def __init__(self, transformer: torch.nn.Module, guider: MultiModalGuider, video_context: torch.Tensor,
+                 audio_context: torch.Tensor):  # fmt: skip
+        self.transformer = transformer
+        self.guider = guider
+        self.passes = guidance_passes(guider)
+        contexts = [guider.negative_context if p.negative_context else video_context for p in self.passes]
+        self.video_context = torch.cat(contexts, dim=0)
+        self.audio_context = _repeat(audio_context, len(self.passes))
+        self.perturbations = BatchedPerturbationConfig([PerturbationConfig(list(p.perturbations)) for p in self.passes])
+        self.last: torch.Tensor | None = None
+        self.forwards = 0
+
+    def __call__(self, video: LatentState, audio: LatentState, sigma: torch.Tensor, step: int) -> torch.Tensor:
+        if self.guider.should_skip_step(step):
+            return self.last
+        n = len(self.passes)
+        out, _ = self.transformer(
+            video=modality(video, self.video_context, sigma, n),
+            audio=modality(audio, self.audio_context, sigma, n),
+            perturbations=self.perturbations,
+        )
+        self.forwards += 1
+        by_name = {p.name: out[i : i + 1] for i, p in enumerate(self.passes)}
+        self.last = self.guider.calculate(
+            by_name["cond"], by_name.get("uncond", 0.0), by_name.get("perturbed", 0.0), by_name.get("isolated", 0.0)
+        )
+        return self.last
+
+
+class PlainDenoiser:
+    """Stage-2 denoiser: the distilled refinement uses the conditional pass alone."""
+
+    def __init__(self, transformer: torch.nn.Module, video_context: torch.Tensor, audio_context: torch.Tensor):
+        self.transformer = transformer
+        self.video_context = video_context
+        self.audio_context = audio_context
+
+    def __call__(self, video: LatentState, audio: LatentState, sigma: torch.Tensor, step: int) -> torch.Tensor:  # noqa: ARG002
+        out, _ = self.transformer(
+            video=modality(video, self.video_context, sigma, 1),
+            audio=modality(audio, self.audio_context, sigma, 1),
+            perturbations=None,
+        )
+        return out

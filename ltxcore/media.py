@@ -1,0 +1,203 @@
+"""Audio in, mp4 out. PyAV does the decoding and muxing.
+
+Beyond upstream's reader: any PCM width, mono duplicated to the stereo the audio VAE needs, surround
+downmixed, and short audio padded with silence (reported, not asserted).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from ltxcore.errors import RenderInputError
+
+AUDIO_CODECS = {"pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_f64le", "pcm_u8", "pcm_s16be",
+                "pcm_s24be", "pcm_f32be", "mp3", "mp3float", "aac", "opus", "vorbis", "flac", "alac"}  # fmt: skip
+AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    codec: str
+    sample_rate: int
+    channels: int
+    duration: float
+
+
+@dataclass(frozen=True)
+class AudioClip:
+    """Stereo float32 samples in [-1, 1], shape (2, samples); ``padded_seconds`` of silence were appended."""
+
+    samples: np.ndarray
+    sample_rate: int
+    padded_seconds: float = 0.0
+
+    @property
+    def duration(self) -> float:
+        return self.samples.shape[1] / self.sample_rate
+
+    def waveform(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """(1, 2, samples) float32, the layout upstream's audio encoder takes."""
+        return torch.from_numpy(self.samples).unsqueeze(0).to(device)
+
+
+def _open(path: str, field: str) -> av.container.InputContainer:
+    try:
+        return av.open(str(path))
+    except (av.error.FFmpegError, OSError) as e:
+        raise RenderInputError(field, f"cannot open {path} as media: {e}.") from e
+
+
+def probe_audio(path: str, field: str = "audio") -> AudioInfo:
+    """Codec, rate, channels and duration; raises if the file has no supported audio stream."""
+    with _open(path, field) as container:
+        stream = next((s for s in container.streams if s.type == "audio"), None)
+        if stream is None:
+            raise RenderInputError(field, f"{path} has no audio stream.")
+        codec = stream.codec_context.name
+        if codec not in AUDIO_CODECS:
+            raise RenderInputError(
+                field, f"{path} uses the {codec} codec, which is not supported; use WAV, MP3, M4A/AAC, OGG or FLAC."
+            )
+        if stream.duration is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        else:
+            duration = sum(f.samples for f in container.decode(stream)) / stream.rate
+        return AudioInfo(codec, stream.rate, stream.channels, duration)
+
+
+def decode_audio(path: str, start: float = 0.0, duration: float | None = None, field: str = "audio") -> AudioClip:
+    """Decode ``[start, start + duration)`` to stereo float32; pad with silence if the file ends first."""
+    info = probe_audio(path, field)
+    resampler = av.AudioResampler(format="fltp", layout="stereo" if info.channels > 2 else None, rate=info.sample_rate)
+    chunks: list[np.ndarray] = []
+    first_time: float | None = None
+    end = None if duration is None else start + duration
+    with _open(path, field) as container:
+        stream = container.streams.audio[0]
+        if start > 0:
+            container.seek(int(start / stream.time_base), stream=stream, backward=True, any_frame=False)
+        try:
+            for frame in container.decode(stream):
+                time = float(frame.pts * stream.time_base) if frame.pts is not None else None
+                if first_time is None:
+                    first_time = time if time is not None else 0.0
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray())
+                decoded = sum(c.shape[1] for c in chunks) / info.sample_rate
+                if end is not None and first_time + decoded >= end:
+                    break
+        except av.error.FFmpegError as e:
+            raise RenderInputError(field, f"{path} could not be decoded: {e}.") from e
+    if not chunks:
+        raise RenderInputError(field, f"{path} contains no audio samples.")
+    samples = np.concatenate(chunks, axis=1).astype(np.float32)
+    if samples.shape[0] == 1:
+        samples = np.repeat(samples, 2, axis=0)
+    skip = max(0, round((start - (first_time or 0.0)) * info.sample_rate))
+    samples = samples[:, skip:]
+    if samples.shape[1] == 0:
+        raise RenderInputError("audio_start_time", f"{start}s is past the end of {path} ({info.duration:.2f}s).")
+    padded = 0.0
+    if duration is not None:
+        want = round(duration * info.sample_rate)
+        if samples.shape[1] < want:
+            padded = (want - samples.shape[1]) / info.sample_rate
+            samples = np.pad(samples, ((0, 0), (0, want - samples.shape[1])))
+        samples = samples[:, :want]
+    return AudioClip(np.ascontiguousarray(np.clip(samples, -1.0, 1.0)), info.sample_rate, padded)
+
+
+def _aac_rate(rate: int) -> int:
+    return rate if rate in AAC_RATES else 48000
+
+
+def write_mp4(path: str | Path, frames: Iterable[torch.Tensor], fps: float, audio: AudioClip, num_frames: int) -> None:
+    """H.264 + AAC. Written to a temporary name beside ``path`` and renamed, so ``path`` is never partial.
+
+    ``frames`` yields uint8 chunks shaped (f, h, w, 3). The audio track is cut to the video's length.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    rate = Fraction(fps).limit_denominator(1001)
+    written = 0
+    try:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            video = None
+            for chunk in frames:
+                array = chunk.to("cpu").numpy()
+                if video is None:
+                    video = container.add_stream("libx264", rate=rate)
+                    video.height, video.width = array.shape[1], array.shape[2]
+                    video.pix_fmt = "yuv420p"
+                    video.options = {"crf": "18", "preset": "veryfast"}
+                    sound = _add_audio(container, _aac_rate(audio.sample_rate))
+                for image in array:
+                    container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+                    written += 1
+            if video is None:
+                raise RuntimeError("the decoder produced no frames")
+            container.mux(video.encode())
+            seconds = num_frames / float(rate)
+            _mux_audio(container, sound, audio, round(seconds * audio.sample_rate))
+        if written != num_frames:
+            raise RuntimeError(f"wrote {written} frames, expected {num_frames}")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _add_audio(container: av.container.OutputContainer, rate: int) -> av.audio.AudioStream:
+    stream = container.add_stream("aac", rate=rate)
+    stream.layout = "stereo"
+    stream.time_base = Fraction(1, rate)
+    return stream
+
+
+def _mux_audio(container, stream, audio: AudioClip, num_samples: int) -> None:
+    samples = audio.samples[:, :num_samples]
+    if samples.shape[1] < num_samples:
+        samples = np.pad(samples, ((0, 0), (0, num_samples - samples.shape[1])))
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, dtype=np.float32), format="fltp", layout="stereo")
+    frame.sample_rate = audio.sample_rate
+    frame.pts = 0
+    resampler = av.AudioResampler(format=stream.codec_context.format, layout="stereo", rate=stream.rate)
+    for out in [*resampler.resample(frame), *resampler.resample(None)]:
+        container.mux(stream.encode(out))
+    container.mux(stream.encode())
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    frames: int
+    width: int
+    height: int
+    fps: float
+    video_seconds: float
+    audio_seconds: float
+    audio_rate: int
+    audio_channels: int
+
+
+def probe_mp4(path: str | Path) -> VideoProbe:
+    """Decode an mp4 fully and count what is really in it (not what the header claims)."""
+    with av.open(str(path)) as container:
+        v = container.streams.video[0]
+        a = container.streams.audio[0]
+        frames = sum(1 for _ in container.decode(v))
+        fps = float(v.average_rate)
+        width, height = v.codec_context.width, v.codec_context.height
+    with av.open(str(path)) as container:
+        a = container.streams.audio[0]
+        samples = sum(f.samples for f in container.decode(a))
+        rate, channels = a.rate, a.channels
+    return VideoProbe(frames, width, height, fps, frames / fps, samples / rate, rate, channels)

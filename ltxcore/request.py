@@ -1,0 +1,134 @@
+"""One fully resolved render request, with the upstream LTX-2.3 defaults and its checks.
+
+The engine takes nothing else: manifests, plans and schedulers all reduce to a ``RenderRequest``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ltx_core.components.guiders import MultiModalGuiderParams
+from ltx_pipelines.utils.constants import DEFAULT_NEGATIVE_PROMPT, LTX_2_3_PARAMS
+
+from ltxcore.errors import RenderInputError
+
+FRAME_STEP = 8  # the video VAE compresses time by 8: valid frame counts are 8k + 1
+SIZE_STEP = 64  # two-stage: half size must still be a multiple of 32
+UPSTREAM_GUIDER = LTX_2_3_PARAMS.video_guider_params
+
+
+@dataclass(frozen=True)
+class GuiderSettings:
+    """The video multimodal guider (upstream ``MultiModalGuiderParams``), LTX-2.3 defaults."""
+
+    cfg_scale: float = UPSTREAM_GUIDER.cfg_scale
+    stg_scale: float = UPSTREAM_GUIDER.stg_scale
+    rescale_scale: float = UPSTREAM_GUIDER.rescale_scale
+    modality_scale: float = UPSTREAM_GUIDER.modality_scale
+    skip_step: int = UPSTREAM_GUIDER.skip_step
+    stg_blocks: tuple[int, ...] = tuple(UPSTREAM_GUIDER.stg_blocks)
+
+    def to_upstream(self) -> MultiModalGuiderParams:
+        return MultiModalGuiderParams(
+            cfg_scale=self.cfg_scale,
+            stg_scale=self.stg_scale,
+            rescale_scale=self.rescale_scale,
+            modality_scale=self.modality_scale,
+            skip_step=self.skip_step,
+            stg_blocks=list(self.stg_blocks),
+        )
+
+    def problems(self, num_layers: int | None = None) -> list[RenderInputError]:
+        out = []
+        for name in ("cfg_scale", "stg_scale", "rescale_scale", "modality_scale"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                out.append(RenderInputError(name, f"must be a finite number, got {value!r}."))
+            elif not 0 <= value <= 50:
+                out.append(RenderInputError(name, f"must be between 0 and 50, got {value}."))
+        if isinstance(self.rescale_scale, (int, float)) and not 0 <= self.rescale_scale <= 1:
+            out.append(RenderInputError("rescale_scale", f"must be between 0 and 1, got {self.rescale_scale}."))
+        if not isinstance(self.skip_step, int) or self.skip_step < 0:
+            out.append(RenderInputError("skip_step", f"must be a whole number >= 0, got {self.skip_step!r}."))
+        bad = [b for b in self.stg_blocks if not isinstance(b, int) or b < 0 or (num_layers and b >= num_layers)]
+        if bad:
+            limit = f" (the model has blocks 0..{num_layers - 1})" if num_layers else ""
+            out.append(RenderInputError("stg_blocks", f"has invalid block indices {bad}{limit}."))
+        return out
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """Everything one clip needs. ``num_frames=None`` means: the largest 8k+1 that fits the audio window."""
+
+    audio: str
+    prompt: str
+    seed: int = LTX_2_3_PARAMS.seed
+    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
+    audio_start_time: float = 0.0
+    audio_max_duration: float | None = None
+    image: str | None = None
+    image_frame: int = 0
+    image_strength: float = 1.0
+    height: int = LTX_2_3_PARAMS.stage_2_height
+    width: int = LTX_2_3_PARAMS.stage_2_width
+    num_frames: int | None = None
+    frame_rate: float = LTX_2_3_PARAMS.frame_rate
+    num_inference_steps: int = LTX_2_3_PARAMS.num_inference_steps
+    guider: GuiderSettings = field(default_factory=GuiderSettings)
+    distilled_lora_strength: float = 1.0
+
+    def problems(self, num_layers: int | None = None) -> list[RenderInputError]:
+        """Every problem that can be seen without decoding media, as field-named errors."""
+        out: list[RenderInputError] = []
+
+        def bad(name: str, message: str) -> None:
+            out.append(RenderInputError(name, message))
+
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            bad("prompt", "is empty; describe the shot, e.g. 'A presenter talks to the camera'.")
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0 or value % SIZE_STEP:
+                bad(name, f"must be a positive multiple of {SIZE_STEP} for the two-stage pipeline, got {value!r}.")
+        if self.num_frames is not None and (
+            not isinstance(self.num_frames, int) or self.num_frames < 1 or (self.num_frames - 1) % FRAME_STEP
+        ):
+            bad("num_frames", f"must be 8k+1 (9, 17, ..., 97, 121), got {self.num_frames!r}.")
+        if not _finite(self.frame_rate) or not 1 <= self.frame_rate <= 120:
+            bad("frame_rate", f"must be between 1 and 120 frames per second, got {self.frame_rate!r}.")
+        if not isinstance(self.num_inference_steps, int) or not 1 <= self.num_inference_steps <= 200:
+            bad("num_inference_steps", f"must be a whole number from 1 to 200, got {self.num_inference_steps!r}.")
+        if not _finite(self.audio_start_time) or self.audio_start_time < 0:
+            bad("audio_start_time", f"must be a time in seconds >= 0, got {self.audio_start_time!r}.")
+        if self.audio_max_duration is not None and (
+            not _finite(self.audio_max_duration) or self.audio_max_duration <= 0
+        ):
+            bad("audio_max_duration", f"must be a positive number of seconds, got {self.audio_max_duration!r}.")
+        if not _finite(self.image_strength) or not 0 <= self.image_strength <= 1:
+            bad("image_strength", f"must be between 0 and 1, got {self.image_strength!r}.")
+        if not isinstance(self.image_frame, int) or self.image_frame < 0:
+            bad("image_frame", f"must be a frame index >= 0, got {self.image_frame!r}.")
+        elif self.num_frames is not None and isinstance(self.num_frames, int) and self.image_frame >= self.num_frames:
+            bad("image_frame", f"is {self.image_frame}, past the last frame ({self.num_frames - 1}).")
+        if not _finite(self.distilled_lora_strength) or not 0 <= self.distilled_lora_strength <= 2:
+            bad("distilled_lora_strength", f"must be between 0 and 2, got {self.distilled_lora_strength!r}.")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            bad("seed", f"must be a whole number from 0 to 2**63-1, got {self.seed!r}.")
+        for name in ("audio", "image"):
+            value = getattr(self, name)
+            if value is not None and "://" not in str(value) and not Path(value).is_file():
+                bad(name, f"file {value} does not exist or is not a file.")
+        return out + self.guider.problems(num_layers)
+
+
+def frames_for_duration(seconds: float, frame_rate: float) -> int:
+    """The largest valid frame count (8k+1) whose clip fits in ``seconds``."""
+    fitting = math.floor(seconds * frame_rate + 1e-6)
+    return max(1, (fitting - 1) // FRAME_STEP * FRAME_STEP + 1)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,51 @@
+"""Shared fixtures: one tiny bundle per session and small real audio/image files."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from ltxcore.bundle import ModelBundle
+from ltxcore.tiny import make_tiny_bundle
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> ModelBundle:
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundle"), seed=0)
+
+
+def write_tone(path, seconds: float, rate: int = 16000, channels: int = 2, codec: str = "pcm_s16le",
+               fmt: str = "s16") -> str:  # fmt: skip
+    """A real audio file with a decaying chord, written by PyAV in any codec it can encode."""
+    t = np.arange(int(seconds * rate)) / rate
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * np.exp(-t) + 0.1 * np.sin(2 * np.pi * 330 * t)
+    layout = "mono" if channels == 1 else "stereo"
+    planes = np.stack([tone] * channels).astype(np.float32)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.codec_context.options = {"strict": "experimental"}  # ffmpeg's native vorbis encoder
+        stream.layout = layout
+        frame = av.AudioFrame.from_ndarray(planes, format="fltp", layout=layout)
+        frame.sample_rate = rate
+        frame.pts = 0
+        resampler = av.AudioResampler(format=stream.codec_context.format, layout=layout, rate=rate)
+        for out in [*resampler.resample(frame), *resampler.resample(None)]:
+            container.mux(stream.encode(out))
+        container.mux(stream.encode())
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("media")
+    image = folder / "presenter.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (96, 160, 3), dtype=np.uint8)).save(image)
+    return {
+        "stereo_wav": write_tone(folder / "stereo.wav", 2.0),
+        "mono_wav": write_tone(folder / "mono.wav", 2.0, channels=1),
+        "short_wav": write_tone(folder / "short.wav", 0.5),
+        "image": str(image),
+    }

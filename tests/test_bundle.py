@@ -1,0 +1,78 @@
+"""The model bundle: released file names, version metadata, and refusals that name the file."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ltxcore.bundle import RELEASED_NAMES, ModelBundle
+from ltxcore.errors import BundleError
+from ltxcore.loading import COMPONENTS, build_component
+
+
+def _copy(bundle: ModelBundle, tmp_path) -> ModelBundle:
+    folder = tmp_path / "copy"
+    shutil.copytree(bundle.checkpoint_path.rsplit("/", 1)[0], folder)
+    return ModelBundle.from_folder(folder)
+
+
+def test_tiny_bundle_is_small_and_in_released_format(tiny_bundle):
+    with safe_open(tiny_bundle.checkpoint_path, "pt") as f:
+        keys = list(f.keys())
+        assert f.get_tensor(keys[0]).dtype == torch.bfloat16
+    for prefix in ("model.diffusion_model.", "vae.", "audio_vae.", "vocoder.", "text_embedding_projection."):
+        assert any(k.startswith(prefix) for k in keys), prefix
+    assert tiny_bundle.model_version().startswith("2.3")
+    with safe_open(tiny_bundle.distilled_lora, "pt") as f:
+        assert all(".lora_A." in k or ".lora_B." in k for k in f.keys())
+    total = sum(f.stat().st_size for f in tiny_bundle_files(tiny_bundle))
+    assert total < 25 * 2**20
+
+
+def tiny_bundle_files(bundle):
+    from pathlib import Path
+
+    return [p for p in Path(bundle.checkpoint_path).parent.rglob("*") if p.is_file()]
+
+
+def test_generator_is_deterministic(tmp_path):
+    from ltxcore.tiny import make_tiny_bundle
+
+    a, b = make_tiny_bundle(tmp_path / "a", seed=1), make_tiny_bundle(tmp_path / "b", seed=1)
+    with safe_open(a.checkpoint_path, "pt") as fa, safe_open(b.checkpoint_path, "pt") as fb:
+        assert all(torch.equal(fa.get_tensor(k), fb.get_tensor(k)) for k in fa.keys())
+
+
+@pytest.mark.parametrize("name", sorted(COMPONENTS))
+def test_every_component_loads_through_upstream_builders(tiny_bundle, name):
+    model = build_component(tiny_bundle, name, torch.device("cpu"))
+    assert all(p.device.type == "cpu" for p in model.parameters())
+
+
+def test_missing_file_is_named(tiny_bundle, tmp_path):
+    bundle = _copy(tiny_bundle, tmp_path)
+    (tmp_path / "copy" / RELEASED_NAMES["spatial_upsampler_path"]).unlink()
+    with pytest.raises(BundleError, match="spatial_upsampler_path .*does not exist"):
+        ModelBundle.from_folder(tmp_path / "copy")
+    assert bundle.gemma_root
+
+
+def test_pickle_or_garbage_is_not_loaded(tiny_bundle, tmp_path):
+    _copy(tiny_bundle, tmp_path)
+    (tmp_path / "copy" / RELEASED_NAMES["distilled_lora"]).write_bytes(b"\x80\x04\x95 pickle bytes, not safetensors")
+    with pytest.raises(BundleError, match="distilled_lora .*not a safetensors file"):
+        ModelBundle.from_folder(tmp_path / "copy")
+
+
+def test_checkpoint_missing_keys_is_refused_not_left_on_meta(tiny_bundle, tmp_path):
+    bundle = _copy(tiny_bundle, tmp_path)
+    with safe_open(bundle.checkpoint_path, "pt") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys() if "transformer_blocks.1.attn1.to_q" not in k}
+    save_file(tensors, bundle.checkpoint_path, metadata=metadata)
+    with pytest.raises(BundleError, match=r"ltx-2.3-22b-dev.safetensors is missing weights for the transformer"):
+        build_component(bundle, "transformer", torch.device("cpu"))

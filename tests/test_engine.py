@@ -1,0 +1,93 @@
+"""The resident engine on the tiny bundle: mp4 output, no state leaking between items, input handling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ltxcore.engine import Engine
+from ltxcore.errors import RenderInputError
+from ltxcore.media import probe_mp4
+from ltxcore.request import GuiderSettings, RenderRequest
+
+GUIDER = GuiderSettings(stg_blocks=(1,))
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_bundle) -> Engine:
+    return Engine(tiny_bundle)
+
+
+def _request(audio: str, **overrides) -> RenderRequest:
+    fields = dict(audio=audio, prompt="A teacher explains fractions", seed=3, height=128, width=192,
+                  frame_rate=25.0, num_inference_steps=3, guider=GUIDER)  # fmt: skip
+    return RenderRequest(**{**fields, **overrides})
+
+
+def test_renders_mp4_with_exact_frames_size_fps_and_audio(engine, media, tmp_path):
+    result = engine.render(_request(media["stereo_wav"]), tmp_path / "clip.mp4")
+    probe = probe_mp4(tmp_path / "clip.mp4")
+    assert result.num_frames == 49  # largest 8k+1 within 2.0 s at 25 fps
+    assert (probe.frames, probe.width, probe.height, probe.fps) == (49, 192, 128, 25.0)
+    assert abs(probe.audio_seconds - probe.video_seconds) <= 1024 / probe.audio_rate  # one AAC frame
+    assert probe.audio_channels == 2
+    assert {"text_encode", "audio_encode", "stage_1", "upsample", "stage_2", "decode", "mux"} <= set(result.timings)
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_same_request_twice_is_identical_with_other_items_between(engine, media):
+    first = engine.render(_request(media["stereo_wav"]), None, keep_latent=True)
+    engine.render(_request(media["mono_wav"], seed=99, prompt="Another prompt", distilled_lora_strength=0.5,
+                           image=media["image"]), None)  # fmt: skip
+    engine.render(_request(media["stereo_wav"], guider=GuiderSettings(stg_blocks=(0,), skip_step=1)), None)
+    again = engine.render(_request(media["stereo_wav"]), None, keep_latent=True)
+    assert torch.equal(first.video_latent, again.video_latent)
+    assert all(layer.strength == 0.0 for layer in engine.lora.layers)
+
+
+def test_prompt_pairs_are_encoded_once(engine, media):
+    request = _request(media["stereo_wav"], prompt="A cached prompt")
+    engine.render(request, None)
+    misses = engine.prompts.misses
+    engine.render(request, None)
+    assert engine.prompts.misses == misses
+
+
+def test_mono_audio_is_duplicated_to_stereo(engine, media, tmp_path):
+    engine.render(_request(media["mono_wav"], num_frames=17), tmp_path / "mono.mp4")
+    assert probe_mp4(tmp_path / "mono.mp4").audio_channels == 2
+
+
+def test_short_audio_is_padded_and_reported(engine, media, tmp_path):
+    result = engine.render(_request(media["short_wav"], num_frames=25), tmp_path / "short.mp4")
+    assert result.audio_padded_seconds == pytest.approx(1.0 - 0.5, abs=1e-3)
+    probe = probe_mp4(tmp_path / "short.mp4")
+    assert probe.frames == 25
+    assert abs(probe.audio_seconds - probe.video_seconds) <= 1024 / probe.audio_rate
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"num_frames": 20}, "num_frames"),
+        ({"height": 100}, "height"),
+        ({"guider": GuiderSettings(cfg_scale=float("nan"), stg_blocks=(1,))}, "cfg_scale"),
+        ({"guider": GuiderSettings(stg_blocks=(28,))}, "stg_blocks"),
+        ({"audio_start_time": -1.0}, "audio_start_time"),
+        ({"audio_start_time": 30.0}, "audio_start_time"),
+        ({"image": "/nonexistent/face.png"}, "image"),
+        ({"audio": "/nonexistent/voice.wav"}, "audio"),
+    ],
+)
+def test_bad_inputs_raise_one_error_type_naming_the_field(engine, media, overrides, field):
+    with pytest.raises(RenderInputError) as caught:
+        engine.render(_request(**{"audio": media["stereo_wav"], **overrides}), None)
+    assert caught.value.field == field
+
+
+def test_audio_that_is_not_audio_is_refused(engine, tmp_path):
+    fake = tmp_path / "voice.wav"
+    fake.write_bytes(b"this is not a wav file at all" * 10)
+    with pytest.raises(RenderInputError) as caught:
+        engine.render(_request(str(fake)), None)
+    assert caught.value.field == "audio"

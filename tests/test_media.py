@@ -1,0 +1,48 @@
+"""Audio decoding over the codecs users send, and the 8k+1 frame rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import write_tone
+
+from ltxcore.media import decode_audio, probe_audio
+from ltxcore.request import frames_for_duration
+
+
+@pytest.mark.parametrize(
+    ("suffix", "codec", "rate"),
+    [
+        ("wav", "pcm_s16le", 16000),
+        ("wav", "pcm_s24le", 44100),
+        ("wav", "pcm_f32le", 48000),
+        ("mp3", "mp3", 44100),
+        ("m4a", "aac", 48000),
+        ("ogg", "libopus", 48000),
+        ("ogg", "vorbis", 44100),
+        ("flac", "flac", 16000),
+    ],
+)
+def test_decodes_every_supported_codec(tmp_path, suffix, codec, rate):
+    channels = 2 if codec == "vorbis" else 1  # ffmpeg's own vorbis encoder writes stereo only
+    path = write_tone(tmp_path / f"voice.{suffix}", 1.5, rate=rate, channels=channels, codec=codec)
+    info = probe_audio(path)
+    clip = decode_audio(path, 0.25, 1.0)
+    assert info.duration == pytest.approx(1.5, abs=0.1)
+    assert clip.samples.shape == (2, rate)
+    assert np.array_equal(clip.samples[0], clip.samples[1])
+    assert 0.05 < np.abs(clip.samples).max() <= 1.0
+    assert clip.padded_seconds == 0.0
+
+
+def test_window_past_the_end_is_padded_with_silence(tmp_path):
+    path = write_tone(tmp_path / "short.wav", 1.0)
+    clip = decode_audio(path, 0.5, 1.0)
+    assert clip.padded_seconds == pytest.approx(0.5, abs=1e-3)
+    assert np.all(clip.samples[:, 8000 + 10 :] == 0)
+
+
+@pytest.mark.parametrize(("seconds", "fps", "frames"), [(2.0, 25, 49), (3.88, 25, 97), (0.3, 25, 1), (5.0, 24, 113)])
+def test_frames_for_duration_is_largest_fitting_8k_plus_1(seconds, fps, frames):
+    assert frames_for_duration(seconds, fps) == frames
+    assert (frames - 1) % 8 == 0 and frames / fps <= seconds + 1e-9

@@ -1,0 +1,134 @@
+"""Our engine against upstream's A2VidPipelineTwoStage on the same tiny bundle, inputs and seed (CPU)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from ltx_core.loader import LTXV_LORA_COMFY_RENAMING_MAP, LoraPathStrengthAndSDOps
+from ltx_core.model.video_vae import TilingConfig
+from ltx_pipelines.utils.args import ImageConditioningInput
+
+from ltxcore.engine import Engine
+from ltxcore.media import decode_audio, probe_mp4
+from ltxcore.request import GuiderSettings, RenderRequest
+
+GUIDER = GuiderSettings(stg_blocks=(1,))  # the tiny transformer has blocks 0 and 1
+
+
+def _request(audio: str, **overrides) -> RenderRequest:
+    fields = dict(audio=audio, prompt="A presenter speaks to the camera", seed=7, height=128, width=192,
+                  num_frames=17, frame_rate=25.0, num_inference_steps=4, guider=GUIDER)  # fmt: skip
+    return RenderRequest(**{**fields, **overrides})
+
+
+@pytest.fixture()
+def upstream_on_cpu(monkeypatch, tiny_bundle):
+    """Upstream calls torch.cuda.synchronize unconditionally and sizes Gemma from a hard-coded 12B config;
+    make both work on a CPU with the tiny root. Test-only patches."""
+    import ltx_pipelines.a2vid_two_stage as a2vid
+    from ltx_core.text_encoders.gemma.encoders import encoder_configurator
+
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    config = tiny_bundle.gemma_config()
+    fake = SimpleNamespace(to_dict=lambda: config, text_config=SimpleNamespace(**config["text_config"]))
+    monkeypatch.setattr(encoder_configurator, "GEMMA3_CONFIG_FOR_LTX", fake)
+    captured = {}
+    real_decode = a2vid.vae_decode_video
+
+    def capture(latent, *args, **kwargs):
+        captured["latent"] = latent.clone()
+        return real_decode(latent, *args, **kwargs)
+
+    monkeypatch.setattr(a2vid, "vae_decode_video", capture)
+    pipeline = a2vid.A2VidPipelineTwoStage(
+        checkpoint_path=tiny_bundle.checkpoint_path,
+        distilled_lora=[LoraPathStrengthAndSDOps(tiny_bundle.distilled_lora, 1.0, LTXV_LORA_COMFY_RENAMING_MAP)],
+        spatial_upsampler_path=tiny_bundle.spatial_upsampler_path,
+        gemma_root=tiny_bundle.gemma_root,
+        loras=[],
+        device=torch.device("cpu"),
+    )
+    return pipeline, captured
+
+
+def _run_upstream(pipeline, request: RenderRequest, images=()):
+    video, audio = pipeline(
+        prompt=request.prompt, negative_prompt=request.negative_prompt, seed=request.seed,
+        height=request.height, width=request.width, num_frames=request.num_frames,
+        frame_rate=request.frame_rate, num_inference_steps=request.num_inference_steps,
+        video_guider_params=request.guider.to_upstream(), images=list(images), audio_path=request.audio,
+        audio_start_time=request.audio_start_time, audio_max_duration=request.num_frames / request.frame_rate,
+        tiling_config=TilingConfig.default(),
+    )  # fmt: skip
+    frames = torch.cat(list(video))
+    return frames, audio
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+def _capture_stage_1(monkeypatch, into: list):
+    import ltx_pipelines.a2vid_two_stage as a2vid
+
+    import ltxcore.engine as engine_module
+
+    real = a2vid.upsample_video
+
+    def capture(latent, video_encoder, upsampler):
+        into.append(latent.clone())
+        return real(latent=latent, video_encoder=video_encoder, upsampler=upsampler)
+
+    monkeypatch.setattr(a2vid, "upsample_video", capture)
+    monkeypatch.setattr(engine_module, "upsample_video", capture)
+
+
+def test_matches_upstream(upstream_on_cpu, tiny_bundle, media, tmp_path, monkeypatch):
+    """Stage 1 is bit-identical. Stage 2 differs only by upstream rounding its LoRA-fused weights to bf16."""
+    pipeline, captured = upstream_on_cpu
+    stage_1: list[torch.Tensor] = []
+    _capture_stage_1(monkeypatch, stage_1)
+    request = _request(media["stereo_wav"])
+    frames, audio = _run_upstream(pipeline, request)
+
+    engine = Engine(tiny_bundle)
+    result = engine.render(request, tmp_path / "ours.mp4", keep_latent=True)
+    assert torch.equal(stage_1[1], stage_1[0])
+    error = relative_error(result.video_latent, captured["latent"])
+    print(f"final video latent relative error vs upstream: {error:.2e}")
+    assert error < 1e-2
+
+    probe = probe_mp4(tmp_path / "ours.mp4")
+    assert (probe.frames, probe.height, probe.width) == tuple(frames.shape[:3])
+    ours = decode_audio(request.audio, 0.0, request.num_frames / request.frame_rate)
+    assert ours.sample_rate == audio.sampling_rate
+    assert torch.equal(torch.from_numpy(ours.samples), audio.waveform.squeeze(0).float())
+
+
+def test_matches_upstream_bitwise_without_lora(upstream_on_cpu, tiny_bundle, media, monkeypatch):
+    """With the LoRA at strength 0 upstream fuses nothing, and the whole two-stage result is identical."""
+    pipeline, captured = upstream_on_cpu
+    pipeline.stage_2_model_ledger = pipeline.stage_1_model_ledger
+    request = _request(media["stereo_wav"], distilled_lora_strength=0.0, image=media["image"])
+    _run_upstream(pipeline, request, images=[ImageConditioningInput(request.image, 0, 1.0)])
+    result = Engine(tiny_bundle).render(request, None, keep_latent=True)
+    assert torch.equal(result.video_latent, captured["latent"])
+
+
+def test_runtime_lora_is_closer_to_exact_than_fused_bf16(tiny_bundle):
+    """Our adapter keeps base weights pristine; upstream's fused bf16 weight is one rounding further from exact."""
+    engine = Engine(tiny_bundle)
+    layer = engine.lora.layers[0]
+    torch.manual_seed(0)
+    x = torch.randn(4, 32, layer.down.shape[1], dtype=torch.bfloat16)
+    w = layer.base.weight.double()
+    exact = x.double() @ (w + layer.up.double() @ layer.down.double()).T + layer.base.bias.double()
+    fused = (layer.up * 1.0) @ layer.down
+    fused = (fused + layer.base.weight).to(torch.bfloat16)
+    upstream = torch.nn.functional.linear(x, fused, layer.base.bias)
+    with engine.lora.active(1.0):
+        ours = layer(x)
+    assert relative_error(ours.double(), exact) <= relative_error(upstream.double(), exact)
+    assert layer.strength == 0.0  # switched off again after the block
