@@ -1,0 +1,163 @@
+"""Read YAML and Parquet manifests into one shape: a model section, defaults, and located entries.
+
+YAML is read with ``yaml.safe_load`` only. Relative media paths resolve against the manifest's folder;
+``s3://``, ``gs://`` and ``file://`` URIs pass through untouched. A Parquet manifest takes its model
+section and defaults from a YAML file with the same stem beside it (``people.parquet`` ->
+``people.yaml``), from ``--defaults FILE``, or from CLI overrides.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import yaml
+
+from manifests.schema import flatten
+
+URI_SCHEMES = ("s3://", "gs://", "file://")
+TOP_LEVEL_KEYS = ("run_seed", "model", "defaults", "items")
+MODEL_KEYS = ("bundle", "checkpoint_path", "distilled_lora", "spatial_upsampler_path", "gemma_root", "quantization")
+
+
+class ManifestError(ValueError):
+    """The manifest file itself cannot be read (not YAML, not Parquet, wrong top-level shape)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One item as written, with where it was written (``line 14`` or ``row 3``)."""
+
+    index: int
+    where: str
+    data: dict
+
+    @property
+    def label(self) -> str:
+        item_id = self.data.get("id")
+        return f"item {item_id!r} ({self.where})" if item_id is not None else f"item #{self.index + 1} ({self.where})"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    model: dict
+    defaults: dict
+    entries: list[Entry]
+    run_seed: int = 0
+    top_level_problems: list[str] = field(default_factory=list)
+
+
+def is_uri(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(URI_SCHEMES)
+
+
+def resolve_media(value: object, base: Path) -> object:
+    """Relative paths -> absolute (against ``base``); URIs and non-strings unchanged."""
+    if not isinstance(value, str) or not value or is_uri(value):
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _resolve_entry(data: dict, base: Path) -> dict:
+    data = flatten(data)
+    for name in ("audio", "image"):
+        if name in data:
+            data[name] = resolve_media(data[name], base)
+    return data
+
+
+def _resolve_model(model: dict, base: Path) -> dict:
+    return {k: resolve_media(v, base) if k != "quantization" else v for k, v in model.items()}
+
+
+def _yaml_item_lines(text: str) -> list[int]:
+    """1-based line of each entry under ``items:`` (safe_load drops positions; compose keeps them)."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if not isinstance(root, yaml.MappingNode):
+        return []
+    for key, value in root.value:
+        if key.value == "items" and isinstance(value, yaml.SequenceNode):
+            return [node.start_mark.line + 1 for node in value.value]
+    return []
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{path}: cannot read the manifest: {e}.") from e
+    except yaml.YAMLError as e:
+        raise ManifestError(f"{path}: not valid YAML: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path}: the manifest must be a mapping with model, defaults and items.")
+    return data
+
+
+def _sections(data: dict, path: Path) -> tuple[dict, dict, int, list[str]]:
+    problems = [f"unknown top-level key {k!r} in {path.name}; expected {', '.join(TOP_LEVEL_KEYS)}."
+                for k in data if k not in TOP_LEVEL_KEYS]  # fmt: skip
+    model, defaults = data.get("model") or {}, data.get("defaults") or {}
+    if not isinstance(model, dict):
+        problems.append("model: must be a mapping of bundle paths and quantization.")
+        model = {}
+    if not isinstance(defaults, dict):
+        problems.append("defaults: must be a mapping of item fields.")
+        defaults = {}
+    run_seed = data.get("run_seed", 0)
+    if not isinstance(run_seed, int) or isinstance(run_seed, bool):
+        problems.append(f"run_seed: must be a whole number, got {run_seed!r}.")
+        run_seed = 0
+    return model, defaults, run_seed, problems
+
+
+def load_manifest(path: str | Path, defaults_file: str | Path | None = None, overrides: dict | None = None) -> Manifest:
+    """Load a ``.yaml``/``.yml`` or ``.parquet`` manifest. ``overrides`` beat the file's defaults."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise ManifestError(f"{path}: no such manifest file.")
+    base = path.parent
+    if path.suffix in (".yaml", ".yml"):
+        data = _read_yaml(path)
+        items = data.get("items")
+        if not isinstance(items, list):
+            raise ManifestError(f"{path}: needs an 'items:' list, one entry per clip.")
+        lines = _yaml_item_lines(path.read_text())
+        entries = [
+            Entry(i, f"line {lines[i]}" if i < len(lines) else f"entry {i + 1}",
+                  _resolve_entry(item, base) if isinstance(item, dict) else {"_not_a_mapping": item})
+            for i, item in enumerate(items)
+        ]  # fmt: skip
+    elif path.suffix == ".parquet":
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except Exception as e:  # pyarrow raises several types for a bad file
+            raise ManifestError(f"{path}: not a readable Parquet file: {e}") from e
+        entries = [Entry(i, f"row {i + 1}", _resolve_entry(_drop_nulls(row), base)) for i, row in enumerate(rows)]
+        sidecar = Path(defaults_file) if defaults_file else path.with_suffix(".yaml")
+        data = _read_yaml(sidecar) if sidecar.is_file() else {}
+        if defaults_file and not sidecar.is_file():
+            raise ManifestError(f"{sidecar}: the defaults file does not exist.")
+        base = sidecar.parent if sidecar.is_file() else base
+    else:
+        raise ManifestError(f"{path}: a manifest is a .yaml, .yml or .parquet file.")
+    model, defaults, run_seed, problems = _sections(data, path)
+    defaults = _resolve_entry({**defaults, **(overrides or {})}, base)
+    return Manifest(path, _resolve_model(model, base), defaults, entries, run_seed, problems)
+
+
+def _drop_nulls(row: dict) -> dict:
+    """Parquet has no 'absent': a null (or NaN in a float column) means 'use the default'."""
+    out = {}
+    for key, value in row.items():
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if key == "tags" and isinstance(value, list):  # pyarrow reads a map column as key/value pairs
+            value = dict(value)
+        out[key] = value
+    return out

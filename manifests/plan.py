@@ -1,0 +1,99 @@
+"""The plan: fully resolved items with seeds, frame counts and a stable fingerprint each.
+
+The fingerprint hashes every resolved setting, the input files' size and mtime, and the model bundle's
+identity. Tags are left out: relabelling an item must not re-render it. Two attempts of one item share
+a fingerprint; an item whose inputs or settings changed under the same id does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from ltxcore.media import probe_audio
+from ltxcore.request import frames_for_duration
+from manifests.load import Manifest, is_uri
+from manifests.schema import Item, arrow_schema, merge
+
+SEED_SPACE = 2**31
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    item: Item
+    fingerprint: str
+
+    @property
+    def id(self) -> str:
+        return self.item.id
+
+
+def derive_seed(run_seed: int, item_id: str) -> int:
+    """Deterministic per-item seed, so a re-run or resume reproduces the same clip."""
+    digest = hashlib.sha256(f"{run_seed}:{item_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % SEED_SPACE
+
+
+def file_identity(uri: str | None, stat=None) -> dict | None:
+    """Size and mtime of a local file; for a URI, whatever ``stat`` (a remote stat function) reports."""
+    if uri is None:
+        return None
+    if is_uri(uri):
+        return stat(uri) if stat else {"uri": uri}
+    info = Path(uri).stat()
+    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+
+
+def fingerprint(values: dict, media: dict, bundle_identity: dict | None) -> str:
+    settings = {k: v for k, v in values.items() if k not in ("tags", "id")}
+    payload = {"settings": settings, "media": media, "bundle": bundle_identity}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def resolve_item(values: dict, run_seed: int, audio_duration: float | None = None) -> Item:
+    """Fill the seed and frame count; ``audio_duration`` is probed when not given (local files)."""
+    values = dict(values)
+    for name in ("seed", "height", "width", "image_frame", "num_frames", "num_inference_steps", "video_skip_step"):
+        if isinstance(values.get(name), float):
+            values[name] = int(values[name])
+    if values["seed"] is None:
+        values["seed"] = derive_seed(run_seed, values["id"])
+    if values["num_frames"] is None:
+        duration = audio_duration if audio_duration is not None else probe_audio(values["audio"]).duration
+        window = duration - values["audio_start_time"]
+        if values["audio_max_duration"] is not None:
+            window = min(window, values["audio_max_duration"])
+        values["num_frames"] = frames_for_duration(window, values["frame_rate"])
+    return Item(values)
+
+
+def plan(manifest: Manifest, bundle_identity: dict | None = None, stat=None, durations=None) -> list[PlannedItem]:
+    """Resolve every entry of a *validated* manifest. ``durations`` maps remote audio URIs to seconds."""
+    planned = []
+    for entry in manifest.entries:
+        values = merge(manifest.defaults, entry.data)
+        item = resolve_item(values, manifest.run_seed, (durations or {}).get(values["audio"]))
+        media = {name: file_identity(item.values[name], stat) for name in ("audio", "image")}
+        planned.append(PlannedItem(item, fingerprint(item.values, media, bundle_identity)))
+    return planned
+
+
+PLAN_SCHEMA = arrow_schema((pa.field("fingerprint", pa.string()),))
+
+
+def plan_table(planned: list[PlannedItem]) -> pa.Table:
+    rows = [{**p.item.values, "fingerprint": p.fingerprint} for p in planned]
+    return pa.Table.from_pylist(rows, schema=PLAN_SCHEMA)
+
+
+def plan_from_table(table: pa.Table) -> list[PlannedItem]:
+    out = []
+    for row in table.to_pylist():
+        fp = row.pop("fingerprint")
+        row["tags"] = dict(row["tags"] or [])
+        out.append(PlannedItem(Item(row), fp))
+    return out

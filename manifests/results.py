@@ -1,0 +1,137 @@
+"""The results table: a Parquet dataset under ``RUN/results/``, one row per item attempt.
+
+Each shard attempt owns one file. It is rewritten after every item, always to a temporary name first and
+then moved into place, so a reader never sees a partial file, a killed worker loses at most the item it
+was on, and a retried shard (a new attempt number) never collides with an earlier attempt. Readers merge
+attempts: the latest attempt per item wins. Plain ``pyarrow.dataset`` or ``pandas`` read it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from manifests.plan import PlannedItem
+from manifests.schema import ITEM_FIELDS
+
+STATUSES = ("ok", "failed", "skipped")
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+RESULT_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string()),
+        pa.field("item_id", pa.string()),
+        pa.field("fingerprint", pa.string()),
+        pa.field("shard_id", pa.int64()),
+        pa.field("attempt", pa.int64()),
+        pa.field("status", pa.string()),
+        pa.field("error_type", pa.string()),
+        pa.field("error_message", pa.string()),
+        pa.field("output_uri", pa.string()),
+        pa.field("output_bytes", pa.int64()),
+        pa.field("output_sha256", pa.string()),
+        *[pa.field(f.name, f.arrow) for f in ITEM_FIELDS if f.name != "id"],
+        pa.field("audio_padded_seconds", pa.float64()),
+        pa.field("bundle", pa.string()),  # JSON: file names, sizes, mtimes, model version
+        pa.field("quantization", pa.string()),
+        pa.field("timings", pa.map_(pa.string(), pa.float64())),
+        pa.field("peak_memory_bytes", pa.map_(pa.string(), pa.int64())),
+        pa.field("device", pa.string()),
+        pa.field("host", pa.string()),
+        pa.field("started_at", _TIMESTAMP),
+        pa.field("finished_at", _TIMESTAMP),
+    ]
+)
+
+
+def result_row(planned: PlannedItem, **fields) -> dict:
+    """A row with the item's resolved settings filled in; ``fields`` adds the attempt's outcome."""
+    settings = {k: v for k, v in planned.item.values.items() if k != "id"}
+    settings["tags"] = list(settings["tags"].items())
+    row = {"item_id": planned.id, "fingerprint": planned.fingerprint, **settings, **fields}
+    if isinstance(row.get("bundle"), dict):
+        row["bundle"] = json.dumps(row["bundle"], sort_keys=True)
+    for name in ("timings", "peak_memory_bytes"):
+        if isinstance(row.get(name), dict):
+            row[name] = list(row[name].items())
+    unknown = set(row) - set(RESULT_SCHEMA.names)
+    if unknown:
+        raise ValueError(f"unknown result fields {sorted(unknown)}")
+    if row.get("status") not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {row.get('status')!r}")
+    return row
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """``pyarrow.fs`` for a local path or an ``s3://``/``gs://`` URI."""
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), str(uri)
+
+
+def write_atomically(fs: pafs.FileSystem, path: str, write) -> None:
+    """``write(stream)`` to a hidden temporary name beside ``path``, then move it into place."""
+    folder, name = path.rsplit("/", 1)
+    tmp = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+    with fs.open_output_stream(tmp) as stream:
+        write(stream)
+    fs.move(tmp, path)
+
+
+@dataclass
+class ShardRecorder:
+    """Collects one shard attempt's rows and keeps its file current after every item."""
+
+    results_uri: str
+    run_id: str
+    shard_id: int
+    attempt: int
+
+    def __post_init__(self):
+        self.fs, self.root = filesystem(self.results_uri)
+        self.fs.create_dir(self.root, recursive=True)
+        self.rows: list[dict] = []
+        self.path = f"{self.root}/shard-{self.shard_id:05d}-attempt-{self.attempt:02d}.parquet"
+
+    def add(self, row: dict) -> None:
+        self.rows.append({**row, "run_id": self.run_id, "shard_id": self.shard_id, "attempt": self.attempt})
+        table = pa.Table.from_pylist(self.rows, schema=RESULT_SCHEMA)
+        write_atomically(self.fs, self.path, lambda stream: pq.write_table(table, stream))
+
+
+def read_results(results_uri: str) -> pa.Table:
+    """Every attempt ever recorded (hidden temporary files are skipped)."""
+    fs, root = filesystem(results_uri)
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.NotFound:
+        return RESULT_SCHEMA.empty_table()
+    dataset = ds.dataset(root, filesystem=fs, format="parquet", schema=RESULT_SCHEMA)
+    return dataset.to_table()
+
+
+def latest_attempts(table: pa.Table) -> pa.Table:
+    """One row per item: its latest attempt (by finish time, then attempt number)."""
+    if table.num_rows == 0:
+        return table
+    order = table.sort_by([("item_id", "ascending"), ("finished_at", "descending"), ("attempt", "descending")])
+    ids = order.column("item_id").to_pylist()
+    keep = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]]
+    return order.take(keep)
+
+
+def done_fingerprints(table: pa.Table) -> set[tuple[str, str]]:
+    ok = table.filter(pc.equal(table.column("status"), "ok"))
+    return set(zip(ok.column("item_id").to_pylist(), ok.column("fingerprint").to_pylist(), strict=True))
+
+
+def still_to_render(planned: list[PlannedItem], results_uri: str) -> list[PlannedItem]:
+    """Items of the plan with no ``ok`` row for the same fingerprint. Resume renders exactly these."""
+    done = done_fingerprints(read_results(results_uri))
+    return [p for p in planned if (p.id, p.fingerprint) not in done]

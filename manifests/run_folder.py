@@ -1,0 +1,104 @@
+"""The run folder: what was submitted, the resolved plan, outputs and results, all under one root.
+
+RUN/submitted/   the manifest exactly as submitted (and its Parquet defaults file)
+RUN/plan.parquet the resolved plan with fingerprints; resume reads this, not the source manifest
+RUN/run.json     who submitted what: CLI arguments, code version, bundle identity, run id
+RUN/videos/      one mp4 per item, named <id>.mp4
+RUN/results/     the results dataset
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from manifests.plan import PlannedItem, plan_from_table, plan_table
+from manifests.results import filesystem, still_to_render, write_atomically
+from manifests.schema import id_problem
+
+
+def code_version() -> str:
+    """The git commit when run from a checkout, else the installed package version."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()  # fmt: skip
+        if sha:
+            return f"git:{sha}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        return f"ltx-batch=={metadata.version('ltx-batch')}"
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    uri: str
+
+    def __post_init__(self):
+        fs, root = filesystem(self.uri)
+        object.__setattr__(self, "fs", fs)
+        object.__setattr__(self, "root", root.rstrip("/"))
+
+    def _join(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    @property
+    def results_uri(self) -> str:
+        return self._sub_uri("results")
+
+    def _sub_uri(self, name: str) -> str:
+        return f"{self.uri.rstrip('/')}/{name}"
+
+    def video_uri(self, item_id: str) -> str:
+        """Where an item's mp4 goes. Ids were validated; refuse anything that could leave the folder."""
+        problem = id_problem(item_id)
+        if problem:
+            raise ValueError(f"item id {problem}")
+        return self._sub_uri(f"videos/{item_id}.mp4")
+
+    def exists(self) -> bool:
+        from pyarrow.fs import FileType
+
+        return self.fs.get_file_info(self._join("plan.parquet")).type == FileType.File
+
+    def _write_bytes(self, name: str, data: bytes) -> None:
+        path = self._join(name)
+        self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        write_atomically(self.fs, path, lambda stream: stream.write(data))
+
+    def record_submission(self, manifest_files: list[Path], planned: list[PlannedItem], details: dict) -> str:
+        """Save the manifest copy, the plan and run.json; return the new run id."""
+        run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+        for path in manifest_files:
+            self._write_bytes(f"submitted/{path.name}", path.read_bytes())
+        buffer = io.BytesIO()
+        pq.write_table(plan_table(planned), buffer)
+        self._write_bytes("plan.parquet", buffer.getvalue())
+        info = {"run_id": run_id, "submitted_at": datetime.now(UTC).isoformat(), "code_version": code_version(),
+                **details}  # fmt: skip
+        self._write_bytes("run.json", json.dumps(info, indent=1, default=str).encode())
+        self.fs.create_dir(self._join("videos"), recursive=True)
+        return run_id
+
+    def run_info(self) -> dict:
+        with self.fs.open_input_stream(self._join("run.json")) as stream:
+            return json.loads(stream.read())
+
+    def plan(self) -> list[PlannedItem]:
+        with self.fs.open_input_file(self._join("plan.parquet")) as f:
+            return plan_from_table(pq.read_table(f))
+
+    def pending(self) -> list[PlannedItem]:
+        return still_to_render(self.plan(), self.results_uri)
