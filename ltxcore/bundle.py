@@ -51,23 +51,26 @@ def _file_identity(path: Path) -> dict:
 
 @dataclass(frozen=True)
 class ModelBundle:
-    """Four files plus a quantization choice. Construct with :meth:`from_paths` or :meth:`from_folder`."""
+    """Four files plus a quantization choice. Construct with :meth:`from_paths` or :meth:`from_folder`.
+
+    The distilled LoRA's strength is per item (``RenderRequest.distilled_lora_strength``), since the
+    engine applies the LoRA at run time.
+    """
 
     checkpoint_path: str
     distilled_lora: str
     spatial_upsampler_path: str
     gemma_root: str
-    distilled_lora_strength: float = 1.0
     quantization: str = "none"
 
     @classmethod
-    def from_folder(cls, folder: str | Path, quantization: str = "none", distilled_lora_strength: float = 1.0):
+    def from_folder(cls, folder: str | Path, quantization: str = "none") -> ModelBundle:
         """A folder holding the released file names (the Gemma root as a sub-folder)."""
         folder = Path(folder).expanduser()
         if not folder.is_dir():
             raise BundleError(f"Model folder {folder} does not exist or is not a folder.")
         paths = {role: str(folder / name) for role, name in RELEASED_NAMES.items()}
-        return cls.from_paths(**paths, quantization=quantization, distilled_lora_strength=distilled_lora_strength)
+        return cls.from_paths(**paths, quantization=quantization)
 
     @classmethod
     def from_paths(cls, **fields) -> ModelBundle:
@@ -124,7 +127,6 @@ class ModelBundle:
         return {
             "model_version": self.model_version(),
             "quantization": self.quantization,
-            "distilled_lora_strength": self.distilled_lora_strength,
             "files": files,
         }
 

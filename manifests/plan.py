@@ -76,10 +76,17 @@ def plan(manifest: Manifest, bundle_identity: dict | None = None, stat=None, dur
     planned = []
     for entry in manifest.entries:
         values = merge(manifest.defaults, entry.data)
-        item = resolve_item(values, manifest.run_seed, (durations or {}).get(values["audio"]))
-        media = {name: file_identity(item.values[name], stat) for name in ("audio", "image")}
-        planned.append(PlannedItem(item, fingerprint(item.values, media, bundle_identity)))
-    return planned
+        planned.append(PlannedItem(resolve_item(values, manifest.run_seed, (durations or {}).get(values["audio"])), ""))
+    return refresh_fingerprints(planned, bundle_identity, stat)
+
+
+def refresh_fingerprints(planned: list[PlannedItem], bundle_identity: dict | None, stat=None) -> list[PlannedItem]:
+    """Recompute fingerprints from the inputs as they are now: a changed file or model re-renders its items."""
+    out = []
+    for p in planned:
+        media = {name: file_identity(p.item.values[name], stat) for name in ("audio", "image")}
+        out.append(PlannedItem(p.item, fingerprint(p.item.values, media, bundle_identity)))
+    return out
 
 
 PLAN_SCHEMA = arrow_schema((pa.field("fingerprint", pa.string()),))

@@ -85,12 +85,27 @@ def write_atomically(fs: pafs.FileSystem, path: str, write) -> None:
     fs.move(tmp, path)
 
 
+def attempt_path(root: str, session: str, shard_id: int, attempt: int) -> str:
+    return f"{root}/{session}-shard-{shard_id:05d}-attempt-{attempt:02d}.parquet"
+
+
+def read_attempt(results_uri: str, session: str, shard_id: int, attempt: int) -> list[dict]:
+    """The rows one shard attempt managed to write (none if it died before its first item finished)."""
+    fs, root = filesystem(results_uri)
+    path = attempt_path(root, session, shard_id, attempt)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return []
+    with fs.open_input_file(path) as f:
+        return pq.read_table(f, schema=RESULT_SCHEMA).to_pylist()
+
+
 @dataclass
 class ShardRecorder:
     """Collects one shard attempt's rows and keeps its file current after every item."""
 
     results_uri: str
     run_id: str
+    session: str  # one per driver invocation, so a resumed run never reuses an earlier file name
     shard_id: int
     attempt: int
 
@@ -98,7 +113,7 @@ class ShardRecorder:
         self.fs, self.root = filesystem(self.results_uri)
         self.fs.create_dir(self.root, recursive=True)
         self.rows: list[dict] = []
-        self.path = f"{self.root}/shard-{self.shard_id:05d}-attempt-{self.attempt:02d}.parquet"
+        self.path = attempt_path(self.root, self.session, self.shard_id, self.attempt)
 
     def add(self, row: dict) -> None:
         self.rows.append({**row, "run_id": self.run_id, "shard_id": self.shard_id, "attempt": self.attempt})

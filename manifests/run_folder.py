@@ -92,6 +92,16 @@ class RunFolder:
         self.fs.create_dir(self._join("videos"), recursive=True)
         return run_id
 
+    def claim(self, session: str) -> None:
+        """Mark ``session`` as the one driver session allowed to write results (see ``owned_by``)."""
+        self._write_bytes("session", session.encode())
+
+    def owned_by(self, session: str) -> bool:
+        """False once a newer driver session (a resume) has claimed the run: a leftover worker of the old
+        session must then stop rather than write a second result for an item."""
+        with self.fs.open_input_stream(self._join("session")) as stream:
+            return stream.read().decode() == session
+
     def run_info(self) -> dict:
         with self.fs.open_input_stream(self._join("run.json")) as stream:
             return json.loads(stream.read())

@@ -116,6 +116,8 @@ class Item:
     values: dict
 
     def __getattr__(self, name: str):
+        if name == "values" or name.startswith("__"):  # not yet set while unpickling
+            raise AttributeError(name)
         try:
             return self.values[name]
         except KeyError as e:

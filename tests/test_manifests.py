@@ -164,12 +164,12 @@ def _finished(minutes: int) -> dict:
 def test_results_round_trip_latest_attempt_and_resume(tmp_path):
     planned = plan(load_manifest(LESSON / "lesson.yaml"))
     results = str(tmp_path / "results")
-    first = ShardRecorder(results, "run-1", shard_id=0, attempt=0)
+    first = ShardRecorder(results, "run-1", "s1", shard_id=0, attempt=0)
     first.add(result_row(planned[0], status="ok", output_uri="videos/lesson03-en.mp4", **_finished(1)))
     first.add(result_row(planned[1], status="failed", error_type="RenderInputError", error_message="audio: x",
                          **_finished(2)))  # fmt: skip
     assert {p.id for p in still_to_render(planned, results)} == {"lesson03-de", "lesson03-es"}
-    retry = ShardRecorder(results, "run-1", shard_id=0, attempt=1)
+    retry = ShardRecorder(results, "run-1", "s1", shard_id=0, attempt=1)
     retry.add(result_row(planned[1], status="ok", timings={"stage_1": 1.5}, **_finished(5)))
     table = read_results(results)
     assert table.num_rows == 3
@@ -182,7 +182,7 @@ def test_results_round_trip_latest_attempt_and_resume(tmp_path):
 
 def test_results_read_with_plain_pyarrow_and_pandas_without_this_project(tmp_path):
     planned = plan(load_manifest(LESSON / "lesson.yaml"))
-    recorder = ShardRecorder(str(tmp_path / "results"), "run-1", shard_id=3, attempt=0)
+    recorder = ShardRecorder(str(tmp_path / "results"), "run-1", "s1", shard_id=3, attempt=0)
     for p in planned:
         recorder.add(result_row(p, status="ok", **_finished(1)))
     script = textwrap.dedent(f"""

@@ -1,33 +1,41 @@
-"""`make demo`: build the tiny bundle once into a cache folder, then render a clip on the CPU."""
+"""`make demo`: the main job on a local Ray, on the CPU, with the tiny random bundle.
+
+Builds the tiny bundle into a cache folder if it is missing, renders the example lesson manifest (run
+again, it resumes and finds nothing left to do), and says where everything is.
+"""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("LTX_BATCH_CACHE", Path.home() / ".cache" / "ltx-batch"))
-EXAMPLE_AUDIO = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson" / "en.ogg"
+RUN = ROOT / "demo-out" / "lesson-run"
+# The tiny bundle has 2 transformer blocks (STG on block 1); small frames and few steps keep the CPU quick.
+TINY = ["--set", "video_stg_blocks=[1]", "--set", "height=256", "--set", "width=384",
+        "--set", "num_inference_steps=8"]  # fmt: skip
 
 
 def main() -> int:
     from ltxcore.bundle import ModelBundle
     from ltxcore.errors import BundleError
     from ltxcore.tiny import make_tiny_bundle
+    from ray_jobs.render import main as render
 
     folder = CACHE / "tiny-bundle"
     try:
         ModelBundle.from_folder(folder)
     except BundleError:
-        print(f"building the tiny random bundle in {folder}")
+        print(f"building the tiny random bundle in {folder} (random weights: the pictures will be noise)")
         make_tiny_bundle(folder)
-    out = Path("demo-out")
-    out.mkdir(exist_ok=True)
-    command = [sys.executable, "-m", "ltxcore.cli", "--bundle", str(folder), "--audio", str(EXAMPLE_AUDIO),
-               "--prompt", "A friendly teacher talks to the camera in a bright classroom", "--height", "256",
-               "--width", "384", "--steps", "8", "--stg-blocks", "1", "--out", str(out / "lesson-en.mp4")]  # fmt: skip
-    return subprocess.call(command)
+    if (RUN / "plan.parquet").is_file():
+        args = ["--resume", str(RUN)]
+    else:
+        manifest = ROOT / "manifests" / "examples" / "lesson" / "lesson.yaml"
+        args = [str(manifest), "--out", str(RUN), "--bundle", str(folder), *TINY]
+    return render(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,113 @@
+"""The render worker: Ray's batch-inference pattern, a class that loads the model in ``__init__`` and
+renders shards in ``__call__``. One per GPU (or per CPU slot on a machine without GPUs).
+
+Every item ends as exactly one result row of its shard attempt, written as soon as the item is done.
+A failure inside one item becomes a ``failed`` row and the worker moves on; only a dead process loses
+the item it was on, which the driver then retries elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import tempfile
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+
+import ray
+import torch
+
+from ltxcore.bundle import ModelBundle
+from ltxcore.engine import Engine
+from manifests.plan import PlannedItem
+from manifests.results import ShardRecorder, filesystem, result_row, write_atomically
+from manifests.run_folder import RunFolder
+from ray_jobs.planner import Shard
+
+HASH_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def publish(local: Path, uri: str) -> None:
+    """Move a finished local file to its final place; readers never see it partial."""
+    fs, path = filesystem(uri)
+    if fs.type_name == "local":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(local, path)
+        return
+    with open(local, "rb") as f:
+        write_atomically(fs, path, lambda stream: stream.upload(f))
+    local.unlink()
+
+
+class RenderActor:
+    def __init__(self, bundle: dict, device: str, run_uri: str, run_id: str, session: str, threads: int = 0):
+        if threads:
+            torch.set_num_threads(threads)
+        started = time.perf_counter()
+        self.engine = Engine(ModelBundle(**bundle), device=device)
+        self.load_seconds = time.perf_counter() - started
+        self.run = RunFolder(run_uri)
+        self.run_id, self.session = run_id, session
+        self.host = socket.gethostname()
+        self.device = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
+        self.identity = self.engine.bundle.identity()
+        self.scratch = Path(tempfile.mkdtemp(prefix="ltx-batch-"))
+
+    def ready(self) -> dict:
+        return {"host": self.host, "device": self.device, "pid": os.getpid(), "load_seconds": self.load_seconds}
+
+    def __call__(self, shard: Shard, events=None) -> list[dict]:
+        """Render every item of ``shard``; return one summary per item (also pushed to ``events``)."""
+        recorder = ShardRecorder(self.run.results_uri, self.run_id, self.session, shard.shard_id, shard.attempt)
+        self.engine.warm_prompts([(p.item.prompt, p.item.negative_prompt) for p in shard.items])
+        summaries = []
+        for planned in shard.items:
+            if events is not None:
+                events.put({"event": "start", "item_id": planned.id, "pid": os.getpid(), "shard": shard.shard_id})
+            row = self._render_one(planned)
+            if not self.run.owned_by(self.session):
+                ray.actor.exit_actor()  # a newer driver session owns the run: write nothing more
+            recorder.add(row)
+            summary = {"event": "done", "item_id": planned.id, "status": row["status"], "host": self.host,
+                       "pid": os.getpid(), "seconds": (row["finished_at"] - row["started_at"]).total_seconds(),
+                       "error": row.get("error_message")}  # fmt: skip
+            summaries.append(summary)
+            if events is not None:
+                events.put(summary)
+        return summaries
+
+    def _render_one(self, planned: PlannedItem) -> dict:
+        started = datetime.now(UTC)
+        common = {"bundle": self.identity, "quantization": self.engine.bundle.quantization, "device": self.device,
+                  "host": self.host, "started_at": started}  # fmt: skip
+        uri = self.run.video_uri(planned.id)
+        local = self.scratch / f"{planned.id}.mp4"
+        try:
+            result = self.engine.render(planned.item.to_request(), local)
+            size, digest = local.stat().st_size, sha256_file(local)
+            if not self.run.owned_by(self.session):
+                ray.actor.exit_actor()
+            publish(local, uri)
+        except Exception as e:  # one bad item must never stop the shard
+            local.unlink(missing_ok=True)
+            if isinstance(e, torch.cuda.OutOfMemoryError):
+                torch.cuda.empty_cache()
+            message = str(e) if not isinstance(e, (KeyError, AssertionError)) else traceback.format_exc(limit=3)
+            return result_row(planned, status="failed", error_type=type(e).__name__, error_message=message,
+                              finished_at=datetime.now(UTC), **common)  # fmt: skip
+        return result_row(
+            planned, status="ok", output_uri=uri, output_bytes=size, output_sha256=digest,
+            audio_padded_seconds=result.audio_padded_seconds, timings=result.timings,
+            peak_memory_bytes=result.peak_memory, finished_at=datetime.now(UTC), **common,
+        )  # fmt: skip

@@ -1,0 +1,41 @@
+"""Shards: small groups of items that share a prompt, an image and a size, so the engine's caches hit.
+
+Items are grouped by what the engine can reuse (the encoded prompt pair, the reference image and the
+resolution), each group is cut into shards of at most ``shard_size`` items, and the largest groups
+come first. A shard stays small: a worker lost mid-shard costs at most the item it was rendering.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from manifests.plan import PlannedItem
+
+
+@dataclass(frozen=True)
+class Shard:
+    shard_id: int
+    items: tuple[PlannedItem, ...]
+    attempt: int = 0
+
+    def retry(self, items: list[PlannedItem]) -> Shard:
+        return Shard(self.shard_id, tuple(items), self.attempt + 1)
+
+
+def cache_key(p: PlannedItem) -> tuple:
+    v = p.item.values
+    return (v["prompt"], v["negative_prompt"], v["image"] or "", v["height"], v["width"])
+
+
+def make_shards(planned: list[PlannedItem], shard_size: int, workers: int = 1) -> list[Shard]:
+    """Shards of at most ``shard_size`` items, smaller when needed so every worker gets one."""
+    if shard_size < 1:
+        raise ValueError("shard size must be at least 1")
+    shard_size = max(1, min(shard_size, -(-len(planned) // max(1, workers))))
+    groups: dict[tuple, list[PlannedItem]] = defaultdict(list)
+    for p in planned:
+        groups[cache_key(p)].append(p)
+    ordered = sorted(groups.values(), key=len, reverse=True)
+    chunks = [group[i : i + shard_size] for group in ordered for i in range(0, len(group), shard_size)]
+    return [Shard(shard_id, tuple(chunk)) for shard_id, chunk in enumerate(chunks)]

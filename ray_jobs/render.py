@@ -1,0 +1,204 @@
+"""The batch job: ``python -m ray_jobs.render MANIFEST --out RUN`` (or ``--resume RUN``).
+
+Under ``ray job submit`` it joins the cluster it runs in; run directly, it starts a local Ray. The exit
+code is 0 only when every item of the run has an ``ok`` result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import ray
+import yaml
+
+from ltxcore.bundle import QUANTIZATIONS, RELEASED_NAMES
+from ltxcore.errors import BundleError
+from manifests.load import ManifestError, load_manifest
+from manifests.plan import plan, refresh_fingerprints
+from manifests.results import done_fingerprints, latest_attempts, read_results
+from manifests.run_folder import RunFolder
+from manifests.validate import bundle_from_model, report, validate
+from ray_jobs.actor import RenderActor
+from ray_jobs.planner import make_shards
+from ray_jobs.progress import Progress, duration
+from ray_jobs.scheduler import NoWorkers, Scheduler
+
+EXIT_OK, EXIT_FAILED_ITEMS, EXIT_BAD_INPUT, EXIT_NO_WORKERS = 0, 1, 2, 3
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m ray_jobs.render",
+        description="Render every item of a manifest on a Ray cluster; resume a run with --resume RUN.",
+        epilog="example: python -m ray_jobs.render lessons.yaml --out runs/lessons-0312 --bundle /models/ltx-2.3",
+    )
+    parser.add_argument("manifest", nargs="?", help="a .yaml or .parquet manifest (not needed with --resume)")
+    parser.add_argument("--out", help="run folder (local path or s3:// / gs:// URI)")
+    parser.add_argument("--resume", metavar="RUN", help="resume RUN: render only the items without an ok result")
+    parser.add_argument("--actors", type=int, help="render workers (default: one per GPU, else per free CPU)")
+    parser.add_argument("--shard-size", type=int, default=8, help="items per shard (default 8)")
+    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    parser.add_argument("--quantization", choices=QUANTIZATIONS, help="default: fp8-cast on CUDA, none on CPU")
+    parser.add_argument("--bundle", help="model folder with the released file names")
+    for name in RELEASED_NAMES:
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"override the bundle's {name}")
+    parser.add_argument("--defaults", help="YAML with model/defaults for a Parquet manifest")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a default for every item, e.g. --set num_inference_steps=20")  # fmt: skip
+    parser.add_argument("--max-attempts", type=int, default=3, help="tries per item when workers die")
+    parser.add_argument("--cpus-per-actor", type=int, default=1, help="CPU threads per worker on CPU")
+    parser.add_argument("--local-cpus", type=int, help="CPUs for a local Ray started by this command")
+    args = parser.parse_args(argv)
+    if args.resume:
+        args.out = args.out or args.resume
+    elif not (args.manifest and args.out):
+        parser.error("give MANIFEST --out RUN, or --resume RUN")
+    return args
+
+
+def _overrides(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ManifestError(f"--set {pair!r}: write FIELD=VALUE, e.g. --set num_inference_steps=20")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _model_section(args: argparse.Namespace, base: dict) -> dict:
+    model = dict(base)
+    if args.bundle:
+        model = {"bundle": str(Path(args.bundle).expanduser().resolve())}
+    for name in RELEASED_NAMES:
+        if getattr(args, name):
+            model[name] = getattr(args, name)
+    return model
+
+
+def _connect(args: argparse.Namespace) -> None:
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=False)
+    else:
+        ray.init(num_cpus=args.local_cpus, include_dashboard=False, log_to_driver=False)
+
+
+def _device(args: argparse.Namespace) -> str:
+    if args.device != "auto":
+        return args.device
+    return "cuda" if ray.cluster_resources().get("GPU", 0) >= 1 else "cpu"
+
+
+def _prepare(args: argparse.Namespace, run: RunFolder) -> tuple[dict, str]:
+    """Create the run (validate, plan, record) or load it for resume; return (model section, run id)."""
+    if args.resume:
+        if not run.exists():
+            raise ManifestError(f"{args.resume} is not a run folder (no plan.parquet); start it with MANIFEST --out.")
+        info = run.run_info()
+        return _model_section(args, info["model"]), info["run_id"]
+    if run.exists():
+        raise ManifestError(f"{args.out} already holds a run; use --resume {args.out} or pick a new --out.")
+    manifest = load_manifest(args.manifest, args.defaults, _overrides(args.set))
+    model = _model_section(args, manifest.model)
+    manifest = type(manifest)(**{**manifest.__dict__, "model": model})
+    problems = validate(manifest)
+    if problems:
+        raise ManifestError(report(problems, manifest))
+    if not model:
+        raise ManifestError("no model given: add a model: section to the manifest or pass --bundle FOLDER.")
+    bundle = bundle_from_model(model)
+    planned = plan(manifest, bundle.identity())
+    sidecars = (args.defaults, manifest.path.with_suffix(".yaml"))
+    files = [manifest.path, *(Path(p) for p in sidecars if p and Path(p).is_file())]
+    details = {"argv": sys.argv, "args": vars(args), "model": model, "bundle": bundle.identity(),
+               "manifest": str(manifest.path), "items": len(planned)}  # fmt: skip
+    return model, run.record_submission(list(dict.fromkeys(files)), planned, details)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    run = RunFolder(args.out)
+    try:
+        _connect(args)
+        device = _device(args)
+        model, run_id = _prepare(args, run)
+        quantization = args.quantization or ("fp8-cast" if device == "cuda" else "none")
+        bundle = bundle_from_model(model, quantization)
+    except (ManifestError, BundleError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    session = uuid.uuid4().hex[:8]
+    run.claim(session)  # before reading results: a leftover worker of an earlier session stops writing
+    planned = refresh_fingerprints(run.plan(), bundle.identity())
+    done = _done(run)
+    pending = [p for p in planned if (p.id, p.fingerprint) not in done]
+    progress = Progress(total=len(pending))
+    started = time.monotonic()
+    if pending:
+        progress.note(f"run {run_id}: {len(pending)} of {len(planned)} items to render on {device}")
+        exit_code = _render(args, run, run_id, session, bundle, device, pending, progress)
+        if exit_code:
+            return exit_code
+    else:
+        progress.note(f"run {run_id}: every item already has an ok result; nothing to render")
+    return _summary(run, planned, progress, time.monotonic() - started)
+
+
+def _done(run: RunFolder) -> set[tuple[str, str]]:
+    return done_fingerprints(read_results(run.results_uri))
+
+
+def _render(args, run: RunFolder, run_id: str, session: str, bundle, device: str, pending, progress) -> int:
+    if device == "cuda":
+        options = {"num_gpus": 1, "num_cpus": 1}
+        actors = args.actors or int(ray.cluster_resources().get("GPU", 1))
+    else:
+        options = {"num_gpus": 0, "num_cpus": args.cpus_per_actor}
+        actors = args.actors or max(1, int(ray.available_resources().get("CPU", 1)) // args.cpus_per_actor)
+    shards = make_shards(pending, args.shard_size, actors)
+    actors = min(actors, len(shards))
+    remote = ray.remote(RenderActor).options(max_restarts=0, max_task_retries=0, **options)
+    bundle_fields = {k: v for k, v in bundle.__dict__.items()}
+
+    def make_actor():
+        return remote.remote(bundle_fields, device, run.uri, run_id, session, args.cpus_per_actor * (device == "cpu"))
+
+    scheduler = Scheduler(make_actor, actors, shards, run.results_uri, run_id, session, progress, args.max_attempts)
+    try:
+        scheduler.run()
+    except NoWorkers as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_NO_WORKERS
+    return 0
+
+
+def _summary(run: RunFolder, planned, progress: Progress, seconds: float) -> int:
+    latest = {r["item_id"]: r for r in latest_attempts(read_results(run.results_uri)).to_pylist()}
+    done = _done(run)
+    ok_ids = {p.id for p in planned if (p.id, p.fingerprint) in done}
+    failed = [(p.id, latest.get(p.id)) for p in planned if p.id not in ok_ids]
+    lines = ["", f"{len(ok_ids)} ok, {len(failed)} not ok, {len(planned)} items in the run"]
+    for item_id, row in failed:
+        reason = f"{row['error_type']}: {row['error_message']}" if row else "not rendered"
+        lines.append(f"  failed {item_id}: {reason}")
+    if progress.ok:
+        rate = progress.clips_per_hour()
+        lines.append(f"this session: {progress.ok} clips in {duration(seconds)} = {rate:.1f} clips/h")
+    lines += [f"outputs: {run.uri.rstrip('/')}/videos/", f"results: {run.results_uri}/ (Parquet, one row per attempt)",
+              f"inspect: python -c \"import pandas as pd; print(pd.read_parquet('{run.results_uri}')"
+              f"[['item_id','status','output_uri','seed']])\""]  # fmt: skip
+    if failed:
+        lines.append(f"resume: python -m ray_jobs.render --resume {run.uri}")
+    print("\n".join(lines))
+    return EXIT_OK if not failed else EXIT_FAILED_ITEMS
+
+
+if __name__ == "__main__":
+    sys.exit(main())

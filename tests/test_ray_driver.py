@@ -1,0 +1,138 @@
+"""The Ray driver end to end on a local Ray with 2 CPUs and the tiny bundle."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+import pytest
+import ray
+import yaml
+
+from ltxcore.media import probe_mp4
+from manifests.results import read_results
+from ray_jobs.render import main
+
+LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
+FAST = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128",
+        "--set", "width=192"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _manifest(tmp_path: Path, n: int, seconds: float = 1.0, corrupt: int | None = None) -> Path:
+    items = []
+    for i in range(n):
+        audio = str(LESSON / ("en.ogg", "de.mp3", "es.m4a")[i % 3])
+        if i == corrupt:
+            data = (LESSON / "de.mp3").read_bytes()
+            audio = str(tmp_path / "corrupt.mp3")
+            Path(audio).write_bytes(data[:1000] + bytes((i * 37) % 256 for i in range(len(data) - 1000)))
+        items.append({"id": f"clip-{i:02d}", "audio": audio, "tags": {"n": str(i)}})
+    body = {"run_seed": 1, "defaults": {"prompt": "A presenter", "audio_max_duration": seconds,
+                                        "image": str(LESSON / "presenter.png")}, "items": items}  # fmt: skip
+    path = tmp_path / "manifest.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+def _ok_counts(run: Path) -> Counter:
+    table = read_results(str(run / "results")).to_pylist()
+    return Counter(r["item_id"] for r in table if r["status"] == "ok")
+
+
+def test_multi_shard_run_renders_every_item_and_resume_is_a_no_op(local_ray, tiny_bundle, tmp_path, capsys):
+    run = tmp_path / "run"
+    bundle = str(Path(tiny_bundle.checkpoint_path).parent)
+    code = main([str(_manifest(tmp_path, 5)), "--out", str(run), "--bundle", bundle, "--shard-size", "2", *FAST])
+    assert code == 0
+    assert _ok_counts(run) == {f"clip-{i:02d}": 1 for i in range(5)}
+    for i in range(5):
+        probe = probe_mp4(run / "videos" / f"clip-{i:02d}.mp4")
+        assert (probe.frames, probe.width, probe.height) == (17, 192, 128)  # 1 s of audio at 24 fps
+    out = capsys.readouterr().out
+    assert "5 ok, 0 not ok" in out and '"status": "ok"' in out and "clips/h" in out
+    assert (run / "submitted" / "manifest.yaml").is_file() and (run / "plan.parquet").is_file()
+
+    rows_before = len(read_results(str(run / "results")))
+    assert main(["--resume", str(run)]) == 0
+    assert len(read_results(str(run / "results"))) == rows_before
+    assert "nothing to render" in capsys.readouterr().out
+
+
+def test_corrupt_audio_fails_its_item_and_the_run_goes_on(local_ray, tiny_bundle, tmp_path, capsys):
+    run = tmp_path / "run"
+    bundle = str(Path(tiny_bundle.checkpoint_path).parent)
+    manifest = _manifest(tmp_path, 4, corrupt=1)
+    assert main([str(manifest), "--out", str(run), "--bundle", bundle, "--shard-size", "4", *FAST]) == 1
+    rows = {r["item_id"]: r for r in read_results(str(run / "results")).to_pylist()}
+    assert rows["clip-01"]["status"] == "failed" and rows["clip-01"]["error_type"] == "RenderInputError"
+    assert "could not be decoded" in rows["clip-01"]["error_message"]
+    assert [rows[f"clip-{i:02d}"]["status"] for i in (0, 2, 3)] == ["ok"] * 3
+    assert "failed clip-01: RenderInputError: audio:" in capsys.readouterr().out
+
+
+def _actor_pids() -> list[int]:
+    return [p.pid for p in psutil.process_iter(["cmdline"]) if "ray::RenderActor" in " ".join(p.info["cmdline"] or [])]
+
+
+def test_actor_killed_mid_run_every_item_ok_exactly_once(local_ray, tiny_bundle, tmp_path):
+    run = tmp_path / "run"
+    bundle = str(Path(tiny_bundle.checkpoint_path).parent)
+    args = [str(_manifest(tmp_path, 8, seconds=2.0)), "--out", str(run), "--bundle", bundle, "--shard-size", "4", *FAST]
+    result = {}
+    driver = threading.Thread(target=lambda: result.setdefault("code", main(args)))
+    driver.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (run / "results").is_dir() or not _ok_counts(run):
+        time.sleep(0.2)
+    victims = _actor_pids()
+    assert victims, "no render worker process found"
+    os.kill(victims[0], signal.SIGKILL)
+    driver.join(timeout=300)
+    assert result["code"] == 0
+    assert _ok_counts(run) == {f"clip-{i:02d}": 1 for i in range(8)}
+    assert not [p for p in (run / "videos").iterdir() if p.name.startswith(".")]
+
+
+def test_driver_killed_then_resume_renders_only_missing(tiny_bundle, tmp_path):
+    run = tmp_path / "run"
+    bundle = str(Path(tiny_bundle.checkpoint_path).parent)
+    manifest = _manifest(tmp_path, 6, seconds=2.0)
+    command = [sys.executable, "-m", "ray_jobs.render", str(manifest), "--out", str(run), "--bundle", bundle,
+               "--shard-size", "1", "--actors", "1", "--local-cpus", "2", *FAST]  # fmt: skip
+    root = Path(__file__).resolve().parent.parent
+    driver = subprocess.Popen(command, cwd=root, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(root)})  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and sum(_ok_counts(run).values() if (run / "results").is_dir() else []) < 2:
+            time.sleep(0.2)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    before = {r["item_id"] for r in read_results(str(run / "results")).to_pylist() if r["status"] == "ok"}
+    assert len(before) >= 2
+    resume_started = datetime.now(UTC)
+    resumed = subprocess.run([sys.executable, "-m", "ray_jobs.render", "--resume", str(run), "--local-cpus", "2"],
+                             cwd=root, capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "PYTHONPATH": str(root)})  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    ok = [r for r in read_results(str(run / "results")).to_pylist() if r["status"] == "ok"]
+    assert Counter(r["item_id"] for r in ok) == {f"clip-{i:02d}": 1 for i in range(6)}
+    rendered_by_resume = {r["item_id"] for r in ok if r["started_at"] >= resume_started}
+    assert rendered_by_resume and not rendered_by_resume & before  # only what was missing
+    assert f"{len(rendered_by_resume)} of 6 items to render" in resumed.stdout
