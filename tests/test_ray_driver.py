@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,3 +137,21 @@ def test_driver_killed_then_resume_renders_only_missing(tiny_bundle, tmp_path):
     rendered_by_resume = {r["item_id"] for r in ok if r["started_at"] >= resume_started}
     assert rendered_by_resume and not rendered_by_resume & before  # only what was missing
     assert f"{len(rendered_by_resume)} of 6 items to render" in resumed.stdout
+
+
+def test_no_worker_can_start_stops_the_run_with_a_clear_error(local_ray, tiny_bundle, tmp_path, capsys):
+    """Headers pass the driver's bundle check, but the weights don't fit: every worker fails in __init__."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(Path(tiny_bundle.checkpoint_path).parent, folder)
+    checkpoint = folder / Path(tiny_bundle.checkpoint_path).name
+    with safe_open(str(checkpoint), "pt") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys() if "transformer_blocks.0.ff" not in k}
+    save_file(tensors, str(checkpoint), metadata=metadata)
+    args = [str(_manifest(tmp_path, 2)), "--out", str(tmp_path / "run"), "--bundle", str(folder), *FAST]
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert "no render worker could start" in err and "missing weights for the transformer" in err
