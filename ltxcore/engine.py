@@ -33,6 +33,7 @@ from ltx_pipelines.utils.media_io import load_image_conditioning
 
 from ltxcore.bundle import ModelBundle
 from ltxcore.errors import RenderInputError
+from ltxcore.fp8 import quantize_blocks
 from ltxcore.guidance import GuidedDenoiser, PlainDenoiser
 from ltxcore.loading import build_component, build_embeddings_processor, build_text_encoder
 from ltxcore.lora import LoraAdapter
@@ -46,11 +47,8 @@ AUDIO_LATENT_CHANNELS, AUDIO_MEL_BINS = 8, 16
 
 
 def quantization_policy(name: str) -> QuantizationPolicy | None:
-    if name == "none":
-        return None
-    if name == "fp8-cast":
-        return QuantizationPolicy.fp8_cast()
-    raise NotImplementedError(f"quantization {name!r} is not available in this engine yet")
+    """Upstream's load-time policy: ``fp8-cast`` only; ``fp8-scaled`` quantizes after a bf16 load."""
+    return QuantizationPolicy.fp8_cast() if name == "fp8-cast" else None
 
 
 @dataclass
@@ -99,7 +97,9 @@ class Engine:
         self.load_seconds: dict[str, float] = {}
         velocity_model = self._timed("transformer", lambda: build_component(
             bundle, "transformer", self.device, quantization=quantization_policy(bundle.quantization)))  # fmt: skip
-        self.lora = self._timed("distilled_lora", lambda: LoraAdapter(velocity_model, bundle.distilled_lora))
+        if bundle.quantization == "fp8-scaled":
+            self._timed("fp8_quantize", lambda: quantize_blocks(velocity_model))
+        self.lora = self._timed("distilled_lora", lambda: LoraAdapter.load(velocity_model, bundle.distilled_lora))
         self.num_layers = len(velocity_model.transformer_blocks)
         self.transformer = X0Model(velocity_model).eval()  # predicts the denoised latent, as the samplers expect
         self.video_encoder = self._timed("video_encoder", lambda: build_component(bundle, "video_encoder", self.device))

@@ -16,28 +16,39 @@ from ltxcore.errors import BundleError
 
 
 class LoraLinear(torch.nn.Module):
-    """A Linear plus a low-rank branch that is skipped entirely while ``strength`` is 0."""
+    """A Linear plus a low-rank branch that is skipped entirely while switched off.
+
+    The strength is a tensor, not a Python float, so a compiled graph serves every per-item strength.
+    """
 
     def __init__(self, base: torch.nn.Module, down: torch.Tensor, up: torch.Tensor):
         super().__init__()
         self.base = base
         self.register_buffer("down", down, persistent=False)  # lora_A: (rank, in)
         self.register_buffer("up", up, persistent=False)  # lora_B: (out, rank)
-        self.strength = 0.0
+        self.register_buffer("strength", torch.zeros((), dtype=down.dtype, device=down.device), persistent=False)
+        self.enabled = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
-        if self.strength == 0.0:
+        if not self.enabled:
             return y
-        return y + torch.nn.functional.linear(torch.nn.functional.linear(x, self.down), self.up * self.strength)
+        low_rank = torch.nn.functional.linear(torch.nn.functional.linear(x, self.down), self.up)
+        return y + low_rank * self.strength
 
 
 class LoraAdapter:
     """Installs :class:`LoraLinear` on every transformer Linear the LoRA file names."""
 
-    def __init__(self, transformer: torch.nn.Module, lora_path: str, dtype: torch.dtype = torch.bfloat16):
+    @classmethod
+    def load(cls, transformer: torch.nn.Module, lora_path: str) -> LoraAdapter:
+        """Read a LoRA in the released (ComfyUI) naming from safetensors and install it."""
         device = next(transformer.parameters()).device
         sd = SafetensorsStateDictLoader().load(lora_path, sd_ops=LTXV_LORA_COMFY_RENAMING_MAP, device=device).sd
+        return cls(transformer, sd, lora_path)
+
+    def __init__(self, transformer: torch.nn.Module, sd: dict[str, torch.Tensor], lora_path: str,
+                 dtype: torch.dtype = torch.bfloat16):  # fmt: skip
         targets = sorted({k.rsplit(".lora_", 1)[0] for k in sd if ".lora_A." in k})
         if not targets:
             raise BundleError(f"distilled_lora {lora_path} holds no lora_A/lora_B weights.")
@@ -65,9 +76,10 @@ class LoraAdapter:
     def active(self, strength: float):
         """Apply the LoRA at ``strength`` inside the block; always switched off again afterwards."""
         for layer in self.layers:
-            layer.strength = float(strength)
+            layer.strength.fill_(float(strength))
+            layer.enabled = strength != 0
         try:
             yield
         finally:
             for layer in self.layers:
-                layer.strength = 0.0
+                layer.enabled = False

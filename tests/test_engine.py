@@ -42,7 +42,7 @@ def test_same_request_twice_is_identical_with_other_items_between(engine, media)
     engine.render(_request(media["stereo_wav"], guider=GuiderSettings(stg_blocks=(0,), skip_step=1)), None)
     again = engine.render(_request(media["stereo_wav"]), None, keep_latent=True)
     assert torch.equal(first.video_latent, again.video_latent)
-    assert all(layer.strength == 0.0 for layer in engine.lora.layers)
+    assert not any(layer.enabled for layer in engine.lora.layers)
 
 
 def test_prompt_pairs_are_encoded_once(engine, media):

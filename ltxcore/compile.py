@@ -1,0 +1,28 @@
+"""Compile the transformer's heavy sub-modules once per shape.
+
+Compiling whole upstream blocks recompiles for every block: each block's forward evaluates the guidance
+perturbations against its integer ``idx`` in Python, so dynamo specialises on it and soon hits its
+recompile limit. The attention and feed-forward modules hold nearly all the FLOPs and none of that
+logic, so they are compiled instead: one graph per shape, shared by all blocks.
+"""
+
+from __future__ import annotations
+
+import torch
+
+HEAVY_CHILDREN = ("attn1", "attn2", "ff", "audio_attn1", "audio_attn2", "audio_ff", "audio_to_video_attn",
+                  "video_to_audio_attn")  # fmt: skip
+
+
+def compile_transformer(velocity_model: torch.nn.Module) -> int:
+    """Mark every heavy child of every block for compilation (lazy: the first call per shape compiles)."""
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
+    count = 0
+    for block in velocity_model.transformer_blocks:
+        for name in HEAVY_CHILDREN:
+            child = getattr(block, name, None)
+            if child is not None:
+                child.compile(dynamic=False)
+                count += 1
+    return count
