@@ -200,11 +200,8 @@ class Engine:
     def _encode_audio(self, request: RenderRequest) -> tuple[AudioClip, torch.Tensor]:
         seconds = request.num_frames / request.frame_rate
         window = seconds if request.audio_max_duration is None else min(seconds, request.audio_max_duration)
-        clip = decode_audio(request.audio, request.audio_start_time, window)
-        if clip.duration < seconds:  # the file or the window ended first: pad with silence
-            clip = decode_audio(request.audio, request.audio_start_time, seconds)
-            if window < seconds:
-                clip = replace(clip, padded_seconds=seconds - window)
+        # silence where the file (inside decode_audio) or the window (here) ends before the video
+        clip = decode_audio(request.audio, request.audio_start_time, window).padded_to(seconds)
         audio = Audio(waveform=clip.waveform(self.device), sampling_rate=clip.sample_rate)
         latent = encode_audio(audio, self.audio_encoder)
         frames = AudioLatentShape.from_duration(1, seconds, AUDIO_LATENT_CHANNELS, AUDIO_MEL_BINS).frames

@@ -43,6 +43,14 @@ class AudioClip:
     def duration(self) -> float:
         return self.samples.shape[1] / self.sample_rate
 
+    def padded_to(self, seconds: float) -> AudioClip:
+        """Silence appended up to ``seconds`` (a window shorter than the video)."""
+        missing = round(seconds * self.sample_rate) - self.samples.shape[1]
+        if missing <= 0:
+            return self
+        samples = np.pad(self.samples, ((0, 0), (0, missing)))
+        return AudioClip(samples, self.sample_rate, self.padded_seconds + missing / self.sample_rate)
+
     def waveform(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """(1, 2, samples) float32, the layout upstream's audio encoder takes."""
         return torch.from_numpy(self.samples).unsqueeze(0).to(device)

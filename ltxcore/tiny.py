@@ -96,10 +96,12 @@ def _checkpoint_tensors(generator: torch.Generator, gemma_text: dict) -> dict[st
     return tensors
 
 
-def _lora_tensors(transformer_keys: list[str], rank: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def _lora_tensors(
+    linears: list[tuple[str, tuple[int, int]]], rank: int, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
     """lora_A/lora_B for every Linear weight inside the transformer blocks, in the released naming."""
     tensors = {}
-    for key, shape in transformer_keys:
+    for key, shape in linears:
         stem = key[: -len(".weight")]
         out_features, in_features = shape
         tensors[f"{stem}.lora_A.weight"] = (torch.randn(rank, in_features, generator=generator) / in_features**0.5).to(

@@ -11,6 +11,7 @@ import os
 import sys
 import time
 import uuid
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import ray
@@ -107,7 +108,7 @@ def _prepare(args: argparse.Namespace, run: RunFolder) -> tuple[dict, str]:
         raise ManifestError(f"{args.out} already holds a run; use --resume {args.out} or pick a new --out.")
     manifest = load_manifest(args.manifest, args.defaults, _overrides(args.set))
     model = _model_section(args, manifest.model)
-    manifest = type(manifest)(**{**manifest.__dict__, "model": model})
+    manifest = replace(manifest, model=model)
     problems = validate(manifest)
     if problems:
         raise ManifestError(report(problems, manifest))
@@ -165,7 +166,7 @@ def _render(args, run: RunFolder, run_id: str, session: str, bundle, device: str
     shards = make_shards(pending, args.shard_size, actors)
     actors = min(actors, len(shards))
     remote = ray.remote(RenderActor).options(max_restarts=0, max_task_retries=0, **options)
-    bundle_fields = {k: v for k, v in bundle.__dict__.items()}
+    bundle_fields = asdict(bundle)
 
     def make_actor():
         return remote.remote(bundle_fields, device, run.uri, run_id, session, args.cpus_per_actor * (device == "cpu"))

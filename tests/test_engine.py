@@ -91,3 +91,8 @@ def test_audio_that_is_not_audio_is_refused(engine, tmp_path):
     with pytest.raises(RenderInputError) as caught:
         engine.render(_request(str(fake)), None)
     assert caught.value.field == "audio"
+
+
+def test_window_shorter_than_the_video_is_silence_not_more_of_the_file(engine, media, tmp_path):
+    result = engine.render(_request(media["stereo_wav"], num_frames=25, audio_max_duration=0.5), tmp_path / "w.mp4")
+    assert result.audio_padded_seconds == pytest.approx(0.5, abs=1e-3)
