@@ -9,6 +9,7 @@ section and defaults from a YAML file with the same stem beside it (``people.par
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,8 +17,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from manifests.schema import flatten
+from manifests.storage import StorageError, download, exists, is_uri, join
 
-URI_SCHEMES = ("s3://", "gs://", "file://")
 TOP_LEVEL_KEYS = ("run_seed", "model", "defaults", "items")
 MODEL_KEYS = ("bundle", "checkpoint_path", "distilled_lora", "spatial_upsampler_path", "gemma_root", "quantization")
 
@@ -48,21 +49,29 @@ class Manifest:
     entries: list[Entry]
     run_seed: int = 0
     top_level_problems: list[str] = field(default_factory=list)
+    source: str = ""  # the path or URI as given
 
 
-def is_uri(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(URI_SCHEMES)
-
-
-def resolve_media(value: object, base: Path) -> object:
-    """Relative paths -> absolute (against ``base``); URIs and non-strings unchanged."""
+def resolve_media(value: object, base: Path | str) -> object:
+    """Relative paths resolve against ``base`` (a folder, or the URI of a remote manifest's folder);
+    absolute paths, URIs and non-strings are unchanged."""
     if not isinstance(value, str) or not value or is_uri(value):
         return value
     path = Path(value).expanduser()
-    return str(path if path.is_absolute() else (base / path).resolve())
+    if path.is_absolute():
+        return str(path)
+    return join(base, value) if is_uri(base) else str((Path(base) / path).resolve())
 
 
-def _resolve_entry(data: dict, base: Path) -> dict:
+def _fetch(uri: str) -> Path:
+    """A remote manifest (or its defaults file) copied to a temporary folder for reading."""
+    try:
+        return download(uri, Path(tempfile.mkdtemp(prefix="ltx-batch-manifest-")) / uri.rsplit("/", 1)[-1])
+    except (StorageError, OSError) as e:
+        raise ManifestError(f"{uri}: cannot fetch the manifest: {e}") from e
+
+
+def _resolve_entry(data: dict, base: Path | str) -> dict:
     data = flatten(data)
     for name in ("audio", "image"):
         if name in data:
@@ -70,7 +79,7 @@ def _resolve_entry(data: dict, base: Path) -> dict:
     return data
 
 
-def _resolve_model(model: dict, base: Path) -> dict:
+def _resolve_model(model: dict, base: Path | str) -> dict:
     return {k: resolve_media(v, base) if k != "quantization" else v for k, v in model.items()}
 
 
@@ -117,11 +126,18 @@ def _sections(data: dict, path: Path) -> tuple[dict, dict, int, list[str]]:
 
 
 def load_manifest(path: str | Path, defaults_file: str | Path | None = None, overrides: dict | None = None) -> Manifest:
-    """Load a ``.yaml``/``.yml`` or ``.parquet`` manifest. ``overrides`` beat the file's defaults."""
-    path = Path(path).expanduser().resolve()
+    """Load a ``.yaml``/``.yml`` or ``.parquet`` manifest (a path or URI). ``overrides`` beat its defaults."""
+    source = str(path)
+    if is_uri(source):
+        path, base = _fetch(source), source.rsplit("/", 1)[0]
+        sidecar_uri = source.rsplit(".", 1)[0] + ".yaml"
+        if defaults_file is None and source.endswith(".parquet") and exists(sidecar_uri):
+            defaults_file = _fetch(sidecar_uri)
+    else:
+        path = Path(path).expanduser().resolve()
+        source, base = str(path), path.parent
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest file.")
-    base = path.parent
     if path.suffix in (".yaml", ".yml"):
         data = _read_yaml(path)
         items = data.get("items")
@@ -143,12 +159,12 @@ def load_manifest(path: str | Path, defaults_file: str | Path | None = None, ove
         data = _read_yaml(sidecar) if sidecar.is_file() else {}
         if defaults_file and not sidecar.is_file():
             raise ManifestError(f"{sidecar}: the defaults file does not exist.")
-        base = sidecar.parent if sidecar.is_file() else base
+        base = sidecar.parent if sidecar.is_file() and not is_uri(source) else base
     else:
         raise ManifestError(f"{path}: a manifest is a .yaml, .yml or .parquet file.")
     model, defaults, run_seed, problems = _sections(data, path)
     defaults = _resolve_entry({**defaults, **(overrides or {})}, base)
-    return Manifest(path, _resolve_model(model, base), defaults, entries, run_seed, problems)
+    return Manifest(path, _resolve_model(model, base), defaults, entries, run_seed, problems, source)
 
 
 def _drop_nulls(row: dict) -> dict:

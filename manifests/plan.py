@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +17,9 @@ import pyarrow as pa
 
 from ltxcore.media import probe_audio
 from ltxcore.request import frames_for_duration
-from manifests.load import Manifest, is_uri
+from manifests.load import Manifest
 from manifests.schema import Item, arrow_schema, merge
+from manifests.storage import download, is_uri, stat
 
 SEED_SPACE = 2**31
 
@@ -38,14 +40,17 @@ def derive_seed(run_seed: int, item_id: str) -> int:
     return int.from_bytes(digest[:8], "big") % SEED_SPACE
 
 
-def file_identity(uri: str | None, stat=None) -> dict | None:
-    """Size and mtime of a local file; for a URI, whatever ``stat`` (a remote stat function) reports."""
-    if uri is None:
-        return None
-    if is_uri(uri):
-        return stat(uri) if stat else {"uri": uri}
-    info = Path(uri).stat()
-    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+def file_identity(uri: str | None) -> dict | None:
+    """Size and modification time of a local file or an object-store object."""
+    return None if uri is None else stat(uri)
+
+
+def audio_duration(uri: str) -> float:
+    """Seconds of audio; an object-store file is fetched to a temporary folder to be probed."""
+    if not is_uri(uri):
+        return probe_audio(uri).duration
+    with tempfile.TemporaryDirectory(prefix="ltx-batch-probe-") as folder:
+        return probe_audio(str(download(uri, Path(folder) / uri.rsplit("/", 1)[-1]))).duration
 
 
 def fingerprint(values: dict, media: dict, bundle_identity: dict | None) -> str:
@@ -54,8 +59,8 @@ def fingerprint(values: dict, media: dict, bundle_identity: dict | None) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def resolve_item(values: dict, run_seed: int, audio_duration: float | None = None) -> Item:
-    """Fill the seed and frame count; ``audio_duration`` is probed when not given (local files)."""
+def resolve_item(values: dict, run_seed: int) -> Item:
+    """Fill the seed and the frame count (the longest 8k+1 that fits the audio window)."""
     values = dict(values)
     for name in ("seed", "height", "width", "image_frame", "num_frames", "num_inference_steps", "video_skip_step"):
         if isinstance(values.get(name), float):
@@ -63,28 +68,26 @@ def resolve_item(values: dict, run_seed: int, audio_duration: float | None = Non
     if values["seed"] is None:
         values["seed"] = derive_seed(run_seed, values["id"])
     if values["num_frames"] is None:
-        duration = audio_duration if audio_duration is not None else probe_audio(values["audio"]).duration
-        window = duration - values["audio_start_time"]
+        window = audio_duration(values["audio"]) - values["audio_start_time"]
         if values["audio_max_duration"] is not None:
             window = min(window, values["audio_max_duration"])
         values["num_frames"] = frames_for_duration(window, values["frame_rate"])
     return Item(values)
 
 
-def plan(manifest: Manifest, bundle_identity: dict | None = None, stat=None, durations=None) -> list[PlannedItem]:
-    """Resolve every entry of a *validated* manifest. ``durations`` maps remote audio URIs to seconds."""
-    planned = []
-    for entry in manifest.entries:
-        values = merge(manifest.defaults, entry.data)
-        planned.append(PlannedItem(resolve_item(values, manifest.run_seed, (durations or {}).get(values["audio"])), ""))
-    return refresh_fingerprints(planned, bundle_identity, stat)
+def plan(manifest: Manifest, bundle_identity: dict | None = None) -> list[PlannedItem]:
+    """Resolve every entry of a *validated* manifest."""
+    planned = [
+        PlannedItem(resolve_item(merge(manifest.defaults, e.data), manifest.run_seed), "") for e in manifest.entries
+    ]
+    return refresh_fingerprints(planned, bundle_identity)
 
 
-def refresh_fingerprints(planned: list[PlannedItem], bundle_identity: dict | None, stat=None) -> list[PlannedItem]:
+def refresh_fingerprints(planned: list[PlannedItem], bundle_identity: dict | None) -> list[PlannedItem]:
     """Recompute fingerprints from the inputs as they are now: a changed file or model re-renders its items."""
     out = []
     for p in planned:
-        media = {name: file_identity(p.item.values[name], stat) for name in ("audio", "image")}
+        media = {name: file_identity(p.item.values[name]) for name in ("audio", "image")}
         out.append(PlannedItem(p.item, fingerprint(p.item.values, media, bundle_identity)))
     return out
 

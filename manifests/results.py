@@ -9,7 +9,6 @@ attempts: the latest attempt per item wins. Plain ``pyarrow.dataset`` or ``panda
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -20,6 +19,7 @@ import pyarrow.parquet as pq
 
 from manifests.plan import PlannedItem
 from manifests.schema import ITEM_FIELDS
+from manifests.storage import filesystem, write_atomically
 
 STATUSES = ("ok", "failed", "skipped")
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -67,22 +67,6 @@ def result_row(planned: PlannedItem, **fields) -> dict:
     if row.get("status") not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {row.get('status')!r}")
     return row
-
-
-def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """``pyarrow.fs`` for a local path or an ``s3://``/``gs://`` URI."""
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), str(uri)
-
-
-def write_atomically(fs: pafs.FileSystem, path: str, write) -> None:
-    """``write(stream)`` to a hidden temporary name beside ``path``, then move it into place."""
-    folder, name = path.rsplit("/", 1)
-    tmp = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
-    with fs.open_output_stream(tmp) as stream:
-        write(stream)
-    fs.move(tmp, path)
 
 
 def attempt_path(root: str, session: str, shard_id: int, attempt: int) -> str:

@@ -21,8 +21,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from manifests.plan import PlannedItem, plan_from_table, plan_table
-from manifests.results import filesystem, still_to_render, write_atomically
+from manifests.results import still_to_render
 from manifests.schema import id_problem
+from manifests.storage import filesystem, write_atomically
 
 
 def code_version() -> str:

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from ltxcore.bundle import ModelBundle
+from ltxcore.bundle import RELEASED_NAMES, ModelBundle
 from ltxcore.errors import BundleError, RenderInputError
 from ltxcore.media import probe_audio
-from manifests.load import MODEL_KEYS, Entry, Manifest, ManifestError, is_uri, load_manifest
+from manifests.load import MODEL_KEYS, Entry, Manifest, ManifestError, load_manifest
 from manifests.schema import FIELDS, GUIDER_SECTION, REQUIRED, Item, id_problem, merge
+from manifests.storage import StorageError, exists, is_uri, join
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,23 @@ def _unknown(name: str, known: list[str]) -> str:
 
 
 def _media_problems(values: dict) -> list[tuple[str, str]]:
+    """Remote media must exist; local media must decode (audio) or open (image)."""
     out = []
-    audio = values.get("audio")
+    for name in ("audio", "image"):
+        value = values.get(name)
+        if not is_uri(value):
+            continue
+        try:
+            if not exists(value):
+                out.append((name, f"{value} does not exist."))
+        except (StorageError, OSError) as e:
+            out.append((name, f"{value} cannot be read: {e}"))
+    audio, image = values.get("audio"), values.get("image")
     if isinstance(audio, str) and not is_uri(audio) and Path(audio).is_file():
         try:
             probe_audio(audio)
         except RenderInputError as e:
             out.append(("audio", e.message))
-    image = values.get("image")
     if isinstance(image, str) and not is_uri(image) and Path(image).is_file():
         try:
             with Image.open(image) as im:
@@ -103,34 +113,43 @@ def check_entry(entry: Entry, defaults: dict, num_layers: int | None) -> list[Pr
     reported = {p.field for p in out}
     for error in request.problems(num_layers):
         name = error.field if error.field in FIELDS else f"video_{error.field}"
-        if name not in reported and not (is_uri(values.get(name)) and "does not exist" in error.message):
+        if name not in reported:
             out.append(Problem(entry.label, name, error.message))
     out += [Problem(entry.label, name, message) for name, message in _media_problems(values)]
     return out
 
 
+def model_paths(model: dict) -> dict[str, str]:
+    """The four bundle paths of a ``model:`` section: ``bundle: FOLDER`` (local or URI) and/or the upstream
+    names (``checkpoint_path``, ``distilled_lora``, ``spatial_upsampler_path``, ``gemma_root``)."""
+    paths = {role: join(model["bundle"], name) for role, name in RELEASED_NAMES.items()} if model.get("bundle") else {}
+    paths.update({k: v for k, v in model.items() if k in RELEASED_NAMES and v})
+    missing = [role for role in RELEASED_NAMES if role not in paths]
+    if missing:
+        raise BundleError(f"the model section lacks {', '.join(missing)}; give bundle: FOLDER or each path.")
+    return paths
+
+
+def bundle_from_model(model: dict, quantization: str | None = None) -> ModelBundle:
+    """A local bundle, validated (headers only). Remote bundles are checked by the workers that fetch them."""
+    return ModelBundle.from_paths(**model_paths(model), quantization=quantization or model.get("quantization", "none"))
+
+
 def check_model(manifest: Manifest) -> tuple[list[Problem], int | None]:
-    """Model-section problems, and the transformer's block count when the bundle can be read."""
+    """Model-section problems, and the transformer's block count when the bundle is local."""
     model = manifest.model
     out = [Problem("model", k, _unknown(k, list(MODEL_KEYS))) for k in model if k not in MODEL_KEYS]
     if not model:
         return out, None
     try:
+        paths = model_paths(model)
+        if any(is_uri(p) for p in paths.values()):
+            absent = [p for role, p in paths.items() if role != "gemma_root" and not exists(p)]
+            return out + [Problem("model", "", f"{p} does not exist.") for p in absent], None
         bundle = bundle_from_model(model)
-    except (BundleError, TypeError) as e:
+    except (BundleError, StorageError, TypeError) as e:
         return [*out, Problem("model", "", str(e))], None
     return out, bundle.checkpoint_config().get("transformer", {}).get("num_layers")
-
-
-def bundle_from_model(model: dict, quantization: str | None = None) -> ModelBundle:
-    """The ``model:`` section as a bundle: ``bundle: FOLDER`` and/or the four upstream path names."""
-    fields = {k: v for k, v in model.items() if k in MODEL_KEYS and k != "bundle"}
-    if quantization:
-        fields["quantization"] = quantization
-    if model.get("bundle"):
-        folder = ModelBundle.from_folder(model["bundle"], quantization=fields.pop("quantization", "none"))
-        return ModelBundle.from_paths(**{**folder.__dict__, **fields})
-    return ModelBundle.from_paths(**fields)
 
 
 def validate(manifest: Manifest) -> list[Problem]:

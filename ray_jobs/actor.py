@@ -23,9 +23,11 @@ import torch
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine
 from manifests.plan import PlannedItem
-from manifests.results import ShardRecorder, filesystem, result_row, write_atomically
+from manifests.results import ShardRecorder, result_row
 from manifests.run_folder import RunFolder
+from manifests.storage import download, is_uri, upload
 from ray_jobs.planner import Shard
+from ray_jobs.weights import localize
 
 HASH_CHUNK = 1 << 20
 
@@ -38,24 +40,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def publish(local: Path, uri: str) -> None:
-    """Move a finished local file to its final place; readers never see it partial."""
-    fs, path = filesystem(uri)
-    if fs.type_name == "local":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(local, path)
-        return
-    with open(local, "rb") as f:
-        write_atomically(fs, path, lambda stream: stream.upload(f))
-    local.unlink()
-
-
 class RenderActor:
-    def __init__(self, bundle: dict, device: str, run_uri: str, run_id: str, session: str, threads: int = 0):
+    def __init__(self, paths: dict, quantization: str, device: str, run_uri: str, run_id: str, session: str,
+                 threads: int = 0):  # fmt: skip
         if threads:
             torch.set_num_threads(threads)
         started = time.perf_counter()
-        self.engine = Engine(ModelBundle(**bundle), device=device)
+        bundle = ModelBundle.from_paths(**localize(paths), quantization=quantization)
+        self.engine = Engine(bundle, device=device)
         self.load_seconds = time.perf_counter() - started
         self.run = RunFolder(run_uri)
         self.run_id, self.session = run_id, session
@@ -63,6 +55,7 @@ class RenderActor:
         self.device = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
         self.identity = self.engine.bundle.identity()
         self.scratch = Path(tempfile.mkdtemp(prefix="ltx-batch-"))
+        self.media: dict[str, str] = {}
 
     def ready(self) -> dict:
         return {"host": self.host, "device": self.device, "pid": os.getpid(), "load_seconds": self.load_seconds}
@@ -87,6 +80,15 @@ class RenderActor:
                 events.put(summary)
         return summaries
 
+    def _local_media(self, planned: PlannedItem) -> dict[str, str]:
+        """Object-store inputs fetched once per worker (a shared presenter image is fetched once)."""
+        for name in ("audio", "image"):
+            uri = planned.item.values[name]
+            if is_uri(uri) and uri not in self.media:
+                local = self.scratch / "media" / hashlib.sha256(uri.encode()).hexdigest()[:16] / uri.rsplit("/", 1)[-1]
+                self.media[uri] = str(download(uri, local))
+        return self.media
+
     def _render_one(self, planned: PlannedItem) -> dict:
         started = datetime.now(UTC)
         common = {"bundle": self.identity, "quantization": self.engine.bundle.quantization, "device": self.device,
@@ -94,11 +96,11 @@ class RenderActor:
         uri = self.run.video_uri(planned.id)
         local = self.scratch / f"{planned.id}.mp4"
         try:
-            result = self.engine.render(planned.item.to_request(), local)
+            result = self.engine.render(planned.item.to_request(self._local_media(planned)), local)
             size, digest = local.stat().st_size, sha256_file(local)
             if not self.run.owned_by(self.session):
                 ray.actor.exit_actor()
-            publish(local, uri)
+            upload(local, uri)
         except Exception as e:  # one bad item must never stop the shard
             local.unlink(missing_ok=True)
             if isinstance(e, torch.cuda.OutOfMemoryError):

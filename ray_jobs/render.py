@@ -11,7 +11,7 @@ import os
 import sys
 import time
 import uuid
-from dataclasses import asdict, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ray
@@ -23,11 +23,13 @@ from manifests.load import ManifestError, load_manifest
 from manifests.plan import plan, refresh_fingerprints
 from manifests.results import done_fingerprints, latest_attempts, read_results
 from manifests.run_folder import RunFolder
-from manifests.validate import bundle_from_model, report, validate
+from manifests.storage import StorageError, is_uri
+from manifests.validate import bundle_from_model, model_paths, report, validate
 from ray_jobs.actor import RenderActor
 from ray_jobs.planner import make_shards
 from ray_jobs.progress import Progress, duration
 from ray_jobs.scheduler import NoWorkers, Scheduler
+from ray_jobs.weights import remote_identity
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_BAD_INPUT, EXIT_NO_WORKERS = 0, 1, 2, 3
 
@@ -75,7 +77,7 @@ def _overrides(pairs: list[str]) -> dict:
 def _model_section(args: argparse.Namespace, base: dict) -> dict:
     model = dict(base)
     if args.bundle:
-        model = {"bundle": str(Path(args.bundle).expanduser().resolve())}
+        model = {"bundle": args.bundle if is_uri(args.bundle) else str(Path(args.bundle).expanduser().resolve())}
     for name in RELEASED_NAMES:
         if getattr(args, name):
             model[name] = getattr(args, name)
@@ -97,29 +99,47 @@ def _device(args: argparse.Namespace) -> str:
     return "cuda" if ray.cluster_resources().get("GPU", 0) >= 1 else "cpu"
 
 
-def _prepare(args: argparse.Namespace, run: RunFolder) -> tuple[dict, str]:
-    """Create the run (validate, plan, record) or load it for resume; return (model section, run id)."""
+@dataclass(frozen=True)
+class Model:
+    """The bundle a run renders with: its paths (local or URIs), quantization, and fingerprint identity."""
+
+    paths: dict
+    quantization: str
+    identity: dict
+
+
+def _model(model_section: dict, args: argparse.Namespace, device: str) -> Model:
+    if not model_section:
+        raise ManifestError("no model given: add a model: section to the manifest or pass --bundle FOLDER.")
+    quantization = (
+        args.quantization or model_section.get("quantization") or ("fp8-cast" if device == "cuda" else "none")
+    )
+    paths = model_paths(model_section)
+    if any(is_uri(p) for p in paths.values()):
+        return Model(paths, quantization, {"quantization": quantization, "files": remote_identity(paths)})
+    return Model(paths, quantization, bundle_from_model(model_section, quantization).identity())
+
+
+def _prepare(args: argparse.Namespace, run: RunFolder, device: str) -> tuple[Model, str]:
+    """Create the run (validate, plan, record) or load it for resume; return (model, run id)."""
     if args.resume:
         if not run.exists():
             raise ManifestError(f"{args.resume} is not a run folder (no plan.parquet); start it with MANIFEST --out.")
         info = run.run_info()
-        return _model_section(args, info["model"]), info["run_id"]
+        return _model(_model_section(args, info["model"]), args, device), info["run_id"]
     if run.exists():
         raise ManifestError(f"{args.out} already holds a run; use --resume {args.out} or pick a new --out.")
     manifest = load_manifest(args.manifest, args.defaults, _overrides(args.set))
-    model = _model_section(args, manifest.model)
-    manifest = replace(manifest, model=model)
+    manifest = replace(manifest, model=_model_section(args, manifest.model))
     problems = validate(manifest)
     if problems:
         raise ManifestError(report(problems, manifest))
-    if not model:
-        raise ManifestError("no model given: add a model: section to the manifest or pass --bundle FOLDER.")
-    bundle = bundle_from_model(model)
-    planned = plan(manifest, bundle.identity())
+    model = _model(manifest.model, args, device)
+    planned = plan(manifest, model.identity)
     sidecars = (args.defaults, manifest.path.with_suffix(".yaml"))
     files = [manifest.path, *(Path(p) for p in sidecars if p and Path(p).is_file())]
-    details = {"argv": sys.argv, "args": vars(args), "model": model, "bundle": bundle.identity(),
-               "manifest": str(manifest.path), "items": len(planned)}  # fmt: skip
+    details = {"argv": sys.argv, "args": vars(args), "model": manifest.model, "bundle": model.identity,
+               "manifest": manifest.source, "items": len(planned)}  # fmt: skip
     return model, run.record_submission(list(dict.fromkeys(files)), planned, details)
 
 
@@ -129,22 +149,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _connect(args)
         device = _device(args)
-        model, run_id = _prepare(args, run)
-        quantization = args.quantization or ("fp8-cast" if device == "cuda" else "none")
-        bundle = bundle_from_model(model, quantization)
-    except (ManifestError, BundleError) as e:
+        model, run_id = _prepare(args, run, device)
+    except (ManifestError, BundleError, StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     session = uuid.uuid4().hex[:8]
     run.claim(session)  # before reading results: a leftover worker of an earlier session stops writing
-    planned = refresh_fingerprints(run.plan(), bundle.identity())
+    planned = refresh_fingerprints(run.plan(), model.identity)
     done = _done(run)
     pending = [p for p in planned if (p.id, p.fingerprint) not in done]
     progress = Progress(total=len(pending))
     started = time.monotonic()
     if pending:
         progress.note(f"run {run_id}: {len(pending)} of {len(planned)} items to render on {device}")
-        exit_code = _render(args, run, run_id, session, bundle, device, pending, progress)
+        exit_code = _render(args, run, run_id, session, model, device, pending, progress)
         if exit_code:
             return exit_code
     else:
@@ -156,7 +174,7 @@ def _done(run: RunFolder) -> set[tuple[str, str]]:
     return done_fingerprints(read_results(run.results_uri))
 
 
-def _render(args, run: RunFolder, run_id: str, session: str, bundle, device: str, pending, progress) -> int:
+def _render(args, run: RunFolder, run_id: str, session: str, model: Model, device: str, pending, progress) -> int:
     if device == "cuda":
         options = {"num_gpus": 1, "num_cpus": 1}
         actors = args.actors or int(ray.cluster_resources().get("GPU", 1))
@@ -166,10 +184,10 @@ def _render(args, run: RunFolder, run_id: str, session: str, bundle, device: str
     shards = make_shards(pending, args.shard_size, actors)
     actors = min(actors, len(shards))
     remote = ray.remote(RenderActor).options(max_restarts=0, max_task_retries=0, **options)
-    bundle_fields = asdict(bundle)
+    threads = args.cpus_per_actor if device == "cpu" else 0
 
     def make_actor():
-        return remote.remote(bundle_fields, device, run.uri, run_id, session, args.cpus_per_actor * (device == "cpu"))
+        return remote.remote(model.paths, model.quantization, device, run.uri, run_id, session, threads)
 
     scheduler = Scheduler(make_actor, actors, shards, run.results_uri, run_id, session, progress, args.max_attempts)
     try:

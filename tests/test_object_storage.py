@@ -1,0 +1,111 @@
+"""A whole run against a real S3-compatible server (moto, on loopback): s3:// manifest, media, model
+bundle, run folder, videos and results; weights fetched once per node; resume behaves as on a local disk."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pytest
+import ray
+import yaml
+
+from ltxcore.media import probe_mp4
+from manifests.storage import download
+from ray_jobs.render import main
+
+LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
+FAST = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128",
+        "--set", "width=192", "--set", "audio_max_duration=1.0"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """moto's S3 server on a free loopback port, the AWS variables pointing at it, and a local Ray that
+    inherits them; everything stopped afterwards."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+                                            "AWS_ENDPOINT_URL", "LTX_BATCH_CACHE")}  # fmt: skip
+    cache = tmp_path_factory.mktemp("node-cache")
+    os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
+                      AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", LTX_BATCH_CACHE=str(cache))  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http", access_key="test",
+                               secret_key="test", region="us-east-1", allow_bucket_creation=True)  # fmt: skip
+        fs.create_dir("studio")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        yield fs, cache
+    finally:
+        ray.shutdown()
+        server.terminate()
+        server.wait(timeout=30)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _put(fs: pafs.S3FileSystem, local: Path, key: str) -> None:
+    with fs.open_output_stream(key) as out:
+        out.write(local.read_bytes())
+
+
+def test_run_entirely_on_s3_then_resume(s3, tiny_bundle, capsys):
+    fs, cache = s3
+    bundle_dir = Path(tiny_bundle.checkpoint_path).parent
+    for path in bundle_dir.rglob("*"):
+        if path.is_file():
+            _put(fs, path, f"studio/models/tiny/{path.relative_to(bundle_dir)}")
+    for name in ("en.ogg", "de.mp3", "presenter.png"):
+        _put(fs, LESSON / name, f"studio/lessons/media/{name}")
+    manifest = {"defaults": {"prompt": "A presenter", "image": "media/presenter.png"},
+                "items": [{"id": f"clip-{i}", "audio": f"media/{('en.ogg', 'de.mp3')[i % 2]}"} for i in range(4)]}
+    with fs.open_output_stream("studio/lessons/lesson.yaml") as out:
+        out.write(yaml.safe_dump(manifest).encode())
+
+    run = "s3://studio/runs/r1"
+    args = ["s3://studio/lessons/lesson.yaml", "--out", run, "--bundle", "s3://studio/models/tiny", *FAST]
+    assert main(args) == 0
+    results = ds.dataset("studio/runs/r1/results", filesystem=fs, format="parquet").to_table().to_pylist()
+    assert sorted(r["item_id"] for r in results if r["status"] == "ok") == [f"clip-{i}" for i in range(4)]
+    assert all(r["output_uri"] == f"{run}/videos/{r['item_id']}.mp4" for r in results)
+    keys = [i.path for i in fs.get_file_info(pafs.FileSelector("studio/runs/r1", recursive=True))]
+    assert not [k for k in keys if k.rsplit("/", 1)[-1].startswith(".")], "temporary keys were left behind"
+    assert {"studio/runs/r1/plan.parquet", "studio/runs/r1/run.json", "studio/runs/r1/submitted/lesson.yaml"} <= set(keys)
+    local = download(f"{run}/videos/clip-0.mp4", Path(cache) / "check" / "clip-0.mp4")
+    assert probe_mp4(local).frames == 17
+
+    copies = [p for p in (Path(cache) / "weights").iterdir() if p.is_dir()]
+    assert len(copies) == 1 and (copies[0] / "complete").is_file()  # two workers, one download per node
+
+    capsys.readouterr()
+    assert main(["--resume", run]) == 0
+    assert "nothing to render" in capsys.readouterr().out
+    again = ds.dataset("studio/runs/r1/results", filesystem=fs, format="parquet").to_table()
+    assert again.num_rows == len(results)
+
+
+def test_other_uri_schemes_are_refused(s3, tmp_path, capsys):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"defaults": {"prompt": "p"},
+                                        "items": [{"id": "a", "audio": "http://example.invalid/a.mp3"}]}))  # fmt: skip
+    assert main([str(manifest), "--out", str(tmp_path / "run"), "--bundle", str(tmp_path)]) == 2
+    assert "only s3://, gs://, file:// URIs or local paths are allowed" in capsys.readouterr().err
