@@ -76,8 +76,10 @@ def test_run_entirely_on_s3_then_resume(s3, tiny_bundle, capsys):
             _put(fs, path, f"studio/models/tiny/{path.relative_to(bundle_dir)}")
     for name in ("en.ogg", "de.mp3", "presenter.png"):
         _put(fs, LESSON / name, f"studio/lessons/media/{name}")
-    manifest = {"defaults": {"prompt": "A presenter", "image": "media/presenter.png"},
-                "items": [{"id": f"clip-{i}", "audio": f"media/{('en.ogg', 'de.mp3')[i % 2]}"} for i in range(4)]}
+    manifest = {
+        "defaults": {"prompt": "A presenter", "image": "media/presenter.png"},
+        "items": [{"id": f"clip-{i}", "audio": f"media/{('en.ogg', 'de.mp3')[i % 2]}"} for i in range(4)],
+    }
     with fs.open_output_stream("studio/lessons/lesson.yaml") as out:
         out.write(yaml.safe_dump(manifest).encode())
 
@@ -89,7 +91,8 @@ def test_run_entirely_on_s3_then_resume(s3, tiny_bundle, capsys):
     assert all(r["output_uri"] == f"{run}/videos/{r['item_id']}.mp4" for r in results)
     keys = [i.path for i in fs.get_file_info(pafs.FileSelector("studio/runs/r1", recursive=True))]
     assert not [k for k in keys if k.rsplit("/", 1)[-1].startswith(".")], "temporary keys were left behind"
-    assert {"studio/runs/r1/plan.parquet", "studio/runs/r1/run.json", "studio/runs/r1/submitted/lesson.yaml"} <= set(keys)
+    recorded = {f"studio/runs/r1/{name}" for name in ("plan.parquet", "run.json", "submitted/lesson.yaml")}
+    assert recorded <= set(keys)
     local = download(f"{run}/videos/clip-0.mp4", Path(cache) / "check" / "clip-0.mp4")
     assert probe_mp4(local).frames == 17
 
