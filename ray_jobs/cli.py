@@ -1,0 +1,205 @@
+"""``ltx-batch``: one command for the whole workflow. It wraps the modules that do the work.
+
+Errors are one sentence, no traceback, unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+EXAMPLES = {
+    "validate": "ltx-batch validate lessons.yaml",
+    "render": "ltx-batch render lessons.yaml --out runs/lessons-0312 --bundle /models/ltx-2.3",
+    "resume": "ltx-batch resume runs/lessons-0312",
+    "status": "ltx-batch status runs/lessons-0312",
+    "report": "ltx-batch report runs/lessons-0312   # then open runs/lessons-0312/report/index.html",
+    "bundle": "ltx-batch bundle check /models/ltx-2.3",
+    "make-tiny-bundle": "ltx-batch make-tiny-bundle ~/.cache/ltx-batch/tiny-bundle",
+    "lessons": 'ltx-batch lessons --image presenter.png --audio recordings/ --prompt "A teacher ..." -o lessons.yaml',
+    "personalize": 'ltx-batch personalize customers.csv --template "Hi {first_name} ..." -o campaign.parquet',
+}
+
+
+def _validate(args) -> int:
+    from manifests.validate import main
+
+    return main([args.manifest, *(["--defaults", args.defaults] if args.defaults else [])])
+
+
+def _render(args, extra: list[str]) -> int:
+    from ray_jobs.render import main
+
+    return main([args.manifest, "--out", args.out, *extra])
+
+
+def _resume(args, extra: list[str]) -> int:
+    from ray_jobs.render import main
+
+    return main(["--resume", args.run, *extra])
+
+
+def status_lines(run_uri: str) -> list[str]:
+    """Counts, failures grouped by error, throughput and (while running) an ETA."""
+    from manifests.results import latest_attempts, read_results
+    from manifests.run_folder import RunFolder
+
+    run = RunFolder(run_uri)
+    planned = run.plan()
+    rows = {r["item_id"]: r for r in latest_attempts(read_results(run.results_uri)).to_pylist()}
+    ok = [r for r in rows.values() if r["status"] == "ok"]
+    failed = [r for r in rows.values() if r["status"] == "failed"]
+    pending = len(planned) - len(ok) - len(failed)
+    lines = [f"run {run.run_info()['run_id']}: {len(planned)} items, {len(ok)} ok, {len(failed)} failed, "
+             f"{pending} not rendered yet"]  # fmt: skip
+    groups = Counter((r["error_type"], (r["error_message"] or "").splitlines()[0][:160]) for r in failed)
+    for (kind, message), count in groups.most_common():
+        ids = [r["item_id"] for r in failed if r["error_type"] == kind][:5]
+        lines.append(f"  {count} x {kind}: {message}  (e.g. {', '.join(ids)})")
+    if ok:
+        start = min(r["started_at"] for r in rows.values())
+        end = max(r["finished_at"] for r in rows.values())
+        hours = max((end - start).total_seconds(), 1e-9) / 3600
+        lines.append(f"throughput: {len(ok) / hours:.1f} clips/h between {start:%Y-%m-%d %H:%M} and {end:%H:%M} UTC")
+        if pending:
+            lines.append(f"ETA at that rate: {pending / (len(ok) / hours):.2f} h for the {pending} items left")
+    return lines
+
+
+def _status(args) -> int:
+    print("\n".join(status_lines(args.run)))
+    return 0
+
+
+def _report(args) -> int:
+    from ray_jobs.report import build_report
+
+    print(build_report(args.run))
+    return 0
+
+
+def _bundle_check(args) -> int:
+    from ltxcore.bundle import ModelBundle
+
+    if args.checkpoint_path:
+        bundle = ModelBundle.from_paths(checkpoint_path=args.checkpoint_path, distilled_lora=args.distilled_lora,
+                                        spatial_upsampler_path=args.spatial_upsampler_path,
+                                        gemma_root=args.gemma_root)  # fmt: skip
+    else:
+        bundle = ModelBundle.from_folder(args.folder)
+    print(bundle.describe())
+    for role, info in bundle.identity()["files"].items():
+        files = info if isinstance(info, list) else [info]
+        print(f"  {role}: {sum(f['size'] for f in files) / 2**30:.2f} GiB in {len(files)} file(s)")
+    print("ok: every file is present, is safetensors, and the checkpoint carries its config")
+    return 0
+
+
+def _make_tiny(args) -> int:
+    from ltxcore.tiny import make_tiny_bundle
+
+    print(make_tiny_bundle(args.folder, seed=args.seed).describe())
+    return 0
+
+
+def _lessons(args) -> int:
+    from manifests.builders import build_lessons
+
+    out = build_lessons(Path(args.image), Path(args.audio), args.prompt, Path(args.output), seed=args.seed,
+                        frame_rate=args.frame_rate, height=args.height, width=args.width,
+                        lesson=args.lesson)  # fmt: skip
+    print(f"wrote {out}; check it with: ltx-batch validate {out}")
+    return 0
+
+
+def _personalize(args) -> int:
+    from manifests.builders import build_personalization
+
+    defaults = yaml.safe_load(Path(args.defaults).read_text()) if args.defaults else None
+    out = build_personalization(Path(args.csv), args.template, Path(args.output), audio_column=args.audio_column,
+                                image_column=args.image_column, id_column=args.id_column,
+                                defaults=(defaults or {}).get("defaults", defaults))  # fmt: skip
+    print(f"wrote {out}; check it with: ltx-batch validate {out}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="ltx-batch", description="Batch-render talking videos with LTX-2.3.")
+    root.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = root.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, epilog=f"example: {EXAMPLES[name]}")
+
+    p = add("validate", "List every problem of a manifest at once; exit 1 if there is any.")
+    p.add_argument("manifest")
+    p.add_argument("--defaults", help="YAML with model/defaults for a Parquet manifest")
+    p.set_defaults(handler=_validate)
+    p = add("render", "Render a manifest on Ray (options after --out go to python -m ray_jobs.render).")
+    p.add_argument("manifest")
+    p.add_argument("--out", required=True, help="run folder, local or s3:// / gs://")
+    p.set_defaults(handler=_render, passthrough=True)
+    p = add("resume", "Render only the items of RUN without an ok result.")
+    p.add_argument("run")
+    p.set_defaults(handler=_resume, passthrough=True)
+    p = add("status", "Counts, failures grouped by error, throughput and ETA of a run.")
+    p.add_argument("run")
+    p.set_defaults(handler=_status)
+    p = add("report", "Build RUN/report/index.html: a page of thumbnails, settings and errors.")
+    p.add_argument("run")
+    p.set_defaults(handler=_report)
+    p = add("bundle", "Check a model bundle's files, version and sizes without loading it.")
+    checks = p.add_subparsers(dest="action", required=True)
+    c = checks.add_parser("check", help="verify a bundle folder (or the four paths)")
+    c.add_argument("folder", nargs="?", help="folder with the released file names")
+    for name in ("checkpoint_path", "distilled_lora", "spatial_upsampler_path", "gemma_root"):
+        c.add_argument(f"--{name.replace('_', '-')}", dest=name)
+    c.set_defaults(handler=_bundle_check)
+    p = add("make-tiny-bundle", "Write a tiny random bundle in the released format (tests, demos).")
+    p.add_argument("folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_make_tiny)
+    p = add("lessons", "Build a lesson-series manifest: one presenter image, one recording per language.")
+    p.add_argument("--image", required=True)
+    p.add_argument("--audio", required=True, help="folder of <lang>.<ext> files, or of one folder per lesson")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--lesson", help="lesson name when --audio holds one lesson (default: the folder's name)")
+    p.add_argument("--seed", type=int, default=42, help="one seed shared by every item")
+    p.add_argument("--frame-rate", type=float, default=25.0)
+    p.add_argument("--height", type=int, default=512)
+    p.add_argument("--width", type=int, default=768)
+    p.add_argument("-o", "--output", required=True, help="the manifest to write (.yaml)")
+    p.set_defaults(handler=_lessons)
+    p = add("personalize", "Build a Parquet manifest from a CSV and a prompt template with {column} fields.")
+    p.add_argument("csv")
+    p.add_argument("--template", required=True)
+    p.add_argument("--audio-column", default="audio")
+    p.add_argument("--image-column")
+    p.add_argument("--id-column")
+    p.add_argument("--defaults", help="YAML with manifest defaults, written beside the Parquet file")
+    p.add_argument("-o", "--output", required=True, help="the manifest to write (.parquet)")
+    p.set_defaults(handler=_personalize)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = parser().parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):
+        parser().error(f"unrecognised arguments: {' '.join(extra)}")
+    try:
+        return args.handler(args, extra) if getattr(args, "passthrough", False) else args.handler(args)
+    except Exception as e:  # the one place that turns any failure into one sentence
+        if args.debug:
+            raise
+        problems = getattr(e, "problems", None)
+        message = "\n  ".join(problems) if problems else str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"error: {message or type(e).__name__} (run with --debug for details)", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

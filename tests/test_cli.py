@@ -1,0 +1,140 @@
+"""`ltx-batch`: each subcommand on real inputs, and errors as one sentence without a traceback."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import ray
+import yaml
+
+from manifests.builders import BuildError, build_lessons, build_personalization
+from manifests.load import load_manifest
+from manifests.validate import validate
+from ray_jobs.cli import main
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "manifests" / "examples"
+LESSON = EXAMPLES / "lesson"
+FAST = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128",
+        "--set", "width=192", "--set", "audio_max_duration=1.0"]  # fmt: skip
+
+
+def test_help_has_an_example_for_every_subcommand(capsys):
+    for command in ("validate", "render", "resume", "status", "report", "bundle", "make-tiny-bundle", "lessons",
+                    "personalize"):  # fmt: skip
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "example: ltx-batch " + command.split()[0] in capsys.readouterr().out
+
+
+def test_validate_exit_codes(capsys):
+    assert main(["validate", str(EXAMPLES / "broken" / "broken.yaml")]) == 1
+    assert main(["validate", str(LESSON / "lesson.yaml")]) == 0
+    assert "no problems" in capsys.readouterr().out
+
+
+def test_errors_are_one_sentence_unless_debug(capsys, tmp_path):
+    assert main(["status", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(FileNotFoundError):
+        main(["--debug", "status", str(tmp_path / "nowhere")])
+
+
+def test_bundle_check_and_make_tiny_bundle(tmp_path, capsys):
+    assert main(["make-tiny-bundle", str(tmp_path / "b")]) == 0
+    assert main(["bundle", "check", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "model version 2.3" in out and "checkpoint_path:" in out and "GiB" in out
+    (tmp_path / "b" / "ltx-2.3-22b-distilled-lora-384.safetensors").write_bytes(b"not safetensors")
+    assert main(["bundle", "check", str(tmp_path / "b")]) == 2
+    assert "distilled_lora" in capsys.readouterr().err
+
+
+def test_lessons_builder_round_trips_into_a_valid_manifest(tmp_path, capsys):
+    series = tmp_path / "recordings"
+    for lesson in ("lesson01", "lesson02"):
+        (series / lesson).mkdir(parents=True)
+        for name in ("en.ogg", "de.mp3", "es.m4a"):
+            shutil.copy(LESSON / name, series / lesson / name)
+    out = tmp_path / "lessons.yaml"
+    assert main(["lessons", "--image", str(LESSON / "presenter.png"), "--audio", str(series), "--prompt",
+                 "A teacher explains", "-o", str(out)]) == 0  # fmt: skip
+    manifest = load_manifest(out)
+    assert validate(manifest) == []
+    ids = sorted(e.data["id"] for e in manifest.entries)
+    assert ids == sorted(f"{lesson}-{lang}" for lesson in ("lesson01", "lesson02") for lang in ("de", "en", "es"))
+    body = yaml.safe_load(out.read_text())
+    assert body["defaults"]["seed"] == 42 and body["items"][0]["tags"]["language"]
+    assert all((item["num_frames"] - 1) % 8 == 0 for item in body["items"])
+
+
+def test_lessons_builder_reports_every_problem(tmp_path):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    (folder / "en.mp3").write_bytes(b"garbage")
+    shutil.copy(LESSON / "de.mp3", folder / "de.mp3")
+    with pytest.raises(BuildError) as caught:
+        build_lessons(tmp_path / "missing.png", folder, "p", tmp_path / "out.yaml")
+    assert len(caught.value.problems) == 2
+    assert "missing.png: no such file" in str(caught.value) and "en.mp3: cannot open" in str(caught.value)
+    assert not (tmp_path / "out.yaml").exists()
+
+
+def _csv(tmp_path: Path, rows: list[str]) -> Path:
+    for name in ("en.ogg", "de.mp3"):
+        shutil.copy(LESSON / name, tmp_path / name)
+    path = tmp_path / "customers.csv"
+    path.write_text("\n".join(["customer_id,first_name,city,voice", *rows]) + "\n")
+    return path
+
+
+def test_personalize_round_trips_into_a_valid_parquet_manifest(tmp_path):
+    csv = _csv(tmp_path, ["c1,Ada,Lisbon,en.ogg", "c2,Bruno,Berlin,de.mp3"])
+    out = tmp_path / "campaign.parquet"
+    code = main(["personalize", str(csv), "--template", "A host greets {first_name} from {city}",
+                 "--audio-column", "voice", "--id-column", "customer_id", "-o", str(out)])  # fmt: skip
+    assert code == 0
+    rows = pq.read_table(out).to_pylist()
+    assert [r["id"] for r in rows] == ["c1", "c2"] and rows[0]["prompt"] == "A host greets Ada from Lisbon"
+    assert dict(rows[1]["tags"]) == {"first_name": "Bruno", "city": "Berlin"}
+    assert validate(load_manifest(out, overrides={"image": str(LESSON / "presenter.png")})) == []
+
+
+def test_personalize_reports_every_row_before_writing(tmp_path):
+    csv = _csv(tmp_path, ["c1,,Lisbon,en.ogg", "c2,Bruno,Berlin,missing.mp3", "c2,Cara,Rome,de.mp3"])
+    out = tmp_path / "campaign.parquet"
+    with pytest.raises(BuildError) as caught:
+        build_personalization(csv, "Hi {first_name} in {city}, {weather}", out, audio_column="voice",
+                              id_column="customer_id")  # fmt: skip
+    assert caught.value.problems == ["template placeholder {weather} has no column in customers.csv "
+                                     "(columns: customer_id, first_name, city, voice)."]  # fmt: skip
+    with pytest.raises(BuildError) as caught:
+        build_personalization(csv, "Hi {first_name} in {city}", out, audio_column="voice", id_column="customer_id")
+    assert caught.value.problems == [
+        "customers.csv line 2: 'first_name' is empty but the prompt template needs it.",
+        "customers.csv line 3: audio file 'missing.mp3' does not exist.",
+        "customers.csv line 4: id 'c2' repeats line 3.",
+    ]
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_render_status_resume_through_the_cli(local_ray, tiny_bundle, tmp_path, capsys):
+    bundle = str(Path(tiny_bundle.checkpoint_path).parent)
+    run = str(tmp_path / "run")
+    assert main(["render", str(LESSON / "lesson.yaml"), "--out", run, "--bundle", bundle, *FAST]) == 0
+    capsys.readouterr()
+    assert main(["status", run]) == 0
+    out = capsys.readouterr().out
+    assert "3 items, 3 ok, 0 failed, 0 not rendered yet" in out and "clips/h" in out
+    assert main(["resume", run]) == 0
+    assert "nothing to render" in capsys.readouterr().out
