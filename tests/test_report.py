@@ -1,0 +1,155 @@
+"""The HTML run report, built from a real run (4 items, one with corrupt audio) and opened in headless Chromium."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import ray
+import yaml
+
+from manifests.results import read_results
+from ray_jobs.render import main as render_main
+from ray_jobs.report import build_report
+from ray_jobs.report import main as report_main
+
+LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
+FAST = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128",
+        "--set", "width=192"]  # fmt: skip
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+IDS = [f"clip-{i}" for i in range(4)]
+BROKEN = "clip-2"
+ODD_TAG = 'a<i> & "q"'  # must come out escaped, never as markup
+
+
+def _manifest(folder: Path, broken: str) -> Path:
+    """Four one-second items in three languages; ``broken`` gets an mp3 whose frames are garbage."""
+    items = []
+    for n, (item_id, lang) in enumerate(zip(IDS, ("en", "de", "es", "de"), strict=True)):
+        audio = LESSON / {"en": "en.ogg", "de": "de.mp3", "es": "es.m4a"}[lang]
+        if item_id == broken:
+            good = (LESSON / "de.mp3").read_bytes()
+            audio = folder / "broken.mp3"
+            audio.write_bytes(good[:1000] + bytes((7 * k + 3) % 256 for k in range(len(good) - 1000)))
+        tags = {"lang": lang, "note": ODD_TAG if n == 0 else "plain"}
+        items.append({"id": item_id, "audio": str(audio), "tags": tags})
+    body = {"run_seed": 5, "defaults": {"prompt": "A presenter", "audio_max_duration": 1.0,
+                                        "image": str(LESSON / "presenter.png")}, "items": items}  # fmt: skip
+    path = folder / "manifest.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def run(local_ray, tiny_bundle, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("report-run")
+    bundle = str(Path(tiny_bundle.checkpoint_path).parent)
+    out = folder / "run"
+    args = [str(_manifest(folder, BROKEN)), "--out", str(out), "--bundle", bundle, "--shard-size", "2", *FAST]
+    assert render_main(args) == 1  # one item failed, the others rendered
+    return out
+
+
+def _cards(page: str) -> dict[str, str]:
+    """item id -> data-status, read from the raw HTML."""
+    return dict(re.findall(r'<article class="card [a-z]+" id="item-([^"]+)" data-status="([a-z]+)"', page))
+
+
+def test_report_files_posters_and_cards(run, capsys):
+    assert report_main([str(run)]) == 0
+    index = run / "report" / "index.html"
+    assert capsys.readouterr().out.strip() == str(index) and index.is_file()
+    page = index.read_text()
+    ok = [i for i in IDS if i != BROKEN]
+    assert _cards(page) == {**{i: "ok" for i in ok}, BROKEN: "failed"}
+    for item_id in ok:
+        poster = run / "report" / "posters" / f"{item_id}.jpg"
+        assert poster.stat().st_size > 500 and poster.read_bytes()[:2] == b"\xff\xd8"  # a JPEG
+        assert f'<img loading="lazy" src="posters/{item_id}.jpg" width="192" height="128"' in page
+        assert f'href="../videos/{item_id}.mp4"' in page and (index.parent / f"../videos/{item_id}.mp4").is_file()
+    assert not (run / "report" / "posters" / f"{BROKEN}.jpg").exists()
+    failed = page[page.index(f'id="item-{BROKEN}"') :].split("</article>")[0]
+    assert "RenderInputError" in failed and "could not be decoded" in failed
+    assert f"python -m ray_jobs.render --resume {run}" in failed and 'class="copy"' in failed
+    seed = read_results(str(run / "results")).filter(pc.equal(pc.field("item_id"), BROKEN)).column("seed")[0]
+    assert f"seed {seed.as_py()}" in failed
+    assert "a&lt;i&gt; &amp; &quot;q&quot;" in page and ODD_TAG not in page
+    assert "data:image" not in page and "http://" not in page and "https://" not in page
+    assert re.search(r'<div class="fig ok" data-figure="ok"><b>3</b>', page)
+
+
+def test_items_without_a_result_are_pending(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    for part in (copy / "results").glob("*.parquet"):  # forget clip-3's result, as if it never ran
+        table = pq.read_table(part)
+        pq.write_table(table.filter(pc.not_equal(table.column("item_id"), "clip-3")), part)
+    page = build_report(str(copy)).read_text()
+    assert _cards(page)["clip-3"] == "pending"
+    pending = page[page.index('id="item-clip-3"') :].split("</article>")[0]
+    assert "<img" not in pending and "../videos/" not in pending
+    assert '<option value="pending">pending (1)</option>' in page
+
+
+def test_report_in_headless_chromium(run, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(
+            "Debian's Chromium is not installed at /usr/bin/chromium (apt-get install chromium chromium-driver)"
+        )
+    assert CHROMEDRIVER.exists(), "chromium is installed but chromedriver is not: apt-get install chromium-driver"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    index = build_report(str(run))
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        driver.get(index.as_uri())
+        wait = WebDriverWait(driver, 10)
+        wait.until(lambda d: d.execute_script(
+            "return document.readyState === 'complete' && [...document.images].every(i => i.complete)"))  # fmt: skip
+        cards = driver.find_elements(By.CSS_SELECTOR, "article.card")
+        assert len(cards) == len(IDS) and all(c.is_displayed() for c in cards)
+        sizes = driver.execute_script("return [...document.images].map(i => [i.naturalWidth, i.naturalHeight])")
+        assert sizes == [[192, 128]] * 3  # every poster decoded
+        assert driver.find_element(By.ID, "shown").text == "4 of 4 shown"
+        note = driver.find_element(By.CSS_SELECTOR, "#item-clip-0 .tags").text
+        assert ODD_TAG in note  # shown as text, not parsed as markup
+        screenshot = tmp_path / "report.png"
+        assert driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
+
+        Select(driver.find_element(By.ID, "status-filter")).select_by_value("failed")
+        visible = [c.get_attribute("id") for c in cards if c.is_displayed()]
+        assert visible == [f"item-{BROKEN}"]
+        button = driver.find_element(By.CSS_SELECTOR, f"#item-{BROKEN} button.copy")
+        button.click()
+        wait.until(lambda d: button.text in ("copied", "press Ctrl+C"))
+
+        Select(driver.find_element(By.ID, "status-filter")).select_by_value("all")
+        Select(driver.find_element(By.CSS_SELECTOR, 'select[data-key="lang"]')).select_by_visible_text("de (2)")
+        assert [c.get_attribute("id") for c in cards if c.is_displayed()] == ["item-clip-1", "item-clip-3"]
+        assert driver.find_element(By.ID, "shown").text == "2 of 4 shown"
+
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        assert errors == [], errors
+    finally:
+        driver.quit()
