@@ -8,6 +8,7 @@ the item it was on, which the driver then retries elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -40,6 +41,13 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _tell(events, summary: dict) -> None:
+    """Progress is advisory: an unreachable event queue must never fail an item (results are the record)."""
+    if events is not None:
+        with contextlib.suppress(Exception):  # any failure of the queue actor
+            events.put(summary, timeout=10)
+
+
 class RenderActor:
     def __init__(self, paths: dict, quantization: str, device: str, run_uri: str, run_id: str, session: str,
                  threads: int = 0):  # fmt: skip
@@ -66,8 +74,6 @@ class RenderActor:
         self.engine.warm_prompts([(p.item.prompt, p.item.negative_prompt) for p in shard.items])
         summaries = []
         for planned in shard.items:
-            if events is not None:
-                events.put({"event": "start", "item_id": planned.id, "pid": os.getpid(), "shard": shard.shard_id})
             row = self._render_one(planned)
             if not self.run.owned_by(self.session):
                 ray.actor.exit_actor()  # a newer driver session owns the run: write nothing more
@@ -76,8 +82,7 @@ class RenderActor:
                        "pid": os.getpid(), "seconds": (row["finished_at"] - row["started_at"]).total_seconds(),
                        "error": row.get("error_message")}  # fmt: skip
             summaries.append(summary)
-            if events is not None:
-                events.put(summary)
+            _tell(events, summary)
         return summaries
 
     def _local_media(self, planned: PlannedItem) -> dict[str, str]:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import ray
 from ray.exceptions import RayActorError, RayError
 from ray.util.queue import Queue
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from manifests.results import ShardRecorder, read_attempt, result_row
 from ray_jobs.planner import Shard
@@ -43,7 +44,10 @@ class Scheduler:
         self.queue = deque(self.shards)
         self.crashes: dict[str, int] = {}
         self.replacements = 0
-        self.events = Queue()
+        # Progress events live on the driver's own node with no CPU claim, so losing a worker node never
+        # takes the queue (and with it every worker's event calls) down.
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        self.events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
         self.starting: dict = {}  # ready ref -> actor
         self.idle: list = []
         self.busy: dict = {}  # shard ref -> (actor, shard)

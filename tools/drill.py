@@ -65,7 +65,19 @@ class LocalCluster:
         if done.returncode:
             raise RuntimeError(f"ray {args[0]} failed: {(done.stdout + done.stderr)[-2000:]}")
 
-    def start(self, workers: int = 2) -> None:
+    def start(self, workers: int = 2, tries: int = 3) -> None:
+        """Start the nodes; a port taken between choosing and binding it means a clean restart on new ports."""
+        for attempt in range(tries):
+            try:
+                return self._start(workers)
+            except RuntimeError:
+                self.stop()
+                self.worker_ports.clear()
+                self.gcs_port, self.dashboard_port = free_port(), free_port()
+                if attempt == tries - 1:
+                    raise
+
+    def _start(self, workers: int) -> None:
         def own_ports() -> list[str]:
             """Every node on one machine needs its own agent ports, or the agents fight over the defaults."""
             names = ("--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port",
