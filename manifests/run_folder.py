@@ -21,7 +21,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from manifests.plan import PlannedItem, plan_from_table, plan_table
-from manifests.results import still_to_render
 from manifests.schema import id_problem
 from manifests.storage import filesystem, write_atomically
 
@@ -110,6 +109,3 @@ class RunFolder:
     def plan(self) -> list[PlannedItem]:
         with self.fs.open_input_file(self._join("plan.parquet")) as f:
             return plan_from_table(pq.read_table(f))
-
-    def pending(self) -> list[PlannedItem]:
-        return still_to_render(self.plan(), self.results_uri)

@@ -21,7 +21,7 @@ from ltxcore.bundle import QUANTIZATIONS, RELEASED_NAMES
 from ltxcore.errors import BundleError
 from manifests.load import ManifestError, load_manifest
 from manifests.plan import plan, refresh_fingerprints
-from manifests.results import done_fingerprints, latest_attempts, read_results
+from manifests.results import done_fingerprints, latest_attempts, read_results, still_to_render
 from manifests.run_folder import RunFolder
 from manifests.storage import StorageError, is_uri
 from manifests.validate import bundle_from_model, model_paths, report, validate
@@ -156,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     session = uuid.uuid4().hex[:8]
     run.claim(session)  # before reading results: a leftover worker of an earlier session stops writing
     planned = refresh_fingerprints(run.plan(), model.identity)
-    done = _done(run)
-    pending = [p for p in planned if (p.id, p.fingerprint) not in done]
+    pending = still_to_render(planned, run.results_uri)
     progress = Progress(total=len(pending))
     started = time.monotonic()
     if pending:
@@ -168,10 +167,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         progress.note(f"run {run_id}: every item already has an ok result; nothing to render")
     return _summary(run, planned, progress, time.monotonic() - started)
-
-
-def _done(run: RunFolder) -> set[tuple[str, str]]:
-    return done_fingerprints(read_results(run.results_uri))
 
 
 def _render(args, run: RunFolder, run_id: str, session: str, model: Model, device: str, pending, progress) -> int:
@@ -200,7 +195,7 @@ def _render(args, run: RunFolder, run_id: str, session: str, model: Model, devic
 
 def _summary(run: RunFolder, planned, progress: Progress, seconds: float) -> int:
     latest = {r["item_id"]: r for r in latest_attempts(read_results(run.results_uri)).to_pylist()}
-    done = _done(run)
+    done = done_fingerprints(read_results(run.results_uri))
     ok_ids = {p.id for p in planned if (p.id, p.fingerprint) in done}
     failed = [(p.id, latest.get(p.id)) for p in planned if p.id not in ok_ids]
     lines = ["", f"{len(ok_ids)} ok, {len(failed)} not ok, {len(planned)} items in the run"]
