@@ -200,7 +200,6 @@ def probe_mp4(path: str | Path) -> VideoProbe:
     """Decode an mp4 fully and count what is really in it (not what the header claims)."""
     with av.open(str(path)) as container:
         v = container.streams.video[0]
-        a = container.streams.audio[0]
         frames = sum(1 for _ in container.decode(v))
         fps = float(v.average_rate)
         width, height = v.codec_context.width, v.codec_context.height
