@@ -8,6 +8,7 @@ that carries the original audio. Nothing is rebuilt between requests.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -32,12 +33,14 @@ from ltx_pipelines.utils.constants import STAGE_2_DISTILLED_SIGMA_VALUES
 from ltx_pipelines.utils.media_io import load_image_conditioning
 
 from ltxcore.bundle import ModelBundle
+from ltxcore.compile import compile_transformer
 from ltxcore.errors import RenderInputError
 from ltxcore.fp8 import quantize_blocks
-from ltxcore.guidance import GuidedDenoiser, PlainDenoiser
+from ltxcore.guidance import GuidedDenoiser, PlainDenoiser, synthetic_inputs
 from ltxcore.loading import build_component, build_embeddings_processor, build_text_encoder
 from ltxcore.lora import LoraAdapter
 from ltxcore.media import AudioClip, decode_audio, probe_audio, write_mp4
+from ltxcore.offload import StreamedModule
 from ltxcore.request import RenderRequest, frames_for_duration
 from ltxcore.text import PromptCache, encode_prompts
 
@@ -89,9 +92,15 @@ class PhaseClock:
 
 
 class Engine:
-    """Holds every model of a bundle on one device for its whole life."""
+    """Holds every model of a bundle for its whole life: the diffusion models on ``device``; on a GPU the
+    text path in pinned host memory, streamed to the GPU layer by layer when prompts are encoded.
 
-    def __init__(self, bundle: ModelBundle, device: str | torch.device = "cpu", prompt_cache_size: int = 256):
+    ``compile`` compiles the transformer's heavy sub-modules, once per clip shape; :meth:`warm_up` pays that
+    compile for the shape most items use before the first item.
+    """
+
+    def __init__(self, bundle: ModelBundle, device: str | torch.device = "cpu", prompt_cache_size: int = 64,
+                 compile: bool = False):  # fmt: skip
         self.bundle = bundle
         self.device = torch.device(device)
         self.load_seconds: dict[str, float] = {}
@@ -100,14 +109,21 @@ class Engine:
         if bundle.quantization == "fp8-scaled":
             self._timed("fp8_quantize", lambda: quantize_blocks(velocity_model))
         self.lora = self._timed("distilled_lora", lambda: LoraAdapter.load(velocity_model, bundle.distilled_lora))
+        if compile:
+            compile_transformer(velocity_model)
         self.num_layers = len(velocity_model.transformer_blocks)
         self.transformer = X0Model(velocity_model).eval()  # predicts the denoised latent, as the samplers expect
         self.video_encoder = self._timed("video_encoder", lambda: build_component(bundle, "video_encoder", self.device))
         self.video_decoder = self._timed("video_decoder", lambda: build_component(bundle, "video_decoder", self.device))
         self.audio_encoder = self._timed("audio_encoder", lambda: build_component(bundle, "audio_encoder", self.device))
         self.upsampler = self._timed("upsampler", lambda: build_component(bundle, "spatial_upsampler", self.device))
-        self.text_encoder = self._timed("text_encoder", lambda: build_text_encoder(bundle, self.device))
-        self.embeddings = self._timed("embeddings", lambda: build_embeddings_processor(bundle, self.device))
+        text_device = torch.device("cpu") if self.device.type == "cuda" else self.device
+        self.text_encoder = self._timed("text_encoder", lambda: build_text_encoder(bundle, text_device))
+        self.embeddings = self._timed("embeddings", lambda: build_embeddings_processor(bundle, text_device))
+        self.text_stream = None
+        if self.device.type == "cuda":
+            path = torch.nn.ModuleList([self.text_encoder, self.embeddings])
+            self.text_stream = self._timed("text_pin", lambda: StreamedModule(path, self.device))
         self.prompts = PromptCache(prompt_cache_size)
         self.video_patchifier = VideoLatentPatchifier(patch_size=1)
         self.audio_patchifier = AudioPatchifier(patch_size=1)
@@ -142,9 +158,29 @@ class Engine:
     def warm_prompts(self, pairs: list[tuple[str, str]]) -> None:
         """Encode every not-yet-cached (prompt, negative prompt) pair, e.g. all of a shard's up front."""
         missing = list(dict.fromkeys(p for p in pairs if p not in self.prompts))
-        for pair in missing:
-            positive, negative = encode_prompts(list(pair), self.text_encoder, self.embeddings)
-            self.prompts.put(pair, (positive, negative))
+        if not missing:
+            return
+        texts = list(dict.fromkeys(text for pair in missing for text in pair))
+        with self.text_stream.on() if self.text_stream is not None else contextlib.nullcontext():
+            encodings = encode_prompts(texts, self.text_encoder, self.embeddings, self.device)
+        encoded = dict(zip(texts, encodings, strict=True))
+        for positive, negative in missing:
+            self.prompts.put((positive, negative), (encoded[positive], encoded[negative]))
+
+    @torch.inference_mode()
+    def warm_up(self, num_frames: int, height: int, width: int, frame_rate: float = 25.0) -> float:
+        """Run the transformer once at both stages' shapes (stage 1 batched, stage 2 with the LoRA), so that
+        compilation and kernel selection happen now, not inside the first item. Returns the seconds taken."""
+        start = time.perf_counter()
+        half = VideoPixelShape(1, num_frames, height // 2, width // 2, frame_rate)
+        full = VideoPixelShape(1, num_frames, height, width, frame_rate)
+        for shape, batch, strength in ((half, 4, 0.0), (full, 1, 1.0)):
+            video, audio = synthetic_inputs(self.transformer, shape, batch)
+            with self.lora.active(strength):
+                self.transformer(video=video, audio=audio, perturbations=None)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
 
     @torch.inference_mode()
     def render(self, request: RenderRequest, output: str | Path | None, keep_latent: bool = False) -> RenderResult:

@@ -8,10 +8,11 @@ The audio latent is frozen in this pipeline, so only the video prediction is gui
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from ltx_core.components.guiders import MultiModalGuider
+from ltx_core.components.patchifiers import AudioPatchifier, VideoLatentPatchifier
 from ltx_core.guidance.perturbations import (
     BatchedPerturbationConfig,
     Perturbation,
@@ -19,7 +20,8 @@ from ltx_core.guidance.perturbations import (
     PerturbationType,
 )
 from ltx_core.model.transformer import Modality
-from ltx_core.types import LatentState
+from ltx_core.tools import AudioLatentTools, VideoLatentTools
+from ltx_core.types import AudioLatentShape, LatentState, VideoLatentShape, VideoPixelShape
 
 ISOLATE_MODALITY = (
     Perturbation(type=PerturbationType.SKIP_A2V_CROSS_ATTN, blocks=None),
@@ -61,6 +63,25 @@ def modality(state: LatentState, context: torch.Tensor, sigma: torch.Tensor, bat
         context=context,
         attention_mask=None if state.attention_mask is None else _repeat(state.attention_mask, batch),
     )
+
+
+CONTEXT_TOKENS = 1024  # every prompt is padded to this many tokens
+
+
+def synthetic_inputs(transformer: torch.nn.Module, shape: VideoPixelShape, batch: int) -> tuple[Modality, Modality]:
+    """Random inputs of exactly a clip's shapes for ``transformer`` (an X0Model), on its device: for warm-up
+    compiles and for benchmarks, where timing does not depend on the values."""
+    model = transformer.velocity_model
+    device = next(model.parameters()).device
+    video_tools = VideoLatentTools(VideoLatentPatchifier(1), VideoLatentShape.from_pixel_shape(shape, 128), shape.fps)
+    video = video_tools.create_initial_state(device, torch.bfloat16)
+    video = replace(video, latent=torch.randn_like(video.latent))
+    audio_tools = AudioLatentTools(AudioPatchifier(1), AudioLatentShape.from_video_pixel_shape(shape))
+    audio = audio_tools.create_initial_state(device, torch.bfloat16)
+    sigma = torch.tensor(0.7, device=device)
+    contexts = [torch.randn(batch, CONTEXT_TOKENS, dim, device=device, dtype=torch.bfloat16)
+                for dim in (model.inner_dim, model.audio_inner_dim)]  # fmt: skip
+    return modality(video, contexts[0], sigma, batch), modality(audio, contexts[1], sigma, batch)
 
 
 class GuidedDenoiser:

@@ -50,13 +50,16 @@ def _tell(events, summary: dict) -> None:
 
 class RenderActor:
     def __init__(self, paths: dict, quantization: str, device: str, run_uri: str, run_id: str, session: str,
-                 threads: int = 0):  # fmt: skip
+                 threads: int = 0, warm_shape: tuple | None = None):  # fmt: skip
+        """``warm_shape`` (frames, height, width, fps): compile the transformer and warm it at that shape
+        before the first item; ``None`` runs eagerly."""
         if threads:
             torch.set_num_threads(threads)
         started = time.perf_counter()
         bundle = ModelBundle.from_paths(**localize(paths), quantization=quantization)
-        self.engine = Engine(bundle, device=device)
+        self.engine = Engine(bundle, device=device, compile=warm_shape is not None)
         self.load_seconds = time.perf_counter() - started
+        self.warm_up_seconds = self.engine.warm_up(*warm_shape) if warm_shape is not None else 0.0
         self.run = RunFolder(run_uri)
         self.run_id, self.session = run_id, session
         self.host = socket.gethostname()
@@ -66,7 +69,8 @@ class RenderActor:
         self.media: dict[str, str] = {}
 
     def ready(self) -> dict:
-        return {"host": self.host, "device": self.device, "pid": os.getpid(), "load_seconds": self.load_seconds}
+        return {"host": self.host, "device": self.device, "pid": os.getpid(), "load_seconds": self.load_seconds,
+                "warm_up_seconds": self.warm_up_seconds}  # fmt: skip
 
     def __call__(self, shard: Shard, events=None) -> list[dict]:
         """Render every item of ``shard``; return one summary per item (also pushed to ``events``)."""

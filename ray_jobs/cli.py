@@ -100,7 +100,7 @@ def _bundle_check(args) -> int:
 
 
 def _make_tiny(args) -> int:
-    from ltxcore.tiny import make_tiny_bundle
+    from ltxcore.random_bundle import make_tiny_bundle
 
     print(make_tiny_bundle(args.folder, seed=args.seed).describe())
     return 0

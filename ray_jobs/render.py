@@ -11,6 +11,7 @@ import os
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -46,7 +47,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--actors", type=int, help="render workers (default: one per GPU, else per free CPU)")
     parser.add_argument("--shard-size", type=int, default=8, help="items per shard (default 8)")
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
-    parser.add_argument("--quantization", choices=QUANTIZATIONS, help="default: fp8-cast on CUDA, none on CPU")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="GPU workers skip compiling the transformer (faster start, slower items)")  # fmt: skip
+    parser.add_argument(
+        "--quantization",
+        choices=QUANTIZATIONS,
+        help="default: fp8-scaled on FP8 GPUs (Ada, Hopper, Blackwell), fp8-cast on others, none on CPU",
+    )
     parser.add_argument("--bundle", help="model folder with the released file names")
     for name in RELEASED_NAMES:
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"override the bundle's {name}")
@@ -99,6 +106,19 @@ def _device(args: argparse.Namespace) -> str:
     return "cuda" if ray.cluster_resources().get("GPU", 0) >= 1 else "cpu"
 
 
+# Ray's accelerator_type labels of cards with FP8 tensor cores (Ada, Hopper, Blackwell).
+FP8_ACCELERATORS = ("H100", "H200", "H20", "H800", "GH200", "B100", "B200", "GB200", "L4", "L40", "L40S")
+
+
+def default_quantization(device: str) -> str:
+    """``fp8-scaled`` where the cluster's GPUs compute in FP8 (faster, and within 3e-2 of bf16 at full size;
+    see BENCHMARKS.md), else ``fp8-cast`` on GPUs, ``none`` on CPUs."""
+    if device != "cuda":
+        return "none"
+    labels = {k.removeprefix("accelerator_type:") for k in ray.cluster_resources() if k.startswith("accelerator_type:")}
+    return "fp8-scaled" if labels and labels <= set(FP8_ACCELERATORS) else "fp8-cast"
+
+
 @dataclass(frozen=True)
 class Model:
     """The bundle a run renders with: its paths (local or URIs), quantization, and fingerprint identity."""
@@ -111,9 +131,7 @@ class Model:
 def _model(model_section: dict, args: argparse.Namespace, device: str) -> Model:
     if not model_section:
         raise ManifestError("no model given: add a model: section to the manifest or pass --bundle FOLDER.")
-    quantization = (
-        args.quantization or model_section.get("quantization") or ("fp8-cast" if device == "cuda" else "none")
-    )
+    quantization = args.quantization or model_section.get("quantization") or default_quantization(device)
     paths = model_paths(model_section)
     if any(is_uri(p) for p in paths.values()):
         return Model(paths, quantization, {"quantization": quantization, "files": remote_identity(paths)})
@@ -180,9 +198,10 @@ def _render(args, run: RunFolder, run_id: str, session: str, model: Model, devic
     actors = min(actors, len(shards))
     remote = ray.remote(RenderActor).options(max_restarts=0, max_task_retries=0, **options)
     threads = args.cpus_per_actor if device == "cpu" else 0
+    warm_shape = None if device != "cuda" or args.no_compile else most_common_shape(pending)
 
     def make_actor():
-        return remote.remote(model.paths, model.quantization, device, run.uri, run_id, session, threads)
+        return remote.remote(model.paths, model.quantization, device, run.uri, run_id, session, threads, warm_shape)
 
     scheduler = Scheduler(make_actor, actors, shards, run.results_uri, run_id, session, progress, args.max_attempts)
     try:
@@ -191,6 +210,12 @@ def _render(args, run: RunFolder, run_id: str, session: str, model: Model, devic
         print(f"error: {e}", file=sys.stderr)
         return EXIT_NO_WORKERS
     return 0
+
+
+def most_common_shape(pending) -> tuple[int, int, int, float]:
+    """The (frames, height, width, fps) most items use: what a worker compiles and warms before its first item."""
+    shapes = Counter(tuple(p.item.values[k] for k in ("num_frames", "height", "width", "frame_rate")) for p in pending)
+    return shapes.most_common(1)[0][0]
 
 
 def _summary(run: RunFolder, planned, progress: Progress, seconds: float) -> int:

@@ -92,8 +92,8 @@ class Scheduler:
             if not self.idle and not self.busy and not self.starting:
                 raise NoWorkers(f"no render worker could start. First error: {self.startup_errors[0]}") from e
             return
-        self.progress.note(f"worker ready on {info['host']} ({info['device']}, pid {info['pid']}), "
-                           f"model loaded in {info['load_seconds']:.1f}s")  # fmt: skip
+        self.progress.note(f"worker ready on {info['host']} ({info['device']}, pid {info['pid']}), model loaded "
+                           f"in {info['load_seconds']:.1f}s, warmed up in {info['warm_up_seconds']:.1f}s")  # fmt: skip
         self.idle.append(actor)
 
     def _on_shard_done(self, ref) -> None:

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from ltxcore.bundle import ModelBundle
-from ltxcore.tiny import make_tiny_bundle
+from ltxcore.random_bundle import make_tiny_bundle
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,7 @@ def tiny_bundle_files(bundle):
 
 
 def test_generator_is_deterministic(tmp_path):
-    from ltxcore.tiny import make_tiny_bundle
+    from ltxcore.random_bundle import make_tiny_bundle
 
     a, b = make_tiny_bundle(tmp_path / "a", seed=1), make_tiny_bundle(tmp_path / "b", seed=1)
     with safe_open(a.checkpoint_path, "pt") as fa, safe_open(b.checkpoint_path, "pt") as fb:

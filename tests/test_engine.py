@@ -96,3 +96,17 @@ def test_audio_that_is_not_audio_is_refused(engine, tmp_path):
 def test_window_shorter_than_the_video_is_silence_not_more_of_the_file(engine, media, tmp_path):
     result = engine.render(_request(media["stereo_wav"], num_frames=25, audio_max_duration=0.5), tmp_path / "w.mp4")
     assert result.audio_padded_seconds == pytest.approx(0.5, abs=1e-3)
+
+
+def test_warm_up_runs_both_stage_shapes_and_leaves_no_trace(tiny_bundle, media):
+    from ltxcore.engine import Engine
+    from ltxcore.request import GuiderSettings, RenderRequest
+
+    engine = Engine(tiny_bundle)
+    request = RenderRequest(audio=media["stereo_wav"], prompt="A presenter", seed=3, height=128, width=192,
+                            num_frames=17,
+                            num_inference_steps=3, guider=GuiderSettings(stg_blocks=(1,)))  # fmt: skip
+    before = engine.render(request, None, keep_latent=True).video_latent
+    assert engine.warm_up(17, 128, 192) > 0
+    assert all(not layer.enabled for layer in engine.lora.layers)
+    assert torch.equal(engine.render(request, None, keep_latent=True).video_latent, before)

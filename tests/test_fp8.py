@@ -42,3 +42,35 @@ def test_engine_with_fp8_scaled_renders_close_to_bf16(tiny_bundle, media):
     error = ((latent - reference).norm() / reference.norm()).item()
     print(f"fp8-scaled vs bf16 final latent relative error (tiny random model): {error:.3e}")
     assert error < 0.1
+
+
+def test_quantize_blocks_keeps_the_edge_blocks_in_bf16():
+    from ltxcore.fp8 import quantize_blocks
+
+    model = torch.nn.Module()
+    model.transformer_blocks = torch.nn.ModuleList(
+        torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.Linear(32, 8)) for _ in range(16)
+    )
+    assert quantize_blocks(model, bf16_edge_blocks=4) == 8  # one aligned Linear in each of the middle 8
+    kinds = [type(block[0]).__name__ for block in model.transformer_blocks]
+    assert kinds == ["Linear"] * 4 + ["Fp8Linear"] * 8 + ["Linear"] * 4
+    assert type(model.transformer_blocks[5][1]).__name__ == "Linear"  # 8 outputs: not a multiple of 16
+
+
+def test_default_quantization_follows_the_cluster_gpus(monkeypatch):
+    import ray
+
+    from ray_jobs.render import default_quantization
+
+    def cluster(*labels):
+        monkeypatch.setattr(
+            ray, "cluster_resources", lambda: {"GPU": 4, **{f"accelerator_type:{x}": 1 for x in labels}}
+        )
+
+    cluster("H100")
+    assert default_quantization("cuda") == "fp8-scaled"
+    cluster("H200", "T4")  # one card without FP8 GEMMs: stay with the portable policy
+    assert default_quantization("cuda") == "fp8-cast"
+    cluster()
+    assert default_quantization("cuda") == "fp8-cast"
+    assert default_quantization("cpu") == "none"

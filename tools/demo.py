@@ -21,7 +21,7 @@ TINY = ["--set", "video_stg_blocks=[1]", "--set", "height=256", "--set", "width=
 def main() -> int:
     from ltxcore.bundle import ModelBundle
     from ltxcore.errors import BundleError
-    from ltxcore.tiny import make_tiny_bundle
+    from ltxcore.random_bundle import make_tiny_bundle
     from ray_jobs.render import main as render
 
     folder = CACHE / "tiny-bundle"

@@ -234,7 +234,7 @@ def run_drill(bundle: str, workdir: Path, items: int = 6) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", required=True, help="a tiny bundle folder (python -m ltxcore.tiny DIR)")
+    parser.add_argument("--bundle", required=True, help="a tiny bundle folder (python -m ltxcore.random_bundle DIR)")
     parser.add_argument("--items", type=int, default=6)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ltx-drill-") as folder:

@@ -1,0 +1,227 @@
+"""End-to-end benchmark of the reference clip at LTX-2.3 size: our resident engine against upstream's
+``A2VidPipelineTwoStage`` called in a loop, on one GPU.
+
+    python tools/bench.py clip --bundle /tmp/ref-bundle --part ours --out ours.json
+    python tools/bench.py clip --bundle /tmp/ref-bundle --part upstream --out upstream.json
+
+The bundle is a random one with the released 22B configs (``python -m ltxcore.random_bundle DIR --size
+reference``; written here if missing), so every load, including upstream's per-call rebuild from disk,
+reads real-size files. Reference clip: 768x512, 97 frames at 25 fps, the lesson example's speech, a
+presenter image at frame 0, 30 stage-1 steps with cfg 3 / stg 1 / modality 3, 3 distilled stage-2 steps.
+Every clip has its own prompt, so prompt caching helps neither side.
+
+``ours``: FP8-scaled engine with compiled blocks; actor-ready time (load + compile warm-up); prompts
+encoded as a worker does per shard; per-phase medians, wall, peak memory per phase over ``--clips``
+clips after one untimed clip; the effective TFLOP/s of the transformer; then the same clip in bf16
+(eager) for the FP8 final-latent error. ``upstream``: wall per clip (pipeline call + its mp4 encode).
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ltxcore.bundle import ModelBundle
+from ltxcore.engine import Engine
+from ltxcore.fp8 import quantize_blocks
+from ltxcore.request import GuiderSettings, RenderRequest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "manifests" / "examples" / "lesson"
+SPEECH, IMAGE = EXAMPLES / "en.ogg", EXAMPLES / "presenter.png"
+AUDIO = Path("/tmp/ltx-bench-speech-stereo.wav")  # upstream's audio encoder takes stereo files only
+REFERENCE = {"height": 512, "width": 768, "num_frames": 97, "frame_rate": 25.0, "num_inference_steps": 30}
+PROMPT = "A presenter speaks to the camera in a bright studio, natural light, calm gestures. Take {}."
+
+
+def write_stereo_speech() -> None:
+    """The lesson example's (mono) speech as a stereo WAV, which both sides read."""
+    import av
+
+    from ltxcore.media import decode_audio
+
+    clip = decode_audio(str(SPEECH), 0.0, None)
+    with av.open(str(AUDIO), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=clip.sample_rate)
+        stream.layout = "stereo"
+        frame = av.AudioFrame.from_ndarray(clip.samples.astype("float32"), format="fltp", layout="stereo")
+        frame.sample_rate = clip.sample_rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+
+
+def reference_request(index: int) -> RenderRequest:
+    return RenderRequest(audio=str(AUDIO), prompt=PROMPT.format(index), seed=index, image=str(IMAGE),
+                         guider=GuiderSettings(), **REFERENCE)  # fmt: skip
+
+
+def ensure_bundle(folder: Path) -> tuple[Path, float | None]:
+    """The reference-size bundle in ``folder``, written on the GPU first if it is not there."""
+    if (folder / "ltx-2.3-22b-dev.safetensors").exists():
+        return folder, None
+    from ltxcore.random_bundle import make_bundle
+
+    start = time.perf_counter()
+    make_bundle(folder, "reference", seed=0, device="cuda")
+    torch.cuda.empty_cache()
+    return folder, time.perf_counter() - start
+
+
+def transformer_flops(engine: Engine, passes: int) -> dict[str, float]:
+    """FLOPs of the transformer per reference clip (matmuls and attention), counted on one forward per stage."""
+    from ltx_core.types import VideoPixelShape
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ltxcore.guidance import synthetic_inputs
+
+    per_stage = {}
+    shapes = {"stage_1": (REFERENCE["height"] // 2, REFERENCE["width"] // 2, passes, 0.0),
+              "stage_2": (REFERENCE["height"], REFERENCE["width"], 1, 1.0)}  # fmt: skip
+    for stage, (height, width, batch, strength) in shapes.items():
+        shape = VideoPixelShape(1, REFERENCE["num_frames"], height, width, REFERENCE["frame_rate"])
+        video, audio = synthetic_inputs(engine.transformer, shape, batch)
+        counter = FlopCounterMode(display=False)
+        with torch.inference_mode(), engine.lora.active(strength), counter:
+            engine.transformer(video=video, audio=audio, perturbations=None)
+        per_stage[stage] = counter.get_total_flops()
+    steps_1 = REFERENCE["num_inference_steps"]
+    return {"stage_1_tflop_per_forward": per_stage["stage_1"] / 1e12,
+            "stage_2_tflop_per_forward": per_stage["stage_2"] / 1e12,
+            "tflop_per_clip": (steps_1 * per_stage["stage_1"] + 3 * per_stage["stage_2"]) / 1e12}  # fmt: skip
+
+
+def _median_phases(results: list[dict]) -> dict[str, float]:
+    return {name: statistics.median(r[name] for r in results) for name in results[0]}
+
+
+def measure_ours(folder: Path, clips: int, out: Path) -> dict:
+    report: dict = {"part": "ours", "quantization": "fp8-scaled", "compile": True}
+    start = time.perf_counter()
+    engine = Engine(ModelBundle.from_folder(folder, quantization="fp8-scaled"), "cuda", compile=True)
+    report["load_s"] = time.perf_counter() - start
+    report["load_breakdown_s"] = engine.load_seconds
+    torch.cuda.reset_peak_memory_stats()
+    report["warm_up_s"] = engine.warm_up(REFERENCE["num_frames"], REFERENCE["height"], REFERENCE["width"],
+                                         REFERENCE["frame_rate"])  # fmt: skip
+    report["warm_up_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    report["actor_ready_s"] = report["load_s"] + report["warm_up_s"]
+    report["resident_gib_after_load"] = torch.cuda.memory_allocated() / 2**30
+
+    requests = [reference_request(i) for i in range(clips + 1)]
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    engine.warm_prompts([(r.prompt, r.negative_prompt) for r in requests])  # as a worker does per shard
+    torch.cuda.synchronize()
+    report["shard_prompt_encode_s"] = time.perf_counter() - start
+    report["shard_prompt_encode_prompts"] = len(requests) + 1
+    report["shard_prompt_encode_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+
+    walls, phases, peaks, latents = [], [], [], {}
+    for i, request in enumerate(requests):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        result = engine.render(request, out.parent / f"ours-{i}.mp4", keep_latent=i == 1)
+        wall = time.perf_counter() - start
+        if i == 0:
+            report["first_clip_wall_s"] = wall
+            continue
+        walls.append(wall)
+        phases.append(result.timings)
+        peaks.append({k: v / 2**30 for k, v in result.peak_memory.items()})
+        if result.video_latent is not None:
+            latents["fp8-scaled"] = result.video_latent.float().cpu()
+    report["clips"] = clips
+    report["wall_s_median"] = statistics.median(walls)
+    report["wall_s_all"] = walls
+    report["phases_s_median"] = _median_phases(phases)
+    report["stage_1_step_s"] = report["phases_s_median"]["stage_1"] / REFERENCE["num_inference_steps"]
+    report["peak_gib_by_phase_max"] = {k: max(p[k] for p in peaks) for k in peaks[0]}
+    report["peak_gib"] = max(report["peak_gib_by_phase_max"].values())
+    report["clips_per_hour"] = 3600 / report["wall_s_median"]
+    del engine
+    gc.collect()
+    torch.cuda.empty_cache()
+
+    for edge in (0,):  # FP8 in all blocks (the engine keeps the first and last 4 in bf16)
+        variant = Engine(ModelBundle.from_folder(folder, quantization="none"), "cuda", compile=True)
+        quantize_blocks(variant.transformer.velocity_model, bf16_edge_blocks=edge)
+        variant.warm_up(REFERENCE["num_frames"], REFERENCE["height"], REFERENCE["width"], REFERENCE["frame_rate"])
+        result = variant.render(requests[1], None, keep_latent=True)
+        report[f"fp8_bf16_edges_{edge}_clip_timings_s"] = result.timings
+        latents[f"fp8-scaled-bf16-edges-{edge}"] = result.video_latent.float().cpu()
+        del variant, result
+        gc.collect()
+        torch.cuda.empty_cache()
+
+    bf16 = Engine(ModelBundle.from_folder(folder, quantization="none"), "cuda")
+    result = bf16.render(requests[1], None, keep_latent=True)
+    report["bf16_eager_clip_timings_s"] = result.timings
+    reference = result.video_latent.float().cpu()
+    for name, latent in latents.items():
+        report[f"{name}_vs_bf16_final_latent_rel_error"] = ((latent - reference).norm() / reference.norm()).item()
+    report["flops"] = transformer_flops(bf16, passes=4)  # counted eagerly; the FLOPs are the same
+    transformer_s = report["phases_s_median"]["stage_1"] + report["phases_s_median"]["stage_2"]
+    report["effective_tflops"] = report["flops"]["tflop_per_clip"] / transformer_s
+    return report
+
+
+def measure_upstream(folder: Path, clips: int, out: Path) -> dict:
+    """Upstream's pipeline object called once per clip, as its CLI does, plus its own mp4 writer."""
+    from types import SimpleNamespace
+
+    from ltx_core.loader import LTXV_LORA_COMFY_RENAMING_MAP, LoraPathStrengthAndSDOps
+    from ltx_core.model.video_vae import TilingConfig, get_video_chunks_number
+    from ltx_core.text_encoders.gemma.encoders import encoder_configurator
+    from ltx_pipelines.a2vid_two_stage import A2VidPipelineTwoStage
+    from ltx_pipelines.utils.args import ImageConditioningInput
+    from ltx_pipelines.utils.media_io import encode_video
+
+    bundle = ModelBundle.from_folder(folder)
+    config = bundle.gemma_config()  # upstream hard-codes Gemma-3 12B's config; ours has 6 of its 48 layers
+    encoder_configurator.GEMMA3_CONFIG_FOR_LTX = SimpleNamespace(
+        to_dict=lambda: config, text_config=SimpleNamespace(**config["text_config"])
+    )
+    pipeline = A2VidPipelineTwoStage(
+        checkpoint_path=bundle.checkpoint_path,
+        distilled_lora=[LoraPathStrengthAndSDOps(bundle.distilled_lora, 1.0, LTXV_LORA_COMFY_RENAMING_MAP)],
+        spatial_upsampler_path=bundle.spatial_upsampler_path, gemma_root=bundle.gemma_root, loras=[],
+        device=torch.device("cuda"),
+    )  # fmt: skip
+    tiling = TilingConfig.default()
+    walls = []
+    torch.cuda.reset_peak_memory_stats()
+    for i in range(clips):
+        request = reference_request(i + 1)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            video, audio = pipeline(
+                prompt=request.prompt, negative_prompt=request.negative_prompt, seed=request.seed,
+                height=request.height, width=request.width, num_frames=request.num_frames,
+                frame_rate=request.frame_rate, num_inference_steps=request.num_inference_steps,
+                video_guider_params=request.guider.to_upstream(),
+                images=[ImageConditioningInput(str(IMAGE), 0, 1.0)], audio_path=str(AUDIO),
+                audio_max_duration=request.num_frames / request.frame_rate, tiling_config=tiling,
+            )  # fmt: skip
+            encode_video(video=video, fps=request.frame_rate, audio=audio, output_path=str(out.parent / f"up-{i}.mp4"),
+                         video_chunks_number=get_video_chunks_number(request.num_frames, tiling))  # fmt: skip
+        torch.cuda.synchronize()
+        walls.append(time.perf_counter() - start)
+        print(f"upstream clip {i}: {walls[-1]:.1f} s", flush=True)
+    return {"part": "upstream", "quantization": "none (bf16, upstream default)", "clips": clips,
+            "wall_s_median": statistics.median(walls), "wall_s_all": walls,
+            "clips_per_hour": 3600 / statistics.median(walls),
+            "peak_gib": torch.cuda.max_memory_allocated() / 2**30}  # fmt: skip
+
+
+def run(bundle: str, part: str, clips: int, out: Path) -> dict:
+    folder, made_s = ensure_bundle(Path(bundle))
+    write_stereo_speech()
+    measure = measure_ours if part == "ours" else measure_upstream
+    report = measure(folder, clips, out)
+    report.update(device=torch.cuda.get_device_name(), torch=torch.__version__, bundle_written_s=made_s)
+    return report

@@ -1,0 +1,182 @@
+"""GPU benchmark of the full-size LTX-2.3 transformer (random weights, released config), side by side.
+
+    python -m tools.bench forward --out forward.json
+
+Builds the 19 B-parameter transformer from ``tools/ltx23_transformer_config.json`` through upstream's
+configurator, on the GPU, with random weights (timing does not depend on the values), then times one
+forward at the reference clip's shapes (768x512 final, 97 frames at 25 fps: 1,248 video tokens at stage 1,
+4,992 at stage 2, 97 audio tokens) for each variant, all in this one process:
+
+- ``bf16``: eager, as upstream runs without quantization;
+- ``fp8-cast``: upstream's policy (FP8 storage, upcast to bf16 on every call), eager;
+- ``fp8-scaled``: ours, real FP8 GEMMs, eager and with compiled blocks.
+
+Per clip it reports the transformer time of upstream's loop (4 guidance passes one after another, 30
+steps, plus 3 stage-2 steps) and of ours (one batched forward per step, stage 2 with the runtime LoRA),
+the effective TFLOP/s of the linears, peak memory and compile time. Medians over ``--repeat`` runs.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import statistics
+import time
+
+import torch
+
+from ltxcore.compile import compile_transformer
+from ltxcore.random_bundle import load_configs
+
+FPS, FRAMES, HEIGHT, WIDTH = 25.0, 97, 512, 768
+STEPS_1, STEPS_2, LORA_RANK = 30, 3, 384
+
+
+def build(variant: str, lora: bool):
+    """The X0 transformer for ``variant``, on CUDA, with random weights (and a random rank-384 LoRA)."""
+    from ltx_core.model.transformer import LTXModelConfigurator, X0Model
+    from ltx_core.quantization import TRANSFORMER_LINEAR_DOWNCAST_MAP, UPCAST_DURING_INFERENCE
+
+    from ltxcore.fp8 import quantize_blocks
+    from ltxcore.lora import LoraAdapter
+
+    config = load_configs("reference")["checkpoint_metadata_config"]
+    torch.set_default_dtype(torch.bfloat16)  # never materialise 76 GB of float32
+    try:
+        with torch.device("meta"):
+            model = LTXModelConfigurator.from_config(config)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    model = model.to_empty(device="cuda")
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    with torch.no_grad():
+        for p in [*model.parameters(), *model.buffers()]:
+            if p.is_floating_point():
+                p.normal_(0.0, 0.02, generator=generator)
+    model.requires_grad_(False).eval()
+    adapter = None
+    if lora:
+        sd = {}
+        for name, m in model.transformer_blocks.named_modules():
+            if isinstance(m, torch.nn.Linear):
+                stem, like = f"transformer_blocks.{name}", {"device": "cuda", "dtype": torch.bfloat16}
+                sd[f"{stem}.lora_A.weight"] = torch.randn(LORA_RANK, m.in_features, **like)
+                sd[f"{stem}.lora_B.weight"] = torch.zeros(m.out_features, LORA_RANK, **like)
+    if variant == "fp8-cast":
+        state = {}
+        for key, value in model.state_dict().items():
+            for new_key, new_value in TRANSFORMER_LINEAR_DOWNCAST_MAP.apply_to_key_value(key, value):
+                state[new_key] = new_value
+        model.load_state_dict(state, assign=True)
+        model = UPCAST_DURING_INFERENCE.mutator(model)
+    elif variant.startswith("fp8-scaled"):
+        quantize_blocks(model)
+    if lora:
+        adapter = LoraAdapter(model, sd, "random-rank-384")
+    return X0Model(model).eval(), adapter
+
+
+def inputs(tokens_hw: tuple[int, int], batch: int, model):
+    """Upstream Modality inputs for the reference clip at one stage, ``batch`` guidance passes."""
+    from ltx_core.types import VideoPixelShape
+
+    from ltxcore.guidance import synthetic_inputs
+
+    height, width = tokens_hw
+    return synthetic_inputs(model, VideoPixelShape(1, FRAMES, height, width, FPS), batch)
+
+
+def linear_flops(model, video, audio) -> float:
+    total = 0.0
+
+    def count(module, args, _out):
+        nonlocal total
+        x = args[0]
+        total += 2.0 * x.numel() / x.shape[-1] * module.in_features * module.out_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if hasattr(m, "in_features")
+             and not any(True for _ in m.children())]  # fmt: skip
+    with torch.inference_mode():
+        model(video=video, audio=audio, perturbations=None)
+    for h in hooks:
+        h.remove()
+    return total
+
+
+def time_forward(model, video, audio, repeat: int, warmup: int = 2) -> float:
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model(video=video, audio=audio, perturbations=None)
+        times = []
+        for _ in range(repeat):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            model(video=video, audio=audio, perturbations=None)
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1000)
+    return statistics.median(times)
+
+
+def _warm(model, shapes, adapter) -> float:
+    """Compile time: the first call of every shape (stage 2 with the LoRA on, as it runs)."""
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for video, audio in shapes[:-1]:
+            model(video=video, audio=audio, perturbations=None)
+        with adapter.active(1.0) if adapter is not None else torch.inference_mode():
+            model(video=shapes[-1][0], audio=shapes[-1][1], perturbations=None)
+    torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def measure(variant: str, repeat: int) -> dict:
+    model, adapter = build(variant.split("+")[0], lora=variant.startswith("fp8-scaled"))
+    stage_1 = {b: inputs((HEIGHT // 2, WIDTH // 2), b, model) for b in (1, 4)}
+    stage_2 = inputs((HEIGHT, WIDTH), 1, model)
+    result = {"variant": variant}
+    if "+compile" in variant:
+        compile_transformer(model.velocity_model, dynamic=variant.endswith("-dynamic"))
+        result["compile_s"] = _warm(model, [stage_1[1], stage_1[4], stage_2], adapter)
+    started = time.perf_counter()
+    torch.cuda.reset_peak_memory_stats()
+    result["s1_b1"] = time_forward(model, *stage_1[1], repeat)
+    result["s1_b4"] = time_forward(model, *stage_1[4], repeat)
+    if adapter is not None:
+        with adapter.active(1.0):
+            result["s2_b1"] = time_forward(model, *stage_2, repeat)
+    else:
+        result["s2_b1"] = time_forward(model, *stage_2, repeat)
+    result["first_pass_and_timing_seconds"] = time.perf_counter() - started
+    result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    if variant == "bf16":
+        result["linear_tflop_s1_b1"] = linear_flops(model, *stage_1[1]) / 1e12
+        result["linear_tflop_s2_b1"] = linear_flops(model, *stage_2) / 1e12
+    del model, adapter, stage_1, stage_2
+    gc.collect()
+    torch.cuda.empty_cache()
+    return result
+
+
+VARIANTS = ["bf16", "fp8-cast", "bf16+compile", "fp8-scaled", "fp8-scaled+compile", "fp8-scaled+compile-dynamic"]
+
+
+def run(variants: list[str], repeat: int) -> dict:
+    rows = []
+    for variant in variants:
+        rows.append(measure(variant, repeat))
+        print(json.dumps(rows[-1]), flush=True)
+    by = {r["variant"]: r for r in rows}
+    flops = by.get("bf16", {})
+    summary = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows, "per_clip": {}}
+    for r in rows:
+        sequential = STEPS_1 * 4 * r["s1_b1"] + STEPS_2 * r["s2_b1"]
+        batched = STEPS_1 * r["s1_b4"] + STEPS_2 * r["s2_b1"]
+        entry = {"sequential_4_passes_s": sequential, "batched_s": batched}
+        if flops:
+            tf = STEPS_1 * 4 * flops["linear_tflop_s1_b1"] + STEPS_2 * flops["linear_tflop_s2_b1"]
+            entry["linear_tflop_per_clip"] = tf
+            entry["effective_tflops_batched"] = tf / batched
+        summary["per_clip"][r["variant"]] = entry
+    return summary
