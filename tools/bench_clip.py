@@ -10,10 +10,10 @@ reads real-size files. Reference clip: 768x512, 97 frames at 25 fps, the lesson 
 presenter image at frame 0, 30 stage-1 steps with cfg 3 / stg 1 / modality 3, 3 distilled stage-2 steps.
 Every clip has its own prompt, so prompt caching helps neither side.
 
-``ours``: FP8-scaled engine with compiled blocks; actor-ready time (load + compile warm-up); prompts
-encoded as a worker does per shard; per-phase medians, wall, peak memory per phase over ``--clips``
-clips after one untimed clip; the effective TFLOP/s of the transformer; then the same clip in bf16
-(eager) for the FP8 final-latent error. ``upstream``: wall per clip (pipeline call + its mp4 encode).
+``ours``: the default engine (``fp8-scaled``, compiled); worker-ready time (load + compile warm-up);
+prompts encoded as a worker does per shard; per-phase medians, wall, peak memory per phase over
+``--clips`` clips after one untimed clip; then the same clip with every block in FP8, and in bf16
+(eager) as the reference of the final-latent errors and for the transformer's FLOPs per clip. ``upstream``: wall per clip (pipeline call + its mp4 encode).
 """
 
 from __future__ import annotations
