@@ -124,11 +124,7 @@ class ModelBundle:
         """What the results table records: file names with size and mtime, version, quantization."""
         files = {role: _file_identity(Path(getattr(self, role))) for role in RELEASED_NAMES if role != "gemma_root"}
         files["gemma_root"] = [_file_identity(Path(p)) for p in self.gemma_shards()]
-        return {
-            "model_version": self.model_version(),
-            "quantization": self.quantization,
-            "files": files,
-        }
+        return {"model_version": self.model_version(), **quantization_identity(self.quantization), "files": files}
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
@@ -139,3 +135,13 @@ class ModelBundle:
             if role in RELEASED_NAMES:
                 lines.append(f"  {role}: {value}")
         return "\n".join(lines)
+
+
+def quantization_identity(quantization: str) -> dict:
+    """What fingerprints record of a quantization: its name, and for ``fp8-scaled`` which blocks stay bf16,
+    so that outputs of an older FP8 policy never count as done under a newer one."""
+    if quantization != "fp8-scaled":
+        return {"quantization": quantization}
+    from ltxcore.fp8 import BF16_EDGE_BLOCKS
+
+    return {"quantization": quantization, "fp8_bf16_edge_blocks": BF16_EDGE_BLOCKS}

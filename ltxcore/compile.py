@@ -1,4 +1,4 @@
-"""Compile the transformer's heavy sub-modules once, for clips of every length.
+"""Compile the transformer's heavy sub-modules, one graph per clip shape.
 
 Compiling whole upstream blocks recompiles for every block: each block's forward evaluates the guidance
 perturbations against its integer ``idx`` in Python, so dynamo specialises on it and soon hits its
@@ -8,7 +8,8 @@ logic, so they are compiled instead, shared by all blocks.
 Graphs are specialised to one shape (``dynamic=False``). Measured on an H200 at the reference clip, the
 shape-generic graph (``dynamic=True``) makes the transformer 24% slower per clip (12.09 s vs 9.71 s) and
 takes 115 s to compile against 33 s; so a new clip length pays one compile (tens of seconds, once per
-worker), and the planner keeps items of one shape together.
+worker), and the planner puts items of one shape in the same shards. A compile that fails (no C compiler
+on the worker, an inductor bug) falls back to eager execution instead of failing the worker.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def compile_transformer(velocity_model: torch.nn.Module, dynamic: bool = False) 
     """Mark every heavy child of every block for compilation (lazy: the first call of each shape compiles)."""
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
+    torch._dynamo.config.suppress_errors = True
     count = 0
     for block in velocity_model.transformer_blocks:
         for name in HEAVY_CHILDREN:

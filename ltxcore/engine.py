@@ -36,7 +36,13 @@ from ltxcore.bundle import ModelBundle
 from ltxcore.compile import compile_transformer
 from ltxcore.errors import RenderInputError
 from ltxcore.fp8 import quantize_blocks
-from ltxcore.guidance import GuidedDenoiser, PlainDenoiser, synthetic_inputs
+from ltxcore.guidance import (
+    GuidedDenoiser,
+    PlainDenoiser,
+    batched_perturbations,
+    guidance_passes,
+    synthetic_inputs,
+)
 from ltxcore.loading import build_component, build_embeddings_processor, build_text_encoder
 from ltxcore.lora import LoraAdapter
 from ltxcore.media import AudioClip, decode_audio, probe_audio, write_mp4
@@ -157,6 +163,7 @@ class Engine:
 
     def warm_prompts(self, pairs: list[tuple[str, str]]) -> None:
         """Encode every not-yet-cached (prompt, negative prompt) pair, e.g. all of a shard's up front."""
+        self.prompts.capacity = max(self.prompts.capacity, len(set(pairs)))  # a shard's pairs all stay cached
         missing = list(dict.fromkeys(p for p in pairs if p not in self.prompts))
         if not missing:
             return
@@ -168,16 +175,22 @@ class Engine:
             self.prompts.put((positive, negative), (encoded[positive], encoded[negative]))
 
     @torch.inference_mode()
-    def warm_up(self, num_frames: int, height: int, width: int, frame_rate: float = 25.0) -> float:
-        """Run the transformer once at both stages' shapes (stage 1 batched, stage 2 with the LoRA), so that
-        compilation and kernel selection happen now, not inside the first item. Returns the seconds taken."""
+    def warm_up(self, request: RenderRequest) -> float:
+        """Run the transformer once as ``request`` will (its shape, its stage-1 guidance passes and
+        perturbations, its stage-2 LoRA strength; media are not read), so that compilation and kernel
+        selection happen now, not inside the first item. Returns the seconds taken."""
         start = time.perf_counter()
-        half = VideoPixelShape(1, num_frames, height // 2, width // 2, frame_rate)
-        full = VideoPixelShape(1, num_frames, height, width, frame_rate)
-        for shape, batch, strength in ((half, 4, 0.0), (full, 1, 1.0)):
+        frames, fps = request.num_frames, request.frame_rate
+        passes = guidance_passes(MultiModalGuider(params=request.guider.to_upstream()))
+        half = VideoPixelShape(1, frames, request.height // 2, request.width // 2, fps)
+        full = VideoPixelShape(1, frames, request.height, request.width, fps)
+        # as GuidedDenoiser (stage 1) and PlainDenoiser (stage 2) call it
+        stages = ((half, len(passes), batched_perturbations(passes), 0.0),
+                  (full, 1, None, request.distilled_lora_strength))  # fmt: skip
+        for shape, batch, perturbations, strength in stages:
             video, audio = synthetic_inputs(self.transformer, shape, batch)
             with self.lora.active(strength):
-                self.transformer(video=video, audio=audio, perturbations=None)
+                self.transformer(video=video, audio=audio, perturbations=perturbations)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start

@@ -49,6 +49,11 @@ def guidance_passes(guider: MultiModalGuider) -> list[GuidancePass]:
     return passes
 
 
+def batched_perturbations(passes: list[GuidancePass]) -> BatchedPerturbationConfig:
+    """Upstream's per-sample perturbation config for one batched forward over ``passes``."""
+    return BatchedPerturbationConfig([PerturbationConfig(list(p.perturbations)) for p in passes])
+
+
 def _repeat(t: torch.Tensor, n: int) -> torch.Tensor:
     return t if n == 1 else t.repeat(n, *([1] * (t.ndim - 1)))
 
@@ -95,7 +100,7 @@ class GuidedDenoiser:
         contexts = [guider.negative_context if p.negative_context else video_context for p in self.passes]
         self.video_context = torch.cat(contexts, dim=0)
         self.audio_context = _repeat(audio_context, len(self.passes))
-        self.perturbations = BatchedPerturbationConfig([PerturbationConfig(list(p.perturbations)) for p in self.passes])
+        self.perturbations = batched_perturbations(self.passes)
         self.last: torch.Tensor | None = None
         self.forwards = 0
 

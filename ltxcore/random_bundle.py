@@ -221,7 +221,8 @@ def _write_gemma_root(root: Path, configs: dict, generator: torch.Generator) -> 
     processor = processor_from_config(vision)
     (root / "preprocessor_config.json").write_text(json.dumps(processor, indent=1))
 
-    model = _instantiate(lambda: gemma_model_from_config(config, device="cpu"), generator)
+    where = "cpu" if generator.device.type == "cpu" else "meta"  # see _instantiate
+    model = _instantiate(lambda: gemma_model_from_config(config, device=where), generator)
     tensors = {}
     for key, value in _bf16(model.state_dict()).items():
         head = next((p for p in GEMMA_PREFIXES if key.startswith(p)), None)
@@ -274,7 +275,7 @@ def main() -> None:
         "--size",
         choices=("tiny", "reference"),
         default="tiny",
-        help="reference: the released 22B sizes (~50 GB on disk; needs a GPU with 48 GB or more)",
+        help="reference: the released 22B sizes (~58 GB on disk; needs a GPU with 48 GB or more)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="where to build and randomise (default: cuda for reference)")

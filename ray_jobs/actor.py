@@ -23,6 +23,7 @@ import torch
 
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine
+from ltxcore.request import RenderRequest
 from manifests.plan import PlannedItem
 from manifests.results import ShardRecorder, result_row
 from manifests.run_folder import RunFolder
@@ -50,16 +51,16 @@ def _tell(events, summary: dict) -> None:
 
 class RenderActor:
     def __init__(self, paths: dict, quantization: str, device: str, run_uri: str, run_id: str, session: str,
-                 threads: int = 0, warm_shape: tuple | None = None):  # fmt: skip
-        """``warm_shape`` (frames, height, width, fps): compile the transformer and warm it at that shape
-        before the first item; ``None`` runs eagerly."""
+                 threads: int = 0, warm_request: RenderRequest | None = None):  # fmt: skip
+        """``warm_request``: compile the transformer and warm it as this request will run (the most common
+        shape and settings of the run) before the first item; ``None`` runs eagerly."""
         if threads:
             torch.set_num_threads(threads)
         started = time.perf_counter()
         bundle = ModelBundle.from_paths(**localize(paths), quantization=quantization)
-        self.engine = Engine(bundle, device=device, compile=warm_shape is not None)
+        self.engine = Engine(bundle, device=device, compile=warm_request is not None)
         self.load_seconds = time.perf_counter() - started
-        self.warm_up_seconds = self.engine.warm_up(*warm_shape) if warm_shape is not None else 0.0
+        self.warm_up_seconds = self.engine.warm_up(warm_request) if warm_request is not None else 0.0
         self.run = RunFolder(run_uri)
         self.run_id, self.session = run_id, session
         self.host = socket.gethostname()

@@ -1,8 +1,9 @@
-"""Shards: small groups of items that share a prompt, an image and a size, so the engine's caches hit.
+"""Shards: small groups of items that share a prompt, an image and a shape, so the engine's caches hit.
 
-Items are grouped by what the engine can reuse (the encoded prompt pair, the reference image and the
-resolution), each group is cut into shards of at most ``shard_size`` items, and the largest groups
-come first. A shard stays small: a worker lost mid-shard costs at most the item it was rendering.
+Items are grouped by what the engine can reuse (the encoded prompt pair, the reference image, and the
+clip shape that a compiled transformer graph is specialised to), each group is cut into shards of at
+most ``shard_size`` items, and the largest groups come first. A shard stays small: a worker lost
+mid-shard costs at most the item it was rendering.
 """
 
 from __future__ import annotations
@@ -25,7 +26,15 @@ class Shard:
 
 def cache_key(p: PlannedItem) -> tuple:
     v = p.item.values
-    return (v["prompt"], v["negative_prompt"], v["image"] or "", v["height"], v["width"])
+    return (
+        v["prompt"],
+        v["negative_prompt"],
+        v["image"] or "",
+        v["height"],
+        v["width"],
+        v["num_frames"],
+        v["frame_rate"],
+    )
 
 
 def make_shards(planned: list[PlannedItem], shard_size: int, workers: int = 1) -> list[Shard]:

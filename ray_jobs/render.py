@@ -18,8 +18,9 @@ from pathlib import Path
 import ray
 import yaml
 
-from ltxcore.bundle import QUANTIZATIONS, RELEASED_NAMES
+from ltxcore.bundle import QUANTIZATIONS, RELEASED_NAMES, quantization_identity
 from ltxcore.errors import BundleError
+from ltxcore.request import RenderRequest
 from manifests.load import ManifestError, load_manifest
 from manifests.plan import plan, refresh_fingerprints
 from manifests.results import done_fingerprints, latest_attempts, read_results, still_to_render
@@ -27,7 +28,7 @@ from manifests.run_folder import RunFolder
 from manifests.storage import StorageError, is_uri
 from manifests.validate import bundle_from_model, model_paths, report, validate
 from ray_jobs.actor import RenderActor
-from ray_jobs.planner import make_shards
+from ray_jobs.planner import cache_key, make_shards
 from ray_jobs.progress import Progress, duration
 from ray_jobs.scheduler import NoWorkers, Scheduler
 from ray_jobs.weights import remote_identity
@@ -134,7 +135,7 @@ def _model(model_section: dict, args: argparse.Namespace, device: str) -> Model:
     quantization = args.quantization or model_section.get("quantization") or default_quantization(device)
     paths = model_paths(model_section)
     if any(is_uri(p) for p in paths.values()):
-        return Model(paths, quantization, {"quantization": quantization, "files": remote_identity(paths)})
+        return Model(paths, quantization, {**quantization_identity(quantization), "files": remote_identity(paths)})
     return Model(paths, quantization, bundle_from_model(model_section, quantization).identity())
 
 
@@ -144,7 +145,8 @@ def _prepare(args: argparse.Namespace, run: RunFolder, device: str) -> tuple[Mod
         if not run.exists():
             raise ManifestError(f"{args.resume} is not a run folder (no plan.parquet); start it with MANIFEST --out.")
         info = run.run_info()
-        return _model(_model_section(args, info["model"]), args, device), info["run_id"]
+        section = {**_model_section(args, info["model"]), "quantization": info["bundle"]["quantization"]}
+        return _model(section, args, device), info["run_id"]  # the recorded quantization, unless --quantization
     if run.exists():
         raise ManifestError(f"{args.out} already holds a run; use --resume {args.out} or pick a new --out.")
     manifest = load_manifest(args.manifest, args.defaults, _overrides(args.set))
@@ -198,10 +200,10 @@ def _render(args, run: RunFolder, run_id: str, session: str, model: Model, devic
     actors = min(actors, len(shards))
     remote = ray.remote(RenderActor).options(max_restarts=0, max_task_retries=0, **options)
     threads = args.cpus_per_actor if device == "cpu" else 0
-    warm_shape = None if device != "cuda" or args.no_compile else most_common_shape(pending)
+    warm_request = None if device != "cuda" or args.no_compile else most_common_request(pending)
 
     def make_actor():
-        return remote.remote(model.paths, model.quantization, device, run.uri, run_id, session, threads, warm_shape)
+        return remote.remote(model.paths, model.quantization, device, run.uri, run_id, session, threads, warm_request)
 
     scheduler = Scheduler(make_actor, actors, shards, run.results_uri, run_id, session, progress, args.max_attempts)
     try:
@@ -212,10 +214,15 @@ def _render(args, run: RunFolder, run_id: str, session: str, model: Model, devic
     return 0
 
 
-def most_common_shape(pending) -> tuple[int, int, int, float]:
-    """The (frames, height, width, fps) most items use: what a worker compiles and warms before its first item."""
-    shapes = Counter(tuple(p.item.values[k] for k in ("num_frames", "height", "width", "frame_rate")) for p in pending)
-    return shapes.most_common(1)[0][0]
+def most_common_request(pending) -> RenderRequest:
+    """A request of the shape and settings most items use: what a worker compiles and warms before its
+    first item (its media are never read)."""
+    shape = Counter(_shape(p) for p in pending).most_common(1)[0][0]
+    return next(p for p in pending if _shape(p) == shape).item.to_request()
+
+
+def _shape(planned) -> tuple:
+    return cache_key(planned)[3:]  # height, width, frames, fps: the shape part of the shard key
 
 
 def _summary(run: RunFolder, planned, progress: Progress, seconds: float) -> int:

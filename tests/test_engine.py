@@ -107,6 +107,6 @@ def test_warm_up_runs_both_stage_shapes_and_leaves_no_trace(tiny_bundle, media):
                             num_frames=17,
                             num_inference_steps=3, guider=GuiderSettings(stg_blocks=(1,)))  # fmt: skip
     before = engine.render(request, None, keep_latent=True).video_latent
-    assert engine.warm_up(17, 128, 192) > 0
+    assert engine.warm_up(request) > 0
     assert all(not layer.enabled for layer in engine.lora.layers)
     assert torch.equal(engine.render(request, None, keep_latent=True).video_latent, before)

@@ -155,3 +155,27 @@ def test_no_worker_can_start_stops_the_run_with_a_clear_error(local_ray, tiny_bu
     assert main(args) == 3
     err = capsys.readouterr().err
     assert "no render worker could start" in err and "missing weights for the transformer" in err
+
+
+def test_workers_warm_up_as_the_most_common_item_runs():
+    from manifests.load import load_manifest
+    from manifests.plan import plan
+    from ray_jobs.render import most_common_request
+
+    planned = plan(load_manifest("manifests/examples/lesson/lesson.yaml"))  # three recordings, three lengths
+    common = planned[1].item.values
+    request = most_common_request([*planned, planned[1]])
+    assert (request.num_frames, request.height, request.width) == (common["num_frames"], 512, 768)
+    assert len({p.item.values["num_frames"] for p in planned}) == 3
+    assert request.guider.cfg_scale == 3.0 and request.frame_rate == 25
+
+
+def test_quantization_identity_names_the_fp8_policy():
+    from ltxcore.bundle import quantization_identity
+    from ltxcore.fp8 import BF16_EDGE_BLOCKS
+
+    assert quantization_identity("fp8-scaled") == {
+        "quantization": "fp8-scaled",
+        "fp8_bf16_edge_blocks": BF16_EDGE_BLOCKS,
+    }
+    assert quantization_identity("fp8-cast") == {"quantization": "fp8-cast"}

@@ -13,7 +13,8 @@ Every clip has its own prompt, so prompt caching helps neither side.
 ``ours``: the default engine (``fp8-scaled``, compiled); worker-ready time (load + compile warm-up);
 prompts encoded as a worker does per shard; per-phase medians, wall, peak memory per phase over
 ``--clips`` clips after one untimed clip; then the same clip with every block in FP8, and in bf16
-(eager) as the reference of the final-latent errors and for the transformer's FLOPs per clip. ``upstream``: wall per clip (pipeline call + its mp4 encode).
+(eager) as the reference of the final-latent errors and for the transformer's FLOPs per clip.
+``upstream``: wall per clip (pipeline call + its mp4 encode).
 """
 
 from __future__ import annotations
@@ -104,8 +105,7 @@ def measure_ours(folder: Path, clips: int, out: Path) -> dict:
     report["load_s"] = time.perf_counter() - start
     report["load_breakdown_s"] = engine.load_seconds
     torch.cuda.reset_peak_memory_stats()
-    report["warm_up_s"] = engine.warm_up(REFERENCE["num_frames"], REFERENCE["height"], REFERENCE["width"],
-                                         REFERENCE["frame_rate"])  # fmt: skip
+    report["warm_up_s"] = engine.warm_up(reference_request(0))
     report["warm_up_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
     report["actor_ready_s"] = report["load_s"] + report["warm_up_s"]
     report["resident_gib_after_load"] = torch.cuda.memory_allocated() / 2**30
@@ -149,7 +149,7 @@ def measure_ours(folder: Path, clips: int, out: Path) -> dict:
     for edge in (0,):  # FP8 in all blocks (the engine keeps the first and last 4 in bf16)
         variant = Engine(ModelBundle.from_folder(folder, quantization="none"), "cuda", compile=True)
         quantize_blocks(variant.transformer.velocity_model, bf16_edge_blocks=edge)
-        variant.warm_up(REFERENCE["num_frames"], REFERENCE["height"], REFERENCE["width"], REFERENCE["frame_rate"])
+        variant.warm_up(reference_request(0))
         result = variant.render(requests[1], None, keep_latent=True)
         report[f"fp8_bf16_edges_{edge}_clip_timings_s"] = result.timings
         latents[f"fp8-scaled-bf16-edges-{edge}"] = result.video_latent.float().cpu()

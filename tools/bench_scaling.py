@@ -4,16 +4,18 @@
 
 For each GPU count N it writes one manifest of ``N x clips-per-gpu`` reference clips (the same clip
 settings as ``bench_clip``, a prompt of their own each) and runs the real command,
-``python -m ray_jobs.render MANIFEST --out RUN --actors N --quantization fp8-scaled``, on a local Ray that
-sees every GPU of the host. From the run's results table it takes the rendering window (first item
-started to last item finished) and reports clips per hour over that window (steady state: every worker
-already loaded and warmed) and over the command's whole wall time (Ray start, loads, warm-up included).
+``python -m ray_jobs.render MANIFEST --out RUN --actors N --shard-size 1`` (the manifest asks for
+``fp8-scaled``), on a local Ray that sees every GPU of the host. From the run's results table it takes
+the rendering window (first item started to last item finished) and reports clips per hour over that
+window (steady state: every worker already loaded and warmed) and over the command's whole wall time
+(Ray start, loads, warm-up included).
 Scaling efficiency is clips per hour at N divided by N times clips per hour at the smallest N.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -44,6 +46,7 @@ def write_manifest(path: Path, bundle: Path, clips: int) -> Path:
 def measure(gpus: int, clips: int, bundle: Path, work: Path) -> dict:
     manifest = write_manifest(work / f"scaling-{gpus}.yaml", bundle, clips)
     run = work / f"run-{gpus}gpu"
+    shutil.rmtree(run, ignore_errors=True)  # a fresh run each time, never a resume of an old one
     command = [sys.executable, "-m", "ray_jobs.render", str(manifest), "--out", str(run), "--actors", str(gpus),
                "--shard-size", "1"]  # fmt: skip
     start = time.perf_counter()
@@ -51,6 +54,8 @@ def measure(gpus: int, clips: int, bundle: Path, work: Path) -> dict:
         code = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
     wall = time.perf_counter() - start
     rows = [r for r in read_results(str(run / "results")).to_pylist() if r["status"] == "ok"]
+    if not rows:
+        raise RuntimeError(f"no clip rendered on {gpus} GPU(s) (exit {code}); see {work}/run-{gpus}gpu.log")
     window = (max(r["finished_at"] for r in rows) - min(r["started_at"] for r in rows)).total_seconds()
     item_s = [(r["finished_at"] - r["started_at"]).total_seconds() for r in rows]
     return {"gpus": gpus, "exit_code": code, "clips": clips, "ok": len(rows),
