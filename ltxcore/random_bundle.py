@@ -83,7 +83,7 @@ def _randomize(module: torch.nn.Module, generator: torch.Generator) -> None:
                 tensor.copy_(torch.randn(tensor.shape, **like) / fan_in**0.5)
 
 
-def _instantiate(make, generator: torch.Generator) -> torch.nn.Module:
+def random_model(make, generator: torch.Generator) -> torch.nn.Module:
     """``make()`` with seeded random weights on the generator's device: float32 on the CPU (tiny sizes),
     built on ``meta`` and materialised in bf16 on a GPU (full sizes would not fit in host float32)."""
     device = generator.device
@@ -111,23 +111,23 @@ def _checkpoint_tensors(configs: dict, generator: torch.Generator, gemma_text: d
     config = configs["checkpoint_metadata_config"]
     tensors: dict[str, torch.Tensor] = {}
     for name, prefix in CHECKPOINT_PREFIXES.items():
-        model = _instantiate(lambda name=name: COMPONENTS[name].configurator.from_config(config), generator)
+        model = random_model(lambda name=name: COMPONENTS[name].configurator.from_config(config), generator)
         for key, value in _bf16(model.state_dict(), prefix).items():
             if SHARED_SUBKEY in key:
                 key = key.replace(prefix, prefix.split(".")[0] + ".")
             tensors.setdefault(key, value)
         del model
-    processor = _instantiate(lambda: EmbeddingsProcessorFromGemmaConfig(gemma_text).from_config(config), generator)
+    processor = random_model(lambda: EmbeddingsProcessorFromGemmaConfig(gemma_text).from_config(config), generator)
     for key, value in _bf16(processor.state_dict()).items():
         head = next(p for p in EMBEDDINGS_PROCESSOR_PREFIXES if key.startswith(p))
         tensors[EMBEDDINGS_PROCESSOR_PREFIXES[head] + key[len(head) :]] = value
     return tensors
 
 
-def _lora_tensors(
+def random_lora(
     linears: list[tuple[str, tuple[int, int]]], rank: int, generator: torch.Generator
 ) -> dict[str, torch.Tensor]:
-    """lora_A/lora_B for every Linear weight inside the transformer blocks, in the released naming."""
+    """Random lora_A/lora_B for each ``(weight key, (out, in))``, named as the released LoRA names them."""
     tensors = {}
     like = {"generator": generator, "device": generator.device}
     for key, shape in linears:
@@ -221,8 +221,7 @@ def _write_gemma_root(root: Path, configs: dict, generator: torch.Generator) -> 
     processor = processor_from_config(vision)
     (root / "preprocessor_config.json").write_text(json.dumps(processor, indent=1))
 
-    where = "cpu" if generator.device.type == "cpu" else "meta"  # see _instantiate
-    model = _instantiate(lambda: gemma_model_from_config(config, device=where), generator)
+    model = random_model(lambda: gemma_model_from_config(config, device=None), generator)
     tensors = {}
     for key, value in _bf16(model.state_dict()).items():
         head = next((p for p in GEMMA_PREFIXES if key.startswith(p)), None)
@@ -249,14 +248,14 @@ def make_bundle(folder: str | Path, size: str = "tiny", seed: int = 0, device: s
         if key.startswith("model.diffusion_model.transformer_blocks.") and key.endswith(".weight") and value.ndim == 2
     ]
     del tensors
-    lora = _lora_tensors(block_linears, configs["lora_rank"], generator)
+    lora = random_lora(block_linears, configs["lora_rank"], generator)
     save_safetensors(folder / RELEASED_NAMES["distilled_lora"], lora, {"format": "pt"})
     del lora
 
     from ltxcore.loading import COMPONENTS
 
     upsampler_config = configs["upsampler_metadata_config"]
-    upsampler = _instantiate(lambda: COMPONENTS["spatial_upsampler"].configurator.from_config(upsampler_config),
+    upsampler = random_model(lambda: COMPONENTS["spatial_upsampler"].configurator.from_config(upsampler_config),
                              generator)  # fmt: skip
     save_safetensors(folder / RELEASED_NAMES["spatial_upsampler_path"], _bf16(upsampler.state_dict()),
                      {"config": json.dumps(upsampler_config)})  # fmt: skip

@@ -6,6 +6,7 @@ Gemma root's ``config.json``, which is right for the released root and for tiny 
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -29,8 +30,9 @@ LTX23_TEXT_PATH = {
 }
 
 
-def gemma_model_from_config(config: dict, device: str | torch.device = "meta") -> Gemma3ForConditionalGeneration:
-    with torch.device(device):
+def gemma_model_from_config(config: dict, device: str | torch.device | None = "meta") -> Gemma3ForConditionalGeneration:
+    """Gemma-3 sized by ``config``, built on ``device`` (``None``: wherever the caller's context builds)."""
+    with torch.device(device) if device is not None else contextlib.nullcontext():
         return Gemma3ForConditionalGeneration(Gemma3Config.from_dict(config))
 
 

@@ -26,7 +26,7 @@ import time
 import torch
 
 from ltxcore.compile import compile_transformer
-from ltxcore.random_bundle import load_configs
+from ltxcore.random_bundle import load_configs, random_lora, random_model
 
 FPS, FRAMES, HEIGHT, WIDTH = 25.0, 97, 512, 768
 STEPS_1, STEPS_2, LORA_RANK = 30, 3, 384
@@ -41,27 +41,14 @@ def build(variant: str, lora: bool):
     from ltxcore.lora import LoraAdapter
 
     config = load_configs("reference")["checkpoint_metadata_config"]
-    torch.set_default_dtype(torch.bfloat16)  # never materialise 76 GB of float32
-    try:
-        with torch.device("meta"):
-            model = LTXModelConfigurator.from_config(config)
-    finally:
-        torch.set_default_dtype(torch.float32)
-    model = model.to_empty(device="cuda")
     generator = torch.Generator(device="cuda").manual_seed(0)
-    with torch.no_grad():
-        for p in [*model.parameters(), *model.buffers()]:
-            if p.is_floating_point():
-                p.normal_(0.0, 0.02, generator=generator)
-    model.requires_grad_(False).eval()
+    model = random_model(lambda: LTXModelConfigurator.from_config(config), generator).eval()  # bf16 on the GPU
     adapter = None
     if lora:
-        sd = {}
-        for name, m in model.transformer_blocks.named_modules():
-            if isinstance(m, torch.nn.Linear):
-                stem, like = f"transformer_blocks.{name}", {"device": "cuda", "dtype": torch.bfloat16}
-                sd[f"{stem}.lora_A.weight"] = torch.randn(LORA_RANK, m.in_features, **like)
-                sd[f"{stem}.lora_B.weight"] = torch.zeros(m.out_features, LORA_RANK, **like)
+        blocks = model.transformer_blocks.named_modules()
+        linears = [(f"transformer_blocks.{name}.weight", (m.out_features, m.in_features))
+                   for name, m in blocks if isinstance(m, torch.nn.Linear)]  # fmt: skip
+        sd = random_lora(linears, LORA_RANK, generator)
     if variant == "fp8-cast":
         state = {}
         for key, value in model.state_dict().items():
