@@ -1,35 +1,44 @@
-"""Compile the transformer's heavy sub-modules, one graph per clip shape.
+"""``torch.compile`` for one callable, with an eager fallback per input shape.
 
-Compiling whole upstream blocks recompiles for every block: each block's forward evaluates the guidance
-perturbations against its integer ``idx`` in Python, so dynamo specialises on it and soon hits its
-recompile limit. The attention and feed-forward modules hold nearly all the FLOPs and none of that
-logic, so they are compiled instead, shared by all blocks.
-
-Graphs are specialised to one shape (``dynamic=False``). Measured on an H200 at the reference clip, the
-shape-generic graph (``dynamic=True``) makes the transformer 24% slower per clip (12.09 s vs 9.71 s) and
-takes 115 s to compile against 33 s; so a new clip length pays one compile (tens of seconds, once per
-worker), and the planner puts items of one shape in the same shards. A compile that fails (no C compiler
-on the worker, an inductor bug) falls back to eager execution instead of failing the worker.
+A compile that fails (no C compiler on a worker, an inductor bug) must not fail the worker, nor silently
+turn every later call into an eager one: the failure is logged once for the shape that hit it, that shape
+runs eagerly from then on, and every other shape stays compiled. Graphs are specialised to one shape
+(``dynamic=False``): measured on an H200, a shape-generic graph made the transformer 24% slower per clip
+and compiled 3.5x longer (BENCHMARKS.md), so a new clip length pays one compile per worker.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Hashable
+
 import torch
 
-HEAVY_CHILDREN = ("attn1", "attn2", "ff", "audio_attn1", "audio_attn2", "audio_ff", "audio_to_video_attn",
-                  "video_to_audio_attn")  # fmt: skip
+log = logging.getLogger(__name__)
+
+COMPILE_ERRORS: tuple[type[Exception], ...] = (torch._dynamo.exc.TorchDynamoException,)
+if hasattr(torch, "_inductor"):
+    from torch._inductor.exc import InductorError
+
+    COMPILE_ERRORS += (InductorError,)
 
 
-def compile_transformer(velocity_model: torch.nn.Module, dynamic: bool = False) -> int:
-    """Mark every heavy child of every block for compilation (lazy: the first call of each shape compiles)."""
-    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
-    torch._dynamo.config.suppress_errors = True
-    count = 0
-    for block in velocity_model.transformer_blocks:
-        for name in HEAVY_CHILDREN:
-            child = getattr(block, name, None)
-            if child is not None:
-                child.compile(dynamic=dynamic)
-                count += 1
-    return count
+class CompiledWithFallback:
+    """Calls ``fn`` compiled; a shape (``key(*args)``) whose compile failed is run by ``fn`` itself."""
+
+    def __init__(self, fn: Callable, key: Callable[..., Hashable], backend: str | Callable = "inductor"):
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        self.fn, self.key = fn, key
+        self.compiled = torch.compile(fn, dynamic=False, backend=backend)
+        self.eager_keys: set[Hashable] = set()
+
+    def __call__(self, *args):
+        key = self.key(*args)
+        if key in self.eager_keys:
+            return self.fn(*args)
+        try:
+            return self.compiled(*args)
+        except COMPILE_ERRORS as e:
+            self.eager_keys.add(key)
+            log.warning("torch.compile failed for %s; that shape runs eagerly from now on: %s", key, e)
+            return self.fn(*args)

@@ -32,8 +32,8 @@ from ltx_core.types import Audio, AudioLatentShape, LatentState, VideoLatentShap
 from ltx_pipelines.utils.constants import STAGE_2_DISTILLED_SIGMA_VALUES
 from ltx_pipelines.utils.media_io import load_image_conditioning
 
+from ltxcore.blocks import BlockLoop
 from ltxcore.bundle import ModelBundle
-from ltxcore.compile import compile_transformer
 from ltxcore.errors import RenderInputError
 from ltxcore.fp8 import quantize_blocks
 from ltxcore.guidance import (
@@ -77,7 +77,8 @@ class RenderResult:
 
 
 class PhaseClock:
-    """Times named phases; on CUDA it synchronises at the edges and records each phase's peak memory."""
+    """Times named phases; on CUDA it synchronises at the edges and records each phase's peak memory.
+    A phase that runs twice adds up its times and keeps the larger peak."""
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
@@ -93,7 +94,7 @@ class PhaseClock:
         yield
         if self.cuda:
             torch.cuda.synchronize()
-            self.peaks[name] = torch.cuda.max_memory_allocated()
+            self.peaks[name] = max(self.peaks.get(name, 0), torch.cuda.max_memory_allocated())
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
 
@@ -101,8 +102,9 @@ class Engine:
     """Holds every model of a bundle for its whole life: the diffusion models on ``device``; on a GPU the
     text path in pinned host memory, streamed to the GPU layer by layer when prompts are encoded.
 
-    ``compile`` compiles the transformer's heavy sub-modules, once per clip shape; :meth:`warm_up` pays that
-    compile for the shape most items use before the first item.
+    The transformer's block loop is ours (:class:`~ltxcore.blocks.BlockLoop`): it shares the STG pass's
+    prefix, and with ``compile`` it compiles whole blocks and, on a GPU, replays each stage's loop from a
+    CUDA graph, once per clip shape; :meth:`warm_up` pays that for the shape most items use up front.
     """
 
     def __init__(self, bundle: ModelBundle, device: str | torch.device = "cpu", prompt_cache_size: int = 64,
@@ -110,13 +112,17 @@ class Engine:
         self.bundle = bundle
         self.device = torch.device(device)
         self.load_seconds: dict[str, float] = {}
+        # fp8-scaled builds on the host and quantizes block by block on the way to the device
+        scaled = bundle.quantization == "fp8-scaled"
+        build_device = torch.device("cpu") if scaled else self.device
+        policy = quantization_policy(bundle.quantization)
         velocity_model = self._timed("transformer", lambda: build_component(
-            bundle, "transformer", self.device, quantization=quantization_policy(bundle.quantization)))  # fmt: skip
-        if bundle.quantization == "fp8-scaled":
-            self._timed("fp8_quantize", lambda: quantize_blocks(velocity_model))
+            bundle, "transformer", build_device, quantization=policy))  # fmt: skip
+        if scaled:
+            self._timed("fp8_quantize", lambda: quantize_blocks(velocity_model, device=self.device))
         self.lora = self._timed("distilled_lora", lambda: LoraAdapter.load(velocity_model, bundle.distilled_lora))
-        if compile:
-            compile_transformer(velocity_model)
+        on_gpu = self.device.type == "cuda"
+        self.blocks = BlockLoop(velocity_model, compile=compile, cuda_graphs=compile and on_gpu)
         self.num_layers = len(velocity_model.transformer_blocks)
         self.transformer = X0Model(velocity_model).eval()  # predicts the denoised latent, as the samplers expect
         self.video_encoder = self._timed("video_encoder", lambda: build_component(bundle, "video_encoder", self.device))

@@ -54,21 +54,41 @@ class Fp8Linear(torch.nn.Module):
 BF16_EDGE_BLOCKS = 4
 
 
-def quantize_blocks(transformer: torch.nn.Module, bf16_edge_blocks: int = BF16_EDGE_BLOCKS) -> int:
-    """Swap every aligned ``nn.Linear`` inside ``transformer_blocks`` for :class:`Fp8Linear`, except in the
-    first and last ``bf16_edge_blocks`` blocks; return the count."""
-    swaps = []
-    count = len(transformer.transformer_blocks)
-    bf16_edge_blocks = min(bf16_edge_blocks, count // 4)  # small test models keep most blocks FP8
-    last = count - bf16_edge_blocks
-    for name, module in transformer.transformer_blocks.named_modules():
-        index = int(name.split(".", 1)[0]) if name else -1
-        if not bf16_edge_blocks <= index < last:
-            continue
-        if isinstance(module, torch.nn.Linear) and module.in_features % ALIGN == 0 and module.out_features % ALIGN == 0:
-            swaps.append(name)
-    for name in swaps:
+def _swap_linears(block: torch.nn.Module) -> int:
+    """Replace every aligned ``nn.Linear`` in ``block`` by an :class:`Fp8Linear`; return the count."""
+    names = [name for name, m in block.named_modules() if isinstance(m, torch.nn.Linear)
+             and m.in_features % ALIGN == 0 and m.out_features % ALIGN == 0]  # fmt: skip
+    for name in names:
         parent_name, _, attr = name.rpartition(".")
-        parent = transformer.transformer_blocks.get_submodule(parent_name)
+        parent = block.get_submodule(parent_name)
         setattr(parent, attr, Fp8Linear(getattr(parent, attr)))
-    return len(swaps)
+    return len(names)
+
+
+def fp8_block_indices(count: int, bf16_edge_blocks: int = BF16_EDGE_BLOCKS) -> range:
+    """The blocks that run in FP8: all but the first and last ``bf16_edge_blocks`` (fewer on small models)."""
+    edge = min(bf16_edge_blocks, count // 4)  # small test models keep most blocks FP8
+    return range(edge, count - edge)
+
+
+def quantize_blocks(transformer: torch.nn.Module, bf16_edge_blocks: int = BF16_EDGE_BLOCKS,
+                    device: torch.device | None = None) -> int:  # fmt: skip
+    """Swap the aligned linears of the FP8 blocks (:func:`fp8_block_indices`) for :class:`Fp8Linear`; return
+    the count. With ``device``, the model (built on the host) moves there block by block, each block
+    quantized on arrival, so the bf16 transformer never sits on the device whole: the load peak is the
+    FP8 model plus one bf16 block."""
+    blocks = transformer.transformer_blocks
+    if device is not None:
+        for name, child in transformer.named_children():
+            if name != "transformer_blocks":
+                child.to(device)
+        for tensor in [*transformer.parameters(recurse=False), *transformer.buffers(recurse=False)]:
+            tensor.data = tensor.data.to(device)
+    fp8 = fp8_block_indices(len(blocks), bf16_edge_blocks)
+    swapped = 0
+    for index, block in enumerate(blocks):
+        if device is not None:
+            block.to(device)
+        if index in fp8:
+            swapped += _swap_linears(block)
+    return swapped

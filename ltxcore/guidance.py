@@ -3,7 +3,9 @@
 Upstream runs conditional, unconditional, STG-perturbed and modality-isolated passes one after another.
 Here they are stacked on the batch axis and told apart by upstream's ``BatchedPerturbationConfig``;
 passes that a setting switches off (scale 0 or 1) drop out of the batch, and a skipped step runs none.
-The audio latent is frozen in this pipeline, so only the video prediction is guided.
+The STG pass has the conditional pass's inputs and differs from it only from its first perturbed block
+on, so it declares that prefix as shared (:class:`~ltxcore.blocks.SharedPrefix`) and the block loop
+computes it once. The audio latent is frozen in this pipeline, so only the video prediction is guided.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from ltx_core.model.transformer import Modality
 from ltx_core.tools import AudioLatentTools, VideoLatentTools
 from ltx_core.types import AudioLatentShape, LatentState, VideoLatentShape, VideoPixelShape
 
+from ltxcore.blocks import SharedPrefix, SharingPerturbations
+
 ISOLATE_MODALITY = (
     Perturbation(type=PerturbationType.SKIP_A2V_CROSS_ATTN, blocks=None),
     Perturbation(type=PerturbationType.SKIP_V2A_CROSS_ATTN, blocks=None),
@@ -37,21 +41,30 @@ class GuidancePass:
 
 
 def guidance_passes(guider: MultiModalGuider) -> list[GuidancePass]:
-    """The passes this guider needs, conditional first."""
+    """The passes this guider needs, conditional first and STG-perturbed last (its rows join the batch late,
+    and rows that keep their place in the batch keep their numbers on every backend)."""
     passes = [GuidancePass("cond", False, ())]
     if guider.do_unconditional_generation():
         passes.append(GuidancePass("uncond", True, ()))
+    if guider.do_isolated_modality_generation():
+        passes.append(GuidancePass("isolated", False, ISOLATE_MODALITY))
     if guider.do_perturbed_generation():
         stg = Perturbation(type=PerturbationType.SKIP_VIDEO_SELF_ATTN, blocks=list(guider.params.stg_blocks))
         passes.append(GuidancePass("perturbed", False, (stg,)))
-    if guider.do_isolated_modality_generation():
-        passes.append(GuidancePass("isolated", False, ISOLATE_MODALITY))
     return passes
 
 
-def batched_perturbations(passes: list[GuidancePass]) -> BatchedPerturbationConfig:
-    """Upstream's per-sample perturbation config for one batched forward over ``passes``."""
-    return BatchedPerturbationConfig([PerturbationConfig(list(p.perturbations)) for p in passes])
+def batched_perturbations(passes: list[GuidancePass], share_prefix: bool = True) -> BatchedPerturbationConfig:
+    """Upstream's per-sample perturbation config for one batched forward over ``passes``; with
+    ``share_prefix``, the STG pass is declared equal to the conditional pass before its first STG block."""
+    rows = [PerturbationConfig(list(p.perturbations)) for p in passes]
+    names = [p.name for p in passes]
+    if not share_prefix or "perturbed" not in names:
+        return BatchedPerturbationConfig(rows)
+    (stg,) = passes[names.index("perturbed")].perturbations
+    first = 0 if stg.blocks is None else min(stg.blocks, default=0)  # 0: nothing to share
+    shared = SharedPrefix(source=names.index("cond"), copy=names.index("perturbed"), until=first)
+    return SharingPerturbations(rows, shared=(shared,))
 
 
 def _repeat(t: torch.Tensor, n: int) -> torch.Tensor:
