@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -74,6 +75,14 @@ class RenderResult:
     timings: dict[str, float] = field(default_factory=dict)
     peak_memory: dict[str, int] = field(default_factory=dict)
     video_latent: torch.Tensor | None = None
+    muxing: Future | None = None  # set when the mp4 is still being written in the background
+
+    def wait(self) -> RenderResult:
+        """Block until the mp4 is written (re-raising its error), and add the mux time to ``timings``."""
+        if self.muxing is not None:
+            self.timings["mux"] = self.muxing.result()
+            self.muxing = None
+        return self
 
 
 class PhaseClock:
@@ -141,6 +150,7 @@ class Engine:
         self.audio_patchifier = AudioPatchifier(patch_size=1)
         self.stepper = EulerDiffusionStep()
         self.tiling = TilingConfig.default()
+        self.muxer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mux")  # CPU encode beside the GPU
 
     def _timed(self, name: str, build: Callable):
         start = time.perf_counter()
@@ -202,8 +212,11 @@ class Engine:
         return time.perf_counter() - start
 
     @torch.inference_mode()
-    def render(self, request: RenderRequest, output: str | Path | None, keep_latent: bool = False) -> RenderResult:
-        """Render one request to ``output`` (an mp4 path; ``None`` skips decode and mux)."""
+    def render(self, request: RenderRequest, output: str | Path | None, keep_latent: bool = False,
+               background_mux: bool = False) -> RenderResult:  # fmt: skip
+        """Render one request to ``output`` (an mp4 path; ``None`` skips decode and mux). With
+        ``background_mux`` the mp4 is encoded on a worker thread while the caller goes on (e.g. to the next
+        item's GPU work); ``result.wait()`` then finishes it."""
         request = self.resolve(request)
         clock = PhaseClock(self.device)
         generator = torch.Generator(device=self.device).manual_seed(request.seed)
@@ -245,10 +258,9 @@ class Engine:
         if output is not None:
             with clock.phase("decode"):
                 frames = [chunk.cpu() for chunk in decode_video(latent, self.video_decoder, self.tiling, generator)]
-            with clock.phase("mux"):
-                write_mp4(output, frames, request.frame_rate, clip, request.num_frames)
+            result.muxing = self.muxer.submit(_timed_mux, output, frames, request.frame_rate, clip, request.num_frames)
         result.timings, result.peak_memory = clock.timings, clock.peaks
-        return result
+        return result if background_mux else result.wait()
 
     # --- the steps ----------------------------------------------------------------------------
 
@@ -297,6 +309,12 @@ class Engine:
             video = replace(video, latent=self.stepper.step(video.latent, denoised, sigmas, step))
         video = video_tools.clear_conditioning(video)
         return video_tools.unpatchify(video).latent
+
+
+def _timed_mux(output, frames, frame_rate: float, clip: AudioClip, num_frames: int) -> float:
+    start = time.perf_counter()
+    write_mp4(output, frames, frame_rate, clip, num_frames)
+    return time.perf_counter() - start
 
 
 def _keep_conditioned(denoised: torch.Tensor, state: LatentState) -> torch.Tensor:

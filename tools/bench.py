@@ -2,7 +2,8 @@
 
     python -m tools.bench forward --out forward.json      # transformer forwards, every variant side by side
     python -m tools.bench clip --bundle DIR --part ours --out ours.json          # end to end, our engine
-    python -m tools.bench clip --bundle DIR --part upstream --out upstream.json  # upstream's loop
+    python -m tools.bench clip --bundle DIR --part upstream --out upstream.json  # upstream 1.0.0's loop
+    python -m tools.bench clip --bundle DIR --part head --anchor DIR --out head.json  # upstream 1.2.0
     python -m tools.bench scaling --bundle DIR --gpus 1 2 4 --out scaling.json   # the Ray driver on N GPUs
 
 ``DIR`` holds a random bundle with the released LTX-2.3 sizes; it is written there first if missing.
@@ -24,8 +25,9 @@ def main() -> None:
     forward.add_argument("--repeat", type=int, default=10)
     clip = sub.add_parser("clip", help="the reference clip end to end")
     clip.add_argument("--bundle", required=True)
-    clip.add_argument("--part", choices=("ours", "upstream"), required=True)
+    clip.add_argument("--part", choices=("ours", "upstream", "head"), required=True)
     clip.add_argument("--clips", type=int, default=3)
+    clip.add_argument("--anchor", help="with --part head: a copy of shared/anchors/upstream-head plus the av wheel")
     scaling = sub.add_parser("scaling", help="clips per hour of the Ray driver on 1..N GPUs")
     scaling.add_argument("--bundle", required=True)
     scaling.add_argument("--gpus", type=int, nargs="+", default=[1, 2, 4])
@@ -42,7 +44,7 @@ def main() -> None:
     elif args.what == "clip":
         from tools.bench_clip import run
 
-        report = run(args.bundle, args.part, args.clips, out)
+        report = run(args.bundle, args.part, args.clips, out, args.anchor)
     else:
         from tools.bench_scaling import run
 

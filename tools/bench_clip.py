@@ -1,8 +1,10 @@
-"""End-to-end benchmark of the reference clip at LTX-2.3 size: our resident engine against upstream's
-``A2VidPipelineTwoStage`` called in a loop, on one GPU.
+"""End-to-end benchmark of the reference clip at LTX-2.3 size, three parts on one GPU and one bundle:
+our resident engine; upstream 1.0.0's ``A2VidPipelineTwoStage`` called in a loop (PyPI); upstream 1.2.0 at
+its fastest single-GPU settings (the anchor in ``../shared/anchors/upstream-head``, own environment).
 
-    python tools/bench.py clip --bundle /tmp/ref-bundle --part ours --out ours.json
-    python tools/bench.py clip --bundle /tmp/ref-bundle --part upstream --out upstream.json
+    python -m tools.bench clip --bundle /tmp/ref-bundle --part ours --out ours.json
+    python -m tools.bench clip --bundle /tmp/ref-bundle --part upstream --out upstream.json
+    python -m tools.bench clip --bundle /tmp/ref-bundle --part head --anchor ANCHOR_COPY --out head.json
 
 The bundle is a random one with the released 22B configs (``python -m ltxcore.random_bundle DIR --size
 reference``; written here if missing), so every load, including upstream's per-call rebuild from disk,
@@ -10,11 +12,13 @@ reads real-size files. Reference clip: 768x512, 97 frames at 25 fps, the lesson 
 presenter image at frame 0, 30 stage-1 steps with cfg 3 / stg 1 / modality 3, 3 distilled stage-2 steps.
 Every clip has its own prompt, so prompt caching helps neither side.
 
-``ours``: the default engine (``fp8-scaled``, compiled); worker-ready time (load + compile warm-up);
-prompts encoded as a worker does per shard; per-phase medians, wall, peak memory per phase over
-``--clips`` clips after one untimed clip; then the same clip with every block in FP8, and in bf16
-(eager) as the reference of the final-latent errors and for the transformer's FLOPs per clip.
-``upstream``: wall per clip (pipeline call + its mp4 encode).
+``ours``: the default engine (``fp8-scaled``, compiled); worker-ready time (load + compile warm-up) and
+the load's peak memory; prompts encoded as a worker does per shard; per-phase medians, wall, peak memory
+per phase over ``--clips`` clips after one untimed clip; the steady state of a worker (the same clips with
+each mp4 written in the background while the next clip runs: seconds per clip); a torch.profiler read of
+one stage-1 forward (kernels, launch calls, GEMM share of GPU time); then the same clip with every block in
+FP8, and in bf16 (eager) as the reference of the final-latent errors and for the FLOPs per clip.
+``upstream``: wall per clip (pipeline call + its mp4 encode). ``head``: the anchor script's own report.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import torch
 from ltxcore.bundle import RELEASED_NAMES, ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.fp8 import quantize_blocks
+from ltxcore.guidance import synthetic_inputs
 from ltxcore.request import GuiderSettings, RenderRequest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "manifests" / "examples" / "lesson"
@@ -98,11 +103,62 @@ def _median_phases(results: list[dict]) -> dict[str, float]:
     return {name: statistics.median(r[name] for r in results) for name in results[0]}
 
 
+def profile_stage_1(engine: Engine) -> dict:
+    """Kernels, launch calls and the GEMM share of GPU time in one stage-1 forward (as warmed up)."""
+    from ltx_core.components.guiders import MultiModalGuider
+    from ltx_core.types import VideoPixelShape
+    from torch.profiler import ProfilerActivity, profile
+
+    from ltxcore.guidance import batched_perturbations, guidance_passes
+
+    passes = guidance_passes(MultiModalGuider(params=GuiderSettings().to_upstream()))
+    shape = VideoPixelShape(1, REFERENCE["num_frames"], REFERENCE["height"] // 2, REFERENCE["width"] // 2, 25.0)
+    video, audio = synthetic_inputs(engine.transformer, shape, len(passes))
+    perturbations = batched_perturbations(passes)
+    with torch.inference_mode():
+        for _ in range(2):
+            engine.transformer(video=video, audio=audio, perturbations=perturbations)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            engine.transformer(video=video, audio=audio, perturbations=perturbations)
+            torch.cuda.synchronize()
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    launches = [e for e in prof.events() if e.name in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC",
+                                                       "cuLaunchKernelEx", "cudaGraphLaunch")]  # fmt: skip
+    gemm_words = ("gemm", "xmma", "cutlass", "nvjet", "scaled_mm", "matmul")
+    busy = sum(e.device_time for e in kernels)
+    gemm = sum(e.device_time for e in kernels if any(w in e.name.lower() for w in gemm_words))
+    attention = sum(e.device_time for e in kernels if "flash" in e.name.lower() or "fmha" in e.name.lower())
+    top = {}
+    for e in kernels:
+        top[e.name[:80]] = top.get(e.name[:80], 0.0) + e.device_time
+    return {"gpu_kernels": len(kernels), "launch_calls": len(launches),
+            "graph_launches": sum(e.name == "cudaGraphLaunch" for e in launches),
+            "gpu_busy_ms": busy / 1e3, "gemm_share": gemm / busy, "attention_share": attention / busy,
+            "top_kernels_ms": {k: v / 1e3 for k, v in sorted(top.items(), key=lambda kv: -kv[1])[:12]}}  # fmt: skip
+
+
+def steady_state(engine: Engine, requests: list[RenderRequest], out: Path) -> float:
+    """Seconds per clip when each mp4 is written in the background while the next clip renders."""
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    previous = None
+    for i, request in enumerate(requests):
+        result = engine.render(request, out.parent / f"ours-steady-{i}.mp4", background_mux=True)
+        if previous is not None:
+            previous.wait()
+        previous = result
+    previous.wait()
+    return (time.perf_counter() - start) / len(requests)
+
+
 def measure_ours(folder: Path, clips: int, out: Path) -> dict:
     report: dict = {"part": "ours", "quantization": "fp8-scaled", "compile": True}
+    torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     engine = Engine(ModelBundle.from_folder(folder, quantization="fp8-scaled"), "cuda", compile=True)
     report["load_s"] = time.perf_counter() - start
+    report["load_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
     report["load_breakdown_s"] = engine.load_seconds
     torch.cuda.reset_peak_memory_stats()
     report["warm_up_s"] = engine.warm_up(reference_request(0))
@@ -141,12 +197,14 @@ def measure_ours(folder: Path, clips: int, out: Path) -> dict:
     report["stage_1_step_s"] = report["phases_s_median"]["stage_1"] / REFERENCE["num_inference_steps"]
     report["peak_gib_by_phase_max"] = {k: max(p[k] for p in peaks) for k in peaks[0]}
     report["peak_gib"] = max(report["peak_gib_by_phase_max"].values())
-    report["clips_per_hour"] = 3600 / report["wall_s_median"]
+    report["steady_s_per_clip"] = steady_state(engine, requests[1:], out)
+    report["clips_per_hour"] = 3600 / report["steady_s_per_clip"]
+    report["profile_stage_1_forward"] = profile_stage_1(engine)
     del engine
     gc.collect()
     torch.cuda.empty_cache()
 
-    all_fp8 = Engine(ModelBundle.from_folder(folder, quantization="none"), "cuda", compile=True)
+    all_fp8 = Engine(ModelBundle.from_folder(folder, quantization="none"), "cuda")  # eager: for its error only
     quantize_blocks(all_fp8.transformer.velocity_model, bf16_edge_blocks=0)  # the engine keeps 4 + 4 in bf16
     all_fp8.warm_up(reference_request(0))
     result = all_fp8.render(requests[1], None, keep_latent=True)
@@ -166,6 +224,28 @@ def measure_ours(folder: Path, clips: int, out: Path) -> dict:
     transformer_s = report["phases_s_median"]["stage_1"] + report["phases_s_median"]["stage_2"]
     report["effective_tflops"] = report["flops"]["tflop_per_clip"] / transformer_s
     return report
+
+
+def measure_head(folder: Path, clips: int, out: Path, anchor: str) -> dict:
+    """Upstream 1.2.0 through the anchor's own script, in its own environment: ``anchor`` is a copy of
+    ``shared/anchors/upstream-head`` (script and ``wheels/``, plus the av wheel), installed to a temp site."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    site = tempfile.mkdtemp(prefix="head-site-")
+    wheels = sorted(str(p) for p in Path(anchor).rglob("*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                    "--target", site, *wheels], check=True)  # fmt: skip
+    script = Path(anchor) / "bench_upstream_head.py"
+    report_path = out.parent / "head-report.json"
+    env = {**os.environ, "PYTHONPATH": site, "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+    command = [sys.executable, str(script), "--bundle", str(folder), "--clips", str(clips), "--audio", str(AUDIO),
+               "--image", str(IMAGE), "--compile", "on", "--out", str(report_path)]  # fmt: skip
+    subprocess.run(command, env=env, check=True)
+    return {"part": "head", "command": " ".join(command), **json.loads(report_path.read_text())}
 
 
 def measure_upstream(folder: Path, clips: int, out: Path) -> dict:
@@ -217,10 +297,12 @@ def measure_upstream(folder: Path, clips: int, out: Path) -> dict:
             "peak_gib": torch.cuda.max_memory_allocated() / 2**30}  # fmt: skip
 
 
-def run(bundle: str, part: str, clips: int, out: Path) -> dict:
+def run(bundle: str, part: str, clips: int, out: Path, anchor: str | None = None) -> dict:
     folder, made_s = ensure_bundle(Path(bundle))
     write_stereo_speech()
-    measure = measure_ours if part == "ours" else measure_upstream
-    report = measure(folder, clips, out)
+    if part == "head":
+        report = measure_head(folder, clips, out, anchor)
+    else:
+        report = (measure_ours if part == "ours" else measure_upstream)(folder, clips, out)
     report.update(device=torch.cuda.get_device_name(), torch=torch.__version__, bundle_written_s=made_s)
     return report

@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from ltxcore.compile import compile_transformer
+from ltxcore.blocks import BlockLoop
 from ltxcore.random_bundle import load_configs, random_lora, random_model
 
 FPS, FRAMES, HEIGHT, WIDTH = 25.0, 97, 512, 768
@@ -124,7 +124,7 @@ def measure(variant: str, repeat: int) -> dict:
     stage_2 = inputs((HEIGHT, WIDTH), 1, model)
     result = {"variant": variant}
     if "+compile" in variant:
-        compile_transformer(model.velocity_model, dynamic=variant.endswith("-dynamic"))
+        BlockLoop(model.velocity_model, compile=True, cuda_graphs=variant.endswith("+graphs"))
         result["compile_s"] = _warm(model, [stage_1[1], stage_1[4], stage_2], adapter)
     started = time.perf_counter()
     torch.cuda.reset_peak_memory_stats()
@@ -146,7 +146,7 @@ def measure(variant: str, repeat: int) -> dict:
     return result
 
 
-VARIANTS = ["bf16", "fp8-cast", "bf16+compile", "fp8-scaled", "fp8-scaled+compile", "fp8-scaled+compile-dynamic"]
+VARIANTS = ["bf16", "fp8-cast", "bf16+compile", "fp8-scaled", "fp8-scaled+compile", "fp8-scaled+compile+graphs"]
 
 
 def run(variants: list[str], repeat: int) -> dict:
