@@ -84,6 +84,7 @@ def _report(args) -> int:
 
 def _bundle_check(args) -> int:
     from ltxcore.bundle import ModelBundle
+    from manifests.model_section import bundle_files
 
     if args.checkpoint_path:
         bundle = ModelBundle.from_paths(checkpoint_path=args.checkpoint_path, distilled_lora=args.distilled_lora,
@@ -92,8 +93,7 @@ def _bundle_check(args) -> int:
     else:
         bundle = ModelBundle.from_folder(args.folder)
     print(bundle.describe())
-    for role, info in bundle.identity()["files"].items():
-        files = info if isinstance(info, list) else [info]
+    for role, files in bundle_files(bundle.paths()).items():
         print(f"  {role}: {sum(f['size'] for f in files) / 2**30:.2f} GiB in {len(files)} file(s)")
     print("ok: every file is present, is safetensors, and the checkpoint carries its config")
     return 0
