@@ -17,7 +17,16 @@ from dataclasses import dataclass, fields
 from typing import Annotated, get_args
 
 import pyarrow as pa
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 
 from ltxcore.request import GuiderSettings, RenderRequest
@@ -45,7 +54,12 @@ def _whole_float(value: object) -> object:
 Text = Annotated[str, Strict(), Kind("text", pa.string())]
 Media = Annotated[str, Strict(), Kind("text", pa.string(), media=True)]
 Whole = Annotated[int, Strict(), BeforeValidator(_whole_float), Kind("a whole number", pa.int64())]
-Number = Annotated[float, Strict(), Kind("a number", pa.float64())]
+# An int stays an int (messages echo the value as written); the schema calls both "number".
+Number = Annotated[
+    Annotated[int, Strict()] | Annotated[float, Strict()],
+    WithJsonSchema({"type": "number"}),
+    Kind("a number", pa.float64()),
+]
 Blocks = Annotated[list[Annotated[int, Strict()]], Kind("a list of whole numbers", pa.list_(pa.int64()))]
 Labels = Annotated[
     dict[Annotated[str, Strict()], Annotated[str, Strict()]],

@@ -19,7 +19,7 @@ from manifests.storage import file_identity, files_under, is_uri, join
 
 
 class ModelSection(BaseModel):
-    """The ``model:`` section as written. Paths may be local or ``s3://`` / ``gs://`` / ``file://`` URIs."""
+    """The model bundle: a folder with the released file names and/or each file, local or s3://, gs://, file://."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -22,6 +22,7 @@ EXAMPLES = {
     "make-tiny-bundle": "ltx-batch make-tiny-bundle ~/.cache/ltx-batch/tiny-bundle",
     "lessons": 'ltx-batch lessons --image presenter.png --audio recordings/ --prompt "A teacher ..." -o lessons.yaml',
     "personalize": 'ltx-batch personalize customers.csv --template "Hi {first_name} ..." -o campaign.parquet',
+    "schema": "ltx-batch schema > ltx-batch.schema.json",
 }
 
 
@@ -127,6 +128,13 @@ def _personalize(args) -> int:
     return 0
 
 
+def _schema(args) -> int:
+    from manifests.json_schema import schema_text
+
+    print(schema_text(), end="")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="ltx-batch", description="Batch-render talking videos with LTX-2.3.")
     root.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -183,6 +191,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--defaults", help="YAML with manifest defaults, written beside the Parquet file")
     p.add_argument("-o", "--output", required=True, help="the manifest to write (.parquet)")
     p.set_defaults(handler=_personalize)
+    p = add("schema", "Print the manifest's JSON Schema, for editors that complete and check manifests as typed.")
+    p.set_defaults(handler=_schema)
     return root
 
 
