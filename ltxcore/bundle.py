@@ -6,10 +6,9 @@ Field names follow the upstream CLI (``checkpoint_path``, ``distilled_lora``, ``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from ltxcore.errors import BundleError
@@ -42,11 +41,6 @@ def read_safetensors_header(path: Path, role: str) -> dict:
     if not isinstance(header, dict):
         raise BundleError(f"{role} {path} is not a safetensors file: its header is not a JSON object.")
     return header
-
-
-def _file_identity(path: Path) -> dict:
-    stat = path.stat()
-    return {"name": path.name, "size": stat.st_size, "mtime": int(stat.st_mtime)}
 
 
 @dataclass(frozen=True)
@@ -120,28 +114,12 @@ class ModelBundle:
         config_path = next(Path(self.gemma_root).rglob("config.json"))
         return json.loads(config_path.read_text())
 
-    def identity(self) -> dict:
-        """What the results table records: file names with size and mtime, version, quantization."""
-        files = {role: _file_identity(Path(getattr(self, role))) for role in RELEASED_NAMES if role != "gemma_root"}
-        files["gemma_root"] = [_file_identity(Path(p)) for p in self.gemma_shards()]
-        return {"model_version": self.model_version(), **quantization_identity(self.quantization), "files": files}
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
+    def paths(self) -> dict[str, str]:
+        """The four parts by their upstream names."""
+        return {role: getattr(self, role) for role in RELEASED_NAMES}
 
     def describe(self) -> str:
         lines = [f"model version {self.model_version()}, quantization {self.quantization}"]
-        for role, value in asdict(self).items():
-            if role in RELEASED_NAMES:
-                lines.append(f"  {role}: {value}")
+        lines += [f"  {role}: {value}" for role, value in self.paths().items()]
         return "\n".join(lines)
 
-
-def quantization_identity(quantization: str) -> dict:
-    """What fingerprints record of a quantization: its name, and for ``fp8-scaled`` which blocks stay bf16,
-    so that outputs of an older FP8 policy never count as done under a newer one."""
-    if quantization != "fp8-scaled":
-        return {"quantization": quantization}
-    from ltxcore.fp8 import BF16_EDGE_BLOCKS
-
-    return {"quantization": quantization, "fp8_bf16_edge_blocks": BF16_EDGE_BLOCKS}

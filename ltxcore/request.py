@@ -17,6 +17,7 @@ from ltxcore.errors import RenderInputError
 FRAME_STEP = 8  # the video VAE compresses time by 8: valid frame counts are 8k + 1
 SIZE_STEP = 64  # two-stage: half size must still be a multiple of 32
 UPSTREAM_GUIDER = LTX_2_3_PARAMS.video_guider_params
+MEDIA_FIELDS = ("audio", "image")  # request fields that name input files (manifests/item.py derives the same)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ class RenderRequest:
             bad("distilled_lora_strength", f"must be between 0 and 2, got {self.distilled_lora_strength!r}.")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             bad("seed", f"must be a whole number from 0 to 2**63-1, got {self.seed!r}.")
-        for name in ("audio", "image"):
+        for name in MEDIA_FIELDS:
             value = getattr(self, name)
             if value is not None and "://" not in str(value) and not Path(value).is_file():
                 bad(name, f"file {value} does not exist or is not a file.")

@@ -18,7 +18,7 @@ import yaml
 from ltxcore.errors import RenderInputError
 from ltxcore.media import probe_audio
 from ltxcore.request import frames_for_duration
-from manifests.schema import FIELDS, id_problem
+from manifests.item import KINDS, arrow_schema, id_problem
 
 AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".flac")
 
@@ -116,7 +116,7 @@ def build_personalization(csv_path: Path, template: str, out: Path, *, audio_col
     for needed in (audio_column, image_column, id_column):
         if needed and needed not in columns:
             problems.append(f"column {needed!r} is missing from {csv_path.name}.")
-    unknown = sorted(set(defaults or {}) - set(FIELDS))
+    unknown = sorted(set(defaults or {}) - set(KINDS))
     problems += [f"default {name!r} is not a manifest field." for name in unknown]
     if problems:
         raise BuildError(problems)
@@ -146,8 +146,7 @@ def build_personalization(csv_path: Path, template: str, out: Path, *, audio_col
                          "tags": [(k, v) for k, v in row.items() if k not in used and v]})  # fmt: skip
     if problems:
         raise BuildError(problems)
-    schema = pa.schema([("id", pa.string()), ("audio", pa.string()), ("image", pa.string()), ("prompt", pa.string()),
-                        ("tags", pa.map_(pa.string(), pa.string()))])  # fmt: skip
+    schema = pa.schema([arrow_schema().field(name) for name in ("id", "audio", "image", "prompt", "tags")])
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(out_rows, schema=schema), out)
     if defaults:

@@ -16,11 +16,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
-from manifests.schema import flatten
+from manifests.item import MEDIA_FIELDS, flatten
 from manifests.storage import StorageError, download, exists, is_uri, join
 
 TOP_LEVEL_KEYS = ("run_seed", "model", "defaults", "items")
-MODEL_KEYS = ("bundle", "checkpoint_path", "distilled_lora", "spatial_upsampler_path", "gemma_root", "quantization")
 
 
 class ManifestError(ValueError):
@@ -73,7 +72,7 @@ def _fetch(uri: str) -> Path:
 
 def _resolve_entry(data: dict, base: Path | str) -> dict:
     data = flatten(data)
-    for name in ("audio", "image"):
+    for name in MEDIA_FIELDS:
         if name in data:
             data[name] = resolve_media(data[name], base)
     return data

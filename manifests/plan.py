@@ -17,9 +17,9 @@ import pyarrow as pa
 
 from ltxcore.media import probe_audio
 from ltxcore.request import frames_for_duration
+from manifests.item import MEDIA_FIELDS, Item, arrow_schema, merged
 from manifests.load import Manifest
-from manifests.schema import Item, arrow_schema, merge
-from manifests.storage import download, is_uri, stat
+from manifests.storage import download, file_identity, is_uri
 
 SEED_SPACE = 2**31
 
@@ -40,11 +40,6 @@ def derive_seed(run_seed: int, item_id: str) -> int:
     return int.from_bytes(digest[:8], "big") % SEED_SPACE
 
 
-def file_identity(uri: str | None) -> dict | None:
-    """Size and modification time of a local file or an object-store object."""
-    return None if uri is None else stat(uri)
-
-
 def audio_duration(uri: str) -> float:
     """Seconds of audio; an object-store file is fetched to a temporary folder to be probed."""
     if not is_uri(uri):
@@ -59,27 +54,22 @@ def fingerprint(values: dict, media: dict, bundle_identity: dict | None) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def resolve_item(values: dict, run_seed: int) -> Item:
+def resolve_item(item: Item, run_seed: int) -> Item:
     """Fill the seed and the frame count (the longest 8k+1 that fits the audio window)."""
-    values = dict(values)
-    for name in ("seed", "height", "width", "image_frame", "num_frames", "num_inference_steps", "video_skip_step"):
-        if isinstance(values.get(name), float):
-            values[name] = int(values[name])
-    if values["seed"] is None:
-        values["seed"] = derive_seed(run_seed, values["id"])
-    if values["num_frames"] is None:
-        window = audio_duration(values["audio"]) - values["audio_start_time"]
-        if values["audio_max_duration"] is not None:
-            window = min(window, values["audio_max_duration"])
-        values["num_frames"] = frames_for_duration(window, values["frame_rate"])
-    return Item(values)
+    seed = item.seed if item.seed is not None else derive_seed(run_seed, item.id)
+    num_frames = item.num_frames
+    if num_frames is None:
+        window = audio_duration(item.audio) - item.audio_start_time
+        if item.audio_max_duration is not None:
+            window = min(window, item.audio_max_duration)
+        num_frames = frames_for_duration(window, item.frame_rate)
+    return item.model_copy(update={"seed": seed, "num_frames": num_frames})
 
 
 def plan(manifest: Manifest, bundle_identity: dict | None = None) -> list[PlannedItem]:
     """Resolve every entry of a *validated* manifest."""
-    planned = [
-        PlannedItem(resolve_item(merge(manifest.defaults, e.data), manifest.run_seed), "") for e in manifest.entries
-    ]
+    items = [Item.model_validate(merged(manifest.defaults, e.data)) for e in manifest.entries]
+    planned = [PlannedItem(resolve_item(item, manifest.run_seed), "") for item in items]
     return refresh_fingerprints(planned, bundle_identity)
 
 
@@ -87,8 +77,9 @@ def refresh_fingerprints(planned: list[PlannedItem], bundle_identity: dict | Non
     """Recompute fingerprints from the inputs as they are now: a changed file or model re-renders its items."""
     out = []
     for p in planned:
-        media = {name: file_identity(p.item.values[name]) for name in ("audio", "image")}
-        out.append(PlannedItem(p.item, fingerprint(p.item.values, media, bundle_identity)))
+        values = p.item.values
+        media = {name: file_identity(values[name]) if values[name] is not None else None for name in MEDIA_FIELDS}
+        out.append(PlannedItem(p.item, fingerprint(values, media, bundle_identity)))
     return out
 
 
@@ -105,5 +96,5 @@ def plan_from_table(table: pa.Table) -> list[PlannedItem]:
     for row in table.to_pylist():
         fp = row.pop("fingerprint")
         row["tags"] = dict(row["tags"] or [])
-        out.append(PlannedItem(Item(row), fp))
+        out.append(PlannedItem(Item.model_validate(row), fp))
     return out

@@ -17,8 +17,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from manifests.item import arrow_schema
 from manifests.plan import PlannedItem
-from manifests.schema import ITEM_FIELDS
 from manifests.storage import filesystem, write_atomically
 
 STATUSES = ("ok", "failed", "skipped")
@@ -37,7 +37,7 @@ RESULT_SCHEMA = pa.schema(
         pa.field("output_uri", pa.string()),
         pa.field("output_bytes", pa.int64()),
         pa.field("output_sha256", pa.string()),
-        *[pa.field(f.name, f.arrow) for f in ITEM_FIELDS if f.name != "id"],
+        *[f for f in arrow_schema() if f.name != "id"],
         pa.field("audio_padded_seconds", pa.float64()),
         pa.field("bundle", pa.string()),  # JSON: file names, sizes, mtimes, model version
         pa.field("quantization", pa.string()),

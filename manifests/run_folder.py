@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from manifests.item import id_problem
 from manifests.plan import PlannedItem, plan_from_table, plan_table
-from manifests.schema import id_problem
 from manifests.storage import filesystem, write_atomically
 
 

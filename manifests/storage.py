@@ -54,14 +54,25 @@ def exists(uri: str) -> bool:
     return fs.get_file_info(path).type == pafs.FileType.File
 
 
-def stat(uri: str) -> dict:
-    """Size and modification time: what an input's fingerprint records."""
+def file_identity(uri: str) -> dict:
+    """Size and modification time of a local file or an object-store object: the one record of a file's
+    identity that fingerprints (media and model bundles) and the node weight cache compare."""
     fs, path = filesystem(uri)
     info = fs.get_file_info(path)
     if info.type != pafs.FileType.File:
         raise StorageError(f"{uri} does not exist.")
-    mtime = info.mtime_ns if info.mtime_ns is not None else None
-    return {"size": info.size, "mtime_ns": mtime}
+    return {"size": info.size, "mtime_ns": info.mtime_ns}
+
+
+def files_under(uri: str) -> list[tuple[str, str]]:
+    """(relative name, URI) of a file, or of every file under a folder (a Gemma root)."""
+    fs, path = filesystem(uri)
+    if fs.get_file_info(path).type == pafs.FileType.File:
+        return [(str(uri).rstrip("/").rsplit("/", 1)[-1], uri)]
+    root = path.rstrip("/")
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    names = sorted(i.path[len(root) + 1 :] for i in infos if i.type == pafs.FileType.File)
+    return [(name, join(uri, name)) for name in names]
 
 
 def download(uri: str, local: Path) -> Path:

@@ -24,6 +24,8 @@ import torch
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.request import RenderRequest
+from manifests.item import MEDIA_FIELDS
+from manifests.model_section import bundle_identity
 from manifests.plan import PlannedItem
 from manifests.results import ShardRecorder, result_row
 from manifests.run_folder import RunFolder
@@ -58,6 +60,7 @@ class RenderActor:
             torch.set_num_threads(threads)
         started = time.perf_counter()
         bundle = ModelBundle.from_paths(**localize(paths), quantization=quantization)
+        self.identity = {"model_version": bundle.model_version(), **bundle_identity(bundle.paths(), quantization)}
         self.engine = Engine(bundle, device=device, compile=warm_request is not None)
         self.load_seconds = time.perf_counter() - started
         self.warm_up_seconds = self.engine.warm_up(warm_request) if warm_request is not None else 0.0
@@ -65,7 +68,6 @@ class RenderActor:
         self.run_id, self.session = run_id, session
         self.host = socket.gethostname()
         self.device = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
-        self.identity = self.engine.bundle.identity()
         self.scratch = Path(tempfile.mkdtemp(prefix="ltx-batch-"))
         self.media: dict[str, str] = {}
 
@@ -92,8 +94,8 @@ class RenderActor:
 
     def _local_media(self, planned: PlannedItem) -> dict[str, str]:
         """Object-store inputs fetched once per worker (a shared presenter image is fetched once)."""
-        for name in ("audio", "image"):
-            uri = planned.item.values[name]
+        for name in MEDIA_FIELDS:
+            uri = getattr(planned.item, name)
             if is_uri(uri) and uri not in self.media:
                 local = self.scratch / "media" / hashlib.sha256(uri.encode()).hexdigest()[:16] / uri.rsplit("/", 1)[-1]
                 self.media[uri] = str(download(uri, local))

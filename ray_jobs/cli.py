@@ -22,6 +22,7 @@ EXAMPLES = {
     "make-tiny-bundle": "ltx-batch make-tiny-bundle ~/.cache/ltx-batch/tiny-bundle",
     "lessons": 'ltx-batch lessons --image presenter.png --audio recordings/ --prompt "A teacher ..." -o lessons.yaml',
     "personalize": 'ltx-batch personalize customers.csv --template "Hi {first_name} ..." -o campaign.parquet',
+    "schema": "ltx-batch schema > ltx-batch.schema.json",
 }
 
 
@@ -84,6 +85,7 @@ def _report(args) -> int:
 
 def _bundle_check(args) -> int:
     from ltxcore.bundle import ModelBundle
+    from manifests.model_section import bundle_files
 
     if args.checkpoint_path:
         bundle = ModelBundle.from_paths(checkpoint_path=args.checkpoint_path, distilled_lora=args.distilled_lora,
@@ -92,8 +94,7 @@ def _bundle_check(args) -> int:
     else:
         bundle = ModelBundle.from_folder(args.folder)
     print(bundle.describe())
-    for role, info in bundle.identity()["files"].items():
-        files = info if isinstance(info, list) else [info]
+    for role, files in bundle_files(bundle.paths()).items():
         print(f"  {role}: {sum(f['size'] for f in files) / 2**30:.2f} GiB in {len(files)} file(s)")
     print("ok: every file is present, is safetensors, and the checkpoint carries its config")
     return 0
@@ -124,6 +125,13 @@ def _personalize(args) -> int:
                                 image_column=args.image_column, id_column=args.id_column,
                                 defaults=(defaults or {}).get("defaults", defaults))  # fmt: skip
     print(f"wrote {out}; check it with: ltx-batch validate {out}")
+    return 0
+
+
+def _schema(args) -> int:
+    from manifests.json_schema import schema_text
+
+    print(schema_text(), end="")
     return 0
 
 
@@ -183,6 +191,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--defaults", help="YAML with manifest defaults, written beside the Parquet file")
     p.add_argument("-o", "--output", required=True, help="the manifest to write (.parquet)")
     p.set_defaults(handler=_personalize)
+    p = add("schema", "Print the manifest's JSON Schema, for editors that complete and check manifests as typed.")
+    p.set_defaults(handler=_schema)
     return root
 
 

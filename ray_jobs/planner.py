@@ -25,16 +25,8 @@ class Shard:
 
 
 def cache_key(p: PlannedItem) -> tuple:
-    v = p.item.values
-    return (
-        v["prompt"],
-        v["negative_prompt"],
-        v["image"] or "",
-        v["height"],
-        v["width"],
-        v["num_frames"],
-        v["frame_rate"],
-    )
+    i = p.item
+    return (i.prompt, i.negative_prompt, i.image or "", i.height, i.width, i.num_frames, i.frame_rate)
 
 
 def make_shards(planned: list[PlannedItem], shard_size: int, workers: int = 1) -> list[Shard]:

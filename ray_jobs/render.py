@@ -12,26 +12,26 @@ import sys
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import ray
 import yaml
 
-from ltxcore.bundle import QUANTIZATIONS, RELEASED_NAMES, quantization_identity
+from ltxcore.bundle import QUANTIZATIONS, RELEASED_NAMES
 from ltxcore.errors import BundleError
 from ltxcore.request import RenderRequest
 from manifests.load import ManifestError, load_manifest
+from manifests.model_section import Model, resolve_model
 from manifests.plan import plan, refresh_fingerprints
 from manifests.results import done_fingerprints, latest_attempts, read_results, still_to_render
 from manifests.run_folder import RunFolder
 from manifests.storage import StorageError, is_uri
-from manifests.validate import bundle_from_model, model_paths, report, validate
+from manifests.validate import report, validate
 from ray_jobs.actor import RenderActor
 from ray_jobs.planner import cache_key, make_shards
 from ray_jobs.progress import Progress, duration
 from ray_jobs.scheduler import NoWorkers, Scheduler
-from ray_jobs.weights import remote_identity
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_BAD_INPUT, EXIT_NO_WORKERS = 0, 1, 2, 3
 
@@ -120,23 +120,11 @@ def default_quantization(device: str) -> str:
     return "fp8-scaled" if labels and labels <= set(FP8_ACCELERATORS) else "fp8-cast"
 
 
-@dataclass(frozen=True)
-class Model:
-    """The bundle a run renders with: its paths (local or URIs), quantization, and fingerprint identity."""
-
-    paths: dict
-    quantization: str
-    identity: dict
-
-
 def _model(model_section: dict, args: argparse.Namespace, device: str) -> Model:
     if not model_section:
         raise ManifestError("no model given: add a model: section to the manifest or pass --bundle FOLDER.")
     quantization = args.quantization or model_section.get("quantization") or default_quantization(device)
-    paths = model_paths(model_section)
-    if any(is_uri(p) for p in paths.values()):
-        return Model(paths, quantization, {**quantization_identity(quantization), "files": remote_identity(paths)})
-    return Model(paths, quantization, bundle_from_model(model_section, quantization).identity())
+    return resolve_model(model_section, quantization)
 
 
 def _prepare(args: argparse.Namespace, run: RunFolder, device: str) -> tuple[Model, str]:

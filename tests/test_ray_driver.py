@@ -171,8 +171,8 @@ def test_workers_warm_up_as_the_most_common_item_runs():
 
 
 def test_quantization_identity_names_the_fp8_policy():
-    from ltxcore.bundle import quantization_identity
     from ltxcore.fp8 import BF16_EDGE_BLOCKS
+    from manifests.model_section import quantization_identity
 
     assert quantization_identity("fp8-scaled") == {
         "quantization": "fp8-scaled",

@@ -1,0 +1,95 @@
+"""A manifest's ``model:`` section: its keys, the bundle it names, and the identity fingerprints record.
+
+The section is ``bundle: FOLDER`` (a local folder or a URI holding the released file names) and/or the
+upstream names of the four parts, plus a quantization. A bundle's identity is the name, size and mtime of
+every file it holds (``storage.file_identity``, the same record media files get) and its quantization:
+a replaced checkpoint or a new FP8 policy re-renders the items it touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ltxcore.bundle import QUANTIZATIONS, RELEASED_NAMES, ModelBundle
+from ltxcore.errors import BundleError
+from manifests.storage import file_identity, files_under, is_uri, join
+
+
+class ModelSection(BaseModel):
+    """The model bundle: a folder with the released file names and/or each file, local or s3://, gs://, file://."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bundle: str | None = Field(None, description="a folder (or URI) holding the released LTX-2.3 file names")
+    checkpoint_path: str | None = Field(None, description=f"overrides {RELEASED_NAMES['checkpoint_path']}")
+    distilled_lora: str | None = Field(None, description=f"overrides {RELEASED_NAMES['distilled_lora']}")
+    spatial_upsampler_path: str | None = Field(
+        None, description=f"overrides {RELEASED_NAMES['spatial_upsampler_path']}"
+    )
+    gemma_root: str | None = Field(None, description=f"overrides the Gemma-3 folder {RELEASED_NAMES['gemma_root']}")
+    quantization: Literal[QUANTIZATIONS] | None = Field(
+        None, description="default: fp8-scaled on FP8 GPUs, fp8-cast on other GPUs, none on CPU"
+    )
+
+
+MODEL_KEYS = tuple(ModelSection.model_fields)
+
+
+def model_paths(section: dict) -> dict[str, str]:
+    """The four bundle paths of a ``model:`` section: ``bundle: FOLDER`` (local or URI) and/or the upstream
+    names (``checkpoint_path``, ``distilled_lora``, ``spatial_upsampler_path``, ``gemma_root``)."""
+    folder = section.get("bundle")
+    paths = {role: join(folder, name) for role, name in RELEASED_NAMES.items()} if folder else {}
+    paths.update({k: v for k, v in section.items() if k in RELEASED_NAMES and v})
+    missing = [role for role in RELEASED_NAMES if role not in paths]
+    if missing:
+        raise BundleError(f"the model section lacks {', '.join(missing)}; give bundle: FOLDER or each path.")
+    return paths
+
+
+def open_bundle(section: dict, quantization: str | None = None) -> ModelBundle:
+    """A local bundle, validated (headers only). Remote bundles are checked by the workers that fetch them."""
+    quantization = quantization or section.get("quantization", "none")
+    return ModelBundle.from_paths(**model_paths(section), quantization=quantization)
+
+
+def bundle_files(paths: dict[str, str]) -> dict[str, list[dict]]:
+    """Every file of a bundle (local or remote) by role, with its name, size and mtime."""
+    return {
+        role: [{"name": name, **file_identity(uri)} for name, uri in files_under(paths[role])]
+        for role in RELEASED_NAMES
+    }
+
+
+def quantization_identity(quantization: str) -> dict:
+    """What fingerprints record of a quantization: its name, and for ``fp8-scaled`` which blocks stay bf16,
+    so that outputs of an older FP8 policy never count as done under a newer one."""
+    if quantization != "fp8-scaled":
+        return {"quantization": quantization}
+    from ltxcore.fp8 import BF16_EDGE_BLOCKS  # torch: only when the policy is asked for
+
+    return {"quantization": quantization, "fp8_bf16_edge_blocks": BF16_EDGE_BLOCKS}
+
+
+def bundle_identity(paths: dict[str, str], quantization: str) -> dict:
+    return {**quantization_identity(quantization), "files": bundle_files(paths)}
+
+
+@dataclass(frozen=True)
+class Model:
+    """The bundle a run renders with: its paths (local or URIs), quantization, and fingerprint identity."""
+
+    paths: dict
+    quantization: str
+    identity: dict
+
+
+def resolve_model(section: dict, quantization: str) -> Model:
+    """The run's model. A local bundle is checked here; a remote one by the workers that fetch it."""
+    paths = model_paths(section)
+    if not any(is_uri(p) for p in paths.values()):
+        open_bundle(section, quantization)
+    return Model(paths, quantization, bundle_identity(paths, quantization))
