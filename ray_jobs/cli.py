@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -44,29 +43,25 @@ def _resume(args, extra: list[str]) -> int:
 
 
 def status_lines(run_uri: str) -> list[str]:
-    """Counts, failures grouped by error, throughput and (while running) an ETA."""
-    from manifests.results import latest_attempts, read_results
+    """Counts, failures grouped by error, throughput and (while items are left) an ETA."""
     from manifests.run_folder import RunFolder
+    from ray_jobs.summary import run_summary
 
     run = RunFolder(run_uri)
-    planned = run.plan()
-    rows = {r["item_id"]: r for r in latest_attempts(read_results(run.results_uri)).to_pylist()}
-    ok = [r for r in rows.values() if r["status"] == "ok"]
-    failed = [r for r in rows.values() if r["status"] == "failed"]
-    pending = len(planned) - len(ok) - len(failed)
-    lines = [f"run {run.run_info()['run_id']}: {len(planned)} items, {len(ok)} ok, {len(failed)} failed, "
-             f"{pending} not rendered yet"]  # fmt: skip
-    groups = Counter((r["error_type"], (r["error_message"] or "").splitlines()[0][:160]) for r in failed)
-    for (kind, message), count in groups.most_common():
-        ids = [r["item_id"] for r in failed if r["error_type"] == kind][:5]
-        lines.append(f"  {count} x {kind}: {message}  (e.g. {', '.join(ids)})")
-    if ok:
-        start = min(r["started_at"] for r in rows.values())
-        end = max(r["finished_at"] for r in rows.values())
-        hours = max((end - start).total_seconds(), 1e-9) / 3600
-        lines.append(f"throughput: {len(ok) / hours:.1f} clips/h between {start:%Y-%m-%d %H:%M} and {end:%H:%M} UTC")
-        if pending:
-            lines.append(f"ETA at that rate: {pending / (len(ok) / hours):.2f} h for the {pending} items left")
+    summary = run_summary(run)
+    counts = summary.counts
+    lines = [
+        f"run {run.run_info()['run_id']}: {summary.total} items, {counts['ok']} ok, {counts['failed']} failed, "
+        f"{counts['pending']} not rendered yet"
+    ]
+    for group in summary.failure_groups():
+        examples = ", ".join(group.item_ids[:5])
+        lines.append(f"  {len(group.item_ids)} x {group.error_type}: {group.message}  (e.g. {examples})")
+    throughput = summary.throughput_line()
+    if throughput:
+        lines.append(throughput)
+        if summary.pending:
+            lines.append(f"ETA at that rate: {summary.eta_hours:.2f} h for the {counts['pending']} items left")
     return lines
 
 

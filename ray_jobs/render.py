@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -23,14 +22,15 @@ from ltxcore.errors import BundleError
 from ltxcore.request import RenderRequest
 from manifests.load import ManifestError, load_manifest
 from manifests.plan import plan, refresh_fingerprints
-from manifests.results import done_fingerprints, latest_attempts, read_results, still_to_render
+from manifests.results import still_to_render
 from manifests.run_folder import RunFolder
 from manifests.storage import StorageError, is_uri
 from manifests.validate import bundle_from_model, model_paths, report, validate
 from ray_jobs.actor import RenderActor
 from ray_jobs.planner import cache_key, make_shards
-from ray_jobs.progress import Progress, duration
+from ray_jobs.progress import Progress
 from ray_jobs.scheduler import NoWorkers, Scheduler
+from ray_jobs.summary import run_summary
 from ray_jobs.weights import remote_identity
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_BAD_INPUT, EXIT_NO_WORKERS = 0, 1, 2, 3
@@ -178,7 +178,6 @@ def main(argv: list[str] | None = None) -> int:
     planned = refresh_fingerprints(run.plan(), model.identity)
     pending = still_to_render(planned, run.results_uri)
     progress = Progress(total=len(pending))
-    started = time.monotonic()
     if pending:
         progress.note(f"run {run_id}: {len(pending)} of {len(planned)} items to render on {device}")
         exit_code = _render(args, run, run_id, session, model, device, pending, progress)
@@ -186,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             return exit_code
     else:
         progress.note(f"run {run_id}: every item already has an ok result; nothing to render")
-    return _summary(run, planned, progress, time.monotonic() - started)
+    return _summary(run, planned)
 
 
 def _render(args, run: RunFolder, run_id: str, session: str, model: Model, device: str, pending, progress) -> int:
@@ -225,25 +224,24 @@ def _shape(planned) -> tuple:
     return cache_key(planned)[3:]  # height, width, frames, fps: the shape part of the shard key
 
 
-def _summary(run: RunFolder, planned, progress: Progress, seconds: float) -> int:
-    latest = {r["item_id"]: r for r in latest_attempts(read_results(run.results_uri)).to_pylist()}
-    done = done_fingerprints(read_results(run.results_uri))
-    ok_ids = {p.id for p in planned if (p.id, p.fingerprint) in done}
-    failed = [(p.id, latest.get(p.id)) for p in planned if p.id not in ok_ids]
-    lines = ["", f"{len(ok_ids)} ok, {len(failed)} not ok, {len(planned)} items in the run"]
-    for item_id, row in failed:
-        reason = f"{row['error_type']}: {row['error_message']}" if row else "not rendered"
-        lines.append(f"  failed {item_id}: {reason}")
-    if progress.ok:
-        rate = progress.clips_per_hour()
-        lines.append(f"this session: {progress.ok} clips in {duration(seconds)} = {rate:.1f} clips/h")
-    lines += [f"outputs: {run.uri.rstrip('/')}/videos/", f"results: {run.results_uri}/ (Parquet, one row per attempt)",
-              f"inspect: python -c \"import pandas as pd; print(pd.read_parquet('{run.results_uri}')"
-              f"[['item_id','status','output_uri','seed']])\""]  # fmt: skip
-    if failed:
+def _summary(run: RunFolder, planned) -> int:
+    summary = run_summary(run, planned)
+    not_ok = len(summary.failures) + len(summary.pending)
+    lines = ["", f"{summary.ok} ok, {not_ok} not ok, {summary.total} items in the run"]
+    lines += [f"  failed {f.item_id}: {f.error_type}: {f.message}" for f in summary.failures]
+    lines += [f"  failed {item_id}: not rendered" for item_id in summary.pending]
+    throughput = summary.throughput_line()
+    lines += [throughput] if throughput else []
+    lines += [
+        f"outputs: {run.uri.rstrip('/')}/videos/",
+        f"results: {run.results_uri}/ (Parquet, one row per attempt)",
+        f"inspect: python -c \"import pandas as pd; print(pd.read_parquet('{run.results_uri}')"
+        f"[['item_id','status','output_uri','seed']])\"",
+    ]
+    if not_ok:
         lines.append(f"resume: python -m ray_jobs.render --resume {run.uri}")
     print("\n".join(lines))
-    return EXIT_OK if not failed else EXIT_FAILED_ITEMS
+    return EXIT_OK if not not_ok else EXIT_FAILED_ITEMS
 
 
 if __name__ == "__main__":
