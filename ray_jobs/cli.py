@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from ray_jobs.options import add_render_options
+
 EXAMPLES = {
     "validate": "ltx-batch validate lessons.yaml",
     "render": "ltx-batch render lessons.yaml --out runs/lessons-0312 --bundle /models/ltx-2.3",
@@ -30,16 +32,21 @@ def _validate(args) -> int:
     return main([args.manifest, *(["--defaults", args.defaults] if args.defaults else [])])
 
 
-def _render(args, extra: list[str]) -> int:
-    from ray_jobs.render import main
-
-    return main([args.manifest, "--out", args.out, *extra])
+CLI_KEYS = ("debug", "command", "handler")
 
 
-def _resume(args, extra: list[str]) -> int:
-    from ray_jobs.render import main
+def render_args(args: argparse.Namespace) -> argparse.Namespace:
+    """``render``/``resume`` options as ``python -m ray_jobs.render`` parses them (run.json records them)."""
+    kept = {k: v for k, v in vars(args).items() if k not in CLI_KEYS}
+    if args.command == "resume":
+        return argparse.Namespace(**kept, manifest=None, out=args.resume)
+    return argparse.Namespace(**kept, resume=None)
 
-    return main(["--resume", args.run, *extra])
+
+def _render(args) -> int:
+    from ray_jobs.render import run_render
+
+    return run_render(render_args(args))
 
 
 def status_lines(run_uri: str) -> list[str]:
@@ -134,13 +141,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("manifest")
     p.add_argument("--defaults", help="YAML with model/defaults for a Parquet manifest")
     p.set_defaults(handler=_validate)
-    p = add("render", "Render a manifest on Ray (options after --out go to python -m ray_jobs.render).")
-    p.add_argument("manifest")
+    p = add("render", "Render a manifest on Ray.")
+    p.add_argument("manifest", help="a .yaml or .parquet manifest")
     p.add_argument("--out", required=True, help="run folder, local or s3:// / gs://")
-    p.set_defaults(handler=_render, passthrough=True)
+    add_render_options(p)
+    p.set_defaults(handler=_render)
     p = add("resume", "Render only the items of RUN without an ok result.")
-    p.add_argument("run")
-    p.set_defaults(handler=_resume, passthrough=True)
+    p.add_argument("resume", metavar="run", help="the run folder")
+    add_render_options(p)
+    p.set_defaults(handler=_render)
     p = add("status", "Counts, failures grouped by error, throughput and ETA of a run.")
     p.add_argument("run")
     p.set_defaults(handler=_status)
@@ -182,11 +191,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, extra = parser().parse_known_args(argv)
-    if extra and not getattr(args, "passthrough", False):
-        parser().error(f"unrecognised arguments: {' '.join(extra)}")
+    args = parser().parse_args(argv)
     try:
-        return args.handler(args, extra) if getattr(args, "passthrough", False) else args.handler(args)
+        return args.handler(args)
     except Exception as e:  # the one place that turns any failure into one sentence
         if args.debug:
             raise

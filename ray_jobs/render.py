@@ -17,7 +17,7 @@ from pathlib import Path
 import ray
 import yaml
 
-from ltxcore.bundle import QUANTIZATIONS, RELEASED_NAMES, quantization_identity
+from ltxcore.bundle import RELEASED_NAMES, quantization_identity
 from ltxcore.errors import BundleError
 from ltxcore.request import RenderRequest
 from manifests.load import ManifestError, load_manifest
@@ -27,6 +27,7 @@ from manifests.run_folder import RunFolder
 from manifests.storage import StorageError, is_uri
 from manifests.validate import bundle_from_model, model_paths, report, validate
 from ray_jobs.actor import RenderActor
+from ray_jobs.options import add_render_options
 from ray_jobs.planner import cache_key, make_shards
 from ray_jobs.progress import Progress
 from ray_jobs.scheduler import NoWorkers, Scheduler
@@ -45,25 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("manifest", nargs="?", help="a .yaml or .parquet manifest (not needed with --resume)")
     parser.add_argument("--out", help="run folder (local path or s3:// / gs:// URI)")
     parser.add_argument("--resume", metavar="RUN", help="resume RUN: render only the items without an ok result")
-    parser.add_argument("--actors", type=int, help="render workers (default: one per GPU, else per free CPU)")
-    parser.add_argument("--shard-size", type=int, default=8, help="items per shard (default 8)")
-    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
-    parser.add_argument("--no-compile", action="store_true",
-                        help="GPU workers skip compiling the transformer (faster start, slower items)")  # fmt: skip
-    parser.add_argument(
-        "--quantization",
-        choices=QUANTIZATIONS,
-        help="default: fp8-scaled on FP8 GPUs (Ada, Hopper, Blackwell), fp8-cast on others, none on CPU",
-    )
-    parser.add_argument("--bundle", help="model folder with the released file names")
-    for name in RELEASED_NAMES:
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"override the bundle's {name}")
-    parser.add_argument("--defaults", help="YAML with model/defaults for a Parquet manifest")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a default for every item, e.g. --set num_inference_steps=20")  # fmt: skip
-    parser.add_argument("--max-attempts", type=int, default=3, help="tries per item when workers die")
-    parser.add_argument("--cpus-per-actor", type=int, default=1, help="CPU threads per worker on CPU")
-    parser.add_argument("--local-cpus", type=int, help="CPUs for a local Ray started by this command")
+    add_render_options(parser)
     args = parser.parse_args(argv)
     if args.resume:
         args.out = args.out or args.resume
@@ -164,7 +147,11 @@ def _prepare(args: argparse.Namespace, run: RunFolder, device: str) -> tuple[Mod
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    return run_render(parse_args(argv))
+
+
+def run_render(args: argparse.Namespace) -> int:
+    """Render (or, with ``args.resume``, resume) a run from parsed options; return the exit code."""
     run = RunFolder(args.out)
     try:
         _connect(args)
