@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import socket
 import tempfile
 import time
 import traceback
+import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,6 +69,7 @@ class RenderActor:
         self.device = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
         self.identity = self.engine.bundle.identity()
         self.scratch = Path(tempfile.mkdtemp(prefix="ltx-batch-"))
+        weakref.finalize(self, shutil.rmtree, self.scratch, ignore_errors=True)  # also at interpreter exit
         self.media: dict[str, str] = {}
 
     def ready(self) -> dict:
@@ -76,6 +79,7 @@ class RenderActor:
     def __call__(self, shard: Shard, events=None) -> list[dict]:
         """Render every item of ``shard``; return one summary per item (also pushed to ``events``)."""
         recorder = ShardRecorder(self.run.results_uri, self.run_id, self.session, shard.shard_id, shard.attempt)
+        self._prune_media(shard)
         self.engine.warm_prompts([(p.item.prompt, p.item.negative_prompt) for p in shard.items])
         summaries = []
         for planned in shard.items:
@@ -90,8 +94,15 @@ class RenderActor:
             _tell(events, summary)
         return summaries
 
+    def _prune_media(self, shard: Shard) -> None:
+        """Delete fetched inputs that ``shard`` does not use: scratch holds at most one shard's media (and the
+        video being rendered, which the upload moves out), while a presenter image every shard shares stays."""
+        wanted = {p.item.values[name] for p in shard.items for name in ("audio", "image")}
+        for uri in [uri for uri in self.media if uri not in wanted]:
+            shutil.rmtree(Path(self.media.pop(uri)).parent, ignore_errors=True)
+
     def _local_media(self, planned: PlannedItem) -> dict[str, str]:
-        """Object-store inputs fetched once per worker (a shared presenter image is fetched once)."""
+        """Object-store inputs fetched once per worker while shards keep using them (see ``_prune_media``)."""
         for name in ("audio", "image"):
             uri = planned.item.values[name]
             if is_uri(uri) and uri not in self.media:
