@@ -22,7 +22,6 @@ from manifests.results import latest_attempts, read_results
 from manifests.run_folder import RunFolder
 from ray_jobs.progress import duration
 
-STATUSES = ("ok", "failed", "pending")
 GROUP_MESSAGE_CHARS = 160
 
 
