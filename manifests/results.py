@@ -21,7 +21,7 @@ from manifests.item import arrow_schema
 from manifests.plan import PlannedItem
 from manifests.storage import filesystem, write_atomically
 
-STATUSES = ("ok", "failed", "skipped")
+STATUSES = ("ok", "failed")
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 RESULT_SCHEMA = pa.schema(

@@ -11,18 +11,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import socket
 import tempfile
 import time
 import traceback
-from datetime import UTC, datetime
+import weakref
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import ray
 import torch
 
 from ltxcore.bundle import ModelBundle
-from ltxcore.engine import Engine
+from ltxcore.engine import Engine, RenderResult
 from ltxcore.request import RenderRequest
 from manifests.item import MEDIA_FIELDS
 from manifests.model_section import bundle_identity
@@ -69,6 +72,7 @@ class RenderActor:
         self.host = socket.gethostname()
         self.device = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
         self.scratch = Path(tempfile.mkdtemp(prefix="ltx-batch-"))
+        weakref.finalize(self, shutil.rmtree, self.scratch, ignore_errors=True)  # also at interpreter exit
         self.media: dict[str, str] = {}
 
     def ready(self) -> dict:
@@ -76,24 +80,41 @@ class RenderActor:
                 "warm_up_seconds": self.warm_up_seconds}  # fmt: skip
 
     def __call__(self, shard: Shard, events=None) -> list[dict]:
-        """Render every item of ``shard``; return one summary per item (also pushed to ``events``)."""
+        """Render every item of ``shard``; return one summary per item (also pushed to ``events``).
+
+        Each item's mp4 is encoded on a CPU thread while the next item renders on the device; its row is
+        written once the next item's device work is done (or at the shard's end)."""
         recorder = ShardRecorder(self.run.results_uri, self.run_id, self.session, shard.shard_id, shard.attempt)
+        self._prune_media(shard)
         self.engine.warm_prompts([(p.item.prompt, p.item.negative_prompt) for p in shard.items])
-        summaries = []
-        for planned in shard.items:
-            row = self._render_one(planned)
-            if not self.run.owned_by(self.session):
-                ray.actor.exit_actor()  # a newer driver session owns the run: write nothing more
-            recorder.add(row)
-            summary = {"event": "done", "item_id": planned.id, "status": row["status"], "host": self.host,
-                       "pid": os.getpid(), "seconds": (row["finished_at"] - row["started_at"]).total_seconds(),
-                       "error": row.get("error_message")}  # fmt: skip
-            summaries.append(summary)
-            _tell(events, summary)
+        summaries: list[dict] = []
+        finishing: Callable[[], dict] | None = None
+        for planned in [*shard.items, None]:
+            started = self._start(planned) if planned is not None else None
+            if finishing is not None:
+                summaries.append(self._record(finishing(), recorder, events))
+            finishing = started
         return summaries
 
+    def _record(self, row: dict, recorder: ShardRecorder, events) -> dict:
+        if not self.run.owned_by(self.session):
+            ray.actor.exit_actor()  # a newer driver session owns the run: write nothing more
+        recorder.add(row)
+        summary = {"event": "done", "item_id": row["item_id"], "status": row["status"], "host": self.host,
+                   "pid": os.getpid(), "seconds": (row["finished_at"] - row["started_at"]).total_seconds(),
+                   "error": row.get("error_message")}  # fmt: skip
+        _tell(events, summary)
+        return summary
+
+    def _prune_media(self, shard: Shard) -> None:
+        """Delete fetched inputs that ``shard`` does not use: scratch holds at most one shard's media (and the
+        video being rendered, which the upload moves out), while a presenter image every shard shares stays."""
+        wanted = {getattr(p.item, name) for p in shard.items for name in MEDIA_FIELDS}
+        for uri in [uri for uri in self.media if uri not in wanted]:
+            shutil.rmtree(Path(self.media.pop(uri)).parent, ignore_errors=True)
+
     def _local_media(self, planned: PlannedItem) -> dict[str, str]:
-        """Object-store inputs fetched once per worker (a shared presenter image is fetched once)."""
+        """Object-store inputs fetched once per worker while shards keep using them (see ``_prune_media``)."""
         for name in MEDIA_FIELDS:
             uri = getattr(planned.item, name)
             if is_uri(uri) and uri not in self.media:
@@ -101,27 +122,45 @@ class RenderActor:
                 self.media[uri] = str(download(uri, local))
         return self.media
 
-    def _render_one(self, planned: PlannedItem) -> dict:
-        started = datetime.now(UTC)
+    def _start(self, planned: PlannedItem) -> Callable[[], dict]:
+        """Render ``planned`` on the device; return what finishes its row later (mp4, hash, upload)."""
         common = {"bundle": self.identity, "quantization": self.engine.bundle.quantization, "device": self.device,
-                  "host": self.host, "started_at": started}  # fmt: skip
-        uri = self.run.video_uri(planned.id)
+                  "host": self.host, "started_at": datetime.now(UTC)}  # fmt: skip
         local = self.scratch / f"{planned.id}.mp4"
         try:
-            result = self.engine.render(planned.item.to_request(self._local_media(planned)), local)
+            request = planned.item.to_request(self._local_media(planned))
+            result = self.engine.render(request, local, background_mux=True)
+        except Exception as e:  # one bad item must never stop the shard
+            row = self._failed(planned, e, local, common)
+            return lambda: row
+        rendered_at = datetime.now(UTC)
+        return lambda: self._finish(planned, result, local, common, rendered_at)
+
+    def _finish(self, planned: PlannedItem, result: RenderResult, local: Path, common: dict,
+                rendered_at: datetime) -> dict:  # fmt: skip
+        uri = self.run.video_uri(planned.id)
+        try:
+            result.wait()
             size, digest = local.stat().st_size, sha256_file(local)
             if not self.run.owned_by(self.session):
                 ray.actor.exit_actor()
             upload(local, uri)
-        except Exception as e:  # one bad item must never stop the shard
-            local.unlink(missing_ok=True)
-            if isinstance(e, torch.cuda.OutOfMemoryError):
-                torch.cuda.empty_cache()
-            message = str(e) if not isinstance(e, (KeyError, AssertionError)) else traceback.format_exc(limit=3)
-            return result_row(planned, status="failed", error_type=type(e).__name__, error_message=message,
-                              finished_at=datetime.now(UTC), **common)  # fmt: skip
+        except Exception as e:
+            return self._failed(planned, e, local, common)
+        written_at = rendered_at + timedelta(seconds=result.timings.get("mux", 0.0))  # when its mp4 was done
         return result_row(
             planned, status="ok", output_uri=uri, output_bytes=size, output_sha256=digest,
             audio_padded_seconds=result.audio_padded_seconds, timings=result.timings,
-            peak_memory_bytes=result.peak_memory, finished_at=datetime.now(UTC), **common,
+            peak_memory_bytes=result.peak_memory, finished_at=written_at, **common,
         )  # fmt: skip
+
+    @staticmethod
+    def _failed(planned: PlannedItem, error: Exception, local: Path, common: dict) -> dict:
+        local.unlink(missing_ok=True)
+        if isinstance(error, torch.cuda.OutOfMemoryError):
+            torch.cuda.empty_cache()
+        message = str(error)
+        if isinstance(error, (KeyError, AssertionError)):
+            message = "".join(traceback.format_exception(error, limit=3))
+        return result_row(planned, status="failed", error_type=type(error).__name__, error_message=message,
+                          finished_at=datetime.now(UTC), **common)  # fmt: skip

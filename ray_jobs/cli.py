@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from pathlib import Path
 
 import yaml
+
+from ray_jobs.options import add_render_options
 
 EXAMPLES = {
     "validate": "ltx-batch validate lessons.yaml",
@@ -32,42 +33,43 @@ def _validate(args) -> int:
     return main([args.manifest, *(["--defaults", args.defaults] if args.defaults else [])])
 
 
-def _render(args, extra: list[str]) -> int:
-    from ray_jobs.render import main
-
-    return main([args.manifest, "--out", args.out, *extra])
+CLI_KEYS = ("debug", "command", "handler")
 
 
-def _resume(args, extra: list[str]) -> int:
-    from ray_jobs.render import main
+def render_args(args: argparse.Namespace) -> argparse.Namespace:
+    """``render``/``resume`` options as ``python -m ray_jobs.render`` parses them (run.json records them)."""
+    kept = {k: v for k, v in vars(args).items() if k not in CLI_KEYS}
+    if args.command == "resume":
+        return argparse.Namespace(**kept, manifest=None, out=args.resume)
+    return argparse.Namespace(**kept, resume=None)
 
-    return main(["--resume", args.run, *extra])
+
+def _render(args) -> int:
+    from ray_jobs.render import run_render
+
+    return run_render(render_args(args))
 
 
 def status_lines(run_uri: str) -> list[str]:
-    """Counts, failures grouped by error, throughput and (while running) an ETA."""
-    from manifests.results import latest_attempts, read_results
+    """Counts, failures grouped by error, throughput and (while items are left) an ETA."""
     from manifests.run_folder import RunFolder
+    from ray_jobs.summary import run_summary
 
     run = RunFolder(run_uri)
-    planned = run.plan()
-    rows = {r["item_id"]: r for r in latest_attempts(read_results(run.results_uri)).to_pylist()}
-    ok = [r for r in rows.values() if r["status"] == "ok"]
-    failed = [r for r in rows.values() if r["status"] == "failed"]
-    pending = len(planned) - len(ok) - len(failed)
-    lines = [f"run {run.run_info()['run_id']}: {len(planned)} items, {len(ok)} ok, {len(failed)} failed, "
-             f"{pending} not rendered yet"]  # fmt: skip
-    groups = Counter((r["error_type"], (r["error_message"] or "").splitlines()[0][:160]) for r in failed)
-    for (kind, message), count in groups.most_common():
-        ids = [r["item_id"] for r in failed if r["error_type"] == kind][:5]
-        lines.append(f"  {count} x {kind}: {message}  (e.g. {', '.join(ids)})")
-    if ok:
-        start = min(r["started_at"] for r in rows.values())
-        end = max(r["finished_at"] for r in rows.values())
-        hours = max((end - start).total_seconds(), 1e-9) / 3600
-        lines.append(f"throughput: {len(ok) / hours:.1f} clips/h between {start:%Y-%m-%d %H:%M} and {end:%H:%M} UTC")
-        if pending:
-            lines.append(f"ETA at that rate: {pending / (len(ok) / hours):.2f} h for the {pending} items left")
+    summary = run_summary(run)
+    counts = summary.counts
+    lines = [
+        f"run {run.run_info()['run_id']}: {summary.total} items, {counts['ok']} ok, {counts['failed']} failed, "
+        f"{counts['pending']} not rendered yet"
+    ]
+    for group in summary.failure_groups():
+        examples = ", ".join(group.item_ids[:5])
+        lines.append(f"  {len(group.item_ids)} x {group.error_type}: {group.message}  (e.g. {examples})")
+    throughput = summary.throughput_line()
+    if throughput:
+        lines.append(throughput)
+        if summary.pending:
+            lines.append(f"ETA at that rate: {summary.eta_hours:.2f} h for the {counts['pending']} items left")
     return lines
 
 
@@ -147,13 +149,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("manifest")
     p.add_argument("--defaults", help="YAML with model/defaults for a Parquet manifest")
     p.set_defaults(handler=_validate)
-    p = add("render", "Render a manifest on Ray (options after --out go to python -m ray_jobs.render).")
-    p.add_argument("manifest")
+    p = add("render", "Render a manifest on Ray.")
+    p.add_argument("manifest", help="a .yaml or .parquet manifest")
     p.add_argument("--out", required=True, help="run folder, local or s3:// / gs://")
-    p.set_defaults(handler=_render, passthrough=True)
+    add_render_options(p)
+    p.set_defaults(handler=_render)
     p = add("resume", "Render only the items of RUN without an ok result.")
-    p.add_argument("run")
-    p.set_defaults(handler=_resume, passthrough=True)
+    p.add_argument("resume", metavar="run", help="the run folder")
+    add_render_options(p)
+    p.set_defaults(handler=_render)
     p = add("status", "Counts, failures grouped by error, throughput and ETA of a run.")
     p.add_argument("run")
     p.set_defaults(handler=_status)
@@ -197,11 +201,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, extra = parser().parse_known_args(argv)
-    if extra and not getattr(args, "passthrough", False):
-        parser().error(f"unrecognised arguments: {' '.join(extra)}")
+    args = parser().parse_args(argv)
     try:
-        return args.handler(args, extra) if getattr(args, "passthrough", False) else args.handler(args)
+        return args.handler(args)
     except Exception as e:  # the one place that turns any failure into one sentence
         if args.debug:
             raise

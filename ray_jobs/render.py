@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import uuid
 from collections import Counter
 from dataclasses import replace
@@ -18,20 +17,22 @@ from pathlib import Path
 import ray
 import yaml
 
-from ltxcore.bundle import QUANTIZATIONS, RELEASED_NAMES
+from ltxcore.bundle import RELEASED_NAMES
 from ltxcore.errors import BundleError
 from ltxcore.request import RenderRequest
 from manifests.load import ManifestError, load_manifest
 from manifests.model_section import Model, resolve_model
 from manifests.plan import plan, refresh_fingerprints
-from manifests.results import done_fingerprints, latest_attempts, read_results, still_to_render
+from manifests.results import still_to_render
 from manifests.run_folder import RunFolder
 from manifests.storage import StorageError, is_uri
 from manifests.validate import report, validate
 from ray_jobs.actor import RenderActor
+from ray_jobs.options import add_render_options
 from ray_jobs.planner import cache_key, make_shards
-from ray_jobs.progress import Progress, duration
+from ray_jobs.progress import Progress
 from ray_jobs.scheduler import NoWorkers, Scheduler
+from ray_jobs.summary import run_summary
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_BAD_INPUT, EXIT_NO_WORKERS = 0, 1, 2, 3
 
@@ -45,25 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("manifest", nargs="?", help="a .yaml or .parquet manifest (not needed with --resume)")
     parser.add_argument("--out", help="run folder (local path or s3:// / gs:// URI)")
     parser.add_argument("--resume", metavar="RUN", help="resume RUN: render only the items without an ok result")
-    parser.add_argument("--actors", type=int, help="render workers (default: one per GPU, else per free CPU)")
-    parser.add_argument("--shard-size", type=int, default=8, help="items per shard (default 8)")
-    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
-    parser.add_argument("--no-compile", action="store_true",
-                        help="GPU workers skip compiling the transformer (faster start, slower items)")  # fmt: skip
-    parser.add_argument(
-        "--quantization",
-        choices=QUANTIZATIONS,
-        help="default: fp8-scaled on FP8 GPUs (Ada, Hopper, Blackwell), fp8-cast on others, none on CPU",
-    )
-    parser.add_argument("--bundle", help="model folder with the released file names")
-    for name in RELEASED_NAMES:
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"override the bundle's {name}")
-    parser.add_argument("--defaults", help="YAML with model/defaults for a Parquet manifest")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a default for every item, e.g. --set num_inference_steps=20")  # fmt: skip
-    parser.add_argument("--max-attempts", type=int, default=3, help="tries per item when workers die")
-    parser.add_argument("--cpus-per-actor", type=int, default=1, help="CPU threads per worker on CPU")
-    parser.add_argument("--local-cpus", type=int, help="CPUs for a local Ray started by this command")
+    add_render_options(parser)
     args = parser.parse_args(argv)
     if args.resume:
         args.out = args.out or args.resume
@@ -152,7 +135,11 @@ def _prepare(args: argparse.Namespace, run: RunFolder, device: str) -> tuple[Mod
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    return run_render(parse_args(argv))
+
+
+def run_render(args: argparse.Namespace) -> int:
+    """Render (or, with ``args.resume``, resume) a run from parsed options; return the exit code."""
     run = RunFolder(args.out)
     try:
         _connect(args)
@@ -166,7 +153,6 @@ def main(argv: list[str] | None = None) -> int:
     planned = refresh_fingerprints(run.plan(), model.identity)
     pending = still_to_render(planned, run.results_uri)
     progress = Progress(total=len(pending))
-    started = time.monotonic()
     if pending:
         progress.note(f"run {run_id}: {len(pending)} of {len(planned)} items to render on {device}")
         exit_code = _render(args, run, run_id, session, model, device, pending, progress)
@@ -174,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             return exit_code
     else:
         progress.note(f"run {run_id}: every item already has an ok result; nothing to render")
-    return _summary(run, planned, progress, time.monotonic() - started)
+    return _summary(run, planned)
 
 
 def _render(args, run: RunFolder, run_id: str, session: str, model: Model, device: str, pending, progress) -> int:
@@ -213,25 +199,24 @@ def _shape(planned) -> tuple:
     return cache_key(planned)[3:]  # height, width, frames, fps: the shape part of the shard key
 
 
-def _summary(run: RunFolder, planned, progress: Progress, seconds: float) -> int:
-    latest = {r["item_id"]: r for r in latest_attempts(read_results(run.results_uri)).to_pylist()}
-    done = done_fingerprints(read_results(run.results_uri))
-    ok_ids = {p.id for p in planned if (p.id, p.fingerprint) in done}
-    failed = [(p.id, latest.get(p.id)) for p in planned if p.id not in ok_ids]
-    lines = ["", f"{len(ok_ids)} ok, {len(failed)} not ok, {len(planned)} items in the run"]
-    for item_id, row in failed:
-        reason = f"{row['error_type']}: {row['error_message']}" if row else "not rendered"
-        lines.append(f"  failed {item_id}: {reason}")
-    if progress.ok:
-        rate = progress.clips_per_hour()
-        lines.append(f"this session: {progress.ok} clips in {duration(seconds)} = {rate:.1f} clips/h")
-    lines += [f"outputs: {run.uri.rstrip('/')}/videos/", f"results: {run.results_uri}/ (Parquet, one row per attempt)",
-              f"inspect: python -c \"import pandas as pd; print(pd.read_parquet('{run.results_uri}')"
-              f"[['item_id','status','output_uri','seed']])\""]  # fmt: skip
-    if failed:
+def _summary(run: RunFolder, planned) -> int:
+    summary = run_summary(run, planned)
+    not_ok = len(summary.failures) + len(summary.pending)
+    lines = ["", f"{summary.ok} ok, {not_ok} not ok, {summary.total} items in the run"]
+    lines += [f"  failed {f.item_id}: {f.error_type}: {f.message}" for f in summary.failures]
+    lines += [f"  failed {item_id}: not rendered" for item_id in summary.pending]
+    throughput = summary.throughput_line()
+    lines += [throughput] if throughput else []
+    lines += [
+        f"outputs: {run.uri.rstrip('/')}/videos/",
+        f"results: {run.results_uri}/ (Parquet, one row per attempt)",
+        f"inspect: python -c \"import pandas as pd; print(pd.read_parquet('{run.results_uri}')"
+        f"[['item_id','status','output_uri','seed']])\"",
+    ]
+    if not_ok:
         lines.append(f"resume: python -m ray_jobs.render --resume {run.uri}")
     print("\n".join(lines))
-    return EXIT_OK if not failed else EXIT_FAILED_ITEMS
+    return EXIT_OK if not not_ok else EXIT_FAILED_ITEMS
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ import yaml
 from manifests.builders import BuildError, build_lessons, build_personalization
 from manifests.load import load_manifest
 from manifests.validate import validate
-from ray_jobs.cli import main
+from ray_jobs.cli import main, parser, render_args
+from ray_jobs.render import parse_args
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "manifests" / "examples"
 LESSON = EXAMPLES / "lesson"
@@ -27,6 +28,27 @@ def test_help_has_an_example_for_every_subcommand(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "example: ltx-batch " + command.split()[0] in capsys.readouterr().out
+
+
+RENDER_OPTIONS = ["--bundle", "--set", "--actors", "--shard-size", "--quantization", "--checkpoint-path"]
+RENDER_OPTIONS += ["--gemma-root", "--defaults", "--max-attempts", "--cpus-per-actor", "--local-cpus", "--no-compile"]
+
+
+def test_render_and_resume_help_list_every_render_option(capsys):
+    for command, extra in (("render", ["--out"]), ("resume", [])):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = capsys.readouterr().out
+        assert [o for o in RENDER_OPTIONS + extra if o not in out] == []
+
+
+def test_ltx_batch_render_and_resume_parse_like_python_m_ray_jobs_render():
+    argv = ["m.yaml", "--out", "runs/r", "--actors", "2", "--set", "seed=1", "--set", "width=192", "--no-compile"]
+    argv += ["--gemma-root", "/g", "--quantization", "fp8-cast"]
+    assert render_args(parser().parse_args(["render", *argv])) == parse_args(argv)
+    options = ["--local-cpus", "2", "--bundle", "/b"]
+    resumed = render_args(parser().parse_args(["resume", "runs/r", *options]))
+    assert resumed == parse_args(["--resume", "runs/r", *options])
 
 
 def test_validate_exit_codes(capsys):

@@ -14,8 +14,9 @@ import yaml
 
 from manifests.results import read_results
 from ray_jobs.render import main as render_main
-from ray_jobs.report import build_report
+from ray_jobs.report import Card, build_report, render_page
 from ray_jobs.report import main as report_main
+from ray_jobs.summary import Failure, RunSummary
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 FAST = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128",
@@ -153,3 +154,15 @@ def test_report_in_headless_chromium(run, tmp_path):
         assert errors == [], errors
     finally:
         driver.quit()
+
+
+def test_hostile_text_is_escaped_everywhere_it_appears():
+    """Ids, tags, errors and run metadata come from manifests and exceptions: never markup on the page."""
+    evil = '<script>alert("x")</script>'
+    values = {"prompt": evil, "seed": 1, "error_type": evil, "error_message": f"</pre>{evil}", "timings": [(evil, 1.0)]}
+    cards = [Card(evil, "failed", values, {evil: evil}), Card("ok-1", "ok", {"seed": 2}, {}, (192, 128))]
+    summary = RunSummary(2, 1, (Failure(evil, evil, evil),), (), 1.0, 1.0, None, None)
+    page = render_page({"run_id": evil, "code_version": evil}, cards, summary, f"python -m x --resume '{evil}'")
+    assert page.count("<script") == 1 and page.count("</script>") == 1  # the report's own script only
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page and "</pre><script" not in page
+    assert 'id="item-%3Cscript%3Ealert%28%22x%22%29%3C%2Fscript%3E"' in page  # URL-quoted in attributes

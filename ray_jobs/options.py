@@ -1,0 +1,45 @@
+"""The options of a render, defined once: ``ltx-batch render``, ``ltx-batch resume`` and
+``python -m ray_jobs.render`` all build their parsers from here, so each ``--help`` lists every option.
+
+Kept free of Ray and torch imports, so ``ltx-batch --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ltxcore.bundle import QUANTIZATIONS, RELEASED_NAMES
+
+
+def add_render_options(parser: argparse.ArgumentParser) -> None:
+    """Everything a render or a resume takes besides the manifest, ``--out`` and ``--resume``."""
+    workers = parser.add_argument_group("workers")
+    workers.add_argument("--actors", type=int, help="render workers (default: one per GPU, else per free CPU)")
+    workers.add_argument("--shard-size", type=int, default=8, help="items per shard (default 8)")
+    workers.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    workers.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="GPU workers skip compiling the transformer (faster start, slower items)",
+    )
+    workers.add_argument("--max-attempts", type=int, default=3, help="tries per item when workers die")
+    workers.add_argument("--cpus-per-actor", type=int, default=1, help="CPU threads per worker on CPU")
+    workers.add_argument("--local-cpus", type=int, help="CPUs for a local Ray started by this command")
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--quantization",
+        choices=QUANTIZATIONS,
+        help="default: fp8-scaled on FP8 GPUs (Ada, Hopper, Blackwell), fp8-cast on others, none on CPU",
+    )
+    model.add_argument("--bundle", help="model folder with the released file names")
+    for name in RELEASED_NAMES:
+        model.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"override the bundle's {name}")
+    items = parser.add_argument_group("items")
+    items.add_argument("--defaults", help="YAML with model/defaults for a Parquet manifest")
+    items.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a default for every item, e.g. --set num_inference_steps=20",
+    )

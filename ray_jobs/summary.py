@@ -1,0 +1,145 @@
+"""One run summary, read from the plan and the results table: the end-of-run print, ``ltx-batch status``
+and the HTML report all show this and nothing else.
+
+An item's status is its latest attempt's (``ok`` or ``failed``), or ``pending`` while it has none.
+
+Clips per hour is the number of ok items over the hours in which at least one attempt was rendering:
+the union of every attempt's [started_at, finished_at]. So the idle days between a run and its resume do
+not dilute it, parallel workers are not double-counted (summed worker seconds would give the rate of one
+worker), and the time spent on attempts that failed counts against it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyarrow as pa
+
+from manifests.plan import PlannedItem
+from manifests.results import latest_attempts, read_results
+from manifests.run_folder import RunFolder
+from ray_jobs.progress import duration
+
+GROUP_MESSAGE_CHARS = 160
+
+
+@dataclass(frozen=True)
+class Failure:
+    item_id: str
+    error_type: str
+    message: str
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    """Failed items that share an error type and the first line of their message."""
+
+    error_type: str
+    message: str
+    item_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    total: int
+    ok: int
+    failures: tuple[Failure, ...]  # plan order
+    pending: tuple[str, ...]  # ids without any attempt yet, plan order
+    worker_seconds: float  # summed durations of each item's latest attempt
+    rendering_seconds: float  # wall time in which at least one attempt was rendering
+    first_start: datetime | None
+    last_end: datetime | None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"ok": self.ok, "failed": len(self.failures), "pending": len(self.pending)}
+
+    @property
+    def clips_per_hour(self) -> float | None:
+        """Ok clips per hour of rendering (see the module docstring); None before any rendering time."""
+        return self.ok / self.rendering_seconds * 3600 if self.rendering_seconds > 0 else None
+
+    @property
+    def eta_hours(self) -> float | None:
+        """Hours the pending items take at ``clips_per_hour``; None without a rate."""
+        rate = self.clips_per_hour
+        return len(self.pending) / rate if rate else None
+
+    def failure_groups(self) -> list[FailureGroup]:
+        """Failures grouped by error type and the first line of the message, the most common first."""
+        groups: dict[tuple[str, str], list[str]] = {}
+        for f in self.failures:
+            first_line = (f.message.splitlines() or [""])[0][:GROUP_MESSAGE_CHARS]
+            groups.setdefault((f.error_type, first_line), []).append(f.item_id)
+        ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))  # stable: first seen first among equals
+        return [FailureGroup(kind, message, tuple(ids)) for (kind, message), ids in ranked]
+
+    def throughput_line(self) -> str | None:
+        """``throughput: ...`` once there is a rate, else None."""
+        rate = self.clips_per_hour
+        if not self.ok or rate is None:
+            return None
+        return (
+            f"throughput: {rate:.1f} clips/h over {duration(self.rendering_seconds)} of rendering "
+            f"between {self.first_start:%Y-%m-%d %H:%M} and {self.last_end:%H:%M} UTC"
+        )
+
+
+def rendering_seconds(intervals: list[tuple[datetime, datetime]]) -> float:
+    """Length of the union of ``intervals``: overlapping attempts count once, gaps not at all."""
+    total, end = 0.0, None
+    for start, stop in sorted(intervals):
+        if end is None or start > end:
+            total += (stop - start).total_seconds()
+            end = stop
+        elif stop > end:
+            total += (stop - end).total_seconds()
+            end = stop
+    return total
+
+
+def _timed(row: dict) -> bool:
+    return row["started_at"] is not None and row["finished_at"] is not None and row["finished_at"] >= row["started_at"]
+
+
+def latest_by_item(planned: list[PlannedItem], attempts: pa.Table) -> dict[str, dict]:
+    """Item id -> its latest attempt's row, for the items of ``planned`` that have one."""
+    ids = {p.id for p in planned}
+    return {r["item_id"]: r for r in latest_attempts(attempts).to_pylist() if r["item_id"] in ids}
+
+
+def item_status(latest: dict | None) -> str:
+    """``ok`` or ``failed`` from the latest attempt's row; ``pending`` when there is none."""
+    return latest["status"] if latest else "pending"
+
+
+def summarize(planned: list[PlannedItem], attempts: pa.Table) -> RunSummary:
+    """The summary of the items in ``planned`` from every recorded attempt (``read_results``)."""
+    ids = {p.id for p in planned}
+    latest = latest_by_item(planned, attempts)
+    statuses = Counter(item_status(latest.get(p.id)) for p in planned)
+    failures = tuple(
+        Failure(p.id, latest[p.id]["error_type"] or "error", latest[p.id]["error_message"] or "")
+        for p in planned
+        if item_status(latest.get(p.id)) == "failed"
+    )
+    rows = attempts.select(["item_id", "started_at", "finished_at"]).to_pylist()
+    spans = [(r["started_at"], r["finished_at"]) for r in rows if r["item_id"] in ids and _timed(r)]
+    worker = sum((r["finished_at"] - r["started_at"]).total_seconds() for r in latest.values() if _timed(r))
+    return RunSummary(
+        total=len(planned),
+        ok=statuses["ok"],
+        failures=failures,
+        pending=tuple(p.id for p in planned if item_status(latest.get(p.id)) == "pending"),
+        worker_seconds=worker,
+        rendering_seconds=rendering_seconds(spans),
+        first_start=min((s for s, _ in spans), default=None),
+        last_end=max((e for _, e in spans), default=None),
+    )
+
+
+def run_summary(run: RunFolder, planned: list[PlannedItem] | None = None) -> RunSummary:
+    """The summary of ``run`` (of its recorded plan unless ``planned`` is given)."""
+    return summarize(run.plan() if planned is None else planned, read_results(run.results_uri))

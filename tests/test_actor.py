@@ -1,0 +1,47 @@
+"""The render worker outside Ray: its scratch folder holds one shard's inputs at most and is removed with it."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import yaml
+
+from ltxcore.bundle import RELEASED_NAMES
+from manifests.load import load_manifest
+from manifests.plan import plan
+from manifests.run_folder import RunFolder
+from ray_jobs.actor import RenderActor
+from ray_jobs.planner import Shard
+
+LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
+FAST = {"video_stg_blocks": [1], "num_inference_steps": 2, "height": 128, "width": 192, "audio_max_duration": 1.0}
+
+
+def _scratch_files(actor: RenderActor) -> list[str]:
+    return sorted(p.name for p in actor.scratch.rglob("*") if p.is_file())
+
+
+def test_scratch_is_pruned_after_upload_and_between_shards(tiny_bundle, tmp_path):
+    items = [{"id": f"clip-{name[:2]}", "audio": f"file://{LESSON / name}"} for name in ("en.ogg", "de.mp3")]
+    defaults = {"prompt": "A presenter", "image": f"file://{LESSON / 'presenter.png'}"}
+    manifest = tmp_path / "manifest.yaml"  # file:// inputs are fetched into scratch like s3:// ones
+    manifest.write_text(yaml.safe_dump({"defaults": defaults, "items": items}))
+    planned = plan(load_manifest(manifest, overrides=FAST))
+    run = RunFolder(str(tmp_path / "run"))
+    run_id = run.record_submission([], planned, {})
+    run.claim("s1")
+    paths = {name: getattr(tiny_bundle, name) for name in RELEASED_NAMES}
+    actor = RenderActor(paths, "none", "cpu", run.uri, run_id, "s1")
+
+    assert [s["status"] for s in actor(Shard(0, (planned[0],)))] == ["ok"]
+    assert (tmp_path / "run" / "videos" / "clip-en.mp4").stat().st_size > 0
+    assert _scratch_files(actor) == ["en.ogg", "presenter.png"]  # the video left with the upload
+
+    assert [s["status"] for s in actor(Shard(1, (planned[1],)))] == ["ok"]
+    assert _scratch_files(actor) == ["de.mp3", "presenter.png"]  # the first shard's audio is gone, the image kept
+
+    scratch = actor.scratch
+    del actor
+    gc.collect()
+    assert not scratch.exists()

@@ -1,0 +1,109 @@
+"""The one run summary: counts, grouped failures, clips per hour over rendering time, and ETA, read back
+from a real results table written the way workers write it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from manifests.load import load_manifest
+from manifests.plan import plan
+from manifests.results import ShardRecorder, read_results, result_row
+from ray_jobs.summary import rendering_seconds, summarize
+
+LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson" / "lesson.yaml"
+T0 = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
+
+
+def _at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+@pytest.fixture(scope="module")
+def planned():
+    return plan(load_manifest(LESSON))  # lesson03-en, lesson03-de, lesson03-es
+
+
+def _record(results: str, planned, attempts: list[tuple]) -> None:
+    """``attempts``: (item index, shard attempt, status, start s, end s, error message)."""
+    for index, attempt, status, start, end, message in attempts:
+        recorder = ShardRecorder(results, "run", "session", index, attempt)
+        error = {"error_type": "RenderInputError", "error_message": message} if status == "failed" else {}
+        recorder.add(result_row(planned[index], status=status, started_at=_at(start), finished_at=_at(end), **error))
+
+
+def test_union_of_intervals_counts_overlap_once_and_gaps_not_at_all():
+    assert rendering_seconds([]) == 0
+    assert rendering_seconds([(_at(0), _at(10)), (_at(5), _at(15)), (_at(6), _at(7))]) == 15
+    assert rendering_seconds([(_at(20), _at(30)), (_at(0), _at(10))]) == 20
+    assert rendering_seconds([(_at(0), _at(0)), (_at(0), _at(4))]) == 4
+
+
+def test_counts_failures_rate_and_eta(planned, tmp_path):
+    results = str(tmp_path / "results")
+    _record(
+        results,
+        planned,
+        [
+            (0, 0, "failed", 0, 10, "audio: could not be decoded"),  # retried below: the latest attempt wins
+            (0, 1, "ok", 20, 30, None),
+            (1, 0, "failed", 25, 40, "audio: could not be decoded\nsecond line"),
+        ],
+    )
+    summary = summarize(planned, read_results(results))
+    assert summary.total == 3 and summary.counts == {"ok": 1, "failed": 1, "pending": 1}
+    assert summary.pending == ("lesson03-es",)
+    assert [(f.item_id, f.message) for f in summary.failures] == [
+        ("lesson03-de", "audio: could not be decoded\nsecond line")
+    ]
+    assert summary.rendering_seconds == 30  # [0, 10] and [20, 40]
+    assert summary.worker_seconds == 25  # latest attempts only: 10 s and 15 s
+    assert summary.clips_per_hour == pytest.approx(120.0)
+    assert summary.eta_hours == pytest.approx(1 / 120)
+    assert (summary.first_start, summary.last_end) == (_at(0), _at(40))
+    assert (
+        summary.throughput_line()
+        == "throughput: 120.0 clips/h over 0m30s of rendering between 2026-03-12 09:00 and 09:00 UTC"
+    )
+
+
+def test_idle_time_between_a_run_and_its_resume_does_not_count(planned, tmp_path):
+    results = str(tmp_path / "results")
+    day = 24 * 3600
+    _record(
+        results,
+        planned,
+        [(0, 0, "ok", 0, 60, None), (1, 0, "ok", day, day + 60, None), (2, 0, "ok", day + 30, day + 120, None)],
+    )
+    summary = summarize(planned, read_results(results))
+    assert summary.counts == {"ok": 3, "failed": 0, "pending": 0}
+    assert summary.rendering_seconds == 180 and summary.clips_per_hour == pytest.approx(60.0)
+    assert summary.eta_hours == 0
+
+
+def test_failures_group_by_type_and_first_line_most_common_first(planned, tmp_path):
+    results = str(tmp_path / "results")
+    _record(
+        results,
+        planned,
+        [
+            (0, 0, "failed", 0, 1, "image: missing"),
+            (1, 0, "failed", 0, 1, "audio: empty\nA"),
+            (2, 0, "failed", 0, 1, "audio: empty\nB"),
+        ],
+    )
+    summary = summarize(planned, read_results(results))
+    groups = [(g.error_type, g.message, g.item_ids) for g in summary.failure_groups()]
+    assert groups == [
+        ("RenderInputError", "audio: empty", ("lesson03-de", "lesson03-es")),
+        ("RenderInputError", "image: missing", ("lesson03-en",)),
+    ]
+    assert summary.clips_per_hour == 0 and summary.throughput_line() is None
+
+
+def test_a_run_without_results_is_all_pending(planned, tmp_path):
+    summary = summarize(planned, read_results(str(tmp_path / "results")))
+    assert summary.counts == {"ok": 0, "failed": 0, "pending": 3}
+    assert summary.clips_per_hour is None and summary.eta_hours is None and summary.first_start is None
