@@ -16,11 +16,21 @@ def tiny_bundle(tmp_path_factory) -> ModelBundle:
     return make_tiny_bundle(tmp_path_factory.mktemp("bundle"), seed=0)
 
 
+def chord(t: np.ndarray) -> np.ndarray:
+    """A decaying chord: what voice files in these tests sound like."""
+    return 0.3 * np.sin(2 * np.pi * 220 * t) * np.exp(-t) + 0.1 * np.sin(2 * np.pi * 330 * t)
+
+
+def sweep(t: np.ndarray) -> np.ndarray:
+    """A rising tone that never repeats itself, so a window taken at the wrong time cannot match."""
+    return 0.4 * np.sin(2 * np.pi * (100 * t + 200 * t**2))
+
+
 def write_tone(path, seconds: float, rate: int = 16000, channels: int = 2, codec: str = "pcm_s16le",
-               fmt: str = "s16") -> str:  # fmt: skip
-    """A real audio file with a decaying chord, written by PyAV in any codec it can encode."""
+               signal=chord) -> str:  # fmt: skip
+    """A real audio file holding ``signal(t)``, written by PyAV in any codec it can encode."""
     t = np.arange(int(seconds * rate)) / rate
-    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * np.exp(-t) + 0.1 * np.sin(2 * np.pi * 330 * t)
+    tone = signal(t)
     layout = "mono" if channels == 1 else "stereo"
     planes = np.stack([tone] * channels).astype(np.float32)
     with av.open(str(path), "w") as container:
