@@ -1,14 +1,29 @@
-"""Shared fixtures: one tiny bundle per session and small real audio/image files."""
+"""Shared fixtures: one tiny bundle and one local Ray per session, and small real audio/image files."""
 
 from __future__ import annotations
 
 import av
 import numpy as np
 import pytest
+import ray
 from PIL import Image
 
 from ltxcore.bundle import ModelBundle
 from ltxcore.random_bundle import make_tiny_bundle
+
+
+def start_local_ray() -> None:
+    """A local Ray with 2 CPUs, as the driver tests expect; its workers inherit this process's environment."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray for every module that renders through the driver: starting one costs seconds."""
+    if not ray.is_initialized():
+        start_local_ray()
+    yield
+    ray.shutdown()
 
 
 @pytest.fixture(scope="session")

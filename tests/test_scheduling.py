@@ -24,10 +24,14 @@ DIED = "the worker died while rendering (the actor process exited)"
 
 def _items(tmp_path: Path, specs: list[tuple[str, int]]) -> list[PlannedItem]:
     """Planned items from a real manifest, one per (prompt, num_frames) spec, ids item-00, item-01, ..."""
-    entries = [{"id": f"item-{i:02d}", "prompt": prompt, "num_frames": frames} for i, (prompt, frames) in
-               enumerate(specs)]  # fmt: skip
-    body = {"run_seed": 1, "defaults": {"audio": str(LESSON / "en.ogg"), "image": str(LESSON / "presenter.png")},
-            "items": entries}  # fmt: skip
+    entries = [
+        {"id": f"item-{i:02d}", "prompt": prompt, "num_frames": frames} for i, (prompt, frames) in enumerate(specs)
+    ]
+    body = {
+        "run_seed": 1,
+        "defaults": {"audio": str(LESSON / "en.ogg"), "image": str(LESSON / "presenter.png")},
+        "items": entries,
+    }
     path = tmp_path / "manifest.yaml"
     path.write_text(yaml.safe_dump(body))
     return plan(load_manifest(path))
@@ -40,8 +44,16 @@ def items(tmp_path) -> list[PlannedItem]:
 
 def _scheduler(tmp_path: Path, shards: list[Shard], max_attempts: int = 3) -> Scheduler:
     progress = Progress(total=sum(len(s.items) for s in shards), stream=io.StringIO())
-    return Scheduler(make_actor=lambda: None, num_actors=1, shards=shards, results_uri=str(tmp_path / "results"),
-                     run_id="run-1", session="s1", progress=progress, max_attempts=max_attempts)  # fmt: skip
+    return Scheduler(
+        make_actor=lambda: None,
+        num_actors=1,
+        shards=shards,
+        results_uri=str(tmp_path / "results"),
+        run_id="run-1",
+        session="s1",
+        progress=progress,
+        max_attempts=max_attempts,
+    )
 
 
 def _record_ok(scheduler: Scheduler, shard: Shard, done: list[PlannedItem]) -> None:
@@ -63,8 +75,7 @@ def _rows(scheduler: Scheduler) -> dict[str, list[dict]]:
 
 
 def test_shards_group_cache_keys_largest_group_first_and_keep_manifest_order(tmp_path):
-    planned = _items(tmp_path, [("A", 17), ("B", 17), ("A", 17), ("A", 25), ("A", 17), ("B", 17), ("A", 17),
-                                ("A", 17)])  # fmt: skip
+    planned = _items(tmp_path, [("A", 17), ("B", 17), ("A", 17), ("A", 25), ("A", 17), ("B", 17), ("A", 17), ("A", 17)])
     shards = make_shards(planned, shard_size=2)
     ids = [[p.id for p in s.items] for s in shards]
     assert ids == [["item-00", "item-02"], ["item-04", "item-06"], ["item-07"], ["item-01", "item-05"], ["item-03"]]
@@ -127,8 +138,11 @@ def test_item_that_keeps_killing_workers_fails_after_max_attempts_and_the_rest_s
 
     _record_ok(scheduler, retry, list(retry.items))  # a worker renders the rest: the failure row stays
     rows = _rows(scheduler)
-    assert {k: [r["status"] for r in v] for k, v in rows.items()} == {"item-00": ["failed"], "item-01": ["ok"],
-                                                                      "item-02": ["ok"]}  # fmt: skip
+    assert {k: [r["status"] for r in v] for k, v in rows.items()} == {
+        "item-00": ["failed"],
+        "item-01": ["ok"],
+        "item-02": ["ok"],
+    }
     assert [p.id for p in still_to_render(items[:3], scheduler.results_uri)] == ["item-00"]  # resume retries it
 
 
