@@ -1,4 +1,5 @@
-"""Shared fixtures: one tiny bundle and one local Ray per session, and small real audio/image files."""
+"""Shared fixtures: one tiny bundle, one engine on it and one local Ray per session, and small real audio/image
+files."""
 
 from __future__ import annotations
 
@@ -9,7 +10,17 @@ import ray
 from PIL import Image
 
 from ltxcore.bundle import ModelBundle
+from ltxcore.engine import Engine
 from ltxcore.random_bundle import make_tiny_bundle
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "own_ray: the test starts a Ray of its own, so it runs before the shared one")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that start a Ray of their own (``own_ray``) go first, so the shared one below starts only once."""
+    items.sort(key=lambda item: item.get_closest_marker("own_ray") is None)
 
 
 def start_local_ray() -> None:
@@ -29,6 +40,12 @@ def local_ray():
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> ModelBundle:
     return make_tiny_bundle(tmp_path_factory.mktemp("bundle"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_bundle) -> Engine:
+    """The tiny bundle's engine on the CPU, shared: it keeps no state between items, which test_engine checks."""
+    return Engine(tiny_bundle)
 
 
 def chord(t: np.ndarray) -> np.ndarray:

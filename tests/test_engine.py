@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -11,11 +13,6 @@ from ltxcore.media import probe_mp4
 from ltxcore.request import GuiderSettings, RenderRequest
 
 GUIDER = GuiderSettings(stg_blocks=(1,))
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_bundle) -> Engine:
-    return Engine(tiny_bundle)
 
 
 def _request(audio: str, **overrides) -> RenderRequest:
@@ -36,17 +33,18 @@ def test_renders_mp4_with_exact_frames_size_fps_and_audio(engine, media, tmp_pat
 
 
 def test_same_request_twice_is_identical_with_other_items_between(engine, media):
-    first = engine.render(_request(media["stereo_wav"]), None, keep_latent=True)
-    engine.render(_request(media["mono_wav"], seed=99, prompt="Another prompt", distilled_lora_strength=0.5,
-                           image=media["image"]), None)  # fmt: skip
-    engine.render(_request(media["stereo_wav"], guider=GuiderSettings(stg_blocks=(0,), skip_step=1)), None)
-    again = engine.render(_request(media["stereo_wav"]), None, keep_latent=True)
+    request = _request(media["stereo_wav"], num_frames=17)
+    first = engine.render(request, None, keep_latent=True)
+    other = _request(media["mono_wav"], num_frames=9, seed=99, prompt="Another prompt", distilled_lora_strength=0.5)
+    engine.render(replace(other, image=media["image"]), None)
+    engine.render(replace(request, guider=GuiderSettings(stg_blocks=(0,), skip_step=1)), None)
+    again = engine.render(request, None, keep_latent=True)
     assert torch.equal(first.video_latent, again.video_latent)
     assert not any(layer.enabled for layer in engine.lora.layers)
 
 
 def test_prompt_pairs_are_encoded_once(engine, media):
-    request = _request(media["stereo_wav"], prompt="A cached prompt")
+    request = _request(media["stereo_wav"], prompt="A cached prompt", num_frames=9, num_inference_steps=2)
     engine.render(request, None)
     misses = engine.prompts.misses
     engine.render(request, None)

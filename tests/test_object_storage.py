@@ -25,6 +25,8 @@ LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "le
 FAST = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128",
         "--set", "width=192", "--set", "audio_max_duration=1.0"]  # fmt: skip
 
+pytestmark = pytest.mark.own_ray
+
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):

@@ -105,7 +105,7 @@ def test_actor_killed_mid_run_every_item_ok_exactly_once(local_ray, tiny_bundle,
 def test_driver_killed_then_resume_renders_only_missing(tiny_bundle, tmp_path):
     run = tmp_path / "run"
     bundle = str(Path(tiny_bundle.checkpoint_path).parent)
-    manifest = _manifest(tmp_path, 6, seconds=2.0)
+    manifest = _manifest(tmp_path, 6)
     command = [sys.executable, "-m", "ray_jobs.render", str(manifest), "--out", str(run), "--bundle", bundle,
                "--shard-size", "1", "--actors", "1", "--local-cpus", "2", *FAST]  # fmt: skip
     root = Path(__file__).resolve().parent.parent
