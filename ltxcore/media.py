@@ -20,6 +20,9 @@ from ltxcore.errors import RenderInputError
 
 AUDIO_CODECS = {"pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_f64le", "pcm_u8", "pcm_s16be",
                 "pcm_s24be", "pcm_f32be", "mp3", "mp3float", "aac", "opus", "vorbis", "flac", "alac"}  # fmt: skip
+# Decoded before a seek target and dropped: an mp3 frame needs bytes of earlier frames (the bit reservoir),
+# so the first ~80 ms after a bare seek come out as silence.
+SEEK_PREROLL_SECONDS = 0.2
 AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 
 
@@ -92,11 +95,13 @@ def decode_audio(path: str, start: float = 0.0, duration: float | None = None, f
     end = None if duration is None else start + duration
     with _open(path, field) as container:
         stream = container.streams.audio[0]
-        if start > 0:
-            container.seek(int(start / stream.time_base), stream=stream, backward=True, any_frame=False)
+        origin = stream.start_time or 0  # mp3 streams start at the encoder delay, not at 0
+        if start > SEEK_PREROLL_SECONDS:
+            target = origin + int((start - SEEK_PREROLL_SECONDS) / stream.time_base)
+            container.seek(target, stream=stream, backward=True, any_frame=False)
         try:
             for frame in container.decode(stream):
-                time = float(frame.pts * stream.time_base) if frame.pts is not None else None
+                time = float((frame.pts - origin) * stream.time_base) if frame.pts is not None else None
                 if first_time is None:
                     first_time = time if time is not None else 0.0
                 for out in resampler.resample(frame):

@@ -44,10 +44,7 @@ class Scheduler:
         self.queue = deque(self.shards)
         self.crashes: dict[str, int] = {}
         self.replacements = 0
-        # Progress events live on the driver's own node with no CPU claim, so losing a worker node never
-        # takes the queue (and with it every worker's event calls) down.
-        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
-        self.events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
+        self.events: Queue | None = None  # made by run(): the retry bookkeeping below needs no Ray
         self.starting: dict = {}  # ready ref -> actor
         self.idle: list = []
         self.busy: dict = {}  # shard ref -> (actor, shard)
@@ -59,6 +56,10 @@ class Scheduler:
         self.starting[actor.ready.remote()] = actor
 
     def run(self) -> None:
+        # Progress events live on the driver's own node with no CPU claim, so losing a worker node never
+        # takes the queue (and with it every worker's event calls) down.
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        self.events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
         for _ in range(min(self.num_actors, max(1, len(self.queue)))):
             self._start_actor()
         while self.queue or self.busy:
@@ -125,7 +126,8 @@ class Scheduler:
                            f"{len(remaining)} item(s) go back on the queue")  # fmt: skip
         if self.crashes[suspect.id] >= self.max_attempts:
             message = f"gave up after {self.crashes[suspect.id]} attempts: {reason}"
-            self._fail([suspect], shard.retry([]), "WorkerLost", message)
+            shard = shard.retry([])  # the failure row gets an attempt file of its own, which the retry never rewrites
+            self._fail([suspect], shard, "WorkerLost", message)
             remaining = remaining[1:]
         if remaining:
             self.queue.appendleft(shard.retry(remaining))
@@ -145,6 +147,8 @@ class Scheduler:
             self._fail(list(shard.items), shard.retry([]), "NoWorkers", message)
 
     def _drain_events(self) -> None:
+        if self.events is None:
+            return
         try:
             events = self.events.get_nowait_batch(self.events.qsize())
         except Exception:  # the queue actor can be briefly unavailable; events are advisory

@@ -1,14 +1,40 @@
-"""Shared fixtures: one tiny bundle per session and small real audio/image files."""
+"""Shared fixtures: one tiny bundle, one engine on it and one local Ray per session, and small real audio/image
+files."""
 
 from __future__ import annotations
 
 import av
 import numpy as np
 import pytest
+import ray
 from PIL import Image
 
 from ltxcore.bundle import ModelBundle
+from ltxcore.engine import Engine
 from ltxcore.random_bundle import make_tiny_bundle
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "own_ray: the test starts a Ray of its own, so it runs before the shared one")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that start a Ray of their own (``own_ray``) go first, so the shared one below starts only once."""
+    items.sort(key=lambda item: item.get_closest_marker("own_ray") is None)
+
+
+def start_local_ray() -> None:
+    """A local Ray with 2 CPUs, as the driver tests expect; its workers inherit this process's environment."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray for every module that renders through the driver: starting one costs seconds."""
+    if not ray.is_initialized():
+        start_local_ray()
+    yield
+    ray.shutdown()
 
 
 @pytest.fixture(scope="session")
@@ -16,11 +42,27 @@ def tiny_bundle(tmp_path_factory) -> ModelBundle:
     return make_tiny_bundle(tmp_path_factory.mktemp("bundle"), seed=0)
 
 
+@pytest.fixture(scope="session")
+def engine(tiny_bundle) -> Engine:
+    """The tiny bundle's engine on the CPU, shared: it keeps no state between items, which test_engine checks."""
+    return Engine(tiny_bundle)
+
+
+def chord(t: np.ndarray) -> np.ndarray:
+    """A decaying chord: what voice files in these tests sound like."""
+    return 0.3 * np.sin(2 * np.pi * 220 * t) * np.exp(-t) + 0.1 * np.sin(2 * np.pi * 330 * t)
+
+
+def sweep(t: np.ndarray) -> np.ndarray:
+    """A rising tone that never repeats itself, so a window taken at the wrong time cannot match."""
+    return 0.4 * np.sin(2 * np.pi * (100 * t + 200 * t**2))
+
+
 def write_tone(path, seconds: float, rate: int = 16000, channels: int = 2, codec: str = "pcm_s16le",
-               fmt: str = "s16") -> str:  # fmt: skip
-    """A real audio file with a decaying chord, written by PyAV in any codec it can encode."""
+               signal=chord) -> str:  # fmt: skip
+    """A real audio file holding ``signal(t)``, written by PyAV in any codec it can encode."""
     t = np.arange(int(seconds * rate)) / rate
-    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * np.exp(-t) + 0.1 * np.sin(2 * np.pi * 330 * t)
+    tone = signal(t)
     layout = "mono" if channels == 1 else "stereo"
     planes = np.stack([tone] * channels).astype(np.float32)
     with av.open(str(path), "w") as container:

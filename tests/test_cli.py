@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import ray
 import yaml
 
 from manifests.builders import BuildError, build_lessons, build_personalization
@@ -141,13 +140,6 @@ def test_personalize_reports_every_row_before_writing(tmp_path):
         "customers.csv line 4: id 'c2' repeats line 3.",
     ]
     assert not out.exists()
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_render_status_resume_through_the_cli(local_ray, tiny_bundle, tmp_path, capsys):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -11,11 +13,6 @@ from ltxcore.media import probe_mp4
 from ltxcore.request import GuiderSettings, RenderRequest
 
 GUIDER = GuiderSettings(stg_blocks=(1,))
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_bundle) -> Engine:
-    return Engine(tiny_bundle)
 
 
 def _request(audio: str, **overrides) -> RenderRequest:
@@ -36,17 +33,18 @@ def test_renders_mp4_with_exact_frames_size_fps_and_audio(engine, media, tmp_pat
 
 
 def test_same_request_twice_is_identical_with_other_items_between(engine, media):
-    first = engine.render(_request(media["stereo_wav"]), None, keep_latent=True)
-    engine.render(_request(media["mono_wav"], seed=99, prompt="Another prompt", distilled_lora_strength=0.5,
-                           image=media["image"]), None)  # fmt: skip
-    engine.render(_request(media["stereo_wav"], guider=GuiderSettings(stg_blocks=(0,), skip_step=1)), None)
-    again = engine.render(_request(media["stereo_wav"]), None, keep_latent=True)
+    request = _request(media["stereo_wav"], num_frames=17)
+    first = engine.render(request, None, keep_latent=True)
+    other = _request(media["mono_wav"], num_frames=9, seed=99, prompt="Another prompt", distilled_lora_strength=0.5)
+    engine.render(replace(other, image=media["image"]), None)
+    engine.render(replace(request, guider=GuiderSettings(stg_blocks=(0,), skip_step=1)), None)
+    again = engine.render(request, None, keep_latent=True)
     assert torch.equal(first.video_latent, again.video_latent)
     assert not any(layer.enabled for layer in engine.lora.layers)
 
 
 def test_prompt_pairs_are_encoded_once(engine, media):
-    request = _request(media["stereo_wav"], prompt="A cached prompt")
+    request = _request(media["stereo_wav"], prompt="A cached prompt", num_frames=9, num_inference_steps=2)
     engine.render(request, None)
     misses = engine.prompts.misses
     engine.render(request, None)
@@ -98,15 +96,39 @@ def test_window_shorter_than_the_video_is_silence_not_more_of_the_file(engine, m
     assert result.audio_padded_seconds == pytest.approx(0.5, abs=1e-3)
 
 
-def test_warm_up_runs_both_stage_shapes_and_leaves_no_trace(tiny_bundle, media):
-    from ltxcore.engine import Engine
-    from ltxcore.request import GuiderSettings, RenderRequest
+def _record_transformer_calls(engine: Engine) -> tuple[list[tuple], object]:
+    """What each transformer forward sees: token and context shapes (their first axis is the batch of
+    guidance passes), the per-sample perturbations and the LoRA strength in effect."""
+    calls: list[tuple] = []
 
-    engine = Engine(tiny_bundle)
-    request = RenderRequest(audio=media["stereo_wav"], prompt="A presenter", seed=3, height=128, width=192,
-                            num_frames=17,
-                            num_inference_steps=3, guider=GuiderSettings(stg_blocks=(1,)))  # fmt: skip
-    before = engine.render(request, None, keep_latent=True).video_latent
-    assert engine.warm_up(request) > 0
+    def record(_module, _args, kwargs):
+        video, audio, perturbations = kwargs["video"], kwargs["audio"], kwargs["perturbations"]
+        configs = [] if perturbations is None else perturbations.perturbations
+        per_sample = tuple(tuple((p.type, tuple(p.blocks or ())) for p in c.perturbations or ()) for c in configs)
+        lora = frozenset(float(layer.strength) for layer in engine.lora.layers if layer.enabled)
+        tensors = (video.latent, video.positions, video.context, audio.latent, audio.positions, audio.context)
+        calls.append((tuple(tuple(t.shape) for t in tensors), perturbations is None, per_sample, lora))
+
+    return calls, engine.transformer.register_forward_pre_hook(record, with_kwargs=True)
+
+
+def test_warm_up_runs_both_stage_shapes_and_leaves_no_trace(engine, media):
+    request = _request(media["stereo_wav"], num_frames=17, num_inference_steps=2, distilled_lora_strength=0.75)
+    calls, hook = _record_transformer_calls(engine)
+    try:
+        before = engine.render(request, None, keep_latent=True).video_latent
+        rendered = list(dict.fromkeys(calls))  # distinct calls in order: stage 1, then stage 2
+        calls.clear()
+        assert engine.warm_up(request) > 0
+        warmed = list(calls)
+    finally:
+        hook.remove()
+    assert len(rendered) == 2 and warmed == rendered
+    (stage_1, unperturbed_1, perturbed, lora_1), (stage_2, unperturbed_2, _, lora_2) = warmed
+    passes = len(perturbed)
+    assert passes >= 3 and not unperturbed_1 and unperturbed_2  # stage 1 batches cond, uncond and STG passes
+    assert [s[0] for s in stage_1] == [passes] * 6 and [s[0] for s in stage_2] == [1] * 6
+    assert stage_2[0][1] == 4 * stage_1[0][1]  # stage 2 has twice the height and width in latent tokens
+    assert (lora_1, lora_2) == (frozenset(), frozenset({0.75}))
     assert all(not layer.enabled for layer in engine.lora.layers)
     assert torch.equal(engine.render(request, None, keep_latent=True).video_latent, before)

@@ -27,7 +27,7 @@ def test_fp8_linear_matches_bf16_linear():
     assert (got - expected).norm() / expected.norm() < 0.05
 
 
-def test_engine_with_fp8_scaled_renders_close_to_bf16(tiny_bundle, media):
+def test_engine_with_fp8_scaled_renders_close_to_bf16(tiny_bundle, engine, media):
     from dataclasses import replace
 
     from ltxcore.engine import Engine
@@ -35,10 +35,10 @@ def test_engine_with_fp8_scaled_renders_close_to_bf16(tiny_bundle, media):
 
     request = RenderRequest(audio=media["stereo_wav"], prompt="p", height=128, width=192, num_frames=17,
                             frame_rate=25.0, num_inference_steps=4, guider=GuiderSettings(stg_blocks=(1,)))  # fmt: skip
-    reference = Engine(tiny_bundle).render(request, None, keep_latent=True).video_latent.float()
-    engine = Engine(replace(tiny_bundle, quantization="fp8-scaled"))
-    assert any(isinstance(m, F) for m in engine.transformer.modules())
-    latent = engine.render(request, None, keep_latent=True).video_latent.float()
+    reference = engine.render(request, None, keep_latent=True).video_latent.float()
+    fp8 = Engine(replace(tiny_bundle, quantization="fp8-scaled"))
+    assert any(isinstance(m, F) for m in fp8.transformer.modules())
+    latent = fp8.render(request, None, keep_latent=True).video_latent.float()
     error = ((latent - reference).norm() / reference.norm()).item()
     print(f"fp8-scaled vs bf16 final latent relative error (tiny random model): {error:.3e}")
     assert error < 0.1

@@ -12,11 +12,6 @@ from ltxcore.guidance import GuidedDenoiser, guidance_passes
 from ltxcore.request import GuiderSettings, RenderRequest
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_bundle) -> Engine:
-    return Engine(tiny_bundle)
-
-
 def _states(engine: Engine, media):
     """Real stage-1 states for a small clip, built the way the engine builds them."""
     from ltx_core.components.noisers import GaussianNoiser

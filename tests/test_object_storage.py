@@ -15,6 +15,7 @@ import pyarrow.fs as pafs
 import pytest
 import ray
 import yaml
+from conftest import start_local_ray
 
 from ltxcore.media import probe_mp4
 from manifests.storage import download
@@ -24,11 +25,15 @@ LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "le
 FAST = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128",
         "--set", "width=192", "--set", "audio_max_duration=1.0"]  # fmt: skip
 
+pytestmark = pytest.mark.own_ray
+
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    """moto's S3 server on a free loopback port, the AWS variables pointing at it, and a local Ray that
-    inherits them; everything stopped afterwards."""
+    """moto's S3 server on a free loopback port, the AWS variables pointing at it, and a local Ray of its own
+    that inherits them (a running shared one is stopped, and started again afterwards without them)."""
+    shared_ray = ray.is_initialized()
+    ray.shutdown()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -50,7 +55,7 @@ def s3(tmp_path_factory):
         fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http", access_key="test",
                                secret_key="test", region="us-east-1", allow_bucket_creation=True)  # fmt: skip
         fs.create_dir("studio")
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        start_local_ray()
         yield fs, cache
     finally:
         ray.shutdown()
@@ -61,6 +66,8 @@ def s3(tmp_path_factory):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        if shared_ray:
+            start_local_ray()
 
 
 def _put(fs: pafs.S3FileSystem, local: Path, key: str) -> None:

@@ -10,7 +10,6 @@ from ltx_core.loader import LTXV_LORA_COMFY_RENAMING_MAP, LoraPathStrengthAndSDO
 from ltx_core.model.video_vae import TilingConfig
 from ltx_pipelines.utils.args import ImageConditioningInput
 
-from ltxcore.engine import Engine
 from ltxcore.media import decode_audio, probe_mp4
 from ltxcore.request import GuiderSettings, RenderRequest
 
@@ -85,7 +84,7 @@ def _capture_stage_1(monkeypatch, into: list):
     monkeypatch.setattr(engine_module, "upsample_video", capture)
 
 
-def test_matches_upstream(upstream_on_cpu, tiny_bundle, media, tmp_path, monkeypatch):
+def test_matches_upstream(upstream_on_cpu, engine, media, tmp_path, monkeypatch):
     """Stage 1 is bit-identical. Stage 2 differs only by upstream rounding its LoRA-fused weights to bf16."""
     pipeline, captured = upstream_on_cpu
     stage_1: list[torch.Tensor] = []
@@ -93,7 +92,6 @@ def test_matches_upstream(upstream_on_cpu, tiny_bundle, media, tmp_path, monkeyp
     request = _request(media["stereo_wav"])
     frames, audio = _run_upstream(pipeline, request)
 
-    engine = Engine(tiny_bundle)
     result = engine.render(request, tmp_path / "ours.mp4", keep_latent=True)
     assert torch.equal(stage_1[1], stage_1[0])
     error = relative_error(result.video_latent, captured["latent"])
@@ -107,19 +105,18 @@ def test_matches_upstream(upstream_on_cpu, tiny_bundle, media, tmp_path, monkeyp
     assert torch.equal(torch.from_numpy(ours.samples), audio.waveform.squeeze(0).float())
 
 
-def test_matches_upstream_bitwise_without_lora(upstream_on_cpu, tiny_bundle, media, monkeypatch):
+def test_matches_upstream_bitwise_without_lora(upstream_on_cpu, engine, media):
     """With the LoRA at strength 0 upstream fuses nothing, and the whole two-stage result is identical."""
     pipeline, captured = upstream_on_cpu
     pipeline.stage_2_model_ledger = pipeline.stage_1_model_ledger
     request = _request(media["stereo_wav"], distilled_lora_strength=0.0, image=media["image"])
     _run_upstream(pipeline, request, images=[ImageConditioningInput(request.image, 0, 1.0)])
-    result = Engine(tiny_bundle).render(request, None, keep_latent=True)
+    result = engine.render(request, None, keep_latent=True)
     assert torch.equal(result.video_latent, captured["latent"])
 
 
-def test_runtime_lora_is_closer_to_exact_than_fused_bf16(tiny_bundle):
+def test_runtime_lora_is_closer_to_exact_than_fused_bf16(engine):
     """Our adapter keeps base weights pristine; upstream's fused bf16 weight is one rounding further from exact."""
-    engine = Engine(tiny_bundle)
     layer = engine.lora.layers[0]
     torch.manual_seed(0)
     x = torch.randn(4, 32, layer.down.shape[1], dtype=torch.bfloat16)

@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
-import pytest
-import ray
 import yaml
 
 from ltxcore.media import probe_mp4
@@ -25,13 +23,6 @@ from ray_jobs.render import main
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 FAST = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128",
         "--set", "width=192"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _manifest(tmp_path: Path, n: int, seconds: float = 1.0, corrupt: int | None = None) -> Path:
@@ -95,15 +86,17 @@ def test_actor_killed_mid_run_every_item_ok_exactly_once(local_ray, tiny_bundle,
     bundle = str(Path(tiny_bundle.checkpoint_path).parent)
     args = [str(_manifest(tmp_path, 8, seconds=2.0)), "--out", str(run), "--bundle", bundle, "--shard-size", "4", *FAST]
     result = {}
-    driver = threading.Thread(target=lambda: result.setdefault("code", main(args)))
+    driver = threading.Thread(target=lambda: result.setdefault("code", main(args)), daemon=True)
     driver.start()
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (run / "results").is_dir() or not _ok_counts(run):
+    while not ((run / "results").is_dir() and _ok_counts(run)):
+        assert time.monotonic() < deadline, "no item finished within 120 s"
         time.sleep(0.2)
     victims = _actor_pids()
     assert victims, "no render worker process found"
     os.kill(victims[0], signal.SIGKILL)
     driver.join(timeout=300)
+    assert not driver.is_alive(), "the run did not finish within 300 s of losing a worker"
     assert result["code"] == 0
     assert _ok_counts(run) == {f"clip-{i:02d}": 1 for i in range(8)}
     assert not [p for p in (run / "videos").iterdir() if p.name.startswith(".")]
@@ -112,7 +105,7 @@ def test_actor_killed_mid_run_every_item_ok_exactly_once(local_ray, tiny_bundle,
 def test_driver_killed_then_resume_renders_only_missing(tiny_bundle, tmp_path):
     run = tmp_path / "run"
     bundle = str(Path(tiny_bundle.checkpoint_path).parent)
-    manifest = _manifest(tmp_path, 6, seconds=2.0)
+    manifest = _manifest(tmp_path, 6)
     command = [sys.executable, "-m", "ray_jobs.render", str(manifest), "--out", str(run), "--bundle", bundle,
                "--shard-size", "1", "--actors", "1", "--local-cpus", "2", *FAST]  # fmt: skip
     root = Path(__file__).resolve().parent.parent

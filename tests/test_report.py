@@ -9,7 +9,6 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import ray
 import yaml
 
 from manifests.results import read_results
@@ -43,13 +42,6 @@ def _manifest(folder: Path, broken: str) -> Path:
     path = folder / "manifest.yaml"
     path.write_text(yaml.safe_dump(body))
     return path
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

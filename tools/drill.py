@@ -34,7 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 LESSON = ROOT / "manifests" / "examples" / "lesson"
 TINY = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128",
-        "--set", "width=192", "--set", "audio_max_duration=2.0"]  # fmt: skip
+        "--set", "width=192", "--set", "audio_max_duration=1.0"]  # fmt: skip
 
 
 def free_port() -> int:

@@ -1,0 +1,174 @@
+"""The driver's bookkeeping without Ray: shards, retries after a lost worker, poison items, giving up,
+and the session fence that stops a leftover worker of an earlier driver."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from manifests.load import load_manifest
+from manifests.plan import PlannedItem, plan
+from manifests.results import ShardRecorder, read_results, result_row, still_to_render
+from manifests.run_folder import RunFolder
+from ray_jobs.planner import Shard, cache_key, make_shards
+from ray_jobs.progress import Progress
+from ray_jobs.scheduler import Scheduler
+
+LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
+DIED = "the worker died while rendering (the actor process exited)"
+
+
+def _items(tmp_path: Path, specs: list[tuple[str, int]]) -> list[PlannedItem]:
+    """Planned items from a real manifest, one per (prompt, num_frames) spec, ids item-00, item-01, ..."""
+    entries = [
+        {"id": f"item-{i:02d}", "prompt": prompt, "num_frames": frames} for i, (prompt, frames) in enumerate(specs)
+    ]
+    body = {
+        "run_seed": 1,
+        "defaults": {"audio": str(LESSON / "en.ogg"), "image": str(LESSON / "presenter.png")},
+        "items": entries,
+    }
+    path = tmp_path / "manifest.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return plan(load_manifest(path))
+
+
+@pytest.fixture
+def items(tmp_path) -> list[PlannedItem]:
+    return _items(tmp_path, [("A presenter", 17)] * 4)
+
+
+def _scheduler(tmp_path: Path, shards: list[Shard], max_attempts: int = 3) -> Scheduler:
+    progress = Progress(total=sum(len(s.items) for s in shards), stream=io.StringIO())
+    return Scheduler(
+        make_actor=lambda: None,
+        num_actors=1,
+        shards=shards,
+        results_uri=str(tmp_path / "results"),
+        run_id="run-1",
+        session="s1",
+        progress=progress,
+        max_attempts=max_attempts,
+    )
+
+
+def _record_ok(scheduler: Scheduler, shard: Shard, done: list[PlannedItem]) -> None:
+    """What a worker writes as it finishes items of ``shard``."""
+    recorder = ShardRecorder(scheduler.results_uri, scheduler.run_id, scheduler.session, shard.shard_id, shard.attempt)
+    for planned in done:
+        now = datetime.now(UTC)
+        recorder.add(result_row(planned, status="ok", started_at=now, finished_at=now, host="worker"))
+
+
+def _rows(scheduler: Scheduler) -> dict[str, list[dict]]:
+    rows: dict[str, list[dict]] = {}
+    for row in read_results(scheduler.results_uri).to_pylist():
+        rows.setdefault(row["item_id"], []).append(row)
+    return rows
+
+
+# --- shards ------------------------------------------------------------------------------------
+
+
+def test_shards_group_cache_keys_largest_group_first_and_keep_manifest_order(tmp_path):
+    planned = _items(tmp_path, [("A", 17), ("B", 17), ("A", 17), ("A", 25), ("A", 17), ("B", 17), ("A", 17), ("A", 17)])
+    shards = make_shards(planned, shard_size=2)
+    ids = [[p.id for p in s.items] for s in shards]
+    assert ids == [["item-00", "item-02"], ["item-04", "item-06"], ["item-07"], ["item-01", "item-05"], ["item-03"]]
+    assert [s.shard_id for s in shards] == [0, 1, 2, 3, 4] and all(s.attempt == 0 for s in shards)
+    assert all(len({cache_key(p) for p in s.items}) == 1 for s in shards)  # one prompt, image and clip shape each
+
+
+def test_shards_shrink_so_every_worker_gets_one(items):
+    assert [len(s.items) for s in make_shards(items, shard_size=8, workers=3)] == [2, 2]
+    assert [len(s.items) for s in make_shards(items, shard_size=8, workers=4)] == [1, 1, 1, 1]
+    assert [len(s.items) for s in make_shards(items, shard_size=3, workers=1)] == [3, 1]
+    assert [len(s.items) for s in make_shards(items, shard_size=8, workers=0)] == [4]
+
+
+def test_shard_size_below_one_is_refused(items):
+    with pytest.raises(ValueError, match="shard size must be at least 1"):
+        make_shards(items, shard_size=0)
+
+
+def test_retry_numbers_the_next_attempt_of_the_same_shard(items):
+    shard = Shard(5, tuple(items), attempt=1)
+    assert shard.retry(items[2:]) == Shard(5, tuple(items[2:]), attempt=2)
+
+
+# --- retries -----------------------------------------------------------------------------------
+
+
+def test_lost_worker_requeues_only_unfinished_items_first_and_counts_the_one_in_progress(tmp_path, items):
+    shard, other = Shard(7, tuple(items[:3])), Shard(8, tuple(items[3:]))
+    scheduler = _scheduler(tmp_path, [other])
+    _record_ok(scheduler, shard, items[:1])
+    scheduler._requeue(shard, DIED)
+    assert list(scheduler.queue) == [Shard(7, tuple(items[1:3]), attempt=1), other]
+    assert scheduler.crashes == {"item-01": 1}
+    assert f"shard 7 attempt 0: {DIED}; 2 item(s) go back on the queue" in scheduler.progress.stream.getvalue()
+    assert {k: [r["status"] for r in v] for k, v in _rows(scheduler).items()} == {"item-00": ["ok"]}
+
+
+def test_lost_worker_after_its_last_item_requeues_nothing(tmp_path, items):
+    shard = Shard(0, tuple(items[:2]))
+    scheduler = _scheduler(tmp_path, [])
+    _record_ok(scheduler, shard, items[:2])
+    scheduler._requeue(shard, DIED)
+    assert not scheduler.queue and scheduler.crashes == {}
+
+
+def test_item_that_keeps_killing_workers_fails_after_max_attempts_and_the_rest_still_renders(tmp_path, items):
+    scheduler = _scheduler(tmp_path, [Shard(0, tuple(items[:3]))], max_attempts=2)
+    scheduler._requeue(scheduler.queue.popleft(), DIED)  # item-00 was in progress: first crash, retried
+    assert [p.id for p in scheduler.queue[0].items] == ["item-00", "item-01", "item-02"]
+    assert _rows(scheduler) == {}
+
+    scheduler._requeue(scheduler.queue.popleft(), DIED)  # second crash on item-00: it is the poison item
+    retry = scheduler.queue.popleft()
+    assert [p.id for p in retry.items] == ["item-01", "item-02"] and not scheduler.queue
+    [failed] = _rows(scheduler)["item-00"]
+    assert (failed["status"], failed["error_type"]) == ("failed", "WorkerLost")
+    assert failed["error_message"] == f"gave up after 2 attempts: {DIED}"
+    assert scheduler.progress.failed == 1
+
+    _record_ok(scheduler, retry, list(retry.items))  # a worker renders the rest: the failure row stays
+    rows = _rows(scheduler)
+    assert {k: [r["status"] for r in v] for k, v in rows.items()} == {
+        "item-00": ["failed"],
+        "item-01": ["ok"],
+        "item-02": ["ok"],
+    }
+    assert [p.id for p in still_to_render(items[:3], scheduler.results_uri)] == ["item-00"]  # resume retries it
+
+
+def test_give_up_fails_every_queued_item_with_the_reason_and_resume_renders_them(tmp_path, items):
+    shards = [Shard(0, tuple(items[:2]), attempt=1), Shard(1, tuple(items[2:]))]
+    scheduler = _scheduler(tmp_path, shards)
+    scheduler._give_up("no render worker is left to take the remaining items")
+    assert not scheduler.queue
+    rows = [r for v in _rows(scheduler).values() for r in v]
+    assert sorted(r["item_id"] for r in rows) == [p.id for p in items]
+    assert {(r["status"], r["error_type"], r["error_message"]) for r in rows} == {
+        ("failed", "NoWorkers", "no render worker is left to take the remaining items")
+    }
+    assert {r["item_id"]: r["attempt"] for r in rows} == {"item-00": 2, "item-01": 2, "item-02": 1, "item-03": 1}
+    assert scheduler.progress.failed == 4 and scheduler.progress.stream.getvalue().count('"status": "failed"') == 4
+    assert still_to_render(items, scheduler.results_uri) == items
+
+
+# --- the session fence -------------------------------------------------------------------------
+
+
+def test_a_newer_session_fences_out_the_older_one(tmp_path):
+    uri = str(tmp_path / "run")
+    RunFolder(uri).claim("first")
+    worker_view = RunFolder(uri)  # a worker builds its own RunFolder from the URI
+    assert worker_view.owned_by("first") and not worker_view.owned_by("second")
+    RunFolder(uri).claim("second")  # a resume
+    assert not worker_view.owned_by("first") and worker_view.owned_by("second")
+    assert not [p for p in Path(uri).iterdir() if p.name.startswith(".")]  # claimed atomically, no leftovers
