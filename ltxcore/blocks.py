@@ -17,7 +17,6 @@ host-built masks forbid CUDA graph capture. :class:`BlockLoop` replaces the loop
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields, replace
 
@@ -27,8 +26,6 @@ from ltx_core.model.transformer import attention
 from ltx_core.model.transformer.transformer_args import TransformerArgs
 
 from ltxcore.compile import CompiledWithFallback
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -120,16 +117,21 @@ def _plan(config: BatchedPerturbationConfig, num_blocks: int, device: torch.devi
     return _Plan(tuple(views), index(rows_at[0]) if joins else None, joins)
 
 
-def _rows(args: TransformerArgs, rows: torch.Tensor, batch: int) -> TransformerArgs:
-    """``args`` restricted to ``rows`` of the batch (every tensor whose first axis is the batch)."""
+def _map_tensors(args: TransformerArgs, fn: Callable[[torch.Tensor], torch.Tensor]) -> TransformerArgs:
+    """``args`` with ``fn`` applied to every tensor, also inside tuples (split RoPE's cos/sin)."""
     changes = {}
     for f in fields(args):
         value = getattr(args, f.name)
-        if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == batch:
-            changes[f.name] = value.index_select(0, rows)
+        if isinstance(value, torch.Tensor):
+            changes[f.name] = fn(value)
         elif isinstance(value, tuple) and value and all(isinstance(t, torch.Tensor) for t in value):
-            changes[f.name] = tuple(t.index_select(0, rows) if t.shape[0] == batch else t for t in value)
+            changes[f.name] = tuple(fn(t) for t in value)
     return replace(args, **changes)
+
+
+def _rows(args: TransformerArgs, rows: torch.Tensor, batch: int) -> TransformerArgs:
+    """``args`` restricted to ``rows`` of the batch (every tensor whose first axis is the batch)."""
+    return _map_tensors(args, lambda t: t.index_select(0, rows) if t.ndim > 0 and t.shape[0] == batch else t)
 
 
 class BlockLoop:
@@ -140,7 +142,6 @@ class BlockLoop:
         self.blocks = list(model.transformer_blocks)
         self.plans: dict[Hashable, _Plan] = {}
         self.graphs: dict[Hashable, _CapturedLoop] = {}
-        self.compile = compile
         self.cuda_graphs = cuda_graphs
         self.run_block: Callable = _call_block
         if compile:
@@ -264,16 +265,7 @@ def _tensors(args: TransformerArgs):
 
 
 def _static(args: TransformerArgs | None) -> TransformerArgs | None:
-    if args is None:
-        return None
-    changes = {}
-    for f in fields(args):
-        value = getattr(args, f.name)
-        if isinstance(value, torch.Tensor):
-            changes[f.name] = value.clone()
-        elif isinstance(value, tuple):
-            changes[f.name] = tuple(t.clone() for t in value)
-    return replace(args, **changes)
+    return None if args is None else _map_tensors(args, torch.clone)
 
 
 def _copy_into(static: TransformerArgs, args: TransformerArgs) -> None:
