@@ -137,8 +137,13 @@ def _rows(args: TransformerArgs, rows: torch.Tensor, batch: int) -> TransformerA
 class BlockLoop:
     """Replaces ``LTXModel._process_transformer_blocks`` on one model: same blocks, same numbers."""
 
-    def __init__(self, model: torch.nn.Module, compile: bool = False, cuda_graphs: bool = False,
-                 backend: str | Callable = "inductor"):  # fmt: skip
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        compile: bool = False,
+        cuda_graphs: bool = False,
+        backend: str | Callable = "inductor",
+    ):
         self.blocks = list(model.transformer_blocks)
         self.plans: dict[Hashable, _Plan] = {}
         self.graphs: dict[Hashable, _CapturedLoop] = {}
@@ -149,8 +154,12 @@ class BlockLoop:
             self.run_block = CompiledWithFallback(_call_block, _block_call_key, backend)
         model._process_transformer_blocks = self
 
-    def __call__(self, video: TransformerArgs | None, audio: TransformerArgs | None,
-                 perturbations: BatchedPerturbationConfig | None):  # fmt: skip
+    def __call__(
+        self,
+        video: TransformerArgs | None,
+        audio: TransformerArgs | None,
+        perturbations: BatchedPerturbationConfig | None,
+    ):
         first = video if video is not None else audio
         batch = first.x.shape[0]
         config = perturbations if perturbations is not None else BatchedPerturbationConfig.empty(batch)

@@ -122,4 +122,3 @@ class ModelBundle:
         lines = [f"model version {self.model_version()}, quantization {self.quantization}"]
         lines += [f"  {role}: {value}" for role, value in self.paths().items()]
         return "\n".join(lines)
-

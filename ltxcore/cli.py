@@ -37,10 +37,17 @@ def main(argv: list[str] | None = None) -> int:
         engine = Engine(bundle, device=args.device)
         loaded = time.perf_counter() - start
         request = RenderRequest(
-            audio=args.audio, image=args.image, prompt=args.prompt, seed=args.seed, height=args.height,
-            width=args.width, num_frames=args.num_frames, frame_rate=args.frame_rate,
-            num_inference_steps=args.steps, guider=GuiderSettings(stg_blocks=tuple(args.stg_blocks)),
-        )  # fmt: skip
+            audio=args.audio,
+            image=args.image,
+            prompt=args.prompt,
+            seed=args.seed,
+            height=args.height,
+            width=args.width,
+            num_frames=args.num_frames,
+            frame_rate=args.frame_rate,
+            num_inference_steps=args.steps,
+            guider=GuiderSettings(stg_blocks=tuple(args.stg_blocks)),
+        )
         result = engine.render(request, args.out)
     except (BundleError, RenderInputError) as e:
         print(f"error: {e}", file=sys.stderr)

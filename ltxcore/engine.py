@@ -116,8 +116,13 @@ class Engine:
     CUDA graph, once per clip shape; :meth:`warm_up` pays that for the shape most items use up front.
     """
 
-    def __init__(self, bundle: ModelBundle, device: str | torch.device = "cpu", prompt_cache_size: int = 64,
-                 compile: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        device: str | torch.device = "cpu",
+        prompt_cache_size: int = 64,
+        compile: bool = False,
+    ):
         self.bundle = bundle
         self.device = torch.device(device)
         self.load_seconds: dict[str, float] = {}
@@ -125,8 +130,9 @@ class Engine:
         scaled = bundle.quantization == "fp8-scaled"
         build_device = torch.device("cpu") if scaled else self.device
         policy = quantization_policy(bundle.quantization)
-        velocity_model = self._timed("transformer", lambda: build_component(
-            bundle, "transformer", build_device, quantization=policy))  # fmt: skip
+        velocity_model = self._timed(
+            "transformer", lambda: build_component(bundle, "transformer", build_device, quantization=policy)
+        )
         if scaled:
             self._timed("fp8_quantize", lambda: quantize_blocks(velocity_model, device=self.device))
         self.lora = self._timed("distilled_lora", lambda: LoraAdapter.load(velocity_model, bundle.distilled_lora))
@@ -201,8 +207,10 @@ class Engine:
         half = VideoPixelShape(1, frames, request.height // 2, request.width // 2, fps)
         full = VideoPixelShape(1, frames, request.height, request.width, fps)
         # as GuidedDenoiser (stage 1) and PlainDenoiser (stage 2) call it
-        stages = ((half, len(passes), batched_perturbations(passes), 0.0),
-                  (full, 1, None, request.distilled_lora_strength))  # fmt: skip
+        stages = (
+            (half, len(passes), batched_perturbations(passes), 0.0),
+            (full, 1, None, request.distilled_lora_strength),
+        )
         for shape, batch, perturbations, strength in stages:
             video, audio = synthetic_inputs(self.transformer, shape, batch)
             with self.lora.active(strength):
@@ -212,8 +220,9 @@ class Engine:
         return time.perf_counter() - start
 
     @torch.inference_mode()
-    def render(self, request: RenderRequest, output: str | Path | None, keep_latent: bool = False,
-               background_mux: bool = False) -> RenderResult:  # fmt: skip
+    def render(
+        self, request: RenderRequest, output: str | Path | None, keep_latent: bool = False, background_mux: bool = False
+    ) -> RenderResult:
         """Render one request to ``output`` (an mp4 path; ``None`` skips decode and mux). With
         ``background_mux`` the mp4 is encoded on a worker thread while the caller goes on (e.g. to the next
         item's GPU work); ``result.wait()`` then finishes it."""
@@ -286,8 +295,11 @@ class Engine:
         encoded = self.video_encoder(image)
         if request.image_frame == 0:
             return [VideoConditionByLatentIndex(latent=encoded, strength=request.image_strength, latent_idx=0)]
-        return [VideoConditionByKeyframeIndex(keyframes=encoded, frame_idx=request.image_frame,
-                                              strength=request.image_strength)]  # fmt: skip
+        return [
+            VideoConditionByKeyframeIndex(
+                keyframes=encoded, frame_idx=request.image_frame, strength=request.image_strength
+            )
+        ]
 
     def _denoise(self, shape, conditions, noiser, sigmas, denoiser, audio_latent, initial_video) -> torch.Tensor:
         """Euler loop over ``sigmas`` with the audio latent frozen; returns the unpatchified video latent."""

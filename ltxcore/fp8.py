@@ -41,8 +41,15 @@ class Fp8Linear(torch.nn.Module):
         rows = x.reshape(-1, shape[-1])
         values, scale = quantize_rows(rows)
         if rows.is_cuda:
-            out = torch._scaled_mm(values, self.weight.t(), scale_a=scale, scale_b=self.weight_scale,
-                                   bias=self.bias, out_dtype=x.dtype, use_fast_accum=True)  # fmt: skip
+            out = torch._scaled_mm(
+                values,
+                self.weight.t(),
+                scale_a=scale,
+                scale_b=self.weight_scale,
+                bias=self.bias,
+                out_dtype=x.dtype,
+                use_fast_accum=True,
+            )
         else:
             out = (values.float() * scale) @ (self.weight.float() * self.weight_scale.t()).t()
             out = (out + self.bias.float() if self.bias is not None else out).to(x.dtype)
@@ -56,8 +63,11 @@ BF16_EDGE_BLOCKS = 4
 
 def _swap_linears(block: torch.nn.Module) -> int:
     """Replace every aligned ``nn.Linear`` in ``block`` by an :class:`Fp8Linear`; return the count."""
-    names = [name for name, m in block.named_modules() if isinstance(m, torch.nn.Linear)
-             and m.in_features % ALIGN == 0 and m.out_features % ALIGN == 0]  # fmt: skip
+    names = [
+        name
+        for name, m in block.named_modules()
+        if isinstance(m, torch.nn.Linear) and m.in_features % ALIGN == 0 and m.out_features % ALIGN == 0
+    ]
     for name in names:
         parent_name, _, attr = name.rpartition(".")
         parent = block.get_submodule(parent_name)
@@ -71,8 +81,9 @@ def fp8_block_indices(count: int, bf16_edge_blocks: int = BF16_EDGE_BLOCKS) -> r
     return range(edge, count - edge)
 
 
-def quantize_blocks(transformer: torch.nn.Module, bf16_edge_blocks: int = BF16_EDGE_BLOCKS,
-                    device: torch.device | None = None) -> int:  # fmt: skip
+def quantize_blocks(
+    transformer: torch.nn.Module, bf16_edge_blocks: int = BF16_EDGE_BLOCKS, device: torch.device | None = None
+) -> int:
     """Swap the aligned linears of the FP8 blocks (:func:`fp8_block_indices`) for :class:`Fp8Linear`; return
     the count. With ``device``, the model (built on the host) moves there block by block, each block
     quantized on arrival, so the bf16 transformer never sits on the device whole: the load peak is the

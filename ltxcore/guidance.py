@@ -97,16 +97,23 @@ def synthetic_inputs(transformer: torch.nn.Module, shape: VideoPixelShape, batch
     audio_tools = AudioLatentTools(AudioPatchifier(1), AudioLatentShape.from_video_pixel_shape(shape))
     audio = audio_tools.create_initial_state(device, torch.bfloat16)
     sigma = torch.tensor(0.7, device=device)
-    contexts = [torch.randn(batch, CONTEXT_TOKENS, dim, device=device, dtype=torch.bfloat16)
-                for dim in (model.inner_dim, model.audio_inner_dim)]  # fmt: skip
+    contexts = [
+        torch.randn(batch, CONTEXT_TOKENS, dim, device=device, dtype=torch.bfloat16)
+        for dim in (model.inner_dim, model.audio_inner_dim)
+    ]
     return modality(video, contexts[0], sigma, batch), modality(audio, contexts[1], sigma, batch)
 
 
 class GuidedDenoiser:
     """Stage-1 denoiser: one batched forward per step, then upstream's guider combines the passes."""
 
-    def __init__(self, transformer: torch.nn.Module, guider: MultiModalGuider, video_context: torch.Tensor,
-                 audio_context: torch.Tensor):  # fmt: skip
+    def __init__(
+        self,
+        transformer: torch.nn.Module,
+        guider: MultiModalGuider,
+        video_context: torch.Tensor,
+        audio_context: torch.Tensor,
+    ):
         self.transformer = transformer
         self.guider = guider
         self.passes = guidance_passes(guider)

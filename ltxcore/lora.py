@@ -47,8 +47,13 @@ class LoraAdapter:
         sd = SafetensorsStateDictLoader().load(lora_path, sd_ops=LTXV_LORA_COMFY_RENAMING_MAP, device=device).sd
         return cls(transformer, sd, lora_path)
 
-    def __init__(self, transformer: torch.nn.Module, sd: dict[str, torch.Tensor], lora_path: str,
-                 dtype: torch.dtype = torch.bfloat16):  # fmt: skip
+    def __init__(
+        self,
+        transformer: torch.nn.Module,
+        sd: dict[str, torch.Tensor],
+        lora_path: str,
+        dtype: torch.dtype = torch.bfloat16,
+    ):
         targets = sorted({k.rsplit(".lora_", 1)[0] for k in sd if ".lora_A." in k})
         if not targets:
             raise BundleError(f"distilled_lora {lora_path} holds no lora_A/lora_B weights.")
@@ -66,8 +71,10 @@ class LoraAdapter:
                 out_features,
                 in_features,
             ):
-                raise BundleError(f"distilled_lora {lora_path}: {name} has shape {tuple(up.shape)}x{tuple(down.shape)}"
-                                  " which does not fit the transformer.")  # fmt: skip
+                raise BundleError(
+                    f"distilled_lora {lora_path}: {name} has shape {tuple(up.shape)}x{tuple(down.shape)}"
+                    " which does not fit the transformer."
+                )
             layer = LoraLinear(base, down, up)
             setattr(parent, attr, layer)
             self.layers.append(layer)

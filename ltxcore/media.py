@@ -18,8 +18,24 @@ import torch
 
 from ltxcore.errors import RenderInputError
 
-AUDIO_CODECS = {"pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_f64le", "pcm_u8", "pcm_s16be",
-                "pcm_s24be", "pcm_f32be", "mp3", "mp3float", "aac", "opus", "vorbis", "flac", "alac"}  # fmt: skip
+AUDIO_CODECS = {
+    "pcm_s16le",
+    "pcm_s24le",
+    "pcm_s32le",
+    "pcm_f32le",
+    "pcm_f64le",
+    "pcm_u8",
+    "pcm_s16be",
+    "pcm_s24be",
+    "pcm_f32be",
+    "mp3",
+    "mp3float",
+    "aac",
+    "opus",
+    "vorbis",
+    "flac",
+    "alac",
+}
 # Decoded before a seek target and dropped: an mp3 frame needs bytes of earlier frames (the bit reservoir),
 # so the first ~80 ms after a bare seek come out as silence.
 SEEK_PREROLL_SECONDS = 0.2

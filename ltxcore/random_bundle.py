@@ -146,8 +146,11 @@ def save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dic
     header, offset = {"__metadata__": metadata}, 0
     for key, value in tensors.items():
         size = value.numel() * value.element_size()
-        header[key] = {"dtype": SAFETENSORS_DTYPES[value.dtype], "shape": list(value.shape),
-                       "data_offsets": [offset, offset + size]}  # fmt: skip
+        header[key] = {
+            "dtype": SAFETENSORS_DTYPES[value.dtype],
+            "shape": list(value.shape),
+            "data_offsets": [offset, offset + size],
+        }
         offset += size
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
@@ -255,10 +258,14 @@ def make_bundle(folder: str | Path, size: str = "tiny", seed: int = 0, device: s
     from ltxcore.loading import COMPONENTS
 
     upsampler_config = configs["upsampler_metadata_config"]
-    upsampler = random_model(lambda: COMPONENTS["spatial_upsampler"].configurator.from_config(upsampler_config),
-                             generator)  # fmt: skip
-    save_safetensors(folder / RELEASED_NAMES["spatial_upsampler_path"], _bf16(upsampler.state_dict()),
-                     {"config": json.dumps(upsampler_config)})  # fmt: skip
+    upsampler = random_model(
+        lambda: COMPONENTS["spatial_upsampler"].configurator.from_config(upsampler_config), generator
+    )
+    save_safetensors(
+        folder / RELEASED_NAMES["spatial_upsampler_path"],
+        _bf16(upsampler.state_dict()),
+        {"config": json.dumps(upsampler_config)},
+    )
     return ModelBundle.from_folder(folder)
 
 

@@ -147,8 +147,9 @@ def encode_prompts(
         tokens = [text_encoder.tokenizer.tokenize_with_weights(p)["gemma"] for p in prompts[start : start + TEXT_BATCH]]
         ids = torch.tensor([[t[0] for t in row] for row in tokens], device=device)
         mask = torch.tensor([[t[1] for t in row] for row in tokens], device=device)
-        out_states = text_encoder.model.model(input_ids=ids, attention_mask=mask, output_hidden_states=True,
-                                              use_cache=False)  # fmt: skip
+        out_states = text_encoder.model.model(
+            input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False
+        )
         hidden = out_states.hidden_states
         for i in range(len(tokens)):
             result = processor.process_hidden_states(tuple(h[i : i + 1] for h in hidden), mask[i : i + 1])

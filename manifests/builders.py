@@ -52,8 +52,18 @@ def find_recordings(audio_root: Path, lesson: str | None = None) -> list[Recordi
     ]
 
 
-def build_lessons(image: Path, audio_root: Path, prompt: str, out: Path, *, seed: int = 42, frame_rate: float = 25.0,
-                  height: int = 512, width: int = 768, lesson: str | None = None) -> Path:  # fmt: skip
+def build_lessons(
+    image: Path,
+    audio_root: Path,
+    prompt: str,
+    out: Path,
+    *,
+    seed: int = 42,
+    frame_rate: float = 25.0,
+    height: int = 512,
+    width: int = 768,
+    lesson: str | None = None,
+) -> Path:
     """A YAML manifest: one item per (lesson, language), ids like ``lesson03-de``, one shared seed and the
     longest frame count that fits each recording."""
     problems = []
@@ -78,8 +88,14 @@ def build_lessons(image: Path, audio_root: Path, prompt: str, out: Path, *, seed
             problems.append(f"{rec.path}: {e.message}")
             continue
         frames = frames_for_duration(duration, frame_rate)
-        items.append({"id": item_id, "audio": str(rec.path.resolve()), "num_frames": frames,
-                      "tags": {"lesson": rec.lesson, "language": rec.language}})  # fmt: skip
+        items.append(
+            {
+                "id": item_id,
+                "audio": str(rec.path.resolve()),
+                "num_frames": frames,
+                "tags": {"lesson": rec.lesson, "language": rec.language},
+            }
+        )
     if problems:
         raise BuildError(problems)
     manifest = {
@@ -90,7 +106,7 @@ def build_lessons(image: Path, audio_root: Path, prompt: str, out: Path, *, seed
             "frame_rate": frame_rate,
             "height": height,
             "width": width,
-        },  # fmt: skip
+        },
         "items": items,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -102,17 +118,27 @@ def template_fields(template: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(template) if name]
 
 
-def build_personalization(csv_path: Path, template: str, out: Path, *, audio_column: str = "audio",
-                          image_column: str | None = None, id_column: str | None = None,
-                          defaults: dict | None = None) -> Path:  # fmt: skip
+def build_personalization(
+    csv_path: Path,
+    template: str,
+    out: Path,
+    *,
+    audio_column: str = "audio",
+    image_column: str | None = None,
+    id_column: str | None = None,
+    defaults: dict | None = None,
+) -> Path:
     """A Parquet manifest, one row per CSV row: the prompt from ``template``'s ``{field}`` placeholders,
     the other columns as tags. ``defaults`` go to the YAML beside it (same stem)."""
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         columns = reader.fieldnames or []
         rows = list(reader)
-    problems = [f"template placeholder {{{name}}} has no column in {csv_path.name} (columns: {', '.join(columns)})."
-                for name in template_fields(template) if name not in columns]  # fmt: skip
+    problems = [
+        f"template placeholder {{{name}}} has no column in {csv_path.name} (columns: {', '.join(columns)})."
+        for name in template_fields(template)
+        if name not in columns
+    ]
     for needed in (audio_column, image_column, id_column):
         if needed and needed not in columns:
             problems.append(f"column {needed!r} is missing from {csv_path.name}.")
@@ -141,9 +167,15 @@ def build_personalization(csv_path: Path, template: str, out: Path, *, audio_col
         if empty:
             continue
         used = {audio_column, image_column, id_column}
-        out_rows.append({"id": item_id, "audio": str(audio), "image": str(image) if image else None,
-                         "prompt": template.format(**row),
-                         "tags": [(k, v) for k, v in row.items() if k not in used and v]})  # fmt: skip
+        out_rows.append(
+            {
+                "id": item_id,
+                "audio": str(audio),
+                "image": str(image) if image else None,
+                "prompt": template.format(**row),
+                "tags": [(k, v) for k, v in row.items() if k not in used and v],
+            }
+        )
     if problems:
         raise BuildError(problems)
     schema = pa.schema([arrow_schema().field(name) for name in ("id", "audio", "image", "prompt", "tags")])

@@ -108,8 +108,11 @@ def _read_yaml(path: Path) -> dict:
 
 
 def _sections(data: dict, path: Path) -> tuple[dict, dict, int, list[str]]:
-    problems = [f"unknown top-level key {k!r} in {path.name}; expected {', '.join(TOP_LEVEL_KEYS)}."
-                for k in data if k not in TOP_LEVEL_KEYS]  # fmt: skip
+    problems = [
+        f"unknown top-level key {k!r} in {path.name}; expected {', '.join(TOP_LEVEL_KEYS)}."
+        for k in data
+        if k not in TOP_LEVEL_KEYS
+    ]
     model, defaults = data.get("model") or {}, data.get("defaults") or {}
     if not isinstance(model, dict):
         problems.append("model: must be a mapping of bundle paths and quantization.")
@@ -144,10 +147,13 @@ def load_manifest(path: str | Path, defaults_file: str | Path | None = None, ove
             raise ManifestError(f"{path}: needs an 'items:' list, one entry per clip.")
         lines = _yaml_item_lines(path.read_text())
         entries = [
-            Entry(i, f"line {lines[i]}" if i < len(lines) else f"entry {i + 1}",
-                  _resolve_entry(item, base) if isinstance(item, dict) else {"_not_a_mapping": item})
+            Entry(
+                i,
+                f"line {lines[i]}" if i < len(lines) else f"entry {i + 1}",
+                _resolve_entry(item, base) if isinstance(item, dict) else {"_not_a_mapping": item},
+            )
             for i, item in enumerate(items)
-        ]  # fmt: skip
+        ]
     elif path.suffix == ".parquet":
         try:
             rows = pq.read_table(path).to_pylist()

@@ -29,9 +29,12 @@ def code_version() -> str:
     """The git commit when run from a checkout, else the installed package version."""
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
             cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()  # fmt: skip
+        ).stdout.strip()
         if sha:
             return f"git:{sha}"
     except (OSError, subprocess.SubprocessError):
@@ -86,8 +89,12 @@ class RunFolder:
         buffer = io.BytesIO()
         pq.write_table(plan_table(planned), buffer)
         self._write_bytes("plan.parquet", buffer.getvalue())
-        info = {"run_id": run_id, "submitted_at": datetime.now(UTC).isoformat(), "code_version": code_version(),
-                **details}  # fmt: skip
+        info = {
+            "run_id": run_id,
+            "submitted_at": datetime.now(UTC).isoformat(),
+            "code_version": code_version(),
+            **details,
+        }
         self._write_bytes("run.json", json.dumps(info, indent=1, default=str).encode())
         self.fs.create_dir(self._join("videos"), recursive=True)
         return run_id

@@ -55,8 +55,17 @@ def _tell(events, summary: dict) -> None:
 
 
 class RenderActor:
-    def __init__(self, paths: dict, quantization: str, device: str, run_uri: str, run_id: str, session: str,
-                 threads: int = 0, warm_request: RenderRequest | None = None):  # fmt: skip
+    def __init__(
+        self,
+        paths: dict,
+        quantization: str,
+        device: str,
+        run_uri: str,
+        run_id: str,
+        session: str,
+        threads: int = 0,
+        warm_request: RenderRequest | None = None,
+    ):
         """``warm_request``: compile the transformer and warm it as this request will run (the most common
         shape and settings of the run) before the first item; ``None`` runs eagerly."""
         if threads:
@@ -76,8 +85,13 @@ class RenderActor:
         self.media: dict[str, str] = {}
 
     def ready(self) -> dict:
-        return {"host": self.host, "device": self.device, "pid": os.getpid(), "load_seconds": self.load_seconds,
-                "warm_up_seconds": self.warm_up_seconds}  # fmt: skip
+        return {
+            "host": self.host,
+            "device": self.device,
+            "pid": os.getpid(),
+            "load_seconds": self.load_seconds,
+            "warm_up_seconds": self.warm_up_seconds,
+        }
 
     def __call__(self, shard: Shard, events=None) -> list[dict]:
         """Render every item of ``shard``; return one summary per item (also pushed to ``events``).
@@ -100,9 +114,15 @@ class RenderActor:
         if not self.run.owned_by(self.session):
             ray.actor.exit_actor()  # a newer driver session owns the run: write nothing more
         recorder.add(row)
-        summary = {"event": "done", "item_id": row["item_id"], "status": row["status"], "host": self.host,
-                   "pid": os.getpid(), "seconds": (row["finished_at"] - row["started_at"]).total_seconds(),
-                   "error": row.get("error_message")}  # fmt: skip
+        summary = {
+            "event": "done",
+            "item_id": row["item_id"],
+            "status": row["status"],
+            "host": self.host,
+            "pid": os.getpid(),
+            "seconds": (row["finished_at"] - row["started_at"]).total_seconds(),
+            "error": row.get("error_message"),
+        }
         _tell(events, summary)
         return summary
 
@@ -124,8 +144,13 @@ class RenderActor:
 
     def _start(self, planned: PlannedItem) -> Callable[[], dict]:
         """Render ``planned`` on the device; return what finishes its row later (mp4, hash, upload)."""
-        common = {"bundle": self.identity, "quantization": self.engine.bundle.quantization, "device": self.device,
-                  "host": self.host, "started_at": datetime.now(UTC)}  # fmt: skip
+        common = {
+            "bundle": self.identity,
+            "quantization": self.engine.bundle.quantization,
+            "device": self.device,
+            "host": self.host,
+            "started_at": datetime.now(UTC),
+        }
         local = self.scratch / f"{planned.id}.mp4"
         try:
             request = planned.item.to_request(self._local_media(planned))
@@ -136,8 +161,9 @@ class RenderActor:
         rendered_at = datetime.now(UTC)
         return lambda: self._finish(planned, result, local, common, rendered_at)
 
-    def _finish(self, planned: PlannedItem, result: RenderResult, local: Path, common: dict,
-                rendered_at: datetime) -> dict:  # fmt: skip
+    def _finish(
+        self, planned: PlannedItem, result: RenderResult, local: Path, common: dict, rendered_at: datetime
+    ) -> dict:
         uri = self.run.video_uri(planned.id)
         try:
             result.wait()
@@ -149,10 +175,17 @@ class RenderActor:
             return self._failed(planned, e, local, common)
         written_at = rendered_at + timedelta(seconds=result.timings.get("mux", 0.0))  # when its mp4 was done
         return result_row(
-            planned, status="ok", output_uri=uri, output_bytes=size, output_sha256=digest,
-            audio_padded_seconds=result.audio_padded_seconds, timings=result.timings,
-            peak_memory_bytes=result.peak_memory, finished_at=written_at, **common,
-        )  # fmt: skip
+            planned,
+            status="ok",
+            output_uri=uri,
+            output_bytes=size,
+            output_sha256=digest,
+            audio_padded_seconds=result.audio_padded_seconds,
+            timings=result.timings,
+            peak_memory_bytes=result.peak_memory,
+            finished_at=written_at,
+            **common,
+        )
 
     @staticmethod
     def _failed(planned: PlannedItem, error: Exception, local: Path, common: dict) -> dict:
@@ -162,5 +195,11 @@ class RenderActor:
         message = str(error)
         if isinstance(error, (KeyError, AssertionError)):
             message = "".join(traceback.format_exception(error, limit=3))
-        return result_row(planned, status="failed", error_type=type(error).__name__, error_message=message,
-                          finished_at=datetime.now(UTC), **common)  # fmt: skip
+        return result_row(
+            planned,
+            status="failed",
+            error_type=type(error).__name__,
+            error_message=message,
+            finished_at=datetime.now(UTC),
+            **common,
+        )

@@ -90,9 +90,12 @@ def _bundle_check(args) -> int:
     from manifests.model_section import bundle_files
 
     if args.checkpoint_path:
-        bundle = ModelBundle.from_paths(checkpoint_path=args.checkpoint_path, distilled_lora=args.distilled_lora,
-                                        spatial_upsampler_path=args.spatial_upsampler_path,
-                                        gemma_root=args.gemma_root)  # fmt: skip
+        bundle = ModelBundle.from_paths(
+            checkpoint_path=args.checkpoint_path,
+            distilled_lora=args.distilled_lora,
+            spatial_upsampler_path=args.spatial_upsampler_path,
+            gemma_root=args.gemma_root,
+        )
     else:
         bundle = ModelBundle.from_folder(args.folder)
     print(bundle.describe())
@@ -112,9 +115,17 @@ def _make_tiny(args) -> int:
 def _lessons(args) -> int:
     from manifests.builders import build_lessons
 
-    out = build_lessons(Path(args.image), Path(args.audio), args.prompt, Path(args.output), seed=args.seed,
-                        frame_rate=args.frame_rate, height=args.height, width=args.width,
-                        lesson=args.lesson)  # fmt: skip
+    out = build_lessons(
+        Path(args.image),
+        Path(args.audio),
+        args.prompt,
+        Path(args.output),
+        seed=args.seed,
+        frame_rate=args.frame_rate,
+        height=args.height,
+        width=args.width,
+        lesson=args.lesson,
+    )
     print(f"wrote {out}; check it with: ltx-batch validate {out}")
     return 0
 
@@ -123,9 +134,15 @@ def _personalize(args) -> int:
     from manifests.builders import build_personalization
 
     defaults = yaml.safe_load(Path(args.defaults).read_text()) if args.defaults else None
-    out = build_personalization(Path(args.csv), args.template, Path(args.output), audio_column=args.audio_column,
-                                image_column=args.image_column, id_column=args.id_column,
-                                defaults=(defaults or {}).get("defaults", defaults))  # fmt: skip
+    out = build_personalization(
+        Path(args.csv),
+        args.template,
+        Path(args.output),
+        audio_column=args.audio_column,
+        image_column=args.image_column,
+        id_column=args.id_column,
+        defaults=(defaults or {}).get("defaults", defaults),
+    )
     print(f"wrote {out}; check it with: ltx-batch validate {out}")
     return 0
 

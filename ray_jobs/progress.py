@@ -46,8 +46,10 @@ class Progress:
         width = 24
         filled = int(width * self.done / self.total) if self.total else width
         workers = " ".join(f"{w}:{n / elapsed * 3600:.0f}/h" for w, n in sorted(self.per_worker.items()))
-        return (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} ok {self.ok} failed {self.failed}"
-                f" | {self.clips_per_hour():.1f} clips/h | ETA {eta} | {workers}")  # fmt: skip
+        return (
+            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} ok {self.ok} failed {self.failed}"
+            f" | {self.clips_per_hour():.1f} clips/h | ETA {eta} | {workers}"
+        )
 
     def item(self, summary: dict) -> None:
         """Record one finished item and log it as a JSON line."""

@@ -129,8 +129,14 @@ def _prepare(args: argparse.Namespace, run: RunFolder, device: str) -> tuple[Mod
     planned = plan(manifest, model.identity)
     sidecars = (args.defaults, manifest.path.with_suffix(".yaml"))
     files = [manifest.path, *(Path(p) for p in sidecars if p and Path(p).is_file())]
-    details = {"argv": sys.argv, "args": vars(args), "model": manifest.model, "bundle": model.identity,
-               "manifest": manifest.source, "items": len(planned)}  # fmt: skip
+    details = {
+        "argv": sys.argv,
+        "args": vars(args),
+        "model": manifest.model,
+        "bundle": model.identity,
+        "manifest": manifest.source,
+        "items": len(planned),
+    }
     return model, run.record_submission(list(dict.fromkeys(files)), planned, details)
 
 

@@ -93,8 +93,10 @@ class Scheduler:
             if not self.idle and not self.busy and not self.starting:
                 raise NoWorkers(f"no render worker could start. First error: {self.startup_errors[0]}") from e
             return
-        self.progress.note(f"worker ready on {info['host']} ({info['device']}, pid {info['pid']}), model loaded "
-                           f"in {info['load_seconds']:.1f}s, warmed up in {info['warm_up_seconds']:.1f}s")  # fmt: skip
+        self.progress.note(
+            f"worker ready on {info['host']} ({info['device']}, pid {info['pid']}), model loaded "
+            f"in {info['load_seconds']:.1f}s, warmed up in {info['warm_up_seconds']:.1f}s"
+        )
         self.idle.append(actor)
 
     def _on_shard_done(self, ref) -> None:
@@ -115,15 +117,17 @@ class Scheduler:
         self._requeue(shard, reason)
 
     def _requeue(self, shard: Shard, reason: str) -> None:
-        written = {row["item_id"] for row in read_attempt(self.results_uri, self.session, shard.shard_id,
-                                                          shard.attempt)}  # fmt: skip
+        written = {
+            row["item_id"] for row in read_attempt(self.results_uri, self.session, shard.shard_id, shard.attempt)
+        }
         remaining = [p for p in shard.items if p.id not in written]
         if not remaining:
             return
         suspect = remaining[0]  # items run in order: the first without a row was in progress
         self.crashes[suspect.id] = self.crashes.get(suspect.id, 0) + 1
-        self.progress.note(f"shard {shard.shard_id} attempt {shard.attempt}: {reason}; "
-                           f"{len(remaining)} item(s) go back on the queue")  # fmt: skip
+        self.progress.note(
+            f"shard {shard.shard_id} attempt {shard.attempt}: {reason}; {len(remaining)} item(s) go back on the queue"
+        )
         if self.crashes[suspect.id] >= self.max_attempts:
             message = f"gave up after {self.crashes[suspect.id]} attempts: {reason}"
             shard = shard.retry([])  # the failure row gets an attempt file of its own, which the retry never rewrites
@@ -136,10 +140,20 @@ class Scheduler:
         recorder = ShardRecorder(self.results_uri, self.run_id, self.session, shard.shard_id, shard.attempt)
         for planned in items:
             now = datetime.now(UTC)
-            recorder.add(result_row(planned, status="failed", error_type=error_type, error_message=message,
-                                    started_at=now, finished_at=now, host="driver"))  # fmt: skip
-            self.progress.item({"item_id": planned.id, "status": "failed", "host": "driver", "pid": 0,
-                                "error": message})  # fmt: skip
+            recorder.add(
+                result_row(
+                    planned,
+                    status="failed",
+                    error_type=error_type,
+                    error_message=message,
+                    started_at=now,
+                    finished_at=now,
+                    host="driver",
+                )
+            )
+            self.progress.item(
+                {"item_id": planned.id, "status": "failed", "host": "driver", "pid": 0, "error": message}
+            )
 
     def _give_up(self, message: str) -> None:
         while self.queue:

@@ -58,8 +58,9 @@ def sweep(t: np.ndarray) -> np.ndarray:
     return 0.4 * np.sin(2 * np.pi * (100 * t + 200 * t**2))
 
 
-def write_tone(path, seconds: float, rate: int = 16000, channels: int = 2, codec: str = "pcm_s16le",
-               signal=chord) -> str:  # fmt: skip
+def write_tone(
+    path, seconds: float, rate: int = 16000, channels: int = 2, codec: str = "pcm_s16le", signal=chord
+) -> str:
     """A real audio file holding ``signal(t)``, written by PyAV in any codec it can encode."""
     t = np.arange(int(seconds * rate)) / rate
     tone = signal(t)

@@ -48,8 +48,12 @@ def _inputs(x0: X0Model, dtype: torch.dtype):
 
 def _rows(stg_blocks: list[int] | None) -> list[PerturbationConfig]:
     stg = [Perturbation(PerturbationType.SKIP_VIDEO_SELF_ATTN, stg_blocks)] if stg_blocks is not None else []
-    return [PerturbationConfig([]), PerturbationConfig([]), PerturbationConfig(list(ISOLATE_MODALITY)),
-            PerturbationConfig(stg)]  # fmt: skip
+    return [
+        PerturbationConfig([]),
+        PerturbationConfig([]),
+        PerturbationConfig(list(ISOLATE_MODALITY)),
+        PerturbationConfig(stg),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +89,9 @@ def test_shared_prefix_matches_upstreams_loop(models, dtype, stg_blocks):
     assert torch.equal(x0(video, audio, shared)[0], expected)  # upstream's loop ignores the declaration
 
     seen = []
-    model.transformer_blocks[0].register_forward_pre_hook(lambda _m, _a, kw: seen.append(kw["video"].x.shape[0]),
-                                                          with_kwargs=True)  # fmt: skip
+    model.transformer_blocks[0].register_forward_pre_hook(
+        lambda _m, _a, kw: seen.append(kw["video"].x.shape[0]), with_kwargs=True
+    )
     BlockLoop(model)
     try:
         assert (x0(video, audio, shared)[0] - expected).abs().max().item() <= 4 * noise

@@ -17,13 +17,32 @@ from ray_jobs.render import parse_args
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "manifests" / "examples"
 LESSON = EXAMPLES / "lesson"
-FAST = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128",
-        "--set", "width=192", "--set", "audio_max_duration=1.0"]  # fmt: skip
+FAST = [
+    "--set",
+    "video_stg_blocks=[1]",
+    "--set",
+    "num_inference_steps=2",
+    "--set",
+    "height=128",
+    "--set",
+    "width=192",
+    "--set",
+    "audio_max_duration=1.0",
+]
 
 
 def test_help_has_an_example_for_every_subcommand(capsys):
-    for command in ("validate", "render", "resume", "status", "report", "bundle", "make-tiny-bundle", "lessons",
-                    "personalize"):  # fmt: skip
+    for command in (
+        "validate",
+        "render",
+        "resume",
+        "status",
+        "report",
+        "bundle",
+        "make-tiny-bundle",
+        "lessons",
+        "personalize",
+    ):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "example: ltx-batch " + command.split()[0] in capsys.readouterr().out
@@ -81,8 +100,22 @@ def test_lessons_builder_round_trips_into_a_valid_manifest(tmp_path, capsys):
         for name in ("en.ogg", "de.mp3", "es.m4a"):
             shutil.copy(LESSON / name, series / lesson / name)
     out = tmp_path / "lessons.yaml"
-    assert main(["lessons", "--image", str(LESSON / "presenter.png"), "--audio", str(series), "--prompt",
-                 "A teacher explains", "-o", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "lessons",
+                "--image",
+                str(LESSON / "presenter.png"),
+                "--audio",
+                str(series),
+                "--prompt",
+                "A teacher explains",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     manifest = load_manifest(out)
     assert validate(manifest) == []
     ids = sorted(e.data["id"] for e in manifest.entries)
@@ -115,8 +148,20 @@ def _csv(tmp_path: Path, rows: list[str]) -> Path:
 def test_personalize_round_trips_into_a_valid_parquet_manifest(tmp_path):
     csv = _csv(tmp_path, ["c1,Ada,Lisbon,en.ogg", "c2,Bruno,Berlin,de.mp3"])
     out = tmp_path / "campaign.parquet"
-    code = main(["personalize", str(csv), "--template", "A host greets {first_name} from {city}",
-                 "--audio-column", "voice", "--id-column", "customer_id", "-o", str(out)])  # fmt: skip
+    code = main(
+        [
+            "personalize",
+            str(csv),
+            "--template",
+            "A host greets {first_name} from {city}",
+            "--audio-column",
+            "voice",
+            "--id-column",
+            "customer_id",
+            "-o",
+            str(out),
+        ]
+    )
     assert code == 0
     rows = pq.read_table(out).to_pylist()
     assert [r["id"] for r in rows] == ["c1", "c2"] and rows[0]["prompt"] == "A host greets Ada from Lisbon"
@@ -128,10 +173,12 @@ def test_personalize_reports_every_row_before_writing(tmp_path):
     csv = _csv(tmp_path, ["c1,,Lisbon,en.ogg", "c2,Bruno,Berlin,missing.mp3", "c2,Cara,Rome,de.mp3"])
     out = tmp_path / "campaign.parquet"
     with pytest.raises(BuildError) as caught:
-        build_personalization(csv, "Hi {first_name} in {city}, {weather}", out, audio_column="voice",
-                              id_column="customer_id")  # fmt: skip
-    assert caught.value.problems == ["template placeholder {weather} has no column in customers.csv "
-                                     "(columns: customer_id, first_name, city, voice)."]  # fmt: skip
+        build_personalization(
+            csv, "Hi {first_name} in {city}, {weather}", out, audio_column="voice", id_column="customer_id"
+        )
+    assert caught.value.problems == [
+        "template placeholder {weather} has no column in customers.csv (columns: customer_id, first_name, city, voice)."
+    ]
     with pytest.raises(BuildError) as caught:
         build_personalization(csv, "Hi {first_name} in {city}", out, audio_column="voice", id_column="customer_id")
     assert caught.value.problems == [

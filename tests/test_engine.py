@@ -16,8 +16,16 @@ GUIDER = GuiderSettings(stg_blocks=(1,))
 
 
 def _request(audio: str, **overrides) -> RenderRequest:
-    fields = dict(audio=audio, prompt="A teacher explains fractions", seed=3, height=128, width=192,
-                  frame_rate=25.0, num_inference_steps=3, guider=GUIDER)  # fmt: skip
+    fields = dict(
+        audio=audio,
+        prompt="A teacher explains fractions",
+        seed=3,
+        height=128,
+        width=192,
+        frame_rate=25.0,
+        num_inference_steps=3,
+        guider=GUIDER,
+    )
     return RenderRequest(**{**fields, **overrides})
 
 

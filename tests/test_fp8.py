@@ -33,8 +33,16 @@ def test_engine_with_fp8_scaled_renders_close_to_bf16(tiny_bundle, engine, media
     from ltxcore.engine import Engine
     from ltxcore.fp8 import Fp8Linear as F
 
-    request = RenderRequest(audio=media["stereo_wav"], prompt="p", height=128, width=192, num_frames=17,
-                            frame_rate=25.0, num_inference_steps=4, guider=GuiderSettings(stg_blocks=(1,)))  # fmt: skip
+    request = RenderRequest(
+        audio=media["stereo_wav"],
+        prompt="p",
+        height=128,
+        width=192,
+        num_frames=17,
+        frame_rate=25.0,
+        num_inference_steps=4,
+        guider=GuiderSettings(stg_blocks=(1,)),
+    )
     reference = engine.render(request, None, keep_latent=True).video_latent.float()
     fp8 = Engine(replace(tiny_bundle, quantization="fp8-scaled"))
     assert any(isinstance(m, F) for m in fp8.transformer.modules())

@@ -58,8 +58,9 @@ def test_batched_equals_sequential_and_off_passes_drop_out(engine, media, params
     guider = MultiModalGuider(params=MultiModalGuiderParams(**params), negative_context=negative.video)
     assert len(guidance_passes(guider)) == passes
     ours = GuidedDenoiser(engine.transformer, guider, positive.video, positive.audio)
-    reference = multi_modal_guider_denoising_func(guider, MultiModalGuider(params=MultiModalGuiderParams()),
-                                                  positive.video, positive.audio, engine.transformer)  # fmt: skip
+    reference = multi_modal_guider_denoising_func(
+        guider, MultiModalGuider(params=MultiModalGuiderParams()), positive.video, positive.audio, engine.transformer
+    )
     sigmas = torch.tensor([1.0, 0.7, 0.4, 0.0])
     for step in range(3):
         expected, _ = reference(video, audio, sigmas, step)

@@ -110,8 +110,9 @@ def test_unknown_top_level_and_model_keys(tmp_path):
     )
     messages = _messages(path)
     assert any("unknown top-level key 'modle'" in m for m in messages)
-    assert any("model, field 'chekpoint_path': is not a known field. Did you mean 'checkpoint_path'?" in m
-               for m in messages)  # fmt: skip
+    assert any(
+        "model, field 'chekpoint_path': is not a known field. Did you mean 'checkpoint_path'?" in m for m in messages
+    )
 
 
 def test_yaml_is_loaded_safely(tmp_path):
@@ -166,8 +167,9 @@ def test_results_round_trip_latest_attempt_and_resume(tmp_path):
     results = str(tmp_path / "results")
     first = ShardRecorder(results, "run-1", "s1", shard_id=0, attempt=0)
     first.add(result_row(planned[0], status="ok", output_uri="videos/lesson03-en.mp4", **_finished(1)))
-    first.add(result_row(planned[1], status="failed", error_type="RenderInputError", error_message="audio: x",
-                         **_finished(2)))  # fmt: skip
+    first.add(
+        result_row(planned[1], status="failed", error_type="RenderInputError", error_message="audio: x", **_finished(2))
+    )
     assert {p.id for p in still_to_render(planned, results)} == {"lesson03-de", "lesson03-es"}
     retry = ShardRecorder(results, "run-1", "s1", shard_id=0, attempt=1)
     retry.add(result_row(planned[1], status="ok", timings={"stage_1": 1.5}, **_finished(5)))

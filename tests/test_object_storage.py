@@ -22,8 +22,18 @@ from manifests.storage import download
 from ray_jobs.render import main
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
-FAST = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128",
-        "--set", "width=192", "--set", "audio_max_duration=1.0"]  # fmt: skip
+FAST = [
+    "--set",
+    "video_stg_blocks=[1]",
+    "--set",
+    "num_inference_steps=2",
+    "--set",
+    "height=128",
+    "--set",
+    "width=192",
+    "--set",
+    "audio_max_duration=1.0",
+]
 
 pytestmark = pytest.mark.own_ray
 
@@ -37,13 +47,29 @@ def s3(tmp_path_factory):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
-                                            "AWS_ENDPOINT_URL", "LTX_BATCH_CACHE")}  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    saved = {
+        k: os.environ.get(k)
+        for k in (
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_DEFAULT_REGION",
+            "AWS_ENDPOINT_URL",
+            "LTX_BATCH_CACHE",
+        )
+    }
     cache = tmp_path_factory.mktemp("node-cache")
-    os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
-                      AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", LTX_BATCH_CACHE=str(cache))  # fmt: skip
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        LTX_BATCH_CACHE=str(cache),
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -52,8 +78,14 @@ def s3(tmp_path_factory):
                 break
             except OSError:
                 time.sleep(0.2)
-        fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http", access_key="test",
-                               secret_key="test", region="us-east-1", allow_bucket_creation=True)  # fmt: skip
+        fs = pafs.S3FileSystem(
+            endpoint_override=f"127.0.0.1:{port}",
+            scheme="http",
+            access_key="test",
+            secret_key="test",
+            region="us-east-1",
+            allow_bucket_creation=True,
+        )
         fs.create_dir("studio")
         start_local_ray()
         yield fs, cache
@@ -115,7 +147,8 @@ def test_run_entirely_on_s3_then_resume(s3, tiny_bundle, capsys):
 
 def test_other_uri_schemes_are_refused(s3, tmp_path, capsys):
     manifest = tmp_path / "m.yaml"
-    manifest.write_text(yaml.safe_dump({"defaults": {"prompt": "p"},
-                                        "items": [{"id": "a", "audio": "http://example.invalid/a.mp3"}]}))  # fmt: skip
+    manifest.write_text(
+        yaml.safe_dump({"defaults": {"prompt": "p"}, "items": [{"id": "a", "audio": "http://example.invalid/a.mp3"}]})
+    )
     assert main([str(manifest), "--out", str(tmp_path / "run"), "--bundle", str(tmp_path)]) == 2
     assert "only s3://, gs://, file:// URIs or local paths are allowed" in capsys.readouterr().err

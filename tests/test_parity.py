@@ -17,8 +17,17 @@ GUIDER = GuiderSettings(stg_blocks=(1,))  # the tiny transformer has blocks 0 an
 
 
 def _request(audio: str, **overrides) -> RenderRequest:
-    fields = dict(audio=audio, prompt="A presenter speaks to the camera", seed=7, height=128, width=192,
-                  num_frames=17, frame_rate=25.0, num_inference_steps=4, guider=GUIDER)  # fmt: skip
+    fields = dict(
+        audio=audio,
+        prompt="A presenter speaks to the camera",
+        seed=7,
+        height=128,
+        width=192,
+        num_frames=17,
+        frame_rate=25.0,
+        num_inference_steps=4,
+        guider=GUIDER,
+    )
     return RenderRequest(**{**fields, **overrides})
 
 
@@ -54,13 +63,21 @@ def upstream_on_cpu(monkeypatch, tiny_bundle):
 
 def _run_upstream(pipeline, request: RenderRequest, images=()):
     video, audio = pipeline(
-        prompt=request.prompt, negative_prompt=request.negative_prompt, seed=request.seed,
-        height=request.height, width=request.width, num_frames=request.num_frames,
-        frame_rate=request.frame_rate, num_inference_steps=request.num_inference_steps,
-        video_guider_params=request.guider.to_upstream(), images=list(images), audio_path=request.audio,
-        audio_start_time=request.audio_start_time, audio_max_duration=request.num_frames / request.frame_rate,
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        seed=request.seed,
+        height=request.height,
+        width=request.width,
+        num_frames=request.num_frames,
+        frame_rate=request.frame_rate,
+        num_inference_steps=request.num_inference_steps,
+        video_guider_params=request.guider.to_upstream(),
+        images=list(images),
+        audio_path=request.audio,
+        audio_start_time=request.audio_start_time,
+        audio_max_duration=request.num_frames / request.frame_rate,
         tiling_config=TilingConfig.default(),
-    )  # fmt: skip
+    )
     frames = torch.cat(list(video))
     return frames, audio
 

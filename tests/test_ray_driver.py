@@ -21,8 +21,7 @@ from manifests.results import read_results
 from ray_jobs.render import main
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
-FAST = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128",
-        "--set", "width=192"]  # fmt: skip
+FAST = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128", "--set", "width=192"]
 
 
 def _manifest(tmp_path: Path, n: int, seconds: float = 1.0, corrupt: int | None = None) -> Path:
@@ -34,8 +33,11 @@ def _manifest(tmp_path: Path, n: int, seconds: float = 1.0, corrupt: int | None 
             audio = str(tmp_path / "corrupt.mp3")
             Path(audio).write_bytes(data[:1000] + bytes((i * 37) % 256 for i in range(len(data) - 1000)))
         items.append({"id": f"clip-{i:02d}", "audio": audio, "tags": {"n": str(i)}})
-    body = {"run_seed": 1, "defaults": {"prompt": "A presenter", "audio_max_duration": seconds,
-                                        "image": str(LESSON / "presenter.png")}, "items": items}  # fmt: skip
+    body = {
+        "run_seed": 1,
+        "defaults": {"prompt": "A presenter", "audio_max_duration": seconds, "image": str(LESSON / "presenter.png")},
+        "items": items,
+    }
     path = tmp_path / "manifest.yaml"
     path.write_text(yaml.safe_dump(body))
     return path
@@ -106,11 +108,32 @@ def test_driver_killed_then_resume_renders_only_missing(tiny_bundle, tmp_path):
     run = tmp_path / "run"
     bundle = str(Path(tiny_bundle.checkpoint_path).parent)
     manifest = _manifest(tmp_path, 6)
-    command = [sys.executable, "-m", "ray_jobs.render", str(manifest), "--out", str(run), "--bundle", bundle,
-               "--shard-size", "1", "--actors", "1", "--local-cpus", "2", *FAST]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "ray_jobs.render",
+        str(manifest),
+        "--out",
+        str(run),
+        "--bundle",
+        bundle,
+        "--shard-size",
+        "1",
+        "--actors",
+        "1",
+        "--local-cpus",
+        "2",
+        *FAST,
+    ]
     root = Path(__file__).resolve().parent.parent
-    driver = subprocess.Popen(command, cwd=root, start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(root)})  # fmt: skip
+    driver = subprocess.Popen(
+        command,
+        cwd=root,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and sum(_ok_counts(run).values() if (run / "results").is_dir() else []) < 2:
@@ -121,9 +144,14 @@ def test_driver_killed_then_resume_renders_only_missing(tiny_bundle, tmp_path):
     before = {r["item_id"] for r in read_results(str(run / "results")).to_pylist() if r["status"] == "ok"}
     assert len(before) >= 2
     resume_started = datetime.now(UTC)
-    resumed = subprocess.run([sys.executable, "-m", "ray_jobs.render", "--resume", str(run), "--local-cpus", "2"],
-                             cwd=root, capture_output=True, text=True, timeout=300,
-                             env={**os.environ, "PYTHONPATH": str(root)})  # fmt: skip
+    resumed = subprocess.run(
+        [sys.executable, "-m", "ray_jobs.render", "--resume", str(run), "--local-cpus", "2"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     ok = [r for r in read_results(str(run / "results")).to_pylist() if r["status"] == "ok"]
     assert Counter(r["item_id"] for r in ok) == {f"clip-{i:02d}": 1 for i in range(6)}

@@ -18,8 +18,7 @@ from ray_jobs.report import main as report_main
 from ray_jobs.summary import Failure, RunSummary
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
-FAST = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128",
-        "--set", "width=192"]  # fmt: skip
+FAST = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128", "--set", "width=192"]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 IDS = [f"clip-{i}" for i in range(4)]
 BROKEN = "clip-2"
@@ -37,8 +36,11 @@ def _manifest(folder: Path, broken: str) -> Path:
             audio.write_bytes(good[:1000] + bytes((7 * k + 3) % 256 for k in range(len(good) - 1000)))
         tags = {"lang": lang, "note": ODD_TAG if n == 0 else "plain"}
         items.append({"id": item_id, "audio": str(audio), "tags": tags})
-    body = {"run_seed": 5, "defaults": {"prompt": "A presenter", "audio_max_duration": 1.0,
-                                        "image": str(LESSON / "presenter.png")}, "items": items}  # fmt: skip
+    body = {
+        "run_seed": 5,
+        "defaults": {"prompt": "A presenter", "audio_max_duration": 1.0, "image": str(LESSON / "presenter.png")},
+        "items": items,
+    }
     path = folder / "manifest.yaml"
     path.write_text(yaml.safe_dump(body))
     return path
@@ -109,17 +111,30 @@ def test_report_in_headless_chromium(run, tmp_path):
     index = build_report(str(run))
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     try:
         driver.get(index.as_uri())
         wait = WebDriverWait(driver, 10)
-        wait.until(lambda d: d.execute_script(
-            "return document.readyState === 'complete' && [...document.images].every(i => i.complete)"))  # fmt: skip
+        wait.until(
+            lambda d: d.execute_script(
+                "return document.readyState === 'complete' && [...document.images].every(i => i.complete)"
+            )
+        )
         cards = driver.find_elements(By.CSS_SELECTOR, "article.card")
         assert len(cards) == len(IDS) and all(c.is_displayed() for c in cards)
         sizes = driver.execute_script("return [...document.images].map(i => [i.naturalWidth, i.naturalHeight])")

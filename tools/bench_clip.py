@@ -60,8 +60,14 @@ def write_stereo_speech() -> None:
 
 
 def reference_request(index: int) -> RenderRequest:
-    return RenderRequest(audio=str(AUDIO), prompt=PROMPT.format(index), seed=index, image=str(IMAGE),
-                         guider=GuiderSettings(), **REFERENCE)  # fmt: skip
+    return RenderRequest(
+        audio=str(AUDIO),
+        prompt=PROMPT.format(index),
+        seed=index,
+        image=str(IMAGE),
+        guider=GuiderSettings(),
+        **REFERENCE,
+    )
 
 
 def ensure_bundle(folder: Path) -> tuple[Path, float | None]:
@@ -84,8 +90,10 @@ def transformer_flops(engine: Engine, passes: int) -> dict[str, float]:
     from ltxcore.guidance import synthetic_inputs
 
     per_stage = {}
-    shapes = {"stage_1": (REFERENCE["height"] // 2, REFERENCE["width"] // 2, passes, 0.0),
-              "stage_2": (REFERENCE["height"], REFERENCE["width"], 1, 1.0)}  # fmt: skip
+    shapes = {
+        "stage_1": (REFERENCE["height"] // 2, REFERENCE["width"] // 2, passes, 0.0),
+        "stage_2": (REFERENCE["height"], REFERENCE["width"], 1, 1.0),
+    }
     for stage, (height, width, batch, strength) in shapes.items():
         shape = VideoPixelShape(1, REFERENCE["num_frames"], height, width, REFERENCE["frame_rate"])
         video, audio = synthetic_inputs(engine.transformer, shape, batch)
@@ -94,9 +102,11 @@ def transformer_flops(engine: Engine, passes: int) -> dict[str, float]:
             engine.transformer(video=video, audio=audio, perturbations=None)
         per_stage[stage] = counter.get_total_flops()
     steps_1 = REFERENCE["num_inference_steps"]
-    return {"stage_1_tflop_per_forward": per_stage["stage_1"] / 1e12,
-            "stage_2_tflop_per_forward": per_stage["stage_2"] / 1e12,
-            "tflop_per_clip": (steps_1 * per_stage["stage_1"] + 3 * per_stage["stage_2"]) / 1e12}  # fmt: skip
+    return {
+        "stage_1_tflop_per_forward": per_stage["stage_1"] / 1e12,
+        "stage_2_tflop_per_forward": per_stage["stage_2"] / 1e12,
+        "tflop_per_clip": (steps_1 * per_stage["stage_1"] + 3 * per_stage["stage_2"]) / 1e12,
+    }
 
 
 def _median_phases(results: list[dict]) -> dict[str, float]:
@@ -123,8 +133,12 @@ def profile_stage_1(engine: Engine) -> dict:
             engine.transformer(video=video, audio=audio, perturbations=perturbations)
             torch.cuda.synchronize()
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-    launches = [e for e in prof.events() if e.name in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC",
-                                                       "cuLaunchKernelEx", "cudaGraphLaunch")]  # fmt: skip
+    launches = [
+        e
+        for e in prof.events()
+        if e.name
+        in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx", "cudaGraphLaunch")
+    ]
     gemm_words = ("gemm", "xmma", "cutlass", "nvjet", "scaled_mm", "matmul")
     busy = sum(e.device_time for e in kernels)
     gemm = sum(e.device_time for e in kernels if any(w in e.name.lower() for w in gemm_words))
@@ -132,10 +146,15 @@ def profile_stage_1(engine: Engine) -> dict:
     top = {}
     for e in kernels:
         top[e.name[:80]] = top.get(e.name[:80], 0.0) + e.device_time
-    return {"gpu_kernels": len(kernels), "launch_calls": len(launches),
-            "graph_launches": sum(e.name == "cudaGraphLaunch" for e in launches),
-            "gpu_busy_ms": busy / 1e3, "gemm_share": gemm / busy, "attention_share": attention / busy,
-            "top_kernels_ms": {k: v / 1e3 for k, v in sorted(top.items(), key=lambda kv: -kv[1])[:12]}}  # fmt: skip
+    return {
+        "gpu_kernels": len(kernels),
+        "launch_calls": len(launches),
+        "graph_launches": sum(e.name == "cudaGraphLaunch" for e in launches),
+        "gpu_busy_ms": busy / 1e3,
+        "gemm_share": gemm / busy,
+        "attention_share": attention / busy,
+        "top_kernels_ms": {k: v / 1e3 for k, v in sorted(top.items(), key=lambda kv: -kv[1])[:12]},
+    }
 
 
 def steady_state(engine: Engine, requests: list[RenderRequest], out: Path) -> float:
@@ -237,13 +256,41 @@ def measure_head(folder: Path, clips: int, out: Path, anchor: str) -> dict:
 
     site = tempfile.mkdtemp(prefix="head-site-")
     wheels = sorted(str(p) for p in Path(anchor).rglob("*.whl"))
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-                    "--target", site, *wheels], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--no-deps",
+            "--no-compile",
+            "--target",
+            site,
+            *wheels,
+        ],
+        check=True,
+    )
     script = Path(anchor) / "bench_upstream_head.py"
     report_path = out.parent / "head-report.json"
     env = {**os.environ, "PYTHONPATH": site, "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
-    command = [sys.executable, str(script), "--bundle", str(folder), "--clips", str(clips), "--audio", str(AUDIO),
-               "--image", str(IMAGE), "--compile", "on", "--out", str(report_path)]  # fmt: skip
+    command = [
+        sys.executable,
+        str(script),
+        "--bundle",
+        str(folder),
+        "--clips",
+        str(clips),
+        "--audio",
+        str(AUDIO),
+        "--image",
+        str(IMAGE),
+        "--compile",
+        "on",
+        "--out",
+        str(report_path),
+    ]
     subprocess.run(command, env=env, check=True)
     return {"part": "head", "command": " ".join(command), **json.loads(report_path.read_text())}
 
@@ -267,9 +314,11 @@ def measure_upstream(folder: Path, clips: int, out: Path) -> dict:
     pipeline = A2VidPipelineTwoStage(
         checkpoint_path=bundle.checkpoint_path,
         distilled_lora=[LoraPathStrengthAndSDOps(bundle.distilled_lora, 1.0, LTXV_LORA_COMFY_RENAMING_MAP)],
-        spatial_upsampler_path=bundle.spatial_upsampler_path, gemma_root=bundle.gemma_root, loras=[],
+        spatial_upsampler_path=bundle.spatial_upsampler_path,
+        gemma_root=bundle.gemma_root,
+        loras=[],
         device=torch.device("cuda"),
-    )  # fmt: skip
+    )
     tiling = TilingConfig.default()
     walls = []
     torch.cuda.reset_peak_memory_stats()
@@ -279,22 +328,39 @@ def measure_upstream(folder: Path, clips: int, out: Path) -> dict:
         start = time.perf_counter()
         with torch.inference_mode():
             video, audio = pipeline(
-                prompt=request.prompt, negative_prompt=request.negative_prompt, seed=request.seed,
-                height=request.height, width=request.width, num_frames=request.num_frames,
-                frame_rate=request.frame_rate, num_inference_steps=request.num_inference_steps,
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt,
+                seed=request.seed,
+                height=request.height,
+                width=request.width,
+                num_frames=request.num_frames,
+                frame_rate=request.frame_rate,
+                num_inference_steps=request.num_inference_steps,
                 video_guider_params=request.guider.to_upstream(),
-                images=[ImageConditioningInput(str(IMAGE), 0, 1.0)], audio_path=str(AUDIO),
-                audio_max_duration=request.num_frames / request.frame_rate, tiling_config=tiling,
-            )  # fmt: skip
-            encode_video(video=video, fps=request.frame_rate, audio=audio, output_path=str(out.parent / f"up-{i}.mp4"),
-                         video_chunks_number=get_video_chunks_number(request.num_frames, tiling))  # fmt: skip
+                images=[ImageConditioningInput(str(IMAGE), 0, 1.0)],
+                audio_path=str(AUDIO),
+                audio_max_duration=request.num_frames / request.frame_rate,
+                tiling_config=tiling,
+            )
+            encode_video(
+                video=video,
+                fps=request.frame_rate,
+                audio=audio,
+                output_path=str(out.parent / f"up-{i}.mp4"),
+                video_chunks_number=get_video_chunks_number(request.num_frames, tiling),
+            )
         torch.cuda.synchronize()
         walls.append(time.perf_counter() - start)
         print(f"upstream clip {i}: {walls[-1]:.1f} s", flush=True)
-    return {"part": "upstream", "quantization": "none (bf16, upstream default)", "clips": clips,
-            "wall_s_median": statistics.median(walls), "wall_s_all": walls,
-            "clips_per_hour": 3600 / statistics.median(walls),
-            "peak_gib": torch.cuda.max_memory_allocated() / 2**30}  # fmt: skip
+    return {
+        "part": "upstream",
+        "quantization": "none (bf16, upstream default)",
+        "clips": clips,
+        "wall_s_median": statistics.median(walls),
+        "wall_s_all": walls,
+        "clips_per_hour": 3600 / statistics.median(walls),
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+    }
 
 
 def run(bundle: str, part: str, clips: int, out: Path, anchor: str | None = None) -> dict:

@@ -46,8 +46,11 @@ def build(variant: str, lora: bool):
     adapter = None
     if lora:
         blocks = model.transformer_blocks.named_modules()
-        linears = [(f"transformer_blocks.{name}.weight", (m.out_features, m.in_features))
-                   for name, m in blocks if isinstance(m, torch.nn.Linear)]  # fmt: skip
+        linears = [
+            (f"transformer_blocks.{name}.weight", (m.out_features, m.in_features))
+            for name, m in blocks
+            if isinstance(m, torch.nn.Linear)
+        ]
         sd = random_lora(linears, LORA_RANK, generator)
     if variant == "fp8-cast":
         state = {}
@@ -81,8 +84,11 @@ def linear_flops(model, video, audio) -> float:
         x = args[0]
         total += 2.0 * x.numel() / x.shape[-1] * module.in_features * module.out_features
 
-    hooks = [m.register_forward_hook(count) for m in model.modules() if hasattr(m, "in_features")
-             and not any(True for _ in m.children())]  # fmt: skip
+    hooks = [
+        m.register_forward_hook(count)
+        for m in model.modules()
+        if hasattr(m, "in_features") and not any(True for _ in m.children())
+    ]
     with torch.inference_mode():
         model(video=video, audio=audio, perturbations=None)
     for h in hooks:

@@ -31,8 +31,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def write_manifest(path: Path, bundle: Path, clips: int) -> Path:
-    defaults = {**REFERENCE, "image": str(IMAGE), "audio": str(AUDIO),
-                "video_guider": {"cfg_scale": 3.0, "stg_scale": 1.0, "modality_scale": 3.0}}  # fmt: skip
+    defaults = {
+        **REFERENCE,
+        "image": str(IMAGE),
+        "audio": str(AUDIO),
+        "video_guider": {"cfg_scale": 3.0, "stg_scale": 1.0, "modality_scale": 3.0},
+    }
     manifest = {
         "run_seed": 7,
         "model": {"bundle": str(bundle), "quantization": "fp8-scaled"},
@@ -47,8 +51,18 @@ def measure(gpus: int, clips: int, bundle: Path, work: Path) -> dict:
     manifest = write_manifest(work / f"scaling-{gpus}.yaml", bundle, clips)
     run = work / f"run-{gpus}gpu"
     shutil.rmtree(run, ignore_errors=True)  # a fresh run each time, never a resume of an old one
-    command = [sys.executable, "-m", "ray_jobs.render", str(manifest), "--out", str(run), "--actors", str(gpus),
-               "--shard-size", "1"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "ray_jobs.render",
+        str(manifest),
+        "--out",
+        str(run),
+        "--actors",
+        str(gpus),
+        "--shard-size",
+        "1",
+    ]
     start = time.perf_counter()
     with open(work / f"run-{gpus}gpu.log", "w") as log:
         code = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
@@ -58,11 +72,18 @@ def measure(gpus: int, clips: int, bundle: Path, work: Path) -> dict:
         raise RuntimeError(f"no clip rendered on {gpus} GPU(s) (exit {code}); see {work}/run-{gpus}gpu.log")
     window = (max(r["finished_at"] for r in rows) - min(r["started_at"] for r in rows)).total_seconds()
     item_s = [(r["finished_at"] - r["started_at"]).total_seconds() for r in rows]
-    return {"gpus": gpus, "exit_code": code, "clips": clips, "ok": len(rows),
-            "hosts_devices": sorted({f"{r['host']} {r['device']}" for r in rows}),
-            "command_wall_s": wall, "render_window_s": window, "item_s_median": statistics.median(item_s),
-            "clips_per_hour_window": 3600 * len(rows) / window,
-            "clips_per_hour_wall": 3600 * len(rows) / wall}  # fmt: skip
+    return {
+        "gpus": gpus,
+        "exit_code": code,
+        "clips": clips,
+        "ok": len(rows),
+        "hosts_devices": sorted({f"{r['host']} {r['device']}" for r in rows}),
+        "command_wall_s": wall,
+        "render_window_s": window,
+        "item_s_median": statistics.median(item_s),
+        "clips_per_hour_window": 3600 * len(rows) / window,
+        "clips_per_hour_wall": 3600 * len(rows) / wall,
+    }
 
 
 def run(bundle: str, gpu_counts: list[int], clips_per_gpu: int, out: Path) -> dict:

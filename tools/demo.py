@@ -14,8 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("LTX_BATCH_CACHE", Path.home() / ".cache" / "ltx-batch"))
 RUN = ROOT / "demo-out" / "lesson-run"
 # The tiny bundle has 2 transformer blocks (STG on block 1); small frames and few steps keep the CPU quick.
-TINY = ["--set", "video_stg_blocks=[1]", "--set", "height=256", "--set", "width=384",
-        "--set", "num_inference_steps=8"]  # fmt: skip
+TINY = ["--set", "video_stg_blocks=[1]", "--set", "height=256", "--set", "width=384", "--set", "num_inference_steps=8"]
 
 
 def main() -> int:

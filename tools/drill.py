@@ -33,8 +33,18 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSON = ROOT / "manifests" / "examples" / "lesson"
-TINY = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128",
-        "--set", "width=192", "--set", "audio_max_duration=1.0"]  # fmt: skip
+TINY = [
+    "--set",
+    "video_stg_blocks=[1]",
+    "--set",
+    "num_inference_steps=2",
+    "--set",
+    "height=128",
+    "--set",
+    "width=192",
+    "--set",
+    "audio_max_duration=1.0",
+]
 
 
 def free_port() -> int:
@@ -57,8 +67,12 @@ class LocalCluster:
     @property
     def env(self) -> dict:
         bin_dir = str(Path(sys.executable).parent)
-        return {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{bin_dir}:{os.environ['PATH']}",
-                "PYTHONPATH": str(ROOT)}  # fmt: skip
+        return {
+            **os.environ,
+            "RAY_AUTH_MODE": "token",
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "PYTHONPATH": str(ROOT),
+        }
 
     def _ray(self, *args: str) -> None:
         done = subprocess.run(["ray", *args], env=self.env, capture_output=True, text=True, timeout=120)
@@ -80,18 +94,44 @@ class LocalCluster:
     def _start(self, workers: int) -> None:
         def own_ports() -> list[str]:
             """Every node on one machine needs its own agent ports, or the agents fight over the defaults."""
-            names = ("--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port",
-                     "--runtime-env-agent-port", "--object-manager-port")  # fmt: skip
+            names = (
+                "--dashboard-agent-listen-port",
+                "--dashboard-agent-grpc-port",
+                "--metrics-export-port",
+                "--runtime-env-agent-port",
+                "--object-manager-port",
+            )
             return [arg for name in names for arg in (name, str(free_port()))]
 
         common = ["--temp-dir", str(self.temp_dir), "--disable-usage-stats"]
-        self._ray("start", "--head", "--port", str(self.gcs_port), "--num-cpus", "0", "--dashboard-host",
-                  "127.0.0.1", "--dashboard-port", str(self.dashboard_port), *own_ports(), *common)  # fmt: skip
+        self._ray(
+            "start",
+            "--head",
+            "--port",
+            str(self.gcs_port),
+            "--num-cpus",
+            "0",
+            "--dashboard-host",
+            "127.0.0.1",
+            "--dashboard-port",
+            str(self.dashboard_port),
+            *own_ports(),
+            *common,
+        )
         for _ in range(workers):
             port = free_port()
             self.worker_ports.append(port)
-            self._ray("start", "--address", f"127.0.0.1:{self.gcs_port}", "--num-cpus", "1",
-                      "--node-manager-port", str(port), *own_ports(), *common)  # fmt: skip
+            self._ray(
+                "start",
+                "--address",
+                f"127.0.0.1:{self.gcs_port}",
+                "--num-cpus",
+                "1",
+                "--node-manager-port",
+                str(port),
+                *own_ports(),
+                *common,
+            )
 
     def processes(self) -> list[psutil.Process]:
         marker = str(self.temp_dir)
@@ -114,9 +154,23 @@ class LocalCluster:
 
     def submit(self, args: list[str], log: Path) -> str:
         """``ray job submit --no-wait``, retried while the head's job agent is still starting; the job id."""
-        command = ["ray", "job", "submit", "--address", self.dashboard, "--working-dir", str(ROOT),
-                   "--runtime-env", str(ROOT / "cluster" / "runtime_env.yaml"), "--no-wait", "--",
-                   "python", "-m", "ray_jobs.render", *args]  # fmt: skip
+        command = [
+            "ray",
+            "job",
+            "submit",
+            "--address",
+            self.dashboard,
+            "--working-dir",
+            str(ROOT),
+            "--runtime-env",
+            str(ROOT / "cluster" / "runtime_env.yaml"),
+            "--no-wait",
+            "--",
+            "python",
+            "-m",
+            "ray_jobs.render",
+            *args,
+        ]
         for _ in range(60):
             done = subprocess.run(command, env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=120)
             log.write_text(done.stdout + done.stderr)
@@ -133,13 +187,23 @@ class LocalCluster:
     def wait_job(self, job_id: str, log: Path, timeout: float = 600) -> str:
         """Follow the job's logs into ``log`` until it ends; its final status (SUCCEEDED, FAILED, ...)."""
         with open(log, "a") as out:
-            subprocess.run(["ray", "job", "logs", "--follow", "--address", self.dashboard, job_id], env=self.env,
-                           stdout=out, stderr=subprocess.STDOUT, timeout=timeout)  # fmt: skip
+            subprocess.run(
+                ["ray", "job", "logs", "--follow", "--address", self.dashboard, job_id],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+            )
         status = ["UNKNOWN"]
 
         def ended() -> bool:
-            done = subprocess.run(["ray", "job", "status", "--address", self.dashboard, job_id], env=self.env,
-                                  capture_output=True, text=True, timeout=60)  # fmt: skip
+            done = subprocess.run(
+                ["ray", "job", "status", "--address", self.dashboard, job_id],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             found = re.findall(r"Job '\w+' (succeeded|failed|stopped)", done.stdout + done.stderr)
             status[0] = found[-1].upper() if found else status[0]
             return bool(found)
@@ -177,8 +241,11 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 def write_manifest(folder: Path, items: int) -> Path:
     names = ("en.ogg", "de.mp3", "es.m4a")
-    body = {"run_seed": 5, "defaults": {"prompt": "A presenter", "image": str(LESSON / "presenter.png")},
-            "items": [{"id": f"drill-{i:02d}", "audio": str(LESSON / names[i % 3])} for i in range(items)]}  # fmt: skip
+    body = {
+        "run_seed": 5,
+        "defaults": {"prompt": "A presenter", "image": str(LESSON / "presenter.png")},
+        "items": [{"id": f"drill-{i:02d}", "audio": str(LESSON / names[i % 3])} for i in range(items)],
+    }
     path = folder / "drill.yaml"
     path.write_text(yaml.safe_dump(body))
     return path
@@ -198,9 +265,11 @@ def driver_loss(cluster: LocalCluster, manifest: Path, run: Path, bundle: str) -
     args = [str(manifest), "--out", str(run), "--bundle", bundle, "--shard-size", "1", *TINY]
     first = cluster.submit(args, run.with_suffix(".first.log"))
     wait_for(lambda: sum(ok_counts(run).values()) >= 1, 300, "the first finished item")
-    drivers = [p for p in psutil.process_iter(["cmdline"])
-               if {"ray_jobs.render", str(run)} <= set(p.info["cmdline"] or [])
-               and "job" not in p.info["cmdline"]]  # fmt: skip
+    drivers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if {"ray_jobs.render", str(run)} <= set(p.info["cmdline"] or []) and "job" not in p.info["cmdline"]
+    ]
     for p in drivers:
         p.send_signal(signal.SIGKILL)
     done_before = sum(ok_counts(run).values())

@@ -26,8 +26,14 @@ def main() -> None:
         }
         for c in customers
     ]
-    schema = pa.schema([("id", pa.string()), ("audio", pa.string()), ("prompt", pa.string()),
-                        ("tags", pa.map_(pa.string(), pa.string()))])  # fmt: skip
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("audio", pa.string()),
+            ("prompt", pa.string()),
+            ("tags", pa.map_(pa.string(), pa.string())),
+        ]
+    )
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), HERE / "personalize.parquet")
     print(f"wrote {len(rows)} items to {HERE / 'personalize.parquet'}")
 
