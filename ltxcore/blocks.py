@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 from ltx_core.guidance.perturbations import BatchedPerturbationConfig, PerturbationType
-from ltx_core.model.transformer import attention
+from ltx_core.model.transformer import LTXModel, attention
 from ltx_core.model.transformer.transformer_args import TransformerArgs
 
 from ltxcore.compile import CompiledWithFallback
@@ -139,7 +139,7 @@ class BlockLoop:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: LTXModel,
         compile: bool = False,
         cuda_graphs: bool = False,
         backend: str | Callable = "inductor",
@@ -152,7 +152,7 @@ class BlockLoop:
         if compile:
             _resolve_attention_functions(model)
             self.run_block = CompiledWithFallback(_call_block, _block_call_key, backend)
-        model._process_transformer_blocks = self
+        model._process_transformer_blocks = self  # pyright: ignore[reportAttributeAccessIssue]  # our loop, upstream's blocks
 
     def __call__(
         self,
@@ -161,6 +161,7 @@ class BlockLoop:
         perturbations: BatchedPerturbationConfig | None,
     ):
         first = video if video is not None else audio
+        assert first is not None, "the transformer is called with video, audio or both"
         batch = first.x.shape[0]
         config = perturbations if perturbations is not None else BatchedPerturbationConfig.empty(batch)
         plan_key = (_config_key(config), first.x.device, first.x.dtype)
@@ -192,6 +193,7 @@ def _rejoin(args: TransformerArgs | None, state: TransformerArgs | None, join: _
     if args is None:
         return None
     args = args if join.rows is None else _rows(args, join.rows, batch)
+    assert state is not None
     return replace(args, x=state.x.index_select(0, join.sources))
 
 

@@ -10,10 +10,12 @@ import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 from ltxcore.errors import BundleError
 
-QUANTIZATIONS = ("none", "fp8-cast", "fp8-scaled")
+Quantization = Literal["none", "fp8-cast", "fp8-scaled"]
+QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
 
 # The released LTX-2.3 file names, for a bundle given as one folder.
 RELEASED_NAMES = {

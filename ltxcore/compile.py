@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Hashable
 
 import torch
+import torch._dynamo.exc
 
 log = logging.getLogger(__name__)
 

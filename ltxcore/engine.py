@@ -202,7 +202,7 @@ class Engine:
         perturbations, its stage-2 LoRA strength; media are not read), so that compilation and kernel
         selection happen now, not inside the first item. Returns the seconds taken."""
         start = time.perf_counter()
-        frames, fps = request.num_frames, request.frame_rate
+        frames, fps = request.frames, request.frame_rate
         passes = guidance_passes(MultiModalGuider(params=request.guider.to_upstream()))
         half = VideoPixelShape(1, frames, request.height // 2, request.width // 2, fps)
         full = VideoPixelShape(1, frames, request.height, request.width, fps)
@@ -233,11 +233,13 @@ class Engine:
 
         with clock.phase("text_encode"):
             self.warm_prompts([(request.prompt, request.negative_prompt)])
-            positive, negative = self.prompts.get((request.prompt, request.negative_prompt))
+            encodings = self.prompts.get((request.prompt, request.negative_prompt))
+            assert encodings is not None, "warm_prompts just cached them"
+            positive, negative = encodings
         with clock.phase("audio_encode"):
             clip, audio_latent = self._encode_audio(request)
-        half = VideoPixelShape(1, request.num_frames, request.height // 2, request.width // 2, request.frame_rate)
-        full = VideoPixelShape(1, request.num_frames, request.height, request.width, request.frame_rate)
+        half = VideoPixelShape(1, request.frames, request.height // 2, request.width // 2, request.frame_rate)
+        full = VideoPixelShape(1, request.frames, request.height, request.width, request.frame_rate)
         with clock.phase("image_conditioning"):
             stage_1_conditions = self._image_conditions(request, half)
         with clock.phase("stage_1"):
@@ -256,7 +258,7 @@ class Engine:
 
         result = RenderResult(
             output=None if output is None else str(output),
-            num_frames=request.num_frames,
+            num_frames=request.frames,
             height=request.height,
             width=request.width,
             frame_rate=request.frame_rate,
@@ -267,14 +269,14 @@ class Engine:
         if output is not None:
             with clock.phase("decode"):
                 frames = [chunk.cpu() for chunk in decode_video(latent, self.video_decoder, self.tiling, generator)]
-            result.muxing = self.muxer.submit(_timed_mux, output, frames, request.frame_rate, clip, request.num_frames)
+            result.muxing = self.muxer.submit(_timed_mux, output, frames, request.frame_rate, clip, request.frames)
         result.timings, result.peak_memory = clock.timings, clock.peaks
         return result if background_mux else result.wait()
 
     # --- the steps ----------------------------------------------------------------------------
 
     def _encode_audio(self, request: RenderRequest) -> tuple[AudioClip, torch.Tensor]:
-        seconds = request.num_frames / request.frame_rate
+        seconds = request.frames / request.frame_rate
         window = seconds if request.audio_max_duration is None else min(seconds, request.audio_max_duration)
         # silence where the file (inside decode_audio) or the window (here) ends before the video
         clip = decode_audio(request.audio, request.audio_start_time, window).padded_to(seconds)

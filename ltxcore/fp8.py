@@ -11,6 +11,7 @@ numbers are multiplied in float32, which keeps the numerics testable anywhere.
 from __future__ import annotations
 
 import torch
+from ltx_core.model.transformer import LTXModel
 
 FP8 = torch.float8_e4m3fn
 FP8_MAX = torch.finfo(FP8).max
@@ -27,6 +28,10 @@ def quantize_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class Fp8Linear(torch.nn.Module):
     """A Linear whose weight lives in FP8 (one scale per output channel)."""
 
+    weight: torch.Tensor
+    weight_scale: torch.Tensor
+    bias: torch.Tensor | None
+
     def __init__(self, linear: torch.nn.Linear):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -41,7 +46,7 @@ class Fp8Linear(torch.nn.Module):
         rows = x.reshape(-1, shape[-1])
         values, scale = quantize_rows(rows)
         if rows.is_cuda:
-            out = torch._scaled_mm(
+            out = torch._scaled_mm(  # pyright: ignore[reportPrivateImportUsage]  # the public FP8 GEMM entry
                 values,
                 self.weight.t(),
                 scale_a=scale,
@@ -82,7 +87,7 @@ def fp8_block_indices(count: int, bf16_edge_blocks: int = BF16_EDGE_BLOCKS) -> r
 
 
 def quantize_blocks(
-    transformer: torch.nn.Module, bf16_edge_blocks: int = BF16_EDGE_BLOCKS, device: torch.device | None = None
+    transformer: LTXModel, bf16_edge_blocks: int = BF16_EDGE_BLOCKS, device: torch.device | None = None
 ) -> int:
     """Swap the aligned linears of the FP8 blocks (:func:`fp8_block_indices`) for :class:`Fp8Linear`; return
     the count. With ``device``, the model (built on the host) moves there block by block, each block

@@ -21,7 +21,7 @@ from ltx_core.guidance.perturbations import (
     PerturbationConfig,
     PerturbationType,
 )
-from ltx_core.model.transformer import Modality
+from ltx_core.model.transformer import Modality, X0Model
 from ltx_core.tools import AudioLatentTools, VideoLatentTools
 from ltx_core.types import AudioLatentShape, LatentState, VideoLatentShape, VideoPixelShape
 
@@ -49,7 +49,7 @@ def guidance_passes(guider: MultiModalGuider) -> list[GuidancePass]:
     if guider.do_isolated_modality_generation():
         passes.append(GuidancePass("isolated", False, ISOLATE_MODALITY))
     if guider.do_perturbed_generation():
-        stg = Perturbation(type=PerturbationType.SKIP_VIDEO_SELF_ATTN, blocks=list(guider.params.stg_blocks))
+        stg = Perturbation(type=PerturbationType.SKIP_VIDEO_SELF_ATTN, blocks=list(guider.params.stg_blocks or ()))
         passes.append(GuidancePass("perturbed", False, (stg,)))
     return passes
 
@@ -86,7 +86,7 @@ def modality(state: LatentState, context: torch.Tensor, sigma: torch.Tensor, bat
 CONTEXT_TOKENS = 1024  # every prompt is padded to this many tokens
 
 
-def synthetic_inputs(transformer: torch.nn.Module, shape: VideoPixelShape, batch: int) -> tuple[Modality, Modality]:
+def synthetic_inputs(transformer: X0Model, shape: VideoPixelShape, batch: int) -> tuple[Modality, Modality]:
     """Random inputs of exactly a clip's shapes for ``transformer`` (an X0Model), on its device: for warm-up
     compiles and for benchmarks, where timing does not depend on the values."""
     model = transformer.velocity_model
@@ -117,7 +117,10 @@ class GuidedDenoiser:
         self.transformer = transformer
         self.guider = guider
         self.passes = guidance_passes(guider)
-        contexts = [guider.negative_context if p.negative_context else video_context for p in self.passes]
+        negative = guider.negative_context
+        if negative is None and any(p.negative_context for p in self.passes):
+            raise ValueError("the unconditional guidance pass needs the negative prompt's context")
+        contexts = [negative if p.negative_context and negative is not None else video_context for p in self.passes]
         self.video_context = torch.cat(contexts, dim=0)
         self.audio_context = _repeat(audio_context, len(self.passes))
         self.perturbations = batched_perturbations(self.passes)
@@ -126,6 +129,7 @@ class GuidedDenoiser:
 
     def __call__(self, video: LatentState, audio: LatentState, sigma: torch.Tensor, step: int) -> torch.Tensor:
         if self.guider.should_skip_step(step):
+            assert self.last is not None, "upstream never skips step 0"
             return self.last
         n = len(self.passes)
         out, _ = self.transformer(

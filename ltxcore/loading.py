@@ -7,6 +7,7 @@ when checkpoint keys are missing. A batch worker must fail loudly instead, namin
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from ltx_core.loader import SDOps
@@ -45,7 +46,7 @@ class Component:
     """One model inside the bundle: which file holds it, how it is built, how its keys are mapped."""
 
     source: str  # the ModelBundle field naming its file
-    configurator: object
+    configurator: Any  # an upstream ModelConfigurator class: the builder calls its ``from_config``
     sd_ops: SDOps | None
 
 
@@ -94,13 +95,13 @@ def build_component(
     )
     if quantization is not None:
         sd_ops = builder.model_sd_ops
-        if quantization.sd_ops is not None:
+        if quantization.sd_ops is not None and sd_ops is not None:
             sd_ops = SDOps(
                 name=f"{sd_ops.name}+{quantization.sd_ops.name}",
                 mapping=(*sd_ops.mapping, *quantization.sd_ops.mapping),
             )
         builder = replace(builder, model_sd_ops=sd_ops, module_ops=(*builder.module_ops, *quantization.module_ops))
-        dtype = None  # keep the policy's storage dtypes
+        return _build(builder, name.replace("_", " "), path, device, None)  # keep the policy's storage dtypes
     return _build(builder, name.replace("_", " "), path, device, dtype)
 
 
@@ -108,7 +109,7 @@ def build_text_encoder(bundle: ModelBundle, device: torch.device, dtype: torch.d
     gemma_config = bundle.gemma_config()
     builder = SingleGPUModelBuilder(
         model_path=bundle.gemma_shards(),
-        model_class_configurator=GemmaFromRoot(gemma_config),
+        model_class_configurator=GemmaFromRoot(gemma_config),  # pyright: ignore[reportArgumentType]  # duck-typed
         model_sd_ops=GEMMA_LLM_KEY_OPS,
         module_ops=(GEMMA_MODEL_OPS, *module_ops_from_gemma_root(bundle.gemma_root)),
     )
@@ -119,7 +120,7 @@ def build_embeddings_processor(bundle: ModelBundle, device: torch.device, dtype:
     text_config = bundle.gemma_config().get("text_config", {})
     builder = SingleGPUModelBuilder(
         model_path=bundle.checkpoint_path,
-        model_class_configurator=EmbeddingsProcessorFromGemmaConfig(text_config),
+        model_class_configurator=EmbeddingsProcessorFromGemmaConfig(text_config),  # pyright: ignore[reportArgumentType]
         model_sd_ops=EMBEDDINGS_PROCESSOR_KEY_OPS,
     )
     return _build(builder, "text embeddings processor", bundle.checkpoint_path, device, dtype)

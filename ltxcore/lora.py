@@ -21,6 +21,10 @@ class LoraLinear(torch.nn.Module):
     The strength is a tensor, not a Python float, so a compiled graph serves every per-item strength.
     """
 
+    down: torch.Tensor
+    up: torch.Tensor
+    strength: torch.Tensor
+
     def __init__(self, base: torch.nn.Module, down: torch.Tensor, up: torch.Tensor):
         super().__init__()
         self.base = base

@@ -13,6 +13,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.audio
+import av.container
+import av.error
 import numpy as np
 import torch
 
@@ -85,8 +88,8 @@ def _open(path: str, field: str) -> av.container.InputContainer:
 def probe_audio(path: str, field: str = "audio") -> AudioInfo:
     """Codec, rate, channels and duration; raises if the file has no supported audio stream."""
     with _open(path, field) as container:
-        stream = next((s for s in container.streams if s.type == "audio"), None)
-        if stream is None:
+        stream = container.streams.audio[0] if container.streams.audio else None
+        if stream is None or stream.time_base is None:
             raise RenderInputError(field, f"{path} has no audio stream.")
         codec = stream.codec_context.name
         if codec not in AUDIO_CODECS:
@@ -112,12 +115,13 @@ def decode_audio(path: str, start: float = 0.0, duration: float | None = None, f
     with _open(path, field) as container:
         stream = container.streams.audio[0]
         origin = stream.start_time or 0  # mp3 streams start at the encoder delay, not at 0
+        time_base = stream.time_base or Fraction(1, info.sample_rate)  # a demuxed stream always has one
         if start > SEEK_PREROLL_SECONDS:
-            target = origin + int((start - SEEK_PREROLL_SECONDS) / stream.time_base)
+            target = origin + int((start - SEEK_PREROLL_SECONDS) / time_base)
             container.seek(target, stream=stream, backward=True, any_frame=False)
         try:
             for frame in container.decode(stream):
-                time = float((frame.pts - origin) * stream.time_base) if frame.pts is not None else None
+                time = float((frame.pts - origin) * time_base) if frame.pts is not None else None
                 if first_time is None:
                     first_time = time if time is not None else 0.0
                 for out in resampler.resample(frame):
@@ -222,7 +226,7 @@ def probe_mp4(path: str | Path) -> VideoProbe:
     with av.open(str(path)) as container:
         v = container.streams.video[0]
         frames = sum(1 for _ in container.decode(v))
-        fps = float(v.average_rate)
+        fps = float(v.average_rate or 0)
         width, height = v.codec_context.width, v.codec_context.height
     with av.open(str(path)) as container:
         a = container.streams.audio[0]

@@ -125,7 +125,7 @@ def _checkpoint_tensors(configs: dict, generator: torch.Generator, gemma_text: d
 
 
 def random_lora(
-    linears: list[tuple[str, tuple[int, int]]], rank: int, generator: torch.Generator
+    linears: list[tuple[str, tuple[int, ...]]], rank: int, generator: torch.Generator
 ) -> dict[str, torch.Tensor]:
     """Random lora_A/lora_B for each ``(weight key, (out, in))``, named as the released LoRA names them."""
     tensors = {}
@@ -143,7 +143,8 @@ def random_lora(
 def save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Write the safetensors format tensor by tensor, from any device, without a host copy of the whole
     file (a 40 GB checkpoint would need twice that in host memory through ``safetensors.save_file``)."""
-    header, offset = {"__metadata__": metadata}, 0
+    header: dict[str, object] = {"__metadata__": metadata}
+    offset = 0
     for key, value in tensors.items():
         size = value.numel() * value.element_size()
         header[key] = {

@@ -29,7 +29,7 @@ class GuiderSettings:
     rescale_scale: float = UPSTREAM_GUIDER.rescale_scale
     modality_scale: float = UPSTREAM_GUIDER.modality_scale
     skip_step: int = UPSTREAM_GUIDER.skip_step
-    stg_blocks: tuple[int, ...] = tuple(UPSTREAM_GUIDER.stg_blocks)
+    stg_blocks: tuple[int, ...] = tuple(UPSTREAM_GUIDER.stg_blocks or ())
 
     def to_upstream(self) -> MultiModalGuiderParams:
         return MultiModalGuiderParams(
@@ -80,6 +80,13 @@ class RenderRequest:
     num_inference_steps: int = LTX_2_3_PARAMS.num_inference_steps
     guider: GuiderSettings = field(default_factory=GuiderSettings)
     distilled_lora_strength: float = 1.0
+
+    @property
+    def frames(self) -> int:
+        """``num_frames`` of a resolved request (``Engine.resolve`` fills it from the audio window)."""
+        if self.num_frames is None:
+            raise ValueError("num_frames is not resolved yet: Engine.resolve fills it from the audio window")
+        return self.num_frames
 
     def problems(self, num_layers: int | None = None) -> list[RenderInputError]:
         """Every problem that can be seen without decoding media, as field-named errors."""

@@ -87,8 +87,8 @@ class EmbeddingsProcessorFromGemmaConfig:
                 embedding_dim=hidden,
                 audio_aggregate_embed=torch.nn.Linear(flat, audio_dim, bias=True),
             ),
-            video_connector=Embeddings1DConnectorConfigurator.from_config(config),
-            audio_connector=AudioEmbeddings1DConnectorConfigurator.from_config(config),
+            video_connector=Embeddings1DConnectorConfigurator.from_config(config),  # pyright: ignore[reportAttributeAccessIssue]  # upstream's cls annotation
+            audio_connector=AudioEmbeddings1DConnectorConfigurator.from_config(config),  # pyright: ignore[reportAttributeAccessIssue]  # upstream's cls annotation
         )
 
 
@@ -142,6 +142,7 @@ def encode_prompts(
 
     Every prompt is padded to the tokenizer's fixed length, so prompts stack without extra padding.
     """
+    assert text_encoder.tokenizer is not None and text_encoder.model is not None, "a built Gemma text encoder"
     out = []
     for start in range(0, len(prompts), TEXT_BATCH):
         tokens = [text_encoder.tokenizer.tokenize_with_weights(p)["gemma"] for p in prompts[start : start + TEXT_BATCH]]
@@ -153,5 +154,6 @@ def encode_prompts(
         hidden = out_states.hidden_states
         for i in range(len(tokens)):
             result = processor.process_hidden_states(tuple(h[i : i + 1] for h in hidden), mask[i : i + 1])
+            assert result.audio_encoding is not None, "LTX-2.3's processor has an audio connector"
             out.append(PromptEncoding(video=result.video_encoding, audio=result.audio_encoding))
     return out

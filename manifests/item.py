@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, fields
-from typing import Annotated, get_args
+from typing import Annotated, Any, get_args
 
 import pyarrow as pa
 from pydantic import (
@@ -70,7 +70,7 @@ _ENGINE = {f.name: f.default for f in fields(RenderRequest) if f.name != "guider
 _GUIDER = {GUIDER_PREFIX + f.name: f.default for f in fields(GuiderSettings)}
 
 
-def _engine(name: str, description: str) -> FieldInfo:
+def _engine(name: str, description: str) -> Any:  # a FieldInfo, typed as the field's value like Field()
     """A field whose default is the engine's (upstream LTX-2.3's)."""
     default = _GUIDER[name] if name.startswith(GUIDER_PREFIX) else _ENGINE[name]
     return Field(list(default) if isinstance(default, tuple) else default, description=description)

@@ -59,7 +59,7 @@ def resolve_media(value: object, base: Path | str) -> object:
     path = Path(value).expanduser()
     if path.is_absolute():
         return str(path)
-    return join(base, value) if is_uri(base) else str((Path(base) / path).resolve())
+    return join(str(base), value) if is_uri(str(base)) else str((Path(base) / path).resolve())
 
 
 def _fetch(uri: str) -> Path:

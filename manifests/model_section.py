@@ -9,11 +9,10 @@ a replaced checkpoint or a new FP8 policy re-renders the items it touched.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ltxcore.bundle import QUANTIZATIONS, RELEASED_NAMES, ModelBundle
+from ltxcore.bundle import RELEASED_NAMES, ModelBundle, Quantization
 from ltxcore.errors import BundleError
 from manifests.storage import file_identity, files_under, is_uri, join
 
@@ -30,7 +29,7 @@ class ModelSection(BaseModel):
         None, description=f"overrides {RELEASED_NAMES['spatial_upsampler_path']}"
     )
     gemma_root: str | None = Field(None, description=f"overrides the Gemma-3 folder {RELEASED_NAMES['gemma_root']}")
-    quantization: Literal[QUANTIZATIONS] | None = Field(
+    quantization: Quantization | None = Field(
         None, description="default: fp8-scaled on FP8 GPUs, fp8-cast on other GPUs, none on CPU"
     )
 

@@ -126,7 +126,7 @@ def latest_attempts(table: pa.Table) -> pa.Table:
 
 
 def done_fingerprints(table: pa.Table) -> set[tuple[str, str]]:
-    ok = table.filter(pc.equal(table.column("status"), "ok"))
+    ok = table.filter(pc.field("status") == "ok")
     return set(zip(ok.column("item_id").to_pylist(), ok.column("fingerprint").to_pylist(), strict=True))
 
 

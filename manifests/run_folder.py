@@ -13,11 +13,12 @@ import io
 import json
 import subprocess
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from manifests.item import id_problem
@@ -48,6 +49,8 @@ def code_version() -> str:
 @dataclass(frozen=True)
 class RunFolder:
     uri: str
+    fs: pafs.FileSystem = field(init=False)
+    root: str = field(init=False)
 
     def __post_init__(self):
         fs, root = filesystem(self.uri)

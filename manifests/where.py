@@ -58,7 +58,12 @@ def _compile(node: ast.expr, expression: str, known: set[str]) -> Callable[[Mapp
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
         inner = _compile(node.operand, expression, known)
         return lambda row: not inner(row)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+    if (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, ast.USub)
+        and isinstance(node.operand, ast.Constant)
+        and isinstance(node.operand.value, (int, float))
+    ):
         value = -node.operand.value
         return lambda row: value
     if isinstance(node, ast.BoolOp):

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import ray
+import ray.actor
 import torch
 
 from ltxcore.bundle import ModelBundle

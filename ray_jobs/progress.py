@@ -8,6 +8,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TextIO
 
 
 def duration(seconds: float) -> str:
@@ -20,7 +21,7 @@ def duration(seconds: float) -> str:
 @dataclass
 class Progress:
     total: int
-    stream: object = field(default_factory=lambda: sys.stdout)
+    stream: TextIO = field(default_factory=lambda: sys.stdout)
     interval: float = 10.0
     started: float = field(default_factory=time.monotonic)
 

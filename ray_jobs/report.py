@@ -20,11 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 from urllib.parse import quote
 
 import av
+import av.error
 import jinja2
 import pyarrow.fs as pafs
+from av.container import InputContainer
 from markupsafe import Markup
 from PIL import Image, UnidentifiedImageError
 
@@ -78,11 +81,11 @@ def _seconds(row: dict) -> float | None:
 
 def extract_poster(fs: pafs.FileSystem, video_path: str) -> tuple[bytes, tuple[int, int]]:
     """The middle frame as a small JPEG: seek to the nearest keyframe before it, decode up to it."""
-    with fs.open_input_file(video_path) as f, av.open(f) as container:
+    with fs.open_input_file(video_path) as f, cast(InputContainer, av.open(f, mode="r")) as container:
         stream = container.streams.video[0]
         start = stream.start_time or 0
         middle = (stream.duration or 0) // 2
-        if stream.frames and stream.average_rate:  # exact: the frame at index frames // 2
+        if stream.frames and stream.average_rate and stream.time_base:  # exact: the frame at index frames // 2
             middle = int((stream.frames // 2) / stream.average_rate / stream.time_base)
         target = start + middle
         container.seek(target, stream=stream, backward=True, any_frame=False)

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayError
@@ -29,7 +30,7 @@ class NoWorkers(RuntimeError):
 
 @dataclass
 class Scheduler:
-    make_actor: Callable[[], object]
+    make_actor: Callable[[], Any]  # a Ray actor handle
     num_actors: int
     shards: list[Shard]
     results_uri: str
@@ -37,7 +38,7 @@ class Scheduler:
     session: str
     progress: Progress
     max_attempts: int = 3
-    max_replacements: int | None = None
+    max_replacements: int | None = None  # workers started to replace dead ones; default 2 per actor
     startup_errors: list[str] = field(default_factory=list)
 
     def __post_init__(self):
@@ -48,8 +49,7 @@ class Scheduler:
         self.starting: dict = {}  # ready ref -> actor
         self.idle: list = []
         self.busy: dict = {}  # shard ref -> (actor, shard)
-        if self.max_replacements is None:
-            self.max_replacements = 2 * self.num_actors
+        self.replacement_limit = 2 * self.num_actors if self.max_replacements is None else self.max_replacements
 
     def _start_actor(self) -> None:
         actor = self.make_actor()
@@ -85,7 +85,7 @@ class Scheduler:
     def _on_started(self, ref) -> None:
         actor = self.starting.pop(ref)
         try:
-            info = ray.get(ref)
+            info: dict[str, Any] = ray.get(ref)
         except RayError as e:
             message = _short(e)
             self.startup_errors.append(message)
@@ -107,7 +107,7 @@ class Scheduler:
             return
         except RayActorError as e:
             reason = f"the worker died while rendering ({_short(e)})"
-            if self.replacements < self.max_replacements:
+            if self.replacements < self.replacement_limit:
                 self.replacements += 1
                 self._start_actor()
         except RayError as e:  # the shard raised outside any item: keep the worker, retry the rest

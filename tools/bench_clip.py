@@ -117,7 +117,7 @@ def profile_stage_1(engine: Engine) -> dict:
     """Kernels, launch calls and the GEMM share of GPU time in one stage-1 forward (as warmed up)."""
     from ltx_core.components.guiders import MultiModalGuider
     from ltx_core.types import VideoPixelShape
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import DeviceType, ProfilerActivity, profile
 
     from ltxcore.guidance import batched_perturbations, guidance_passes
 
@@ -132,10 +132,11 @@ def profile_stage_1(engine: Engine) -> dict:
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             engine.transformer(video=video, audio=audio, perturbations=perturbations)
             torch.cuda.synchronize()
-    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    events = prof.events() or []
+    kernels = [e for e in events if e.device_type == DeviceType.CUDA]
     launches = [
         e
-        for e in prof.events()
+        for e in events
         if e.name
         in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx", "cudaGraphLaunch")
     ]
@@ -167,7 +168,8 @@ def steady_state(engine: Engine, requests: list[RenderRequest], out: Path) -> fl
         if previous is not None:
             previous.wait()
         previous = result
-    previous.wait()
+    if previous is not None:
+        previous.wait()
     return (time.perf_counter() - start) / len(requests)
 
 
@@ -228,6 +230,7 @@ def measure_ours(folder: Path, clips: int, out: Path) -> dict:
     all_fp8.warm_up(reference_request(0))
     result = all_fp8.render(requests[1], None, keep_latent=True)
     report["fp8_bf16_edges_0_clip_timings_s"] = result.timings
+    assert result.video_latent is not None
     latents["fp8-scaled-bf16-edges-0"] = result.video_latent.float().cpu()
     del all_fp8, result
     gc.collect()
@@ -236,6 +239,7 @@ def measure_ours(folder: Path, clips: int, out: Path) -> dict:
     bf16 = Engine(ModelBundle.from_folder(folder, quantization="none"), "cuda")
     result = bf16.render(requests[1], None, keep_latent=True)
     report["bf16_eager_clip_timings_s"] = result.timings
+    assert result.video_latent is not None
     reference = result.video_latent.float().cpu()
     for name, latent in latents.items():
         report[f"{name}_vs_bf16_final_latent_rel_error"] = ((latent - reference).norm() / reference.norm()).item()
@@ -320,6 +324,7 @@ def measure_upstream(folder: Path, clips: int, out: Path) -> dict:
         device=torch.device("cuda"),
     )
     tiling = TilingConfig.default()
+    frames: int = REFERENCE["num_frames"]
     walls = []
     torch.cuda.reset_peak_memory_stats()
     for i in range(clips):
@@ -333,21 +338,21 @@ def measure_upstream(folder: Path, clips: int, out: Path) -> dict:
                 seed=request.seed,
                 height=request.height,
                 width=request.width,
-                num_frames=request.num_frames,
+                num_frames=frames,
                 frame_rate=request.frame_rate,
                 num_inference_steps=request.num_inference_steps,
                 video_guider_params=request.guider.to_upstream(),
-                images=[ImageConditioningInput(str(IMAGE), 0, 1.0)],
+                images=[ImageConditioningInput(str(IMAGE), 0, 1.0)],  # pyright: ignore[reportArgumentType]  # 1.0.0's hint
                 audio_path=str(AUDIO),
-                audio_max_duration=request.num_frames / request.frame_rate,
+                audio_max_duration=frames / request.frame_rate,
                 tiling_config=tiling,
             )
             encode_video(
                 video=video,
-                fps=request.frame_rate,
+                fps=round(request.frame_rate),
                 audio=audio,
                 output_path=str(out.parent / f"up-{i}.mp4"),
-                video_chunks_number=get_video_chunks_number(request.num_frames, tiling),
+                video_chunks_number=get_video_chunks_number(frames, tiling),
             )
         torch.cuda.synchronize()
         walls.append(time.perf_counter() - start)
@@ -367,6 +372,8 @@ def run(bundle: str, part: str, clips: int, out: Path, anchor: str | None = None
     folder, made_s = ensure_bundle(Path(bundle))
     write_stereo_speech()
     if part == "head":
+        if anchor is None:
+            raise SystemExit("--part head needs --anchor DIR (the upstream-head anchor folder)")
         report = measure_head(folder, clips, out, anchor)
     else:
         report = (measure_ours if part == "ours" else measure_upstream)(folder, clips, out)

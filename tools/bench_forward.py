@@ -22,6 +22,7 @@ import gc
 import json
 import statistics
 import time
+from typing import cast
 
 import torch
 
@@ -34,7 +35,7 @@ STEPS_1, STEPS_2, LORA_RANK = 30, 3, 384
 
 def build(variant: str, lora: bool):
     """The X0 transformer for ``variant``, on CUDA, with random weights (and a random rank-384 LoRA)."""
-    from ltx_core.model.transformer import LTXModelConfigurator, X0Model
+    from ltx_core.model.transformer import LTXModel, LTXModelConfigurator, X0Model
     from ltx_core.quantization import TRANSFORMER_LINEAR_DOWNCAST_MAP, UPCAST_DURING_INFERENCE
 
     from ltxcore.fp8 import quantize_blocks
@@ -42,7 +43,8 @@ def build(variant: str, lora: bool):
 
     config = load_configs("reference")["checkpoint_metadata_config"]
     generator = torch.Generator(device="cuda").manual_seed(0)
-    model = random_model(lambda: LTXModelConfigurator.from_config(config), generator).eval()  # bf16 on the GPU
+    make = LTXModelConfigurator.from_config  # pyright: ignore[reportAttributeAccessIssue]  # upstream's cls annotation
+    model = cast(LTXModel, random_model(lambda: make(config), generator).eval())  # bf16 on the GPU
     adapter = None
     if lora:
         blocks = model.transformer_blocks.named_modules()
@@ -58,7 +60,7 @@ def build(variant: str, lora: bool):
             for new_key, new_value in TRANSFORMER_LINEAR_DOWNCAST_MAP.apply_to_key_value(key, value):
                 state[new_key] = new_value
         model.load_state_dict(state, assign=True)
-        model = UPCAST_DURING_INFERENCE.mutator(model)
+        model = cast(LTXModel, UPCAST_DURING_INFERENCE.mutator(model))
     elif variant.startswith("fp8-scaled"):
         quantize_blocks(model)
     if lora:
@@ -128,7 +130,7 @@ def measure(variant: str, repeat: int) -> dict:
     model, adapter = build(variant.split("+")[0], lora=variant.startswith("fp8-scaled"))
     stage_1 = {b: inputs((HEIGHT // 2, WIDTH // 2), b, model) for b in (1, 4)}
     stage_2 = inputs((HEIGHT, WIDTH), 1, model)
-    result = {"variant": variant}
+    result: dict[str, object] = {"variant": variant}
     if "+compile" in variant:
         BlockLoop(model.velocity_model, compile=True, cuda_graphs=variant.endswith("+graphs"))
         result["compile_s"] = _warm(model, [stage_1[1], stage_1[4], stage_2], adapter)

@@ -292,7 +292,7 @@ def run_drill(bundle: str, workdir: Path, items: int = 6) -> dict:
     manifest = write_manifest(workdir, items)
     try:
         cluster.start(workers=2)
-        report = {"node_loss": node_loss(cluster, manifest, workdir / "run-node-loss", bundle)}
+        report: dict[str, object] = {"node_loss": node_loss(cluster, manifest, workdir / "run-node-loss", bundle)}
         report["driver_loss"] = driver_loss(cluster, manifest, workdir / "run-driver-loss", bundle)
     finally:
         cluster.stop()
