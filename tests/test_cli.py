@@ -14,21 +14,10 @@ from manifests.load import load_manifest
 from manifests.validate import validate
 from ray_jobs.cli import main, parser, render_args
 from ray_jobs.render import parse_args
+from tools.demo import QUICK as FAST
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "manifests" / "examples"
 LESSON = EXAMPLES / "lesson"
-FAST = [
-    "--set",
-    "video_stg_blocks=[1]",
-    "--set",
-    "num_inference_steps=2",
-    "--set",
-    "height=128",
-    "--set",
-    "width=192",
-    "--set",
-    "audio_max_duration=1.0",
-]
 
 
 def test_help_has_an_example_for_every_subcommand(capsys):

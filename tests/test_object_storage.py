@@ -20,20 +20,9 @@ from conftest import start_local_ray
 from ltxcore.media import probe_mp4
 from manifests.storage import download
 from ray_jobs.render import main
+from tools.demo import QUICK as FAST
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
-FAST = [
-    "--set",
-    "video_stg_blocks=[1]",
-    "--set",
-    "num_inference_steps=2",
-    "--set",
-    "height=128",
-    "--set",
-    "width=192",
-    "--set",
-    "audio_max_duration=1.0",
-]
 
 pytestmark = pytest.mark.own_ray
 

@@ -31,20 +31,10 @@ from pathlib import Path
 import psutil
 import yaml
 
+from tools.demo import QUICK
+
 ROOT = Path(__file__).resolve().parent.parent
 LESSON = ROOT / "manifests" / "examples" / "lesson"
-TINY = [
-    "--set",
-    "video_stg_blocks=[1]",
-    "--set",
-    "num_inference_steps=2",
-    "--set",
-    "height=128",
-    "--set",
-    "width=192",
-    "--set",
-    "audio_max_duration=1.0",
-]
 
 
 def free_port() -> int:
@@ -253,7 +243,7 @@ def write_manifest(folder: Path, items: int) -> Path:
 
 def node_loss(cluster: LocalCluster, manifest: Path, run: Path, bundle: str) -> dict:
     log = run.with_suffix(".log")
-    job = cluster.submit([str(manifest), "--out", str(run), "--bundle", bundle, "--shard-size", "2", *TINY], log)
+    job = cluster.submit([str(manifest), "--out", str(run), "--bundle", bundle, "--shard-size", "2", *QUICK], log)
     wait_for(lambda: ok_counts(run), 300, "the first finished item")
     victim = cluster.raylet_of(cluster.worker_ports[0])
     victim.send_signal(signal.SIGKILL)
@@ -262,7 +252,7 @@ def node_loss(cluster: LocalCluster, manifest: Path, run: Path, bundle: str) -> 
 
 
 def driver_loss(cluster: LocalCluster, manifest: Path, run: Path, bundle: str) -> dict:
-    args = [str(manifest), "--out", str(run), "--bundle", bundle, "--shard-size", "1", *TINY]
+    args = [str(manifest), "--out", str(run), "--bundle", bundle, "--shard-size", "1", *QUICK]
     first = cluster.submit(args, run.with_suffix(".first.log"))
     wait_for(lambda: sum(ok_counts(run).values()) >= 1, 300, "the first finished item")
     drivers = [
