@@ -68,13 +68,13 @@ class ModelBundle:
     @classmethod
     def from_folder(cls, folder: str | Path, quantization: str = "none", transformer: str = "dev") -> ModelBundle:
         """A folder holding the released file names (the Gemma root as a sub-folder; the distilled checkpoint
-        is picked up when present, and required with ``transformer="distilled"``)."""
+        is picked up when present: ``transformer="distilled"`` needs it)."""
         folder = Path(folder).expanduser()
         if not folder.is_dir():
             raise BundleError(f"Model folder {folder} does not exist or is not a folder.")
         paths = {role: str(folder / name) for role, name in RELEASED_NAMES.items()}
         for role, name in OPTIONAL_NAMES.items():
-            if (folder / name).is_file() or transformer == "distilled":
+            if (folder / name).is_file():
                 paths[role] = str(folder / name)
         return cls.from_paths(**paths, quantization=quantization, transformer=transformer)
 
