@@ -16,6 +16,9 @@ from ltxcore.errors import BundleError
 
 Quantization = Literal["none", "fp8-cast", "fp8-scaled"]
 QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
+# Which 22B checkpoint a worker holds (one per worker): ``dev`` renders every pipeline, with the distilled LoRA
+# where a pipeline uses it; ``distilled`` (the released distilled checkpoint, no LoRA) renders drafts only.
+TRANSFORMERS = ("dev", "distilled")
 
 # The released LTX-2.3 file names, for a bundle given as one folder.
 RELEASED_NAMES = {
@@ -24,6 +27,8 @@ RELEASED_NAMES = {
     "spatial_upsampler_path": "ltx-2.3-spatial-upscaler-x2-1.0.safetensors",
     "gemma_root": "gemma-3-12b-it-qat-q4_0-unquantized",
 }
+# Released files a bundle may hold besides those: the distilled checkpoint, for ``transformer="distilled"``.
+OPTIONAL_NAMES = {"distilled_checkpoint_path": "ltx-2.3-22b-distilled.safetensors"}
 SAFETENSORS_HEADER_LIMIT = 100 * 1024 * 1024
 
 
@@ -47,7 +52,8 @@ def read_safetensors_header(path: Path, role: str) -> dict:
 
 @dataclass(frozen=True)
 class ModelBundle:
-    """Four files plus a quantization choice. Construct with :meth:`from_paths` or :meth:`from_folder`.
+    """Four files (five with the distilled checkpoint), a quantization, and which transformer to load.
+    Construct with :meth:`from_paths` or :meth:`from_folder`.
 
     The distilled LoRA's strength is per item (``RenderRequest.distilled_lora_strength``), since the
     engine applies the LoRA at run time.
@@ -58,27 +64,52 @@ class ModelBundle:
     spatial_upsampler_path: str
     gemma_root: str
     quantization: str = "none"
+    distilled_checkpoint_path: str | None = None
+    transformer: str = "dev"
 
     @classmethod
-    def from_folder(cls, folder: str | Path, quantization: str = "none") -> ModelBundle:
-        """A folder holding the released file names (the Gemma root as a sub-folder)."""
+    def from_folder(cls, folder: str | Path, quantization: str = "none", transformer: str = "dev") -> ModelBundle:
+        """A folder holding the released file names (the Gemma root as a sub-folder; the distilled checkpoint
+        is picked up when present: ``transformer="distilled"`` needs it)."""
         folder = Path(folder).expanduser()
         if not folder.is_dir():
             raise BundleError(f"Model folder {folder} does not exist or is not a folder.")
         paths = {role: str(folder / name) for role, name in RELEASED_NAMES.items()}
-        return cls.from_paths(**paths, quantization=quantization)
+        for role, name in OPTIONAL_NAMES.items():
+            if (folder / name).is_file():
+                paths[role] = str(folder / name)
+        return cls.from_paths(**paths, quantization=quantization, transformer=transformer)
 
     @classmethod
     def from_paths(cls, **fields) -> ModelBundle:
-        bundle = cls(**{k: str(Path(v).expanduser()) if k in RELEASED_NAMES else v for k, v in fields.items()})
+        files = {**RELEASED_NAMES, **OPTIONAL_NAMES}
+        bundle = cls(**{k: str(Path(v).expanduser()) if k in files and v else v for k, v in fields.items()})
         bundle.validate()
         return bundle
+
+    @property
+    def model_checkpoint(self) -> str:
+        """The checkpoint the diffusion model, VAEs and text connectors load from."""
+        if self.transformer != "distilled":
+            return self.checkpoint_path
+        if self.distilled_checkpoint_path is None:
+            raise BundleError(
+                f"transformer 'distilled' needs {OPTIONAL_NAMES['distilled_checkpoint_path']} in the bundle."
+            )
+        return self.distilled_checkpoint_path
 
     def validate(self) -> None:
         """Check every file exists and is safetensors; read nothing but headers."""
         if self.quantization not in QUANTIZATIONS:
             raise BundleError(f"quantization {self.quantization!r} is not one of {', '.join(QUANTIZATIONS)}.")
-        for role in ("checkpoint_path", "distilled_lora", "spatial_upsampler_path"):
+        if self.transformer not in TRANSFORMERS:
+            raise BundleError(f"transformer {self.transformer!r} is not one of {', '.join(TRANSFORMERS)}.")
+        if self.transformer == "distilled" and not self.distilled_checkpoint_path:
+            raise BundleError(
+                f"transformer distilled needs the distilled checkpoint ({OPTIONAL_NAMES['distilled_checkpoint_path']})"
+                " in the bundle folder, or given as distilled_checkpoint_path; else use transformer dev."
+            )
+        for role in ("checkpoint_path", "distilled_lora", "spatial_upsampler_path", *self.optional_paths()):
             path = Path(getattr(self, role))
             if not path.is_file():
                 raise BundleError(f"{role} {path} does not exist. Point it at the released .safetensors file.")
@@ -96,11 +127,20 @@ class ModelBundle:
             raise BundleError(f"gemma_root {root} has no model*.safetensors weights.")
         for shard in shards:
             read_safetensors_header(shard, "gemma_root")
-        if self.checkpoint_config() == {}:
-            raise BundleError(f"checkpoint_path {self.checkpoint_path} has no 'config' in its safetensors metadata.")
+        for role, path in {"checkpoint_path": self.checkpoint_path, **self.optional_paths()}.items():
+            if not self._metadata(path, role).get("config"):
+                raise BundleError(f"{role} {path} has no 'config' in its safetensors metadata.")
+
+    def optional_paths(self) -> dict[str, str]:
+        """The optional files this bundle holds, by role."""
+        return {role: getattr(self, role) for role in OPTIONAL_NAMES if getattr(self, role)}
+
+    @staticmethod
+    def _metadata(path: str, role: str) -> dict:
+        return read_safetensors_header(Path(path), role).get("__metadata__") or {}
 
     def checkpoint_metadata(self) -> dict:
-        return read_safetensors_header(Path(self.checkpoint_path), "checkpoint_path").get("__metadata__") or {}
+        return self._metadata(self.checkpoint_path, "checkpoint_path")
 
     def checkpoint_config(self) -> dict:
         raw = self.checkpoint_metadata().get("config")
@@ -117,10 +157,20 @@ class ModelBundle:
         return json.loads(config_path.read_text())
 
     def paths(self) -> dict[str, str]:
-        """The four parts by their upstream names."""
-        return {role: getattr(self, role) for role in RELEASED_NAMES}
+        """The four parts by their upstream names, and the distilled checkpoint when the transformer is it."""
+        paths = {role: getattr(self, role) for role in RELEASED_NAMES}
+        return {**paths, **self.optional_paths()} if self.transformer == "distilled" else paths
 
     def describe(self) -> str:
-        lines = [f"model version {self.model_version()}, quantization {self.quantization}"]
+        uses = {"dev": "dev checkpoint, distilled LoRA at run time", "distilled": "distilled checkpoint, no LoRA"}
+        lines = [
+            f"model version {self.model_version()}, quantization {self.quantization}, "
+            f"transformer {self.transformer} ({uses[self.transformer]})"
+        ]
         lines += [f"  {role}: {value}" for role, value in self.paths().items()]
+        lines += [
+            f"  {role}: {value} (unused; workers started with --transformer distilled load it)"
+            for role, value in self.optional_paths().items()
+            if role not in self.paths()
+        ]
         return "\n".join(lines)

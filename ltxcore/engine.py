@@ -3,7 +3,8 @@
 Per request it runs what upstream's ``A2VidPipelineTwoStage`` runs, in the same order and with the
 same random stream: text encoding, audio encoding (then frozen), stage 1 at half size with the
 multimodal guider, 2x latent upsample, stage 2 with the distilled LoRA, tiled VAE decode, and an mp4
-that carries the original audio. Nothing is rebuilt between requests.
+that carries the original audio. Nothing is rebuilt between requests. A ``distilled`` request (a draft)
+differs in stage 1 only, as ``ltxcore/recipes.py`` describes.
 """
 
 from __future__ import annotations
@@ -18,10 +19,8 @@ from pathlib import Path
 
 import torch
 from ltx_core.components.diffusion_steps import EulerDiffusionStep
-from ltx_core.components.guiders import MultiModalGuider
 from ltx_core.components.noisers import GaussianNoiser
 from ltx_core.components.patchifiers import AudioPatchifier, VideoLatentPatchifier
-from ltx_core.components.schedulers import LTX2Scheduler
 from ltx_core.conditioning import VideoConditionByKeyframeIndex, VideoConditionByLatentIndex
 from ltx_core.model.audio_vae import encode_audio
 from ltx_core.model.transformer import X0Model
@@ -37,17 +36,12 @@ from ltxcore.blocks import BlockLoop
 from ltxcore.bundle import ModelBundle
 from ltxcore.errors import RenderInputError
 from ltxcore.fp8 import quantize_blocks
-from ltxcore.guidance import (
-    GuidedDenoiser,
-    PlainDenoiser,
-    batched_perturbations,
-    guidance_passes,
-    synthetic_inputs,
-)
+from ltxcore.guidance import PlainDenoiser, synthetic_inputs
 from ltxcore.loading import build_component, build_embeddings_processor, build_text_encoder
 from ltxcore.lora import LoraAdapter
 from ltxcore.media import AudioClip, decode_audio, probe_audio, write_mp4
 from ltxcore.offload import StreamedModule
+from ltxcore.recipes import RECIPES, prompt_pair
 from ltxcore.request import RenderRequest, frames_for_duration
 from ltxcore.text import PromptCache, encode_prompts
 
@@ -135,7 +129,9 @@ class Engine:
         )
         if scaled:
             self._timed("fp8_quantize", lambda: quantize_blocks(velocity_model, device=self.device))
-        self.lora = self._timed("distilled_lora", lambda: LoraAdapter.load(velocity_model, bundle.distilled_lora))
+        self.lora = None  # the distilled checkpoint needs no LoRA: it is what the LoRA approximates
+        if bundle.transformer == "dev":
+            self.lora = self._timed("distilled_lora", lambda: LoraAdapter.load(velocity_model, bundle.distilled_lora))
         on_gpu = self.device.type == "cuda"
         self.blocks = BlockLoop(velocity_model, compile=compile, cuda_graphs=compile and on_gpu)
         self.num_layers = len(velocity_model.transformer_blocks)
@@ -171,6 +167,10 @@ class Engine:
         problems = request.problems(self.num_layers)
         if problems:
             raise problems[0]
+        if request.pipeline == "two-stage" and self.lora is None:
+            raise RenderInputError(
+                "pipeline", "two-stage needs the dev checkpoint; this worker runs the distilled one (drafts only)."
+            )
         info = probe_audio(request.audio)
         if request.audio_start_time >= info.duration:
             raise RenderInputError(
@@ -183,37 +183,41 @@ class Engine:
             window = min(window, request.audio_max_duration)
         return replace(request, num_frames=frames_for_duration(window, request.frame_rate))
 
-    def warm_prompts(self, pairs: list[tuple[str, str]]) -> None:
-        """Encode every not-yet-cached (prompt, negative prompt) pair, e.g. all of a shard's up front."""
+    def warm_prompts(self, pairs: list[tuple[str, str | None]]) -> None:
+        """Encode every not-yet-cached (prompt, negative prompt) pair, e.g. all of a shard's up front; a
+        ``None`` negative (see ``recipes.prompt_pair``) is not encoded."""
         self.prompts.capacity = max(self.prompts.capacity, len(set(pairs)))  # a shard's pairs all stay cached
         missing = list(dict.fromkeys(p for p in pairs if p not in self.prompts))
         if not missing:
             return
-        texts = list(dict.fromkeys(text for pair in missing for text in pair))
+        texts = list(dict.fromkeys(text for pair in missing for text in pair if text is not None))
         with self.text_stream.on() if self.text_stream is not None else contextlib.nullcontext():
             encodings = encode_prompts(texts, self.text_encoder, self.embeddings, self.device)
-        encoded = dict(zip(texts, encodings, strict=True))
+        encoded = {**dict(zip(texts, encodings, strict=True)), None: None}
         for positive, negative in missing:
             self.prompts.put((positive, negative), (encoded[positive], encoded[negative]))
 
+    def _lora(self, strength: float):
+        """The distilled LoRA at ``strength`` inside the block; nothing on a distilled-checkpoint worker."""
+        return self.lora.active(strength) if self.lora is not None else contextlib.nullcontext()
+
     @torch.inference_mode()
     def warm_up(self, request: RenderRequest) -> float:
-        """Run the transformer once as ``request`` will (its shape, its stage-1 guidance passes and
-        perturbations, its stage-2 LoRA strength; media are not read), so that compilation and kernel
+        """Run the transformer once as ``request`` will (its shape, its pipeline's stage-1 batch, perturbations
+        and LoRA strength, its stage-2 LoRA strength; media are not read), so that compilation and kernel
         selection happen now, not inside the first item. Returns the seconds taken."""
         start = time.perf_counter()
         frames, fps = request.frames, request.frame_rate
-        passes = guidance_passes(MultiModalGuider(params=request.guider.to_upstream()))
+        recipe = RECIPES[request.pipeline]
         half = VideoPixelShape(1, frames, request.height // 2, request.width // 2, fps)
         full = VideoPixelShape(1, frames, request.height, request.width, fps)
-        # as GuidedDenoiser (stage 1) and PlainDenoiser (stage 2) call it
-        stages = (
-            (half, len(passes), batched_perturbations(passes), 0.0),
+        stages = (  # as the recipe's denoiser (stage 1) and PlainDenoiser (stage 2) call it
+            (half, *recipe.batch(request), recipe.lora_strength(request)),
             (full, 1, None, request.distilled_lora_strength),
         )
         for shape, batch, perturbations, strength in stages:
             video, audio = synthetic_inputs(self.transformer, shape, batch)
-            with self.lora.active(strength):
+            with self._lora(strength):
                 self.transformer(video=video, audio=audio, perturbations=perturbations)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
@@ -232,8 +236,8 @@ class Engine:
         noiser = GaussianNoiser(generator=generator)
 
         with clock.phase("text_encode"):
-            self.warm_prompts([(request.prompt, request.negative_prompt)])
-            encodings = self.prompts.get((request.prompt, request.negative_prompt))
+            self.warm_prompts([prompt_pair(request)])
+            encodings = self.prompts.get(prompt_pair(request))
             assert encodings is not None, "warm_prompts just cached them"
             positive, negative = encodings
         with clock.phase("audio_encode"):
@@ -242,16 +246,16 @@ class Engine:
         full = VideoPixelShape(1, request.frames, request.height, request.width, request.frame_rate)
         with clock.phase("image_conditioning"):
             stage_1_conditions = self._image_conditions(request, half)
-        with clock.phase("stage_1"):
-            guider = MultiModalGuider(params=request.guider.to_upstream(), negative_context=negative.video)
-            denoiser = GuidedDenoiser(self.transformer, guider, positive.video, positive.audio)
-            sigmas = LTX2Scheduler().execute(steps=request.num_inference_steps).to(torch.float32).to(self.device)
+        recipe = RECIPES[request.pipeline]
+        with clock.phase("stage_1"), self._lora(recipe.lora_strength(request)):
+            denoiser = recipe.denoiser(self.transformer, request, positive, negative)
+            sigmas = recipe.sigmas(request).to(self.device)
             latent = self._denoise(half, stage_1_conditions, noiser, sigmas, denoiser, audio_latent, None)
         with clock.phase("upsample"):
             latent = upsample_video(latent=latent[:1], video_encoder=self.video_encoder, upsampler=self.upsampler)
         with clock.phase("image_conditioning"):
             stage_2_conditions = self._image_conditions(request, full)
-        with clock.phase("stage_2"), self.lora.active(request.distilled_lora_strength):
+        with clock.phase("stage_2"), self._lora(request.distilled_lora_strength):
             sigmas = torch.tensor(STAGE_2_DISTILLED_SIGMA_VALUES, device=self.device)
             denoiser = PlainDenoiser(self.transformer, positive.video, positive.audio)
             latent = self._denoise(full, stage_2_conditions, noiser, sigmas, denoiser, audio_latent, latent)

@@ -45,7 +45,7 @@ from ltxcore.text import EmbeddingsProcessorFromGemmaConfig, GemmaFromRoot
 class Component:
     """One model inside the bundle: which file holds it, how it is built, how its keys are mapped."""
 
-    source: str  # the ModelBundle field naming its file
+    source: str  # the ModelBundle field naming its file (checkpoint_path: the bundle's model_checkpoint)
     configurator: Any  # an upstream ModelConfigurator class: the builder calls its ``from_config``
     sd_ops: SDOps | None
 
@@ -89,7 +89,7 @@ def build_component(
 ) -> torch.nn.Module:
     """Build one named component of ``COMPONENTS`` on ``device``."""
     spec = COMPONENTS[name]
-    path = getattr(bundle, spec.source)
+    path = bundle.model_checkpoint if spec.source == "checkpoint_path" else getattr(bundle, spec.source)
     builder = SingleGPUModelBuilder(
         model_path=path, model_class_configurator=spec.configurator, model_sd_ops=spec.sd_ops
     )
@@ -119,8 +119,8 @@ def build_text_encoder(bundle: ModelBundle, device: torch.device, dtype: torch.d
 def build_embeddings_processor(bundle: ModelBundle, device: torch.device, dtype: torch.dtype = torch.bfloat16):
     text_config = bundle.gemma_config().get("text_config", {})
     builder = SingleGPUModelBuilder(
-        model_path=bundle.checkpoint_path,
+        model_path=bundle.model_checkpoint,
         model_class_configurator=EmbeddingsProcessorFromGemmaConfig(text_config),  # pyright: ignore[reportArgumentType]
         model_sd_ops=EMBEDDINGS_PROCESSOR_KEY_OPS,
     )
-    return _build(builder, "text embeddings processor", bundle.checkpoint_path, device, dtype)
+    return _build(builder, "text embeddings processor", bundle.model_checkpoint, device, dtype)

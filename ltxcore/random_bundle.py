@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ltxcore.bundle import RELEASED_NAMES, ModelBundle
+from ltxcore.bundle import OPTIONAL_NAMES, RELEASED_NAMES, ModelBundle
 from ltxcore.text import gemma_model_from_config, processor_from_config
 
 SAFETENSORS_DTYPES = {torch.bfloat16: "BF16", torch.float32: "F32", torch.float16: "F16", torch.int64: "I64",
@@ -235,8 +235,32 @@ def _write_gemma_root(root: Path, configs: dict, generator: torch.Generator) -> 
     return text
 
 
-def make_bundle(folder: str | Path, size: str = "tiny", seed: int = 0, device: str = "cpu") -> ModelBundle:
-    """Write a complete random bundle of ``size`` under ``folder`` with the released file names; return it."""
+def add_distilled_checkpoint(folder: str | Path, device: str = "cpu") -> Path:
+    """Write ``ltx-2.3-22b-distilled.safetensors`` beside a bundle's dev checkpoint: the dev checkpoint with
+    the bundle's distilled LoRA fused in at strength 1 (what that LoRA approximates), same format and config."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    with safe_open(str(folder / RELEASED_NAMES["distilled_lora"]), "pt", device=device) as f:
+        lora = {key: f.get_tensor(key) for key in f.keys()}
+    with safe_open(str(folder / RELEASED_NAMES["checkpoint_path"]), "pt", device=device) as f:
+        metadata = f.metadata()
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    for down_key in [key for key in lora if ".lora_A." in key]:
+        stem = down_key.split(".lora_A.")[0]  # the LoRA names weights without the checkpoint's "model." prefix
+        weight = tensors[f"model.{stem}.weight"]
+        delta = lora[f"{stem}.lora_B.weight"].float() @ lora[down_key].float()
+        tensors[f"model.{stem}.weight"] = (weight.float() + delta).to(weight.dtype)
+    path = folder / OPTIONAL_NAMES["distilled_checkpoint_path"]
+    save_safetensors(path, tensors, metadata)
+    return path
+
+
+def make_bundle(
+    folder: str | Path, size: str = "tiny", seed: int = 0, device: str = "cpu", distilled_checkpoint: bool = False
+) -> ModelBundle:
+    """Write a complete random bundle of ``size`` under ``folder`` with the released file names (and, with
+    ``distilled_checkpoint``, the optional distilled checkpoint); return it."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     configs = load_configs(size)
@@ -267,12 +291,14 @@ def make_bundle(folder: str | Path, size: str = "tiny", seed: int = 0, device: s
         _bf16(upsampler.state_dict()),
         {"config": json.dumps(upsampler_config)},
     )
+    if distilled_checkpoint:
+        add_distilled_checkpoint(folder, device)
     return ModelBundle.from_folder(folder)
 
 
-def make_tiny_bundle(folder: str | Path, seed: int = 0) -> ModelBundle:
+def make_tiny_bundle(folder: str | Path, seed: int = 0, distilled_checkpoint: bool = False) -> ModelBundle:
     """The tiny bundle of tests and the demo (~21 MB, a few seconds on a CPU)."""
-    return make_bundle(folder, "tiny", seed)
+    return make_bundle(folder, "tiny", seed, distilled_checkpoint=distilled_checkpoint)
 
 
 def main() -> None:
@@ -286,9 +312,12 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="where to build and randomise (default: cuda for reference)")
+    parser.add_argument(
+        "--distilled-checkpoint", action="store_true", help=f"also write {OPTIONAL_NAMES['distilled_checkpoint_path']}"
+    )
     args = parser.parse_args()
     device = args.device or ("cuda" if args.size == "reference" else "cpu")
-    print(make_bundle(args.folder, args.size, args.seed, device).describe())
+    print(make_bundle(args.folder, args.size, args.seed, device, args.distilled_checkpoint).describe())
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 from ltx_core.components.guiders import MultiModalGuiderParams
 from ltx_pipelines.utils.constants import DEFAULT_NEGATIVE_PROMPT, LTX_2_3_PARAMS
@@ -18,6 +19,9 @@ FRAME_STEP = 8  # the video VAE compresses time by 8: valid frame counts are 8k 
 SIZE_STEP = 64  # two-stage: half size must still be a multiple of 32
 UPSTREAM_GUIDER = LTX_2_3_PARAMS.video_guider_params
 MEDIA_FIELDS = ("audio", "image")  # request fields that name input files (manifests/item.py derives the same)
+# final renders, and drafts (ltxcore/recipes.py says how stage 1 differs)
+Pipeline = Literal["two-stage", "distilled"]
+PIPELINES: tuple[str, ...] = get_args(Pipeline)
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class RenderRequest:
     num_frames: int | None = None
     frame_rate: float = LTX_2_3_PARAMS.frame_rate
     num_inference_steps: int = LTX_2_3_PARAMS.num_inference_steps
+    pipeline: Pipeline = "two-stage"
     guider: GuiderSettings = field(default_factory=GuiderSettings)
     distilled_lora_strength: float = 1.0
 
@@ -109,6 +114,8 @@ class RenderRequest:
             bad("frame_rate", f"must be between 1 and 120 frames per second, got {self.frame_rate!r}.")
         if not isinstance(self.num_inference_steps, int) or not 1 <= self.num_inference_steps <= 200:
             bad("num_inference_steps", f"must be a whole number from 1 to 200, got {self.num_inference_steps!r}.")
+        if self.pipeline not in PIPELINES:
+            bad("pipeline", f"must be one of {', '.join(PIPELINES)}, got {self.pipeline!r}.")
         if not _finite(self.audio_start_time) or self.audio_start_time < 0:
             bad("audio_start_time", f"must be a time in seconds >= 0, got {self.audio_start_time!r}.")
         if self.audio_max_duration is not None and (

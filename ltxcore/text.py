@@ -100,6 +100,10 @@ class PromptEncoding:
     audio: torch.Tensor
 
 
+PromptKey = tuple[str, str | None]  # (prompt, negative prompt); None where no guider needs one
+PromptPair = tuple[PromptEncoding, PromptEncoding | None]
+
+
 class PromptCache:
     """Encoded (prompt, negative prompt) pairs, least recently used evicted first.
 
@@ -108,11 +112,11 @@ class PromptCache:
 
     def __init__(self, capacity: int = 256):
         self.capacity = capacity
-        self._entries: OrderedDict[tuple[str, str], tuple[PromptEncoding, PromptEncoding]] = OrderedDict()
+        self._entries: OrderedDict[PromptKey, PromptPair] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: tuple[str, str]) -> tuple[PromptEncoding, PromptEncoding] | None:
+    def get(self, key: PromptKey) -> PromptPair | None:
         value = self._entries.get(key)
         if value is None:
             self.misses += 1
@@ -121,13 +125,13 @@ class PromptCache:
         self._entries.move_to_end(key)
         return value
 
-    def put(self, key: tuple[str, str], value: tuple[PromptEncoding, PromptEncoding]) -> None:
+    def put(self, key: PromptKey, value: PromptPair) -> None:
         self._entries[key] = value
         self._entries.move_to_end(key)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
 
-    def __contains__(self, key: tuple[str, str]) -> bool:
+    def __contains__(self, key: PromptKey) -> bool:
         return key in self._entries
 
 

@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from ltxcore.request import GuiderSettings, RenderRequest
+from ltxcore.request import PIPELINES, GuiderSettings, Pipeline, RenderRequest
 
 GUIDER_PREFIX = "video_"
 GUIDER_SECTION = "video_guider"
@@ -60,6 +60,7 @@ Number = Annotated[
     WithJsonSchema({"type": "number"}),
     Kind("a number", pa.float64()),
 ]
+PipelineField = Annotated[Pipeline, Kind(f"one of {', '.join(PIPELINES)}", pa.string())]
 Blocks = Annotated[list[Annotated[int, Strict()]], Kind("a list of whole numbers", pa.list_(pa.int64()))]
 Labels = Annotated[
     dict[Annotated[str, Strict()], Annotated[str, Strict()]],
@@ -111,6 +112,7 @@ class Item(BaseModel):
     width: Whole = _engine("width", "final width in pixels, a multiple of 64")
     num_frames: Whole | None = _engine("num_frames", "8k+1 frames; omitted: the longest clip that fits the audio")
     frame_rate: Number = _engine("frame_rate", "frames per second")
+    pipeline: PipelineField = _engine("pipeline", "two-stage (final render) or distilled (a draft: 8 unguided steps)")
     num_inference_steps: Whole = _engine("num_inference_steps", "stage-1 denoising steps")
     video_cfg_scale: Number = _engine("video_cfg_scale", "classifier-free guidance")
     video_stg_scale: Number = _engine("video_stg_scale", "spatio-temporal guidance")

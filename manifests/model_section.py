@@ -2,8 +2,9 @@
 
 The section is ``bundle: FOLDER`` (a local folder or a URI holding the released file names) and/or the
 upstream names of the four parts, plus a quantization. A bundle's identity is the name, size and mtime of
-every file it holds (``storage.file_identity``, the same record media files get) and its quantization:
-a replaced checkpoint or a new FP8 policy re-renders the items it touched.
+every file it holds (``storage.file_identity``, the same record media files get), its quantization and,
+for a run on the distilled checkpoint, that transformer: a replaced checkpoint or a new FP8 policy
+re-renders the items it touched.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ltxcore.bundle import RELEASED_NAMES, ModelBundle, Quantization
+from ltxcore.bundle import OPTIONAL_NAMES, RELEASED_NAMES, ModelBundle, Quantization
 from ltxcore.errors import BundleError
 from manifests.storage import file_identity, files_under, is_uri, join
 
@@ -29,6 +30,11 @@ class ModelSection(BaseModel):
         None, description=f"overrides {RELEASED_NAMES['spatial_upsampler_path']}"
     )
     gemma_root: str | None = Field(None, description=f"overrides the Gemma-3 folder {RELEASED_NAMES['gemma_root']}")
+    distilled_checkpoint_path: str | None = Field(
+        None,
+        description=f"overrides {OPTIONAL_NAMES['distilled_checkpoint_path']}, which workers started with "
+        "--transformer distilled load",
+    )
     quantization: Quantization | None = Field(
         None, description="default: fp8-scaled on FP8 GPUs, fp8-cast on other GPUs, none on CPU"
     )
@@ -37,29 +43,31 @@ class ModelSection(BaseModel):
 MODEL_KEYS = tuple(ModelSection.model_fields)
 
 
-def model_paths(section: dict) -> dict[str, str]:
-    """The four bundle paths of a ``model:`` section: ``bundle: FOLDER`` (local or URI) and/or the upstream
-    names (``checkpoint_path``, ``distilled_lora``, ``spatial_upsampler_path``, ``gemma_root``)."""
+def model_paths(section: dict, transformer: str = "dev") -> dict[str, str]:
+    """The bundle paths of a ``model:`` section: ``bundle: FOLDER`` (local or URI) and/or the upstream names
+    (``checkpoint_path``, ``distilled_lora``, ``spatial_upsampler_path``, ``gemma_root``), and with the
+    distilled transformer also ``distilled_checkpoint_path`` (only then: a dev run's identity never names it)."""
     folder = section.get("bundle")
-    paths = {role: join(folder, name) for role, name in RELEASED_NAMES.items()} if folder else {}
-    paths.update({k: v for k, v in section.items() if k in RELEASED_NAMES and v})
-    missing = [role for role in RELEASED_NAMES if role not in paths]
+    roles = {**RELEASED_NAMES, **(OPTIONAL_NAMES if transformer == "distilled" else {})}
+    paths = {role: join(folder, name) for role, name in roles.items()} if folder else {}
+    paths.update({k: v for k, v in section.items() if k in roles and v})
+    missing = [role for role in roles if role not in paths]
     if missing:
         raise BundleError(f"the model section lacks {', '.join(missing)}; give bundle: FOLDER or each path.")
     return paths
 
 
-def open_bundle(section: dict, quantization: str | None = None) -> ModelBundle:
+def open_bundle(section: dict, quantization: str | None = None, transformer: str = "dev") -> ModelBundle:
     """A local bundle, validated (headers only). Remote bundles are checked by the workers that fetch them."""
     quantization = quantization or section.get("quantization", "none")
-    return ModelBundle.from_paths(**model_paths(section), quantization=quantization)
+    paths = model_paths(section, transformer)
+    return ModelBundle.from_paths(**paths, quantization=quantization, transformer=transformer)
 
 
 def bundle_files(paths: dict[str, str]) -> dict[str, list[dict]]:
     """Every file of a bundle (local or remote) by role, with its name, size and mtime."""
     return {
-        role: [{"name": name, **file_identity(uri)} for name, uri in files_under(paths[role])]
-        for role in RELEASED_NAMES
+        role: [{"name": name, **file_identity(uri)} for name, uri in files_under(path)] for role, path in paths.items()
     }
 
 
@@ -73,22 +81,26 @@ def quantization_identity(quantization: str) -> dict:
     return {"quantization": quantization, "fp8_bf16_edge_blocks": BF16_EDGE_BLOCKS}
 
 
-def bundle_identity(paths: dict[str, str], quantization: str) -> dict:
-    return {**quantization_identity(quantization), "files": bundle_files(paths)}
+def bundle_identity(paths: dict[str, str], quantization: str, transformer: str = "dev") -> dict:
+    """What fingerprints record of a bundle; ``transformer`` only when it is not ``dev``, so that the identity
+    of a dev bundle stays what it was before the distilled checkpoint could be chosen."""
+    named = {"transformer": transformer} if transformer != "dev" else {}
+    return {**quantization_identity(quantization), **named, "files": bundle_files(paths)}
 
 
 @dataclass(frozen=True)
 class Model:
-    """The bundle a run renders with: its paths (local or URIs), quantization, and fingerprint identity."""
+    """The bundle a run renders with: its paths (local or URIs), quantization, transformer, and identity."""
 
     paths: dict
     quantization: str
     identity: dict
+    transformer: str = "dev"
 
 
-def resolve_model(section: dict, quantization: str) -> Model:
+def resolve_model(section: dict, quantization: str, transformer: str = "dev") -> Model:
     """The run's model. A local bundle is checked here; a remote one by the workers that fetch it."""
-    paths = model_paths(section)
+    paths = model_paths(section, transformer)
     if not any(is_uri(p) for p in paths.values()):
-        open_bundle(section, quantization)
-    return Model(paths, quantization, bundle_identity(paths, quantization))
+        open_bundle(section, quantization, transformer)
+    return Model(paths, quantization, bundle_identity(paths, quantization, transformer), transformer)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,12 +22,18 @@ from manifests.load import Manifest
 from manifests.storage import download, file_identity, is_uri
 
 SEED_SPACE = 2**31
+# Fields added after runs were first planned are hashed only when set away from their default, so a run
+# planned before they existed keeps its fingerprints and resumes without re-rendering what is done.
+HASHED_WHEN_SET = {"pipeline": "two-stage"}
+# Which draft a promoted item finalises (``ltx-batch promote``): the draft run's id and the item's id there.
+PROMOTED_FROM = pa.struct([pa.field("run_id", pa.string()), pa.field("item_id", pa.string())])
 
 
 @dataclass(frozen=True)
 class PlannedItem:
     item: Item
     fingerprint: str
+    promoted_from: dict | None = None  # {"run_id": ..., "item_id": ...}, see PROMOTED_FROM
 
     @property
     def id(self) -> str:
@@ -49,7 +55,8 @@ def audio_duration(uri: str) -> float:
 
 
 def fingerprint(values: dict, media: dict, bundle_identity: dict | None) -> str:
-    settings = {k: v for k, v in values.items() if k not in ("tags", "id")}
+    unset = [name for name, default in HASHED_WHEN_SET.items() if values.get(name) == default]
+    settings = {k: v for k, v in values.items() if k not in ("tags", "id", *unset)}
     payload = {"settings": settings, "media": media, "bundle": bundle_identity}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
@@ -79,22 +86,22 @@ def refresh_fingerprints(planned: list[PlannedItem], bundle_identity: dict | Non
     for p in planned:
         values = p.item.values
         media = {name: file_identity(values[name]) if values[name] is not None else None for name in MEDIA_FIELDS}
-        out.append(PlannedItem(p.item, fingerprint(values, media, bundle_identity)))
+        out.append(replace(p, fingerprint=fingerprint(values, media, bundle_identity)))
     return out
 
 
-PLAN_SCHEMA = arrow_schema((pa.field("fingerprint", pa.string()),))
+PLAN_SCHEMA = arrow_schema((pa.field("fingerprint", pa.string()), pa.field("promoted_from", PROMOTED_FROM)))
 
 
 def plan_table(planned: list[PlannedItem]) -> pa.Table:
-    rows = [{**p.item.values, "fingerprint": p.fingerprint} for p in planned]
+    rows = [{**p.item.values, "fingerprint": p.fingerprint, "promoted_from": p.promoted_from} for p in planned]
     return pa.Table.from_pylist(rows, schema=PLAN_SCHEMA)
 
 
 def plan_from_table(table: pa.Table) -> list[PlannedItem]:
     out = []
     for row in table.to_pylist():
-        fp = row.pop("fingerprint")
+        fp, promoted_from = row.pop("fingerprint"), row.pop("promoted_from", None)  # plans before promotion lack it
         row["tags"] = dict(row["tags"] or [])
-        out.append(PlannedItem(Item.model_validate(row), fp))
+        out.append(PlannedItem(Item.model_validate(row), fp, promoted_from))
     return out

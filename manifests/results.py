@@ -17,8 +17,9 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from manifests.item import arrow_schema
-from manifests.plan import PlannedItem
+from ltxcore.recipes import DISTILLED_STEPS
+from manifests.item import GUIDER_FIELDS, Item, arrow_schema
+from manifests.plan import PROMOTED_FROM, PlannedItem
 from manifests.storage import filesystem, write_atomically
 
 STATUSES = ("ok", "failed")
@@ -41,6 +42,8 @@ RESULT_SCHEMA = pa.schema(
         pa.field("audio_padded_seconds", pa.float64()),
         pa.field("bundle", pa.string()),  # JSON: file names, sizes, mtimes, model version
         pa.field("quantization", pa.string()),
+        pa.field("transformer", pa.string()),  # the checkpoint the worker held: dev or distilled (null: not rendered)
+        pa.field("promoted_from", PROMOTED_FROM),  # the draft this render promotes (ltx-batch promote), or null
         pa.field("timings", pa.map_(pa.string(), pa.float64())),
         pa.field("peak_memory_bytes", pa.map_(pa.string(), pa.int64())),
         pa.field("device", pa.string()),
@@ -51,11 +54,24 @@ RESULT_SCHEMA = pa.schema(
 )
 
 
+def applied_settings(item: Item, transformer: str | None) -> dict:
+    """The item's settings as its render uses them: a distilled item runs ``DISTILLED_STEPS`` unguided steps
+    (its guider fields are null), and a worker holding the distilled checkpoint applies no LoRA (its strength
+    is null). The plan keeps the settings as written: promotion to a two-stage render uses them."""
+    values = item.values
+    if item.pipeline == "distilled":
+        values.update(dict.fromkeys(GUIDER_FIELDS), num_inference_steps=DISTILLED_STEPS)
+    if transformer == "distilled":
+        values["distilled_lora_strength"] = None
+    return values
+
+
 def result_row(planned: PlannedItem, **fields) -> dict:
-    """A row with the item's resolved settings filled in; ``fields`` adds the attempt's outcome."""
-    settings = {k: v for k, v in planned.item.values.items() if k != "id"}
+    """A row with the item's settings as rendered (``applied_settings``); ``fields`` adds the attempt's outcome."""
+    settings = {k: v for k, v in applied_settings(planned.item, fields.get("transformer")).items() if k != "id"}
     settings["tags"] = list(settings["tags"].items())
-    row = {"item_id": planned.id, "fingerprint": planned.fingerprint, **settings, **fields}
+    row = {"item_id": planned.id, "fingerprint": planned.fingerprint, "promoted_from": planned.promoted_from}
+    row.update(settings, **fields)
     if isinstance(row.get("bundle"), dict):
         row["bundle"] = json.dumps(row["bundle"], sort_keys=True)
     for name in ("timings", "peak_memory_bytes"):

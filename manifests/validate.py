@@ -2,12 +2,14 @@
 
 Each problem names the item (id, and line or row) and the field, in a sentence meant for the person
 who wrote the manifest. ``python -m manifests.validate MANIFEST`` prints the report and exits 1 on errors.
+Warnings (``draft_warnings``) are printed with it and never fail a manifest.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +17,17 @@ from PIL import Image
 
 from ltxcore.errors import BundleError, RenderInputError
 from ltxcore.media import probe_audio
-from manifests.item import GUIDER_PREFIX, GUIDER_SECTION, KINDS, MEDIA_FIELDS, Item, check_item, unknown_field
+from manifests.item import (
+    GUIDER_FIELDS,
+    GUIDER_PREFIX,
+    GUIDER_SECTION,
+    KINDS,
+    MEDIA_FIELDS,
+    Item,
+    check_item,
+    merged,
+    unknown_field,
+)
 from manifests.load import Entry, Manifest, ManifestError, load_manifest
 from manifests.model_section import MODEL_KEYS, model_paths, open_bundle
 from manifests.storage import StorageError, exists, is_uri
@@ -58,8 +70,28 @@ def _media_problems(item: Item) -> list[tuple[str, str]]:
     return out
 
 
-def check_entry(entry: Entry, defaults: dict, num_layers: int | None) -> list[Problem]:
-    """Problems of one entry after defaults apply: fields, types, ranges, media."""
+DRAFT_UNUSED = (*GUIDER_FIELDS, "num_inference_steps")  # a distilled item runs 8 fixed steps without guidance
+
+
+def _unused_by(drafts: str) -> str:
+    return (
+        f"does not apply to {drafts} (8 fixed steps, no guidance): drafts render without it, and it applies "
+        "again when they are promoted to two-stage."
+    )
+
+
+def pipeline_problem(pipeline: str, transformer: str) -> str | None:
+    """Why an item of ``pipeline`` cannot render on workers holding ``transformer``, or None if it can."""
+    if pipeline == "two-stage" and transformer == "distilled":
+        return (
+            "is two-stage, which needs the dev checkpoint, but this run's workers hold the distilled one "
+            "(--transformer distilled). Set pipeline: distilled (or render with --draft), or use --transformer dev."
+        )
+    return None
+
+
+def check_entry(entry: Entry, defaults: dict, num_layers: int | None, transformer: str = "dev") -> list[Problem]:
+    """Problems of one entry after defaults apply: fields, types, ranges, media, and the pipeline's model."""
     if "_not_a_mapping" in entry.data:
         return [Problem(entry.label, "", "must be a mapping of fields (id, audio, prompt, ...).")]
     item, problems = check_item(defaults, entry.data)
@@ -71,6 +103,8 @@ def check_entry(entry: Entry, defaults: dict, num_layers: int | None) -> list[Pr
         name = error.field if error.field in KINDS else GUIDER_PREFIX + error.field
         out.append(Problem(entry.label, name, error.message))
     out += [Problem(entry.label, name, message) for name, message in _media_problems(item)]
+    if problem := pipeline_problem(item.pipeline, transformer):
+        out.append(Problem(entry.label, "pipeline", problem))
     return out
 
 
@@ -91,7 +125,8 @@ def check_model(manifest: Manifest) -> tuple[list[Problem], int | None]:
     return out, bundle.checkpoint_config().get("transformer", {}).get("num_layers")
 
 
-def validate(manifest: Manifest) -> list[Problem]:
+def validate(manifest: Manifest, transformer: str = "dev") -> list[Problem]:
+    """Every problem of ``manifest`` for workers holding ``transformer`` (``dev`` or ``distilled``)."""
     problems = [Problem("manifest", "", p) for p in manifest.top_level_problems]
     model_problems, num_layers = check_model(manifest)
     problems += model_problems
@@ -100,7 +135,7 @@ def validate(manifest: Manifest) -> list[Problem]:
             problems.append(Problem("defaults", name, unknown_field(name, [*KINDS, GUIDER_SECTION])))
     seen: dict[str, Entry] = {}
     for entry in manifest.entries:
-        problems += check_entry(entry, manifest.defaults, num_layers)
+        problems += check_entry(entry, manifest.defaults, num_layers, transformer)
         item_id = entry.data.get("id")
         if isinstance(item_id, str):
             if item_id in seen:
@@ -112,12 +147,30 @@ def validate(manifest: Manifest) -> list[Problem]:
     return problems
 
 
-def report(problems: list[Problem], manifest: Manifest) -> str:
+def draft_warnings(manifest: Manifest) -> list[Problem]:
+    """Settings that distilled items (drafts) set but do not use: warnings, not errors, since promotion
+    renders the same items two-stage, where they apply. Set in the defaults, they are named once."""
+    out, drafts = [], 0
+    for entry in manifest.entries:
+        if merged(manifest.defaults, entry.data).get("pipeline") == "distilled":
+            drafts += 1
+            out += [
+                Problem(entry.label, name, _unused_by("pipeline distilled"))
+                for name in DRAFT_UNUSED
+                if name in entry.data
+            ]
+    note = _unused_by(f"the {drafts} distilled item(s)")
+    return [Problem("defaults", name, note) for name in DRAFT_UNUSED if drafts and name in manifest.defaults] + out
+
+
+def report(problems: list[Problem], manifest: Manifest, warnings: Sequence[Problem] = ()) -> str:
+    notes = [f"  - warning: {w}" for w in warnings]
     if not problems:
-        return f"{manifest.path}: {len(manifest.entries)} items, no problems."
+        found = f", {len(warnings)} warning(s):" if warnings else "."
+        return "\n".join([f"{manifest.path}: {len(manifest.entries)} items, no problems{found}", *notes])
     lines = [f"{manifest.path}: {len(problems)} problem(s) in {len(manifest.entries)} items:"]
     lines += [f"  - {p}" for p in problems]
-    return "\n".join(lines)
+    return "\n".join(lines + notes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     problems = validate(manifest)
-    print(report(problems, manifest))
+    print(report(problems, manifest, draft_warnings(manifest)))
     return 1 if problems else 0
 
 

@@ -17,7 +17,7 @@ import tempfile
 import time
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +27,7 @@ import torch
 
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine, RenderResult
+from ltxcore.recipes import prompt_pair
 from ltxcore.request import RenderRequest
 from manifests.item import MEDIA_FIELDS
 from manifests.model_section import bundle_identity
@@ -65,18 +66,21 @@ class RenderActor:
         run_id: str,
         session: str,
         threads: int = 0,
-        warm_request: RenderRequest | None = None,
+        warm_requests: Sequence[RenderRequest] = (),
+        transformer: str = "dev",
     ):
-        """``warm_request``: compile the transformer and warm it as this request will run (the most common
-        shape and settings of the run) before the first item; ``None`` runs eagerly."""
+        """``warm_requests``: compile the transformer and warm it as these requests will run (per pipeline, the
+        most common shape and settings of the run) before the first item; none: run eagerly. ``transformer``:
+        the checkpoint to hold, ``dev`` or ``distilled``."""
         if threads:
             torch.set_num_threads(threads)
         started = time.perf_counter()
-        bundle = ModelBundle.from_paths(**localize(paths), quantization=quantization)
-        self.identity = {"model_version": bundle.model_version(), **bundle_identity(bundle.paths(), quantization)}
-        self.engine = Engine(bundle, device=device, compile=warm_request is not None)
+        bundle = ModelBundle.from_paths(**localize(paths), quantization=quantization, transformer=transformer)
+        identity = bundle_identity(bundle.paths(), quantization, transformer)
+        self.identity = {"model_version": bundle.model_version(), **identity}
+        self.engine = Engine(bundle, device=device, compile=bool(warm_requests))
         self.load_seconds = time.perf_counter() - started
-        self.warm_up_seconds = self.engine.warm_up(warm_request) if warm_request is not None else 0.0
+        self.warm_up_seconds = sum(self.engine.warm_up(request) for request in warm_requests)
         self.run = RunFolder(run_uri)
         self.run_id, self.session = run_id, session
         self.host = socket.gethostname()
@@ -101,7 +105,7 @@ class RenderActor:
         written once the next item's device work is done (or at the shard's end)."""
         recorder = ShardRecorder(self.run.results_uri, self.run_id, self.session, shard.shard_id, shard.attempt)
         self._prune_media(shard)
-        self.engine.warm_prompts([(p.item.prompt, p.item.negative_prompt) for p in shard.items])
+        self.engine.warm_prompts([prompt_pair(p.item.to_request()) for p in shard.items])
         summaries: list[dict] = []
         finishing: Callable[[], dict] | None = None
         for planned in [*shard.items, None]:
@@ -148,6 +152,7 @@ class RenderActor:
         common = {
             "bundle": self.identity,
             "quantization": self.engine.bundle.quantization,
+            "transformer": self.engine.bundle.transformer,
             "device": self.device,
             "host": self.host,
             "started_at": datetime.now(UTC),

@@ -19,6 +19,7 @@ EXAMPLES = {
     "resume": "ltx-batch resume runs/lessons-0312",
     "status": "ltx-batch status runs/lessons-0312",
     "report": "ltx-batch report runs/lessons-0312   # then open runs/lessons-0312/report/index.html",
+    "promote": "ltx-batch promote runs/drafts --out runs/finals --exclude clip-7 clip-9",
     "bundle": "ltx-batch bundle check /models/ltx-2.3",
     "make-tiny-bundle": "ltx-batch make-tiny-bundle ~/.cache/ltx-batch/tiny-bundle",
     "lessons": 'ltx-batch lessons --image presenter.png --audio recordings/ --prompt "A teacher ..." -o lessons.yaml',
@@ -58,10 +59,13 @@ def status_lines(run_uri: str) -> list[str]:
     run = RunFolder(run_uri)
     summary = run_summary(run)
     counts = summary.counts
+    info = run.run_info()
     lines = [
-        f"run {run.run_info()['run_id']}: {summary.total} items, {counts['ok']} ok, {counts['failed']} failed, "
+        f"run {info['run_id']}: {summary.total} items, {counts['ok']} ok, {counts['failed']} failed, "
         f"{counts['pending']} not rendered yet"
     ]
+    if "promoted_from" in info:
+        lines.append(f"  promoted from draft run {info['promoted_from']['run_id']} ({info['promoted_from']['run']})")
     for group in summary.failure_groups():
         examples = ", ".join(group.item_ids[:5])
         lines.append(f"  {len(group.item_ids)} x {group.error_type}: {group.message}  (e.g. {examples})")
@@ -85,6 +89,18 @@ def _report(args) -> int:
     return 0
 
 
+def _promote(args) -> int:
+    import shlex
+
+    from manifests.promote import Selection, promote
+
+    selection = Selection(tuple(args.only), tuple(args.exclude), args.where)
+    run_id, finals = promote(args.run, args.out, selection, sys.argv)
+    print(f"run {run_id}: {len(finals)} draft(s) of {args.run} planned as final two-stage renders in {args.out}")
+    print(f"render them with: ltx-batch resume {shlex.quote(args.out)}")
+    return 0
+
+
 def _bundle_check(args) -> int:
     from ltxcore.bundle import ModelBundle
     from manifests.model_section import bundle_files
@@ -95,20 +111,22 @@ def _bundle_check(args) -> int:
             distilled_lora=args.distilled_lora,
             spatial_upsampler_path=args.spatial_upsampler_path,
             gemma_root=args.gemma_root,
+            distilled_checkpoint_path=args.distilled_checkpoint_path,
+            transformer=args.transformer,
         )
     else:
-        bundle = ModelBundle.from_folder(args.folder)
+        bundle = ModelBundle.from_folder(args.folder, transformer=args.transformer)
     print(bundle.describe())
     for role, files in bundle_files(bundle.paths()).items():
         print(f"  {role}: {sum(f['size'] for f in files) / 2**30:.2f} GiB in {len(files)} file(s)")
-    print("ok: every file is present, is safetensors, and the checkpoint carries its config")
+    print(f"ok: every file is present, is safetensors, and the checkpoint carries its config ({args.transformer})")
     return 0
 
 
 def _make_tiny(args) -> int:
     from ltxcore.random_bundle import make_tiny_bundle
 
-    print(make_tiny_bundle(args.folder, seed=args.seed).describe())
+    print(make_tiny_bundle(args.folder, seed=args.seed, distilled_checkpoint=args.distilled_checkpoint).describe())
     return 0
 
 
@@ -181,16 +199,26 @@ def parser() -> argparse.ArgumentParser:
     p = add("report", "Build RUN/report/index.html: a page of thumbnails, settings and errors.")
     p.add_argument("run")
     p.set_defaults(handler=_report)
+    p = add("promote", "Plan chosen drafts of RUN as final two-stage renders (same seeds and settings) in a new run.")
+    p.add_argument("run", help="the draft run folder")
+    p.add_argument("--out", required=True, help="the new run folder; then: ltx-batch resume OUT")
+    p.add_argument("--only", nargs="+", action="extend", default=[], metavar="ID", help="promote only these items")
+    p.add_argument("--exclude", nargs="+", action="extend", default=[], metavar="ID", help="leave these items out")
+    p.add_argument("--where", help="keep items whose latest result matches, e.g. 'status == \"ok\"'")
+    p.set_defaults(handler=_promote)
     p = add("bundle", "Check a model bundle's files, version and sizes without loading it.")
     checks = p.add_subparsers(dest="action", required=True)
     c = checks.add_parser("check", help="verify a bundle folder (or the four paths)")
     c.add_argument("folder", nargs="?", help="folder with the released file names")
     for name in ("checkpoint_path", "distilled_lora", "spatial_upsampler_path", "gemma_root"):
         c.add_argument(f"--{name.replace('_', '-')}", dest=name)
+    c.add_argument("--distilled-checkpoint-path", help="the distilled checkpoint, for --transformer distilled")
+    c.add_argument("--transformer", choices=("dev", "distilled"), default="dev", help="check for workers holding it")
     c.set_defaults(handler=_bundle_check)
     p = add("make-tiny-bundle", "Write a tiny random bundle in the released format (tests, demos).")
     p.add_argument("folder")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--distilled-checkpoint", action="store_true", help="also write a tiny distilled checkpoint")
     p.set_defaults(handler=_make_tiny)
     p = add("lessons", "Build a lesson-series manifest: one presenter image, one recording per language.")
     p.add_argument("--image", required=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ltxcore.bundle import QUANTIZATIONS, RELEASED_NAMES
+from ltxcore.bundle import OPTIONAL_NAMES, QUANTIZATIONS, RELEASED_NAMES, TRANSFORMERS
 
 
 def add_render_options(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +31,14 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
         choices=QUANTIZATIONS,
         help="default: fp8-scaled on FP8 GPUs (Ada, Hopper, Blackwell), fp8-cast on others, none on CPU",
     )
+    model.add_argument(
+        "--transformer",
+        choices=TRANSFORMERS,
+        help="dev (default): the dev checkpoint, for every pipeline; distilled: the bundle's "
+        f"{OPTIONAL_NAMES['distilled_checkpoint_path']}, for runs of drafts only (no LoRA). A resume keeps the run's",
+    )
     model.add_argument("--bundle", help="model folder with the released file names")
-    for name in RELEASED_NAMES:
+    for name in {**RELEASED_NAMES, **OPTIONAL_NAMES}:
         model.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"override the bundle's {name}")
     items = parser.add_argument_group("items")
     items.add_argument("--defaults", help="YAML with model/defaults for a Parquet manifest")
@@ -42,4 +48,12 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="FIELD=VALUE",
         help="override a default for every item, e.g. --set num_inference_steps=20",
+    )
+    items.add_argument(
+        "--draft",
+        action="append_const",
+        dest="set",
+        const="pipeline=distilled",
+        help="render drafts: the distilled pipeline, about 4x the clips per hour (same as --set pipeline=distilled); "
+        "then ltx-batch promote the ones to keep",
     )

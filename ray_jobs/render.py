@@ -17,7 +17,7 @@ from pathlib import Path
 import ray
 import yaml
 
-from ltxcore.bundle import RELEASED_NAMES
+from ltxcore.bundle import OPTIONAL_NAMES, RELEASED_NAMES
 from ltxcore.errors import BundleError
 from ltxcore.request import RenderRequest
 from manifests.load import ManifestError, load_manifest
@@ -26,7 +26,7 @@ from manifests.plan import plan, refresh_fingerprints
 from manifests.results import still_to_render
 from manifests.run_folder import RunFolder
 from manifests.storage import StorageError, is_uri
-from manifests.validate import report, validate
+from manifests.validate import draft_warnings, pipeline_problem, report, validate
 from ray_jobs.actor import RenderActor
 from ray_jobs.options import add_render_options
 from ray_jobs.planner import cache_key, make_shards
@@ -69,7 +69,7 @@ def _model_section(args: argparse.Namespace, base: dict) -> dict:
     model = dict(base)
     if args.bundle:
         model = {"bundle": args.bundle if is_uri(args.bundle) else str(Path(args.bundle).expanduser().resolve())}
-    for name in RELEASED_NAMES:
+    for name in {**RELEASED_NAMES, **OPTIONAL_NAMES}:
         if getattr(args, name):
             model[name] = getattr(args, name)
     return model
@@ -103,11 +103,11 @@ def default_quantization(device: str) -> str:
     return "fp8-scaled" if labels and labels <= set(FP8_ACCELERATORS) else "fp8-cast"
 
 
-def _model(model_section: dict, args: argparse.Namespace, device: str) -> Model:
+def _model(model_section: dict, args: argparse.Namespace, device: str, transformer: str) -> Model:
     if not model_section:
         raise ManifestError("no model given: add a model: section to the manifest or pass --bundle FOLDER.")
     quantization = args.quantization or model_section.get("quantization") or default_quantization(device)
-    return resolve_model(model_section, quantization)
+    return resolve_model(model_section, quantization, transformer)
 
 
 def _prepare(args: argparse.Namespace, run: RunFolder, device: str) -> tuple[Model, str]:
@@ -116,16 +116,27 @@ def _prepare(args: argparse.Namespace, run: RunFolder, device: str) -> tuple[Mod
         if not run.exists():
             raise ManifestError(f"{args.resume} is not a run folder (no plan.parquet); start it with MANIFEST --out.")
         info = run.run_info()
+        transformer = args.transformer or info.get("transformer", "dev")  # the recorded ones, unless given
+        problems = [
+            f"item {p.id!r}, field 'pipeline': {problem}"
+            for p in run.plan()
+            if (problem := pipeline_problem(p.item.pipeline, transformer))
+        ]
+        if problems:
+            raise ManifestError("\n  ".join([f"{args.resume} cannot resume with this model:", *problems]))
         section = {**_model_section(args, info["model"]), "quantization": info["bundle"]["quantization"]}
-        return _model(section, args, device), info["run_id"]  # the recorded quantization, unless --quantization
+        return _model(section, args, device, transformer), info["run_id"]
     if run.exists():
         raise ManifestError(f"{args.out} already holds a run; use --resume {args.out} or pick a new --out.")
     manifest = load_manifest(args.manifest, args.defaults, _overrides(args.set))
     manifest = replace(manifest, model=_model_section(args, manifest.model))
-    problems = validate(manifest)
+    transformer = args.transformer or "dev"
+    problems, warnings = validate(manifest, transformer), draft_warnings(manifest)
     if problems:
-        raise ManifestError(report(problems, manifest))
-    model = _model(manifest.model, args, device)
+        raise ManifestError(report(problems, manifest, warnings))
+    if warnings:
+        print(report(problems, manifest, warnings), file=sys.stderr)
+    model = _model(manifest.model, args, device, transformer)
     planned = plan(manifest, model.identity)
     sidecars = (args.defaults, manifest.path.with_suffix(".yaml"))
     files = [manifest.path, *(Path(p) for p in sidecars if p and Path(p).is_file())]
@@ -134,6 +145,7 @@ def _prepare(args: argparse.Namespace, run: RunFolder, device: str) -> tuple[Mod
         "args": vars(args),
         "model": manifest.model,
         "bundle": model.identity,
+        "transformer": transformer,
         "manifest": manifest.source,
         "items": len(planned),
     }
@@ -180,10 +192,11 @@ def _render(args, run: RunFolder, run_id: str, session: str, model: Model, devic
     actors = min(actors, len(shards))
     remote = ray.remote(RenderActor).options(max_restarts=0, max_task_retries=0, **options)
     threads = args.cpus_per_actor if device == "cpu" else 0
-    warm_request = None if device != "cuda" or args.no_compile else most_common_request(pending)
+    warm = [] if device != "cuda" or args.no_compile else warm_requests(pending)
 
     def make_actor():
-        return remote.remote(model.paths, model.quantization, device, run.uri, run_id, session, threads, warm_request)
+        init = (model.paths, model.quantization, device, run.uri, run_id, session, threads, warm, model.transformer)
+        return remote.remote(*init)
 
     scheduler = Scheduler(make_actor, actors, shards, run.results_uri, run_id, session, progress, args.max_attempts)
     try:
@@ -192,6 +205,12 @@ def _render(args, run: RunFolder, run_id: str, session: str, model: Model, devic
         print(f"error: {e}", file=sys.stderr)
         return EXIT_NO_WORKERS
     return 0
+
+
+def warm_requests(pending) -> list[RenderRequest]:
+    """For each pipeline of the run (two-stage, distilled), ``most_common_request`` of its items."""
+    pipelines = dict.fromkeys(p.item.pipeline for p in pending)
+    return [most_common_request([p for p in pending if p.item.pipeline == name]) for name in pipelines]
 
 
 def most_common_request(pending) -> RenderRequest:

@@ -3,7 +3,8 @@
 One card per planned item, with a poster frame, settings, timings and, for failures, the error and the
 command that re-renders it. The page is self-contained (no network, no framework) and stays usable for
 thousands of items: thumbnails are small lazy-loaded JPEG files beside the page, and every card's filter
-data lives in plain ``data-`` attributes rather than in a big inline JSON blob.
+data lives in plain ``data-`` attributes rather than in a big inline JSON blob. The drafts of a run can be
+picked on their cards: the page writes the ``ltx-batch promote`` command for the picked ones.
 
 The page is the Jinja2 template ``templates/report.html.j2`` with autoescape on; its stylesheet and script
 are the package files ``templates/report.css`` and ``templates/report.js``, inlined into it.
@@ -48,6 +49,7 @@ GUIDANCE = (
     ("stg blocks", "video_stg_blocks"),
     ("distilled LoRA", "distilled_lora_strength"),
 )
+DRAFT = (("steps", "num_inference_steps"), ("distilled LoRA", "distilled_lora_strength"))  # no guidance
 
 
 @dataclass(frozen=True)
@@ -143,9 +145,12 @@ def _card_view(card: Card) -> dict:
     fps, frames = v.get("frame_rate"), v.get("num_frames")
     clip = f"{frames / fps:.2f} s" if fps and frames else "–"
     total = _seconds(v)
+    draft = v.get("pipeline") == "distilled"
     return {
         "item_id": card.item_id,
         "status": card.status,
+        "pipeline": v.get("pipeline") or "two-stage",
+        "promotable": draft and card.status == "ok",
         "uid": quote(card.item_id, safe=""),
         "tokens": " ".join(_tag_token(k, val) for k, val in sorted(card.tags.items())),
         "poster": card.poster,
@@ -155,7 +160,10 @@ def _card_view(card: Card) -> dict:
             ("size", f"{_fmt(v.get('width'))}×{_fmt(v.get('height'))}"),
             ("seed", _fmt(v.get("seed"))),
         ],
-        "guidance": " · ".join(f"{name} {_fmt(v.get(key))}" for name, key in GUIDANCE),
+        "guidance": " · ".join(
+            (["draft (distilled), no guidance"] if draft else [])
+            + [f"{name} {_fmt(v.get(key))}" for name, key in (DRAFT if draft else GUIDANCE)]
+        ),
         "timings": [(k, f"{t:.2f}s") for k, t in dict(v.get("timings") or []).items()],
         "total": f"{total:.1f}s" if total else None,
         "error": f"{v.get('error_type') or 'error'}: {v.get('error_message') or ''}",
@@ -187,7 +195,7 @@ TEMPLATES = jinja2.Environment(
 )
 
 
-def render_page(info: dict, cards: list[Card], summary: RunSummary, run_command: str) -> str:
+def render_page(info: dict, cards: list[Card], summary: RunSummary, run_command: str, promote_command: str = "") -> str:
     """The whole page as one string; separated from file access so it can be tried on synthetic cards."""
     figures = [
         ("total", "items", summary.total),
@@ -203,6 +211,7 @@ def render_page(info: dict, cards: list[Card], summary: RunSummary, run_command:
         counts=summary.counts,
         tag_values=_tag_values(cards),
         run_command=run_command,
+        promote_command=promote_command,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
 
@@ -216,7 +225,8 @@ def build_report(run_uri: str) -> Path:
     cards = collect_cards(run, planned, latest_by_item(planned, attempts), fs, report_root)
     folder = run_uri if is_uri(run_uri) else str(Path(run_uri).expanduser().resolve())
     command = f"python -m ray_jobs.render --resume {shlex.quote(folder)}"
-    page = render_page(run.run_info(), cards, summarize(planned, attempts), command)
+    promote = f"ltx-batch promote {shlex.quote(folder)} --out {shlex.quote(folder.rstrip('/') + '-final')}"
+    page = render_page(run.run_info(), cards, summarize(planned, attempts), command, promote)
     index = f"{report_root}/index.html"
     write_atomically(fs, index, lambda stream: stream.write(page.encode()))
     return Path(index)

@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from ltxcore.bundle import RELEASED_NAMES
+from ltxcore.bundle import OPTIONAL_NAMES, RELEASED_NAMES
 from manifests.model_section import bundle_files
 from manifests.storage import download, files_under, is_uri
 
@@ -29,11 +29,12 @@ def localize(paths: dict[str, str], cache: Path = CACHE) -> dict[str, str]:
     key = hashlib.sha256(json.dumps(bundle_files(paths), sort_keys=True).encode()).hexdigest()[:16]
     folder = cache / "weights" / key
     folder.mkdir(parents=True, exist_ok=True)
-    local = {role: str(folder / role / RELEASED_NAMES[role]) for role in RELEASED_NAMES}
+    names = {**RELEASED_NAMES, **OPTIONAL_NAMES}
+    local = {role: str(folder / role / names[role]) for role in paths}
     with open(folder.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the other workers on this node wait here for the first one
         if not (folder / "complete").exists():
-            for role in RELEASED_NAMES:
+            for role in paths:
                 target = Path(local[role])
                 for name, uri in files_under(paths[role]):
                     destination = target / name if role == "gemma_root" else target

@@ -146,3 +146,84 @@ def test_runtime_lora_is_closer_to_exact_than_fused_bf16(engine):
         ours = layer(x)
     assert relative_error(ours.double(), exact) <= relative_error(upstream.double(), exact)
     assert not layer.enabled  # switched off again after the block
+
+
+def _run_upstream_distilled(pipeline, ledger, request: RenderRequest, images=()) -> torch.Tensor:
+    """The distilled A2Vid recipe of upstream issue 309 (upstream 1.0.0 has no such pipeline), composed from
+    upstream's own helpers as ``A2VidPipelineTwoStage`` composes the two-stage one: ``ledger`` holds the model
+    (with the distilled LoRA fused in, for the recipe); stage 1 is ``denoise_video_only`` with the plain
+    ``simple_denoising_func`` over ``DISTILLED_SIGMA_VALUES``; then the same upsample and stage 2. Returns the
+    final video latent."""
+    from ltx_core.components.diffusion_steps import EulerDiffusionStep
+    from ltx_core.components.noisers import GaussianNoiser
+    from ltx_core.model.audio_vae import encode_audio
+    from ltx_core.model.upsampler import upsample_video
+    from ltx_core.types import AudioLatentShape, VideoPixelShape
+    from ltx_pipelines.utils.constants import DISTILLED_SIGMA_VALUES, STAGE_2_DISTILLED_SIGMA_VALUES
+    from ltx_pipelines.utils.helpers import (
+        combined_image_conditionings,
+        denoise_video_only,
+        encode_prompts,
+        simple_denoising_func,
+    )
+    from ltx_pipelines.utils.media_io import decode_audio_from_file
+    from ltx_pipelines.utils.samplers import euler_denoising_loop
+
+    cpu, dtype = torch.device("cpu"), torch.bfloat16
+    noiser = GaussianNoiser(generator=torch.Generator(device=cpu).manual_seed(request.seed))
+    (context,) = encode_prompts([request.prompt], ledger)  # no guider: no negative prompt
+    seconds = request.num_frames / request.frame_rate
+    audio = decode_audio_from_file(request.audio, cpu, request.audio_start_time, seconds)
+    frames = AudioLatentShape.from_duration(batch=1, duration=seconds, channels=8, mel_bins=16).frames
+    audio_latent = encode_audio(audio, ledger.audio_encoder())[:, :, :frames]
+    transformer, video_encoder = ledger.transformer(), ledger.video_encoder()
+
+    def loop(sigmas, video_state, audio_state, stepper):
+        denoise = simple_denoising_func(context.video_encoding, context.audio_encoding, transformer)
+        return euler_denoising_loop(sigmas, video_state, audio_state, stepper, denoise)
+
+    latent = None
+    for scale, sigma_values in ((2, DISTILLED_SIGMA_VALUES), (1, STAGE_2_DISTILLED_SIGMA_VALUES)):
+        shape = VideoPixelShape(1, request.num_frames, request.height // scale, request.width // scale, 25.0)
+        conditions = combined_image_conditionings(list(images), shape.height, shape.width, video_encoder, dtype, cpu)
+        sigmas = torch.Tensor(sigma_values)
+        latent = denoise_video_only(
+            output_shape=shape,
+            conditionings=conditions,
+            noiser=noiser,
+            sigmas=sigmas,
+            stepper=EulerDiffusionStep(),
+            denoising_loop_fn=loop,
+            components=pipeline.pipeline_components,
+            dtype=dtype,
+            device=cpu,
+            noise_scale=1.0 if latent is None else sigmas[0],
+            initial_video_latent=latent,
+            initial_audio_latent=audio_latent,
+        ).latent
+        if scale == 2:
+            latent = upsample_video(
+                latent=latent[:1], video_encoder=video_encoder, upsampler=ledger.spatial_upsampler()
+            )
+    return latent
+
+
+def test_distilled_matches_the_recipe_composed_from_upstream_helpers(upstream_on_cpu, engine, media):
+    """A draft against the recipe on upstream's LoRA-fused ledger: they differ only by upstream rounding the
+    fused weights to bf16, as the two-stage parity does in stage 2; here the LoRA is in both stages."""
+    pipeline, _ = upstream_on_cpu
+    request = _request(media["stereo_wav"], pipeline="distilled", image=media["image"], num_frames=9)
+    images = [ImageConditioningInput(request.image, 0, 1.0)]
+    reference = _run_upstream_distilled(pipeline, pipeline.stage_2_model_ledger, request, images)
+    result = engine.render(request, None, keep_latent=True)
+    error = relative_error(result.video_latent, reference)
+    print(f"distilled final video latent relative error vs the upstream-helper recipe: {error:.2e}")
+    assert error < 1e-2
+
+
+def test_distilled_matches_the_recipe_bitwise_without_lora(upstream_on_cpu, engine, media):
+    """At LoRA strength 0 nothing is fused: same sigmas, denoiser, noise stream and stages, so the same bits."""
+    pipeline, _ = upstream_on_cpu
+    request = _request(media["stereo_wav"], pipeline="distilled", distilled_lora_strength=0.0, num_frames=9)
+    reference = _run_upstream_distilled(pipeline, pipeline.stage_1_model_ledger, request)
+    assert torch.equal(engine.render(request, None, keep_latent=True).video_latent, reference)

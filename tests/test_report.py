@@ -1,8 +1,10 @@
-"""The HTML run report, built from a real run (4 items, one with corrupt audio) and opened in headless Chromium."""
+"""The HTML run report, built from a real draft run (4 items rendered with --draft, one with corrupt audio) and
+opened in headless Chromium, where drafts are picked for promotion and the command it writes is run."""
 
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import pytest
 import yaml
 
 from manifests.results import read_results
+from manifests.run_folder import RunFolder
+from ray_jobs.cli import main as cli_main
 from ray_jobs.render import main as render_main
 from ray_jobs.report import Card, build_report, render_page
 from ray_jobs.report import main as report_main
@@ -52,6 +56,7 @@ def run(local_ray, tiny_bundle, tmp_path_factory) -> Path:
     bundle = str(Path(tiny_bundle.checkpoint_path).parent)
     out = folder / "run"
     args = [str(_manifest(folder, BROKEN)), "--out", str(out), "--bundle", bundle, "--shard-size", "2", *FAST]
+    args.append("--draft")
     assert render_main(args) == 1  # one item failed, the others rendered
     return out
 
@@ -82,6 +87,15 @@ def test_report_files_posters_and_cards(run, capsys):
     assert "a&lt;i&gt; &amp; &quot;q&quot;" in page and ODD_TAG not in page
     assert "data:image" not in page and "http://" not in page and "https://" not in page
     assert re.search(r'<div class="fig ok" data-figure="ok"><b>3</b>', page)
+    assert page.count('class="promote-pick"') == 3 and "draft (distilled), no guidance · steps 8" in page
+
+
+def test_draft_rows_record_what_the_drafts_used(run):
+    rows = read_results(str(run / "results")).to_pylist()
+    used = {(r["pipeline"], r["num_inference_steps"], r["video_cfg_scale"], r["transformer"]) for r in rows}
+    assert used == {("distilled", 8, None, "dev")}
+    planned = RunFolder(str(run)).plan()  # as written: they apply when the drafts are promoted
+    assert all(p.item.num_inference_steps == 2 and p.item.video_cfg_scale == 3.0 for p in planned)
 
 
 def test_items_without_a_result_are_pending(run, tmp_path):
@@ -156,6 +170,27 @@ def test_report_in_headless_chromium(run, tmp_path):
         Select(driver.find_element(By.CSS_SELECTOR, 'select[data-key="lang"]')).select_by_visible_text("de (2)")
         assert [c.get_attribute("id") for c in cards if c.is_displayed()] == ["item-clip-1", "item-clip-3"]
         assert driver.find_element(By.ID, "shown").text == "2 of 4 shown"
+
+        command = driver.find_element(By.ID, "promote-cmd")
+        copy = driver.find_element(By.CSS_SELECTOR, "#promote button.copy")
+        base = f"ltx-batch promote {run} --out {run}-final"
+        picks = {c.get_attribute("value"): c for c in driver.find_elements(By.CSS_SELECTOR, "input.promote-pick")}
+        assert sorted(picks) == ["clip-0", "clip-1", "clip-3"]  # ok drafts only
+        assert command.text == "pick drafts to promote" and not copy.is_enabled()
+        driver.find_element(By.ID, "promote-shown").click()  # the drafts the filter shows
+        assert command.text == f"{base} --only clip-1 clip-3"
+        Select(driver.find_element(By.CSS_SELECTOR, 'select[data-key="lang"]')).select_by_value("")
+        picks["clip-0"].click()
+        assert driver.find_element(By.ID, "promote-count").text == "3"
+        assert command.text == f"{base} --exclude clip-2"  # the shorter of the two forms
+        copy.click()
+        wait.until(lambda d: copy.text in ("copied", "press Ctrl+C"))
+        assert cli_main(shlex.split(command.text)[1:]) == 0
+        promoted = RunFolder(f"{run}-final").plan()
+        assert [p.id for p in promoted] == ["clip-0", "clip-1", "clip-3"]
+        assert {p.item.pipeline for p in promoted} == {"two-stage"}
+        driver.find_element(By.ID, "promote-none").click()
+        assert command.text == "pick drafts to promote" and not copy.is_enabled()
 
         errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
         assert errors == [], errors

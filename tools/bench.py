@@ -1,7 +1,7 @@
 """The benchmark: one command per measurement, all on a CUDA GPU, results as JSON (``--out``).
 
     python -m tools.bench forward --out forward.json      # transformer forwards, every variant side by side
-    python -m tools.bench clip --bundle DIR --part ours --out ours.json          # end to end, our engine
+    python -m tools.bench clip --bundle DIR --part ours --out ours.json          # end to end, ours (finals, drafts)
     python -m tools.bench clip --bundle DIR --part upstream --out upstream.json  # upstream 1.0.0's loop
     python -m tools.bench clip --bundle DIR --part head --anchor DIR --out head.json  # upstream 1.2.0
     python -m tools.bench scaling --bundle DIR --gpus 1 2 4 --out scaling.json   # the Ray driver on N GPUs

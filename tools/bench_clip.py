@@ -15,7 +15,8 @@ Every clip has its own prompt, so prompt caching helps neither side.
 ``ours``: the default engine (``fp8-scaled``, compiled); worker-ready time (load + compile warm-up) and
 the load's peak memory; prompts encoded as a worker does per shard; per-phase medians, wall, peak memory
 per phase over ``--clips`` clips after one untimed clip; the steady state of a worker (the same clips with
-each mp4 written in the background while the next clip runs: seconds per clip); a torch.profiler read of
+each mp4 written in the background while the next clip runs: seconds per clip); the same clips as drafts
+(the distilled pipeline, ``report["draft"]``, see ``tools/bench_draft.py``); a torch.profiler read of
 one stage-1 forward (kernels, launch calls, GEMM share of GPU time); then the same clip with every block in
 FP8, and in bf16 (eager) as the reference of the final-latent errors and for the FLOPs per clip.
 ``upstream``: wall per clip (pipeline call + its mp4 encode). ``head``: the anchor script's own report.
@@ -35,6 +36,7 @@ from ltxcore.engine import Engine
 from ltxcore.fp8 import quantize_blocks
 from ltxcore.guidance import synthetic_inputs
 from ltxcore.request import GuiderSettings, RenderRequest
+from tools.bench_draft import measure_draft, steady_seconds
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "manifests" / "examples" / "lesson"
 SPEECH, IMAGE = EXAMPLES / "en.ogg", EXAMPLES / "presenter.png"
@@ -98,7 +100,7 @@ def transformer_flops(engine: Engine, passes: int) -> dict[str, float]:
         shape = VideoPixelShape(1, REFERENCE["num_frames"], height, width, REFERENCE["frame_rate"])
         video, audio = synthetic_inputs(engine.transformer, shape, batch)
         counter = FlopCounterMode(display=False)
-        with torch.inference_mode(), engine.lora.active(strength), counter:
+        with torch.inference_mode(), engine._lora(strength), counter:
             engine.transformer(video=video, audio=audio, perturbations=None)
         per_stage[stage] = counter.get_total_flops()
     steps_1 = REFERENCE["num_inference_steps"]
@@ -158,21 +160,6 @@ def profile_stage_1(engine: Engine) -> dict:
     }
 
 
-def steady_state(engine: Engine, requests: list[RenderRequest], out: Path) -> float:
-    """Seconds per clip when each mp4 is written in the background while the next clip renders."""
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    previous = None
-    for i, request in enumerate(requests):
-        result = engine.render(request, out.parent / f"ours-steady-{i}.mp4", background_mux=True)
-        if previous is not None:
-            previous.wait()
-        previous = result
-    if previous is not None:
-        previous.wait()
-    return (time.perf_counter() - start) / len(requests)
-
-
 def measure_ours(folder: Path, clips: int, out: Path) -> dict:
     report: dict = {"part": "ours", "quantization": "fp8-scaled", "compile": True}
     torch.cuda.reset_peak_memory_stats()
@@ -218,8 +205,9 @@ def measure_ours(folder: Path, clips: int, out: Path) -> dict:
     report["stage_1_step_s"] = report["phases_s_median"]["stage_1"] / REFERENCE["num_inference_steps"]
     report["peak_gib_by_phase_max"] = {k: max(p[k] for p in peaks) for k in peaks[0]}
     report["peak_gib"] = max(report["peak_gib_by_phase_max"].values())
-    report["steady_s_per_clip"] = steady_state(engine, requests[1:], out)
+    report["steady_s_per_clip"] = steady_seconds(engine, requests[1:], out, "ours")
     report["clips_per_hour"] = 3600 / report["steady_s_per_clip"]
+    report["draft"] = measure_draft(engine, requests, out, report)
     report["profile_stage_1_forward"] = profile_stage_1(engine)
     del engine
     gc.collect()

@@ -41,5 +41,32 @@
       selectText(node, button);
     }
   });
+  var picks = Array.prototype.slice.call(document.querySelectorAll("input.promote-pick"));
+  var promoteCommand = document.getElementById("promote-cmd");
+  function shellWord(text) {
+    return /^[A-Za-z0-9_.,:=@%+\/-]+$/.test(text) ? text : "'" + text.replace(/'/g, "'\\''") + "'";
+  }
+  function updatePromote() {
+    var picked = picks.filter(function (p) { return p.checked; }).map(function (p) { return p.value; });
+    var others = cards.map(function (c) { return c.dataset.id; })
+      .filter(function (id) { return picked.indexOf(id) < 0; });
+    document.getElementById("promote-count").textContent = picked.length;
+    document.querySelector("#promote button.copy").disabled = picked.length === 0;
+    var selection = others.length === 0 ? "" : picked.length <= others.length ?
+      " --only " + picked.map(shellWord).join(" ") : " --exclude " + others.map(shellWord).join(" ");
+    promoteCommand.textContent = picked.length ? promoteCommand.dataset.base + selection : "pick drafts to promote";
+  }
+  if (promoteCommand) {
+    picks.forEach(function (p) { p.addEventListener("change", updatePromote); });
+    document.getElementById("promote-shown").addEventListener("click", function () {
+      picks.forEach(function (p) { if (!p.closest("article").classList.contains("hidden")) p.checked = true; });
+      updatePromote();
+    });
+    document.getElementById("promote-none").addEventListener("click", function () {
+      picks.forEach(function (p) { p.checked = false; });
+      updatePromote();
+    });
+    updatePromote();
+  }
   apply();
 })();

@@ -1,0 +1,73 @@
+"""The draft figures of ``python -m tools.bench clip --part ours``: the reference clips rendered again with the
+distilled pipeline (8 unguided stage-1 steps with the distilled LoRA, then the same upsample and stage 2) on
+the same resident engine, in the same invocation as the two-stage figures they are compared with.
+
+Taken as the two-stage ones are: a warm-up of the draft shapes, one untimed clip, then serial walls with
+per-phase medians and peak memory, then a worker's steady state (each mp4 written in the background while
+the next clip renders). The issue's targets: a draft <= 3.0 s per clip or >= 4x the two-stage clips per
+hour, with no more GPU memory than the two-stage worker. Runs on any device (CPU with the tiny bundle too).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from ltxcore.engine import Engine
+from ltxcore.request import RenderRequest
+
+
+def _sync(engine: Engine) -> None:
+    if engine.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_gib(peaks: list[dict[str, int]]) -> float:
+    return max((value for peak in peaks for value in peak.values()), default=0) / 2**30
+
+
+def steady_seconds(engine: Engine, requests: list[RenderRequest], out: Path, name: str) -> float:
+    """Seconds per clip when each mp4 is written in the background while the next clip renders."""
+    _sync(engine)
+    start, previous = time.perf_counter(), None
+    for i, request in enumerate(requests):
+        result = engine.render(request, out.parent / f"{name}-steady-{i}.mp4", background_mux=True)
+        if previous is not None:
+            previous.wait()
+        previous = result
+    if previous is not None:
+        previous.wait()
+    return (time.perf_counter() - start) / len(requests)
+
+
+def measure_draft(engine: Engine, requests: list[RenderRequest], out: Path, final: dict) -> dict:
+    """Drafts of ``requests`` (the first untimed) beside ``final``, the two-stage report of the same run
+    (``wall_s_median``, ``steady_s_per_clip``, ``peak_gib``)."""
+    drafts = [replace(request, pipeline="distilled") for request in requests]
+    report: dict = {"pipeline": "distilled", "stage_1_steps": 8}
+    report["warm_up_s"] = engine.warm_up(drafts[0])
+    walls, phases, peaks = [], [], []
+    for i, request in enumerate(drafts):
+        _sync(engine)
+        start = time.perf_counter()
+        result = engine.render(request, out.parent / f"draft-{i}.mp4")
+        if i > 0:
+            walls.append(time.perf_counter() - start)
+            phases.append(result.timings)
+            peaks.append(result.peak_memory)
+    report["clips"] = len(walls)
+    report["wall_s_median"] = statistics.median(walls)
+    report["wall_s_all"] = walls
+    report["phases_s_median"] = {name: statistics.median(p[name] for p in phases) for name in phases[0]}
+    report["peak_gib"] = _peak_gib(peaks)
+    report["steady_s_per_clip"] = steady_seconds(engine, drafts[1:], out, "draft")
+    report["clips_per_hour"] = 3600 / report["steady_s_per_clip"]
+    report["final_clips_per_hour"] = 3600 / final["steady_s_per_clip"]
+    report["clips_per_hour_vs_final"] = final["steady_s_per_clip"] / report["steady_s_per_clip"]
+    report["serial_wall_vs_final"] = final["wall_s_median"] / report["wall_s_median"]
+    report["peak_gib_over_final"] = report["peak_gib"] - final["peak_gib"]
+    return report
