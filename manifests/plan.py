@@ -48,8 +48,15 @@ def audio_duration(uri: str) -> float:
         return probe_audio(str(download(uri, Path(folder) / uri.rsplit("/", 1)[-1]))).duration
 
 
+# Opt-in settings added after runs existed: while off they stay out of the fingerprint, so the results of a run
+# planned before they existed still count as done.
+OPT_IN_SETTINGS = ("audio_conditioning_noise_db", "audio_conditioning_loudness_lufs")
+
+
 def fingerprint(values: dict, media: dict, bundle_identity: dict | None) -> str:
-    settings = {k: v for k, v in values.items() if k not in ("tags", "id")}
+    settings = {
+        k: v for k, v in values.items() if k not in ("tags", "id") and (v is not None or k not in OPT_IN_SETTINGS)
+    }
     payload = {"settings": settings, "media": media, "bundle": bundle_identity}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
