@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from ltxcore.bundle import QUANTIZATIONS, RELEASED_NAMES
+from ltxcore.token_bound import MAX_TOKENS_HELP
 
 
 def add_render_options(parser: argparse.ArgumentParser) -> None:
@@ -42,4 +43,10 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="FIELD=VALUE",
         help="override a default for every item, e.g. --set num_inference_steps=20",
+    )
+    items.add_argument("--max-tokens", type=int, help=MAX_TOKENS_HELP)
+    items.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="render the valid items of a manifest and record each invalid one as a failed row (InvalidInput)",
     )
