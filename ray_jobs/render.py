@@ -30,6 +30,7 @@ from manifests.results import still_to_render
 from manifests.run_folder import RunFolder
 from manifests.storage import StorageError, is_uri
 from manifests.validate import check, report, warning_lines
+from ray_jobs import local_ray
 from ray_jobs.actor import RenderActor
 from ray_jobs.options import add_render_options
 from ray_jobs.planner import cache_key, make_shards
@@ -84,7 +85,7 @@ def _connect(args: argparse.Namespace) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=False)
     else:
-        ray.init(num_cpus=args.local_cpus, include_dashboard=False, log_to_driver=False)
+        local_ray.start(args.local_cpus)
 
 
 def _device(args: argparse.Namespace) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -137,7 +138,18 @@ def test_actor_killed_mid_run_every_item_ok_exactly_once(local_ray, tiny_bundle,
     assert not [p for p in (run / "videos").iterdir() if p.name.startswith(".")]
 
 
-def test_driver_killed_then_resume_renders_only_missing(tiny_bundle, tmp_path):
+def _alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    out = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                out.append(process)
+    return out
+
+
+def test_driver_killed_leaves_no_ray_behind_and_resume_renders_only_missing(tiny_bundle, tmp_path):
+    """SIGKILL of the driver alone: within seconds no process of its local Ray is left (the raylet's agents
+    would otherwise linger for a minute or more); then --resume renders only what was missing."""
     run = tmp_path / "run"
     bundle = str(Path(tiny_bundle.checkpoint_path).parent)
     manifest = _manifest(tmp_path, 6)
@@ -167,13 +179,22 @@ def test_driver_killed_then_resume_renders_only_missing(tiny_bundle, tmp_path):
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(root)},
     )
+    local_ray = []
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and sum(_ok_counts(run).values() if (run / "results").is_dir() else []) < 2:
             time.sleep(0.2)
+        local_ray = psutil.Process(driver.pid).children(recursive=True)  # its Ray, and the watchdog of that Ray
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)
+        os.kill(driver.pid, signal.SIGKILL)  # the driver alone, as `kill -9 PID` does
         driver.wait()
+    deadline = time.monotonic() + 15
+    while _alive(local_ray) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _alive(local_ray)
+    for process in left:  # not left to the tests after this one
+        process.kill()
+    assert local_ray and not left, f"left behind: {[(p.pid, p.name()) for p in left]}"
     before = {r["item_id"] for r in read_results(str(run / "results")).to_pylist() if r["status"] == "ok"}
     assert len(before) >= 2
     resume_started = datetime.now(UTC)
