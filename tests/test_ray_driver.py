@@ -23,6 +23,7 @@ from manifests.results import read_results
 from manifests.validate import validate
 from ray_jobs.cli import status_lines
 from ray_jobs.render import main
+from ray_jobs.report import build_report
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 FAST = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128", "--set", "width=192"]
@@ -86,6 +87,9 @@ def test_skip_invalid_renders_the_rest_then_resume_renders_the_fixed_item_only(
     assert '"status": "ok"' in out and "clips/h" in out
     assert (run / "submitted" / "manifest.yaml").is_file() and (run / "plan.parquet").is_file()
     assert status_lines(str(run))[0].endswith("5 items, 4 ok, 1 failed (1 with invalid input), 0 not rendered yet")
+    page = build_report(str(run)).read_text()
+    first = page[page.index('<article class="card') :].split("</article>")[0]
+    assert 'id="item-clip-03"' in first and "InvalidInput: item " in first
 
     shutil.copy(LESSON / "en.ogg", tmp_path / "voice.ogg")
     resume_started = datetime.now(UTC)
