@@ -34,6 +34,7 @@ from ltx_pipelines.utils.media_io import load_image_conditioning
 
 from ltxcore.blocks import BlockLoop
 from ltxcore.bundle import ModelBundle
+from ltxcore.conditioning_audio import conditioning_clip
 from ltxcore.errors import RenderInputError
 from ltxcore.fp8 import quantize_blocks
 from ltxcore.guidance import PlainDenoiser, synthetic_inputs
@@ -284,7 +285,9 @@ class Engine:
         window = seconds if request.audio_max_duration is None else min(seconds, request.audio_max_duration)
         # silence where the file (inside decode_audio) or the window (here) ends before the video
         clip = decode_audio(request.audio, request.audio_start_time, window).padded_to(seconds)
-        audio = Audio(waveform=clip.waveform(self.device), sampling_rate=clip.sample_rate)
+        noise, loudness = request.audio_conditioning_noise_db, request.audio_conditioning_loudness_lufs
+        heard = conditioning_clip(clip, request.seed, noise, loudness)  # the mp4 gets ``clip``, the original
+        audio = Audio(waveform=heard.waveform(self.device), sampling_rate=clip.sample_rate)
         latent = encode_audio(audio, self.audio_encoder)
         frames = AudioLatentShape.from_duration(1, seconds, AUDIO_LATENT_CHANNELS, AUDIO_MEL_BINS).frames
         if latent.shape[2] < frames:  # rounding at the tail: extend with the encoding of silence

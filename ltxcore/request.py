@@ -13,6 +13,7 @@ from typing import Literal, get_args
 from ltx_core.components.guiders import MultiModalGuiderParams
 from ltx_pipelines.utils.constants import DEFAULT_NEGATIVE_PROMPT, LTX_2_3_PARAMS
 
+from ltxcore import conditioning_audio
 from ltxcore.errors import RenderInputError
 
 FRAME_STEP = 8  # the video VAE compresses time by 8: valid frame counts are 8k + 1
@@ -85,6 +86,8 @@ class RenderRequest:
     pipeline: Pipeline = "two-stage"
     guider: GuiderSettings = field(default_factory=GuiderSettings)
     distilled_lora_strength: float = 1.0
+    audio_conditioning_noise_db: float | None = None
+    audio_conditioning_loudness_lufs: float | None = None
 
     @property
     def frames(self) -> int:
@@ -136,6 +139,7 @@ class RenderRequest:
             value = getattr(self, name)
             if value is not None and "://" not in str(value) and not Path(value).is_file():
                 bad(name, f"file {value} does not exist or is not a file.")
+        out += conditioning_audio.problems(self.audio_conditioning_noise_db, self.audio_conditioning_loudness_lufs)
         return out + self.guider.problems(num_layers)
 
 

@@ -121,6 +121,16 @@ class Item(BaseModel):
     video_skip_step: Whole = _engine("video_skip_step", "guide every (skip_step+1)-th step only")
     video_stg_blocks: Blocks = _engine("video_stg_blocks", "transformer blocks perturbed for STG")
     distilled_lora_strength: Number = _engine("distilled_lora_strength", "stage-2 distilled LoRA strength, 0..2")
+    audio_conditioning_noise_db: Number | None = _engine(
+        "audio_conditioning_noise_db",
+        "pink noise mixed into the audio the model hears, in dB relative to the speech RMS (e.g. -30), for clean "
+        "TTS speech; the mp4 keeps the original audio. Omitted: off",
+    )
+    audio_conditioning_loudness_lufs: Number | None = _engine(
+        "audio_conditioning_loudness_lufs",
+        "normalise the audio the model hears to this integrated loudness (ITU-R BS.1770, e.g. -23); the mp4 keeps "
+        "the original audio. Omitted: off",
+    )
     tags: Labels = Field({}, description="free-form labels (language, campaign, customer); not part of the render")
 
     @field_validator("id")

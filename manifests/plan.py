@@ -24,7 +24,11 @@ from manifests.storage import download, file_identity, is_uri
 SEED_SPACE = 2**31
 # Fields added after runs were first planned are hashed only when set away from their default, so a run
 # planned before they existed keeps its fingerprints and resumes without re-rendering what is done.
-HASHED_WHEN_SET = {"pipeline": "two-stage"}
+HASHED_WHEN_SET = {
+    "pipeline": "two-stage",
+    "audio_conditioning_noise_db": None,
+    "audio_conditioning_loudness_lufs": None,
+}
 # Which draft a promoted item finalises (``ltx-batch promote``): the draft run's id and the item's id there.
 PROMOTED_FROM = pa.struct([pa.field("run_id", pa.string()), pa.field("item_id", pa.string())])
 

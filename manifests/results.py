@@ -121,6 +121,21 @@ class ShardRecorder:
         write_atomically(self.fs, self.path, lambda stream: pq.write_table(table, stream))
 
 
+def write_invalid_rows(results_uri: str, run_id: str, session: str, rows: list[dict]) -> None:
+    """The InvalidInput rows of one driver session (see ``manifests/invalid.py``), in a file of their own
+    written once, atomically; nothing when there are none."""
+    if not rows:
+        return
+    fs, root = filesystem(results_uri)
+    fs.create_dir(root, recursive=True)
+    rows = [{**row, "run_id": run_id, "attempt": 0} for row in rows]
+    unknown = {name for row in rows for name in row} - set(RESULT_SCHEMA.names)
+    if unknown:
+        raise ValueError(f"unknown result fields {sorted(unknown)}")
+    table = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
+    write_atomically(fs, f"{root}/{session}-invalid.parquet", lambda stream: pq.write_table(table, stream))
+
+
 def read_results(results_uri: str) -> pa.Table:
     """Every attempt ever recorded (hidden temporary files are skipped)."""
     fs, root = filesystem(results_uri)

@@ -89,9 +89,7 @@ class RunFolder:
         run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
         for path in manifest_files:
             self._write_bytes(f"submitted/{path.name}", path.read_bytes())
-        buffer = io.BytesIO()
-        pq.write_table(plan_table(planned), buffer)
-        self._write_bytes("plan.parquet", buffer.getvalue())
+        self.record_plan(planned)
         info = {
             "run_id": run_id,
             "submitted_at": datetime.now(UTC).isoformat(),
@@ -101,6 +99,25 @@ class RunFolder:
         self._write_bytes("run.json", json.dumps(info, indent=1, default=str).encode())
         self.fs.create_dir(self._join("videos"), recursive=True)
         return run_id
+
+    def record_plan(self, planned: list[PlannedItem]) -> None:
+        """Write the plan: at submission, and when a resume adds set-aside items that now pass validation."""
+        buffer = io.BytesIO()
+        pq.write_table(plan_table(planned), buffer)
+        self._write_bytes("plan.parquet", buffer.getvalue())
+
+    def write_file(self, name: str, data: bytes) -> None:
+        """Write ``RUN/name`` atomically."""
+        self._write_bytes(name, data)
+
+    def read_file(self, name: str) -> bytes | None:
+        """``RUN/name``, or None if the run has no such file."""
+        from pyarrow.fs import FileType
+
+        if self.fs.get_file_info(self._join(name)).type != FileType.File:
+            return None
+        with self.fs.open_input_stream(self._join(name)) as stream:
+            return stream.read()
 
     def claim(self, session: str) -> None:
         """Mark ``session`` as the one driver session allowed to write results (see ``owned_by``)."""

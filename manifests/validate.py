@@ -1,22 +1,28 @@
 """Validation: every problem of a manifest in one pass, before anything renders.
 
 Each problem names the item (id, and line or row) and the field, in a sentence meant for the person
-who wrote the manifest. ``python -m manifests.validate MANIFEST`` prints the report and exits 1 on errors.
-Warnings (``draft_warnings``) are printed with it and never fail a manifest.
+who wrote the manifest. Warnings (legal but rarely meant: a video far longer than its audio, settings that
+drafts set but do not use) are printed too but fail nothing. When the run's model is known (the manifest's
+``model:`` section, or ``--bundle``), values are checked against the checkpoint's header as well.
+``python -m manifests.validate MANIFEST`` prints the report and exits 1 on errors.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image
 
+from ltxcore.checkpoint_header import transformer_layer_count
 from ltxcore.errors import BundleError, RenderInputError
 from ltxcore.media import probe_audio
+from ltxcore.token_bound import MAX_TOKENS, MAX_TOKENS_HELP
+from manifests.clip_checks import audio_window, size_problems, window_warnings
 from manifests.item import (
     GUIDER_FIELDS,
     GUIDER_PREFIX,
@@ -38,6 +44,7 @@ class Problem:
     where: str  # "item 'x' (line 3)", "model", "defaults", "manifest"
     field: str
     message: str
+    entry: int | None = dataclasses.field(default=None, compare=False)  # index of the item's entry, for item problems
 
     def __str__(self) -> str:
         return f"{self.where}, field {self.field!r}: {self.message}" if self.field else f"{self.where}: {self.message}"
@@ -90,26 +97,33 @@ def pipeline_problem(pipeline: str, transformer: str) -> str | None:
     return None
 
 
-def check_entry(entry: Entry, defaults: dict, num_layers: int | None, transformer: str = "dev") -> list[Problem]:
-    """Problems of one entry after defaults apply: fields, types, ranges, media, and the pipeline's model."""
+def check_entry(
+    entry: Entry, defaults: dict, num_layers: int | None, max_tokens: int = MAX_TOKENS, transformer: str = "dev"
+) -> tuple[list[Problem], list[Problem]]:
+    """Problems and warnings of one entry after defaults apply: fields, types, ranges, size, media, and the
+    pipeline's model."""
     if "_not_a_mapping" in entry.data:
-        return [Problem(entry.label, "", "must be a mapping of fields (id, audio, prompt, ...).")]
+        return [Problem(entry.label, "", "must be a mapping of fields (id, audio, prompt, ...).", entry.index)], []
     item, problems = check_item(defaults, entry.data)
-    out = [Problem(entry.label, name, message) for name, message in problems]
+    found = list(problems)
     if item is None:
-        return out
+        return [Problem(entry.label, name, message, entry.index) for name, message in found], []
     request = item.model_copy(update={"seed": item.seed if item.seed is not None else 0}).to_request()
     for error in request.problems(num_layers):
-        name = error.field if error.field in KINDS else GUIDER_PREFIX + error.field
-        out.append(Problem(entry.label, name, error.message))
-    out += [Problem(entry.label, name, message) for name, message in _media_problems(item)]
+        found.append((error.field if error.field in KINDS else GUIDER_PREFIX + error.field, error.message))
+    window = audio_window(item)
+    if not {"height", "width", "num_frames"} & {name for name, _ in found}:
+        found += size_problems(item, window, max_tokens)
+    found += _media_problems(item)
     if problem := pipeline_problem(item.pipeline, transformer):
-        out.append(Problem(entry.label, "pipeline", problem))
-    return out
+        found.append(("pipeline", problem))
+    warnings = [Problem(entry.label, name, message, entry.index) for name, message in window_warnings(item, window)]
+    return [Problem(entry.label, name, message, entry.index) for name, message in found], warnings
 
 
 def check_model(manifest: Manifest) -> tuple[list[Problem], int | None]:
-    """Model-section problems, and the transformer's block count when the bundle is local."""
+    """Model-section problems, and the transformer's block count (from the checkpoint's header) when the bundle
+    is local."""
     model = manifest.model
     out = [Problem("model", k, unknown_field(k, list(MODEL_KEYS))) for k in model if k not in MODEL_KEYS]
     if not model:
@@ -122,12 +136,19 @@ def check_model(manifest: Manifest) -> tuple[list[Problem], int | None]:
         bundle = open_bundle(model)
     except (BundleError, StorageError, TypeError) as e:
         return [*out, Problem("model", "", str(e))], None
-    return out, bundle.checkpoint_config().get("transformer", {}).get("num_layers")
+    return out, transformer_layer_count(bundle.checkpoint_path)
 
 
-def validate(manifest: Manifest, transformer: str = "dev") -> list[Problem]:
-    """Every problem of ``manifest`` for workers holding ``transformer`` (``dev`` or ``distilled``)."""
-    problems = [Problem("manifest", "", p) for p in manifest.top_level_problems]
+def validate(manifest: Manifest, max_tokens: int = MAX_TOKENS, transformer: str = "dev") -> list[Problem]:
+    """Every problem of ``manifest`` for workers holding ``transformer`` (see ``check`` for its warnings too)."""
+    return check(manifest, max_tokens, transformer)[0]
+
+
+def check(
+    manifest: Manifest, max_tokens: int = MAX_TOKENS, transformer: str = "dev"
+) -> tuple[list[Problem], list[Problem]]:
+    """Every problem and every warning of ``manifest``, each in manifest order."""
+    problems, warnings = [Problem("manifest", "", p) for p in manifest.top_level_problems], draft_warnings(manifest)
     model_problems, num_layers = check_model(manifest)
     problems += model_problems
     for name in manifest.defaults:
@@ -135,16 +156,18 @@ def validate(manifest: Manifest, transformer: str = "dev") -> list[Problem]:
             problems.append(Problem("defaults", name, unknown_field(name, [*KINDS, GUIDER_SECTION])))
     seen: dict[str, Entry] = {}
     for entry in manifest.entries:
-        problems += check_entry(entry, manifest.defaults, num_layers, transformer)
+        entry_problems, entry_warnings = check_entry(entry, manifest.defaults, num_layers, max_tokens, transformer)
+        problems += entry_problems
+        warnings += entry_warnings
         item_id = entry.data.get("id")
         if isinstance(item_id, str):
             if item_id in seen:
-                problems.append(Problem(entry.label, "id", f"duplicates the id of {seen[item_id].label}."))
+                problems.append(Problem(entry.label, "id", f"duplicates the id of {seen[item_id].label}.", entry.index))
             else:
                 seen[item_id] = entry
     if not manifest.entries:
         problems.append(Problem("manifest", "items", "is empty; add at least one item."))
-    return problems
+    return problems, warnings
 
 
 def draft_warnings(manifest: Manifest) -> list[Problem]:
@@ -164,28 +187,45 @@ def draft_warnings(manifest: Manifest) -> list[Problem]:
 
 
 def report(problems: list[Problem], manifest: Manifest, warnings: Sequence[Problem] = ()) -> str:
-    notes = [f"  - warning: {w}" for w in warnings]
     if not problems:
-        found = f", {len(warnings)} warning(s):" if warnings else "."
-        return "\n".join([f"{manifest.path}: {len(manifest.entries)} items, no problems{found}", *notes])
-    lines = [f"{manifest.path}: {len(problems)} problem(s) in {len(manifest.entries)} items:"]
-    lines += [f"  - {p}" for p in problems]
-    return "\n".join(lines + notes)
+        lines = [f"{manifest.path}: {len(manifest.entries)} items, no problems."]
+    else:
+        lines = [f"{manifest.path}: {len(problems)} problem(s) in {len(manifest.entries)} items:"]
+        lines += [f"  - {p}" for p in problems]
+    return "\n".join(lines + warning_lines(warnings))
+
+
+def warning_lines(warnings: Sequence[Problem]) -> list[str]:
+    return [f"{len(warnings)} warning(s), not errors:", *(f"  - {w}" for w in warnings)] if warnings else []
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Check a render manifest and list every problem at once.")
     parser.add_argument("manifest", help="a .yaml or .parquet manifest")
     parser.add_argument("--defaults", help="YAML with model/defaults for a Parquet manifest")
+    add_model_check_options(parser)
     args = parser.parse_args(argv)
     try:
         manifest = load_manifest(args.manifest, args.defaults)
     except ManifestError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    problems = validate(manifest)
-    print(report(problems, manifest, draft_warnings(manifest)))
+    if args.bundle:
+        manifest = replace(manifest, model={"bundle": local_or_uri(args.bundle)})
+    problems, warnings = check(manifest, args.max_tokens or MAX_TOKENS)
+    print(report(problems, manifest, warnings))
     return 1 if problems else 0
+
+
+def local_or_uri(path: str) -> str:
+    """A URI as given; a local path made absolute."""
+    return path if is_uri(path) else str(Path(path).expanduser().resolve())
+
+
+def add_model_check_options(parser: argparse.ArgumentParser) -> None:
+    """``--bundle`` and ``--max-tokens`` of ``validate`` (render defines its own, the same)."""
+    parser.add_argument("--bundle", help="check against this model folder (its checkpoint's header only)")
+    parser.add_argument("--max-tokens", type=int, help=MAX_TOKENS_HELP)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from ltxcore.token_bound import MAX_TOKENS_HELP
 from ray_jobs.options import add_render_options
 
 EXAMPLES = {
@@ -31,7 +32,8 @@ EXAMPLES = {
 def _validate(args) -> int:
     from manifests.validate import main
 
-    return main([args.manifest, *(["--defaults", args.defaults] if args.defaults else [])])
+    options = {"--defaults": args.defaults, "--bundle": args.bundle, "--max-tokens": args.max_tokens}
+    return main([args.manifest, *(x for k, v in options.items() if v is not None for x in (k, str(v)))])
 
 
 CLI_KEYS = ("debug", "command", "handler")
@@ -60,9 +62,10 @@ def status_lines(run_uri: str) -> list[str]:
     summary = run_summary(run)
     counts = summary.counts
     info = run.run_info()
+    invalid = f" ({summary.invalid} with invalid input)" if summary.invalid else ""
     lines = [
-        f"run {info['run_id']}: {summary.total} items, {counts['ok']} ok, {counts['failed']} failed, "
-        f"{counts['pending']} not rendered yet"
+        f"run {info['run_id']}: {summary.total} items, {counts['ok']} ok, {counts['failed']} failed"
+        f"{invalid}, {counts['pending']} not rendered yet"
     ]
     if "promoted_from" in info:
         lines.append(f"  promoted from draft run {info['promoted_from']['run_id']} ({info['promoted_from']['run']})")
@@ -183,6 +186,8 @@ def parser() -> argparse.ArgumentParser:
     p = add("validate", "List every problem of a manifest at once; exit 1 if there is any.")
     p.add_argument("manifest")
     p.add_argument("--defaults", help="YAML with model/defaults for a Parquet manifest")
+    p.add_argument("--bundle", help="check against this model folder (its checkpoint's header only)")
+    p.add_argument("--max-tokens", type=int, help=MAX_TOKENS_HELP)
     p.set_defaults(handler=_validate)
     p = add("render", "Render a manifest on Ray.")
     p.add_argument("manifest", help="a .yaml or .parquet manifest")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from ltxcore.bundle import OPTIONAL_NAMES, QUANTIZATIONS, RELEASED_NAMES, TRANSFORMERS
+from ltxcore.token_bound import MAX_TOKENS_HELP
 
 
 def add_render_options(parser: argparse.ArgumentParser) -> None:
@@ -56,4 +57,10 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
         const="pipeline=distilled",
         help="render drafts: the distilled pipeline, about 4x the clips per hour (same as --set pipeline=distilled); "
         "then ltx-batch promote the ones to keep",
+    )
+    items.add_argument("--max-tokens", type=int, help=MAX_TOKENS_HELP)
+    items.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="render the valid items of a manifest and record each invalid one as a failed row (InvalidInput)",
     )

@@ -18,15 +18,19 @@ import ray
 import yaml
 
 from ltxcore.bundle import OPTIONAL_NAMES, RELEASED_NAMES
+from ltxcore.checkpoint_header import transformer_layer_count
 from ltxcore.errors import BundleError
 from ltxcore.request import RenderRequest
+from ltxcore.token_bound import MAX_TOKENS
+from manifests import invalid
 from manifests.load import ManifestError, load_manifest
 from manifests.model_section import Model, resolve_model
 from manifests.plan import plan, refresh_fingerprints
 from manifests.results import still_to_render
 from manifests.run_folder import RunFolder
 from manifests.storage import StorageError, is_uri
-from manifests.validate import draft_warnings, pipeline_problem, report, validate
+from manifests.validate import check, pipeline_problem, report, warning_lines
+from ray_jobs import local_ray
 from ray_jobs.actor import RenderActor
 from ray_jobs.options import add_render_options
 from ray_jobs.planner import cache_key, make_shards
@@ -81,7 +85,7 @@ def _connect(args: argparse.Namespace) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=False)
     else:
-        ray.init(num_cpus=args.local_cpus, include_dashboard=False, log_to_driver=False)
+        local_ray.start(args.local_cpus)
 
 
 def _device(args: argparse.Namespace) -> str:
@@ -131,11 +135,14 @@ def _prepare(args: argparse.Namespace, run: RunFolder, device: str) -> tuple[Mod
     manifest = load_manifest(args.manifest, args.defaults, _overrides(args.set))
     manifest = replace(manifest, model=_model_section(args, manifest.model))
     transformer = args.transformer or "dev"
-    problems, warnings = validate(manifest, transformer), draft_warnings(manifest)
+    problems, warnings = check(manifest, args.max_tokens or MAX_TOKENS, transformer)
+    if warnings:
+        print("\n".join(warning_lines(warnings)))
+    set_aside = None
+    if problems and args.skip_invalid:  # the run goes on without the invalid items, unless the manifest is at fault
+        manifest, set_aside, problems = invalid.set_aside(manifest, problems)
     if problems:
         raise ManifestError(report(problems, manifest, warnings))
-    if warnings:
-        print(report(problems, manifest, warnings), file=sys.stderr)
     model = _model(manifest.model, args, device, transformer)
     planned = plan(manifest, model.identity)
     sidecars = (args.defaults, manifest.path.with_suffix(".yaml"))
@@ -147,8 +154,10 @@ def _prepare(args: argparse.Namespace, run: RunFolder, device: str) -> tuple[Mod
         "bundle": model.identity,
         "transformer": transformer,
         "manifest": manifest.source,
-        "items": len(planned),
+        "items": len(planned) + (len(set_aside.items) if set_aside else 0),
     }
+    if set_aside:  # before the plan, which makes the folder a run: a run never lacks its set-aside items
+        invalid.save(run, set_aside)
     return model, run.record_submission(list(dict.fromkeys(files)), planned, details)
 
 
@@ -168,17 +177,32 @@ def run_render(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     session = uuid.uuid4().hex[:8]
     run.claim(session)  # before reading results: a leftover worker of an earlier session stops writing
+    fixed, still_invalid = _settle_invalid(args, run, run_id, session, model)
     planned = refresh_fingerprints(run.plan(), model.identity)
     pending = still_to_render(planned, run.results_uri)
     progress = Progress(total=len(pending))
+    if fixed:
+        progress.note(f"{fixed} item(s) set aside as invalid now pass validation and join the run")
+    if still_invalid:
+        progress.note(f"{still_invalid} invalid item(s) not rendered: each has an InvalidInput row (see below)")
     if pending:
         progress.note(f"run {run_id}: {len(pending)} of {len(planned)} items to render on {device}")
         exit_code = _render(args, run, run_id, session, model, device, pending, progress)
         if exit_code:
             return exit_code
     else:
-        progress.note(f"run {run_id}: every item already has an ok result; nothing to render")
+        valid = "valid " if still_invalid else ""
+        progress.note(f"run {run_id}: every {valid}item already has an ok result; nothing to render")
     return _summary(run, planned)
+
+
+def _settle_invalid(args, run: RunFolder, run_id: str, session: str, model: Model) -> tuple[int, int]:
+    """Validate the run's set-aside items (``--skip-invalid``) against this run's model and token bound."""
+    checkpoint = model.paths["checkpoint_path"]
+    num_layers = None if is_uri(checkpoint) else transformer_layer_count(checkpoint)
+    recorded = run.run_info().get("args", {}).get("max_tokens")
+    max_tokens = args.max_tokens or recorded or MAX_TOKENS
+    return invalid.settle(run, run_id, session, model.identity, num_layers, max_tokens)
 
 
 def _render(args, run: RunFolder, run_id: str, session: str, model: Model, device: str, pending, progress) -> int:
@@ -228,7 +252,7 @@ def _summary(run: RunFolder, planned) -> int:
     summary = run_summary(run, planned)
     not_ok = len(summary.failures) + len(summary.pending)
     lines = ["", f"{summary.ok} ok, {not_ok} not ok, {summary.total} items in the run"]
-    lines += [f"  failed {f.item_id}: {f.error_type}: {f.message}" for f in summary.failures]
+    lines += [f"  failed {f.item_id}: {f.error_type}: {f.message}".replace("\n", "\n    ") for f in summary.failures]
     lines += [f"  failed {item_id}: not rendered" for item_id in summary.pending]
     throughput = summary.throughput_line()
     lines += [throughput] if throughput else []

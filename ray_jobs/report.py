@@ -36,7 +36,7 @@ from manifests.plan import PlannedItem
 from manifests.results import read_results
 from manifests.run_folder import RunFolder
 from manifests.storage import filesystem, is_uri, join, write_atomically
-from ray_jobs.summary import RunSummary, item_status, latest_by_item, summarize
+from ray_jobs.summary import RunSummary, invalid_ids, item_status, latest_by_item, summarize
 
 POSTER_WIDTH = 256
 GUIDANCE = (
@@ -139,6 +139,12 @@ def collect_cards(
         return list(pool.map(card, planned))
 
 
+def invalid_card(item_id: str, row: dict | None) -> Card:
+    """The card of an item set aside as invalid (``--skip-invalid``): its row holds what of it parsed."""
+    values = row or {}
+    return Card(item_id, item_status(row), values, dict(values.get("tags") or []))
+
+
 def _card_view(card: Card) -> dict:
     """What the template shows of one card, as plain text (the template escapes it)."""
     v = card.values
@@ -221,12 +227,13 @@ def build_report(run_uri: str) -> Path:
     run = RunFolder(run_uri)
     fs, root = filesystem(run_uri)
     report_root = f"{root.rstrip('/')}/report"
-    planned, attempts = run.plan(), read_results(run.results_uri)
-    cards = collect_cards(run, planned, latest_by_item(planned, attempts), fs, report_root)
+    planned, attempts, invalid = run.plan(), read_results(run.results_uri), invalid_ids(run)
+    latest = latest_by_item(planned, attempts, invalid)
+    cards = [invalid_card(i, latest.get(i)) for i in invalid] + collect_cards(run, planned, latest, fs, report_root)
     folder = run_uri if is_uri(run_uri) else str(Path(run_uri).expanduser().resolve())
     command = f"python -m ray_jobs.render --resume {shlex.quote(folder)}"
     promote = f"ltx-batch promote {shlex.quote(folder)} --out {shlex.quote(folder.rstrip('/') + '-final')}"
-    page = render_page(run.run_info(), cards, summarize(planned, attempts), command, promote)
+    page = render_page(run.run_info(), cards, summarize(planned, attempts, invalid), command, promote)
     index = f"{report_root}/index.html"
     write_atomically(fs, index, lambda stream: stream.write(page.encode()))
     return Path(index)

@@ -1,7 +1,8 @@
 """One run summary, read from the plan and the results table: the end-of-run print, ``ltx-batch status``
 and the HTML report all show this and nothing else.
 
-An item's status is its latest attempt's (``ok`` or ``failed``), or ``pending`` while it has none.
+An item's status is its latest attempt's (``ok`` or ``failed``), or ``pending`` while it has none. Items set
+aside as invalid (``--skip-invalid``) count as items of the run and come first among the failures.
 
 Clips per hour is the number of ok items over the hours in which at least one attempt was rendering:
 the union of every attempt's [started_at, finished_at]. So the idle days between a run and its resume do
@@ -16,7 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from manifests import invalid
 from manifests.plan import PlannedItem
 from manifests.results import latest_attempts, read_results
 from manifests.run_folder import RunFolder
@@ -45,12 +48,17 @@ class FailureGroup:
 class RunSummary:
     total: int
     ok: int
-    failures: tuple[Failure, ...]  # plan order
+    failures: tuple[Failure, ...]  # invalid items first, then plan order
     pending: tuple[str, ...]  # ids without any attempt yet, plan order
     worker_seconds: float  # summed durations of each item's latest attempt
     rendering_seconds: float  # wall time in which at least one attempt was rendering
     first_start: datetime | None
     last_end: datetime | None
+
+    @property
+    def invalid(self) -> int:
+        """Failed items whose input failed validation (``--skip-invalid``)."""
+        return sum(f.error_type == invalid.ERROR_TYPE for f in self.failures)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -73,7 +81,8 @@ class RunSummary:
         for f in self.failures:
             first_line = (f.message.splitlines() or [""])[0][:GROUP_MESSAGE_CHARS]
             groups.setdefault((f.error_type, first_line), []).append(f.item_id)
-        ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))  # stable: first seen first among equals
+        # invalid inputs first, then the most common; stable: first seen first among equals
+        ranked = sorted(groups.items(), key=lambda kv: (kv[0][0] != invalid.ERROR_TYPE, -len(kv[1])))
         return [FailureGroup(kind, message, tuple(ids)) for (kind, message), ids in ranked]
 
     def throughput_line(self) -> str | None:
@@ -104,9 +113,17 @@ def _timed(row: dict) -> bool:
     return row["started_at"] is not None and row["finished_at"] is not None and row["finished_at"] >= row["started_at"]
 
 
-def latest_by_item(planned: list[PlannedItem], attempts: pa.Table) -> dict[str, dict]:
-    """Item id -> its latest attempt's row, for the items of ``planned`` that have one."""
+def latest_by_item(
+    planned: list[PlannedItem], attempts: pa.Table, invalid_ids: tuple[str, ...] = ()
+) -> dict[str, dict]:
+    """Item id -> its latest attempt's row, for the items of ``planned`` (and the set-aside ``invalid_ids``) that
+    have one. A planned item's InvalidInput rows date from before it was fixed and joined the plan: not attempts."""
     ids = {p.id for p in planned}
+    if attempts.num_rows:
+        error_type = pc.field("error_type")
+        stale = pc.field("item_id").isin(list(ids)) & error_type.is_valid() & (error_type == invalid.ERROR_TYPE)
+        attempts = attempts.filter(~stale)
+    ids |= set(invalid_ids)
     return {r["item_id"]: r for r in latest_attempts(attempts).to_pylist() if r["item_id"] in ids}
 
 
@@ -115,24 +132,29 @@ def item_status(latest: dict | None) -> str:
     return latest["status"] if latest else "pending"
 
 
-def summarize(planned: list[PlannedItem], attempts: pa.Table) -> RunSummary:
-    """The summary of the items in ``planned`` from every recorded attempt (``read_results``)."""
-    ids = {p.id for p in planned}
-    latest = latest_by_item(planned, attempts)
-    statuses = Counter(item_status(latest.get(p.id)) for p in planned)
-    failures = tuple(
-        Failure(p.id, latest[p.id]["error_type"] or "error", latest[p.id]["error_message"] or "")
-        for p in planned
-        if item_status(latest.get(p.id)) == "failed"
+def summarize(planned: list[PlannedItem], attempts: pa.Table, invalid_ids: tuple[str, ...] = ()) -> RunSummary:
+    """The summary of the items in ``planned`` and the set-aside ``invalid_ids`` from every recorded attempt
+    (``read_results``)."""
+    order = [*invalid_ids, *(p.id for p in planned)]
+    ids = set(order)
+    latest = latest_by_item(planned, attempts, invalid_ids)
+    statuses = Counter(item_status(latest.get(i)) for i in order)
+    failures = sorted(
+        (
+            Failure(i, latest[i]["error_type"] or "error", latest[i]["error_message"] or "")
+            for i in order
+            if item_status(latest.get(i)) == "failed"
+        ),
+        key=lambda f: f.error_type != invalid.ERROR_TYPE,
     )
     rows = attempts.select(["item_id", "started_at", "finished_at"]).to_pylist()
     spans = [(r["started_at"], r["finished_at"]) for r in rows if r["item_id"] in ids and _timed(r)]
     worker = sum((r["finished_at"] - r["started_at"]).total_seconds() for r in latest.values() if _timed(r))
     return RunSummary(
-        total=len(planned),
+        total=len(order),
         ok=statuses["ok"],
-        failures=failures,
-        pending=tuple(p.id for p in planned if item_status(latest.get(p.id)) == "pending"),
+        failures=tuple(failures),
+        pending=tuple(i for i in order if item_status(latest.get(i)) == "pending"),
         worker_seconds=worker,
         rendering_seconds=rendering_seconds(spans),
         first_start=min((s for s, _ in spans), default=None),
@@ -141,5 +163,11 @@ def summarize(planned: list[PlannedItem], attempts: pa.Table) -> RunSummary:
 
 
 def run_summary(run: RunFolder, planned: list[PlannedItem] | None = None) -> RunSummary:
-    """The summary of ``run`` (of its recorded plan unless ``planned`` is given)."""
-    return summarize(run.plan() if planned is None else planned, read_results(run.results_uri))
+    """The summary of ``run`` (of its recorded plan unless ``planned`` is given, and its set-aside items)."""
+    return summarize(run.plan() if planned is None else planned, read_results(run.results_uri), invalid_ids(run))
+
+
+def invalid_ids(run: RunFolder) -> tuple[str, ...]:
+    """The ids the rows of ``run``'s set-aside items carry (none unless it was started with --skip-invalid)."""
+    set_aside = invalid.load(run)
+    return tuple(s.item_id for s in set_aside.items) if set_aside else ()

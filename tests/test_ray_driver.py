@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -17,14 +18,20 @@ import psutil
 import yaml
 
 from ltxcore.media import probe_mp4
+from manifests.load import load_manifest
 from manifests.results import read_results
+from manifests.validate import validate
+from ray_jobs.cli import status_lines
 from ray_jobs.render import main
+from ray_jobs.report import build_report
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 FAST = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128", "--set", "width=192"]
 
 
-def _manifest(tmp_path: Path, n: int, seconds: float = 1.0, corrupt: int | None = None) -> Path:
+def _manifest(
+    tmp_path: Path, n: int, seconds: float = 1.0, corrupt: int | None = None, not_audio: int | None = None
+) -> Path:
     items = []
     for i in range(n):
         audio = str(LESSON / ("en.ogg", "de.mp3", "es.m4a")[i % 3])
@@ -32,6 +39,9 @@ def _manifest(tmp_path: Path, n: int, seconds: float = 1.0, corrupt: int | None 
             data = (LESSON / "de.mp3").read_bytes()
             audio = str(tmp_path / "corrupt.mp3")
             Path(audio).write_bytes(data[:1000] + bytes((i * 37) % 256 for i in range(len(data) - 1000)))
+        if i == not_audio:
+            audio = str(tmp_path / "voice.ogg")
+            Path(audio).write_text("a transcript saved under an audio file's name\n")
         items.append({"id": f"clip-{i:02d}", "audio": audio, "tags": {"n": str(i)}})
     body = {
         "run_seed": 1,
@@ -48,18 +58,46 @@ def _ok_counts(run: Path) -> Counter:
     return Counter(r["item_id"] for r in table if r["status"] == "ok")
 
 
-def test_multi_shard_run_renders_every_item_and_resume_is_a_no_op(local_ray, tiny_bundle, tmp_path, capsys):
+def test_skip_invalid_renders_the_rest_then_resume_renders_the_fixed_item_only(
+    local_ray, tiny_bundle, tmp_path, capsys
+):
+    """Five items over several shards, one of them a file that is not audio: without --skip-invalid nothing
+    renders; with it the four others render and the fifth gets an InvalidInput row with validate's message.
+    After the file is replaced, --resume renders that one item, and a second --resume renders nothing."""
     run = tmp_path / "run"
     bundle = str(Path(tiny_bundle.checkpoint_path).parent)
-    code = main([str(_manifest(tmp_path, 5)), "--out", str(run), "--bundle", bundle, "--shard-size", "2", *FAST])
-    assert code == 0
-    assert _ok_counts(run) == {f"clip-{i:02d}": 1 for i in range(5)}
-    for i in range(5):
+    manifest = _manifest(tmp_path, 5, not_audio=3)
+    args = [str(manifest), "--out", str(run), "--bundle", bundle, "--shard-size", "2", *FAST]
+    assert main(args) == 2 and not run.exists()  # the default: refused up front
+    assert "1 problem(s) in 5 items" in capsys.readouterr().err
+    assert main([*args, "--skip-invalid"]) == 1
+    rows = {r["item_id"]: r for r in read_results(str(run / "results")).to_pylist()}
+    assert _ok_counts(run) == {f"clip-{i:02d}": 1 for i in (0, 1, 2, 4)}
+    for i in (0, 1, 2, 4):
         probe = probe_mp4(run / "videos" / f"clip-{i:02d}.mp4")
         assert (probe.frames, probe.width, probe.height) == (17, 192, 128)  # 1 s of audio at 24 fps
+    [expected] = [str(p) for p in validate(load_manifest(manifest)) if "clip-03" in p.where]
+    bad = rows["clip-03"]
+    assert (bad["status"], bad["error_type"], bad["error_message"]) == ("failed", "InvalidInput", expected)
+    assert expected.startswith("item 'clip-03' (line ") and "field 'audio'" in expected
+    assert bad["audio"] == str(tmp_path / "voice.ogg") and bad["prompt"] == "A presenter" and bad["seed"] is None
+    assert bad["tags"] == [("n", "3")] and bad["fingerprint"] is None
     out = capsys.readouterr().out
-    assert "5 ok, 0 not ok" in out and '"status": "ok"' in out and "clips/h" in out
+    assert "4 ok, 1 not ok, 5 items in the run\n  failed clip-03: InvalidInput: item 'clip-03'" in out
+    assert '"status": "ok"' in out and "clips/h" in out
     assert (run / "submitted" / "manifest.yaml").is_file() and (run / "plan.parquet").is_file()
+    assert status_lines(str(run))[0].endswith("5 items, 4 ok, 1 failed (1 with invalid input), 0 not rendered yet")
+    page = build_report(str(run)).read_text()
+    first = page[page.index('<article class="card') :].split("</article>")[0]
+    assert 'id="item-clip-03"' in first and "InvalidInput: item " in first
+
+    shutil.copy(LESSON / "en.ogg", tmp_path / "voice.ogg")
+    resume_started = datetime.now(UTC)
+    assert main(["--resume", str(run)]) == 0
+    ok = [r for r in read_results(str(run / "results")).to_pylist() if r["status"] == "ok"]
+    assert Counter(r["item_id"] for r in ok) == {f"clip-{i:02d}": 1 for i in range(5)}
+    assert [r["item_id"] for r in ok if r["started_at"] >= resume_started] == ["clip-03"]
+    assert "1 item(s) set aside as invalid now pass validation" in capsys.readouterr().out
 
     rows_before = len(read_results(str(run / "results")))
     assert main(["--resume", str(run)]) == 0
@@ -104,7 +142,18 @@ def test_actor_killed_mid_run_every_item_ok_exactly_once(local_ray, tiny_bundle,
     assert not [p for p in (run / "videos").iterdir() if p.name.startswith(".")]
 
 
-def test_driver_killed_then_resume_renders_only_missing(tiny_bundle, tmp_path):
+def _alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    out = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                out.append(process)
+    return out
+
+
+def test_driver_killed_leaves_no_ray_behind_and_resume_renders_only_missing(tiny_bundle, tmp_path):
+    """SIGKILL of the driver alone: within seconds no process of its local Ray is left (the raylet's agents
+    would otherwise linger for a minute or more); then --resume renders only what was missing."""
     run = tmp_path / "run"
     bundle = str(Path(tiny_bundle.checkpoint_path).parent)
     manifest = _manifest(tmp_path, 6)
@@ -134,13 +183,22 @@ def test_driver_killed_then_resume_renders_only_missing(tiny_bundle, tmp_path):
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(root)},
     )
+    local_ray = []
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and sum(_ok_counts(run).values() if (run / "results").is_dir() else []) < 2:
             time.sleep(0.2)
+        local_ray = psutil.Process(driver.pid).children(recursive=True)  # its Ray, and the watchdog of that Ray
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)
+        os.kill(driver.pid, signal.SIGKILL)  # the driver alone, as `kill -9 PID` does
         driver.wait()
+    deadline = time.monotonic() + 15
+    while _alive(local_ray) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _alive(local_ray)
+    for process in left:  # not left to the tests after this one
+        process.kill()
+    assert local_ray and not left, f"left behind: {[(p.pid, p.name()) for p in left]}"
     before = {r["item_id"] for r in read_results(str(run / "results")).to_pylist() if r["status"] == "ok"}
     assert len(before) >= 2
     resume_started = datetime.now(UTC)

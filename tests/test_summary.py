@@ -107,3 +107,29 @@ def test_a_run_without_results_is_all_pending(planned, tmp_path):
     summary = summarize(planned, read_results(str(tmp_path / "results")))
     assert summary.counts == {"ok": 0, "failed": 0, "pending": 3}
     assert summary.clips_per_hour is None and summary.eta_hours is None and summary.first_start is None
+
+
+def test_invalid_items_count_and_come_first_and_a_fixed_items_old_row_is_not_an_attempt(planned, tmp_path):
+    from manifests.invalid import SetAside, invalid_row
+    from manifests.load import Entry
+    from manifests.results import write_invalid_rows
+
+    results = str(tmp_path / "results")
+    _record(results, planned, [(0, 0, "failed", 0, 1, "audio: empty"), (1, 0, "failed", 0, 1, "audio: empty")])
+    broken = SetAside("<item 5, line 20>", Entry(4, "line 20", {"audio": "x.wav", "height": "tall"}))
+    fixed = SetAside("lesson03-es", Entry(2, "line 14", {"id": "lesson03-es"}))  # in the plan by now
+    rows = [invalid_row(broken, {"prompt": "p"}, "item #5 (line 20), field 'id': is required.\nsecond")]
+    rows.append(invalid_row(fixed, {}, "item 'lesson03-es' (line 14), field 'audio': cannot open it."))
+    write_invalid_rows(results, "run", "s1", rows)
+    [row] = [r for r in read_results(results).to_pylist() if r["item_id"] == "<item 5, line 20>"]
+    assert (row["audio"], row["prompt"], row["height"], row["status"]) == ("x.wav", "p", None, "failed")
+
+    summary = summarize(planned, read_results(results), invalid_ids=("<item 5, line 20>",))
+    assert summary.total == 4 and summary.counts == {"ok": 0, "failed": 3, "pending": 1} and summary.invalid == 1
+    assert [f.item_id for f in summary.failures] == ["<item 5, line 20>", "lesson03-en", "lesson03-de"]
+    assert summary.pending == ("lesson03-es",)  # its InvalidInput row predates its joining the plan
+    groups = [(g.error_type, g.message, g.item_ids) for g in summary.failure_groups()]
+    assert groups == [
+        ("InvalidInput", "item #5 (line 20), field 'id': is required.", ("<item 5, line 20>",)),
+        ("RenderInputError", "audio: empty", ("lesson03-en", "lesson03-de")),
+    ]

@@ -1,0 +1,61 @@
+"""Checks of a clip against what the model and the audio allow: the token bound (an error) and a video
+much longer than its audio window (a warning: silence padding is legal, but rarely meant).
+
+Both need the clip's frame count; when the manifest leaves it to the audio, it is derived as the plan will
+derive it, from the local audio file (a remote file is not fetched for this).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ltxcore.errors import RenderInputError
+from ltxcore.media import probe_audio
+from ltxcore.request import frames_for_duration
+from ltxcore.token_bound import MAX_TOKENS, token_problem
+from manifests.item import Item
+from manifests.storage import is_uri
+
+# A video may outlast its audio window by this much before validation warns: more than the 8-frame step
+# (0.33 s at 24 fps) that frame counts come in, so rounding up to the next valid count never warns.
+WINDOW_MARGIN_SECONDS = 0.5
+
+
+def audio_window(item: Item) -> float | None:
+    """Seconds of audio the clip can use; None when the audio is remote or unreadable (reported elsewhere)."""
+    if not isinstance(item.audio, str) or is_uri(item.audio) or not Path(item.audio).is_file():
+        return None
+    try:
+        duration = probe_audio(item.audio).duration
+    except RenderInputError:
+        return None
+    window = duration - item.audio_start_time
+    return window if item.audio_max_duration is None else min(window, item.audio_max_duration)
+
+
+def size_problems(item: Item, window: float | None, max_tokens: int = MAX_TOKENS) -> list[tuple[str, str]]:
+    """The token bound, as (field, message); nothing when the frame count cannot be known yet."""
+    frames = item.num_frames
+    if frames is None and window is not None and window > 0:
+        frames = frames_for_duration(window, item.frame_rate)
+    if frames is None:
+        return []
+    problem = token_problem(frames, item.height, item.width, max_tokens)
+    return [("height", problem)] if problem else []
+
+
+def window_warnings(item: Item, window: float | None) -> list[tuple[str, str]]:
+    """A clip that runs past its audio window by more than the margin, as (field, message)."""
+    if item.num_frames is None or window is None or window <= 0:
+        return []
+    seconds = item.num_frames / item.frame_rate
+    if seconds <= window + WINDOW_MARGIN_SECONDS:
+        return []
+    return [
+        (
+            "num_frames",
+            f"{item.num_frames} frames at {item.frame_rate:g} fps last {seconds:.2f} s, {seconds - window:.2f} s "
+            f"longer than the audio window ({window:.2f} s); that part is rendered over silence. Leave num_frames "
+            "out to fit the clip to the audio.",
+        )
+    ]
