@@ -123,7 +123,7 @@ def test_settings_drafts_do_not_use_are_warnings_and_two_stage_needs_the_dev_tra
     ]
     assert main(["validate", str(tmp_path / "drafts.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "3 items, no problems, 2 warning(s):" in out and "  - warning: item 'a' (line 6)" in out
+    assert "3 items, no problems.\n2 warning(s), not errors:" in out and "  - item 'a' (line 6)" in out
     (problem,) = validate(manifest, transformer="distilled")
     assert (problem.where, problem.field) == ("item 'b' (line 9)", "pipeline")
     assert "needs the dev checkpoint" in problem.message
