@@ -3,7 +3,8 @@
 Per request it runs what upstream's ``A2VidPipelineTwoStage`` runs, in the same order and with the
 same random stream: text encoding, audio encoding (then frozen), stage 1 at half size with the
 multimodal guider, 2x latent upsample, stage 2 with the distilled LoRA, tiled VAE decode, and an mp4
-that carries the original audio. Nothing is rebuilt between requests.
+that carries the original audio. The request's user LoRAs apply in both stages. Nothing is rebuilt
+between requests.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from ltx_core.types import Audio, AudioLatentShape, LatentState, VideoLatentShap
 from ltx_pipelines.utils.constants import STAGE_2_DISTILLED_SIGMA_VALUES
 from ltx_pipelines.utils.media_io import load_image_conditioning
 
+from ltxcore.adapters import Adapters
 from ltxcore.blocks import BlockLoop
 from ltxcore.bundle import ModelBundle
-from ltxcore.errors import RenderInputError
+from ltxcore.errors import BundleError, RenderInputError
 from ltxcore.fp8 import quantize_blocks
 from ltxcore.guidance import (
     GuidedDenoiser,
@@ -45,7 +47,7 @@ from ltxcore.guidance import (
     synthetic_inputs,
 )
 from ltxcore.loading import build_component, build_embeddings_processor, build_text_encoder
-from ltxcore.lora import LoraAdapter
+from ltxcore.lora import LoraError
 from ltxcore.media import AudioClip, decode_audio, probe_audio, write_mp4
 from ltxcore.offload import StreamedModule
 from ltxcore.request import RenderRequest, frames_for_duration
@@ -54,6 +56,7 @@ from ltxcore.text import PromptCache, encode_prompts
 DTYPE = torch.bfloat16
 LATENT_CHANNELS = 128
 AUDIO_LATENT_CHANNELS, AUDIO_MEL_BINS = 8, 16
+DISTILLED = "distilled"  # the bundle's distilled LoRA among the engine's adapters
 
 
 def quantization_policy(name: str) -> QuantizationPolicy | None:
@@ -122,7 +125,9 @@ class Engine:
         device: str | torch.device = "cpu",
         prompt_cache_size: int = 64,
         compile: bool = False,
+        max_loras: int = 4,
     ):
+        """``max_loras``: user LoRAs held at once (least recently used evicted)."""
         self.bundle = bundle
         self.device = torch.device(device)
         self.load_seconds: dict[str, float] = {}
@@ -135,9 +140,12 @@ class Engine:
         )
         if scaled:
             self._timed("fp8_quantize", lambda: quantize_blocks(velocity_model, device=self.device))
-        self.lora = self._timed("distilled_lora", lambda: LoraAdapter.load(velocity_model, bundle.distilled_lora))
+        self.adapters = Adapters(velocity_model, DTYPE, max_loaded=max_loras)
+        self._timed("distilled_lora", lambda: self._pin_distilled(bundle.distilled_lora))
         on_gpu = self.device.type == "cuda"
-        self.blocks = BlockLoop(velocity_model, compile=compile, cuda_graphs=compile and on_gpu)
+        self.blocks = BlockLoop(
+            velocity_model, compile=compile, cuda_graphs=compile and on_gpu, state_key=lambda: self.adapters.key
+        )
         self.num_layers = len(velocity_model.transformer_blocks)
         self.transformer = X0Model(velocity_model).eval()  # predicts the denoised latent, as the samplers expect
         self.video_encoder = self._timed("video_encoder", lambda: build_component(bundle, "video_encoder", self.device))
@@ -157,6 +165,12 @@ class Engine:
         self.stepper = EulerDiffusionStep()
         self.tiling = TilingConfig.default()
         self.muxer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mux")  # CPU encode beside the GPU
+
+    def _pin_distilled(self, path: str) -> None:
+        try:
+            self.adapters.pin(DISTILLED, path)
+        except LoraError as e:
+            raise BundleError(f"distilled_lora {e.message}") from e
 
     def _timed(self, name: str, build: Callable):
         start = time.perf_counter()
@@ -199,21 +213,22 @@ class Engine:
     @torch.inference_mode()
     def warm_up(self, request: RenderRequest) -> float:
         """Run the transformer once as ``request`` will (its shape, its stage-1 guidance passes and
-        perturbations, its stage-2 LoRA strength; media are not read), so that compilation and kernel
-        selection happen now, not inside the first item. Returns the seconds taken."""
+        perturbations, its LoRAs and strengths; media are not read), so that compilation and kernel selection
+        happen now, not inside the first item. Returns the seconds taken."""
         start = time.perf_counter()
+        user = self.user_loras(request)
         frames, fps = request.num_frames, request.frame_rate
         passes = guidance_passes(MultiModalGuider(params=request.guider.to_upstream()))
         half = VideoPixelShape(1, frames, request.height // 2, request.width // 2, fps)
         full = VideoPixelShape(1, frames, request.height, request.width, fps)
         # as GuidedDenoiser (stage 1) and PlainDenoiser (stage 2) call it
         stages = (
-            (half, len(passes), batched_perturbations(passes), 0.0),
-            (full, 1, None, request.distilled_lora_strength),
+            (half, len(passes), batched_perturbations(passes), user),
+            (full, 1, None, {**user, DISTILLED: request.distilled_lora_strength}),
         )
-        for shape, batch, perturbations, strength in stages:
+        for shape, batch, perturbations, strengths in stages:
             video, audio = synthetic_inputs(self.transformer, shape, batch)
-            with self.lora.active(strength):
+            with self.adapters.active(strengths):
                 self.transformer(video=video, audio=audio, perturbations=perturbations)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
@@ -231,6 +246,8 @@ class Engine:
         generator = torch.Generator(device=self.device).manual_seed(request.seed)
         noiser = GaussianNoiser(generator=generator)
 
+        with clock.phase("loras"):
+            user = self.user_loras(request)
         with clock.phase("text_encode"):
             self.warm_prompts([(request.prompt, request.negative_prompt)])
             positive, negative = self.prompts.get((request.prompt, request.negative_prompt))
@@ -240,7 +257,7 @@ class Engine:
         full = VideoPixelShape(1, request.num_frames, request.height, request.width, request.frame_rate)
         with clock.phase("image_conditioning"):
             stage_1_conditions = self._image_conditions(request, half)
-        with clock.phase("stage_1"):
+        with clock.phase("stage_1"), self.adapters.active(user):
             guider = MultiModalGuider(params=request.guider.to_upstream(), negative_context=negative.video)
             denoiser = GuidedDenoiser(self.transformer, guider, positive.video, positive.audio)
             sigmas = LTX2Scheduler().execute(steps=request.num_inference_steps).to(torch.float32).to(self.device)
@@ -249,7 +266,7 @@ class Engine:
             latent = upsample_video(latent=latent[:1], video_encoder=self.video_encoder, upsampler=self.upsampler)
         with clock.phase("image_conditioning"):
             stage_2_conditions = self._image_conditions(request, full)
-        with clock.phase("stage_2"), self.lora.active(request.distilled_lora_strength):
+        with clock.phase("stage_2"), self.adapters.active({**user, DISTILLED: request.distilled_lora_strength}):
             sigmas = torch.tensor(STAGE_2_DISTILLED_SIGMA_VALUES, device=self.device)
             denoiser = PlainDenoiser(self.transformer, positive.video, positive.audio)
             latent = self._denoise(full, stage_2_conditions, noiser, sigmas, denoiser, audio_latent, latent)
@@ -270,6 +287,16 @@ class Engine:
             result.muxing = self.muxer.submit(_timed_mux, output, frames, request.frame_rate, clip, request.num_frames)
         result.timings, result.peak_memory = clock.timings, clock.peaks
         return result if background_mux else result.wait()
+
+    def user_loras(self, request: RenderRequest) -> dict[str, float]:
+        """The request's LoRAs made resident, as ``{adapter name: strength}`` for :meth:`Adapters.active`."""
+        if len(request.loras) > self.adapters.max_loaded:
+            raise RenderInputError(
+                "loras",
+                f"names {len(request.loras)} LoRAs, but a worker holds at most {self.adapters.max_loaded} at a time; "
+                f"raise --max-loras to {len(request.loras)}.",
+            )
+        return {self.adapters.load(lora.path): lora.strength for lora in request.loras}
 
     # --- the steps ----------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ltx_core.components.guiders import MultiModalGuiderParams
-from ltx_pipelines.utils.constants import DEFAULT_NEGATIVE_PROMPT, LTX_2_3_PARAMS
+from ltx_pipelines.utils.constants import DEFAULT_LORA_STRENGTH, DEFAULT_NEGATIVE_PROMPT, LTX_2_3_PARAMS
 
 from ltxcore.errors import RenderInputError
 
@@ -18,6 +18,7 @@ FRAME_STEP = 8  # the video VAE compresses time by 8: valid frame counts are 8k 
 SIZE_STEP = 64  # two-stage: half size must still be a multiple of 32
 UPSTREAM_GUIDER = LTX_2_3_PARAMS.video_guider_params
 MEDIA_FIELDS = ("audio", "image")  # request fields that name input files (manifests/item.py derives the same)
+MAX_LORA_STRENGTH = 10.0  # upstream sets no bound; this one catches a typo such as 80 for 0.8
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,15 @@ class GuiderSettings:
 
 
 @dataclass(frozen=True)
+class LoraSpec:
+    """A user LoRA (upstream's ``--lora PATH STRENGTH``): a .safetensors file in the released (ComfyUI)
+    naming, applied in both stages at ``strength``."""
+
+    path: str
+    strength: float = DEFAULT_LORA_STRENGTH
+
+
+@dataclass(frozen=True)
 class RenderRequest:
     """Everything one clip needs. ``num_frames=None`` means: the largest 8k+1 that fits the audio window."""
 
@@ -80,6 +90,7 @@ class RenderRequest:
     num_inference_steps: int = LTX_2_3_PARAMS.num_inference_steps
     guider: GuiderSettings = field(default_factory=GuiderSettings)
     distilled_lora_strength: float = 1.0
+    loras: tuple[LoraSpec, ...] = ()
 
     def problems(self, num_layers: int | None = None) -> list[RenderInputError]:
         """Every problem that can be seen without decoding media, as field-named errors."""
@@ -122,7 +133,27 @@ class RenderRequest:
             value = getattr(self, name)
             if value is not None and "://" not in str(value) and not Path(value).is_file():
                 bad(name, f"file {value} does not exist or is not a file.")
-        return out + self.guider.problems(num_layers)
+        return out + self._lora_problems() + self.guider.problems(num_layers)
+
+    def _lora_problems(self) -> list[RenderInputError]:
+        """Strengths, repeats and files of the user LoRAs; whether they fit the model is the engine's check."""
+        out, seen = [], set()
+
+        def bad(message: str) -> None:
+            out.append(RenderInputError("loras", message))
+
+        for lora in self.loras:
+            if not _finite(lora.strength) or abs(lora.strength) > MAX_LORA_STRENGTH:
+                limit = f"between -{MAX_LORA_STRENGTH:g} and {MAX_LORA_STRENGTH:g}"
+                bad(f"{lora.path}: strength must be {limit}, got {lora.strength!r}.")
+            if lora.path in seen:
+                bad(f"lists {lora.path} twice; give it once, with the strengths added.")
+            seen.add(lora.path)
+            if not lora.path.endswith(".safetensors"):
+                bad(f"{lora.path} is not a .safetensors file; only safetensors are loaded.")
+            elif "://" not in lora.path and not Path(lora.path).is_file():
+                bad(f"file {lora.path} does not exist or is not a file.")
+        return out
 
 
 def frames_for_duration(seconds: float, frame_rate: float) -> int:

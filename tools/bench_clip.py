@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from ltxcore.bundle import RELEASED_NAMES, ModelBundle
-from ltxcore.engine import Engine
+from ltxcore.engine import DISTILLED, Engine
 from ltxcore.fp8 import quantize_blocks
 from ltxcore.guidance import synthetic_inputs
 from ltxcore.request import GuiderSettings, RenderRequest
@@ -98,7 +98,7 @@ def transformer_flops(engine: Engine, passes: int) -> dict[str, float]:
         shape = VideoPixelShape(1, REFERENCE["num_frames"], height, width, REFERENCE["frame_rate"])
         video, audio = synthetic_inputs(engine.transformer, shape, batch)
         counter = FlopCounterMode(display=False)
-        with torch.inference_mode(), engine.lora.active(strength), counter:
+        with torch.inference_mode(), engine.adapters.active({DISTILLED: strength}), counter:
             engine.transformer(video=video, audio=audio, perturbations=None)
         per_stage[stage] = counter.get_total_flops()
     steps_1 = REFERENCE["num_inference_steps"]
