@@ -1,8 +1,10 @@
 """The plan: fully resolved items with seeds, frame counts and a stable fingerprint each.
 
-The fingerprint hashes every resolved setting, the input files' size and mtime, and the model bundle's
-identity. Tags are left out: relabelling an item must not re-render it. Two attempts of one item share
-a fingerprint; an item whose inputs or settings changed under the same id does not.
+The fingerprint hashes every resolved setting, the input files' size and mtime (each LoRA's too), and the
+model bundle's identity. Tags are left out: relabelling an item must not re-render it. An empty ``loras``
+is left out too, so items planned before LoRAs existed keep their fingerprints (and resume as done). Two
+attempts of one item share a fingerprint; an item whose inputs or settings changed under the same id does
+not.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def audio_duration(uri: str) -> float:
 
 
 def fingerprint(values: dict, media: dict, bundle_identity: dict | None) -> str:
-    settings = {k: v for k, v in values.items() if k not in ("tags", "id")}
+    settings = {k: v for k, v in values.items() if k not in ("tags", "id") and not (k == "loras" and not v)}
     payload = {"settings": settings, "media": media, "bundle": bundle_identity}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
@@ -79,6 +81,8 @@ def refresh_fingerprints(planned: list[PlannedItem], bundle_identity: dict | Non
     for p in planned:
         values = p.item.values
         media = {name: file_identity(values[name]) if values[name] is not None else None for name in MEDIA_FIELDS}
+        if values["loras"]:
+            media["loras"] = [file_identity(lora["path"]) for lora in values["loras"]]
         out.append(PlannedItem(p.item, fingerprint(values, media, bundle_identity)))
     return out
 
@@ -96,5 +100,6 @@ def plan_from_table(table: pa.Table) -> list[PlannedItem]:
     for row in table.to_pylist():
         fp = row.pop("fingerprint")
         row["tags"] = dict(row["tags"] or [])
+        row["loras"] = row.get("loras") or []  # plans written before LoRAs have no such column
         out.append(PlannedItem(Item.model_validate(row), fp))
     return out

@@ -13,10 +13,12 @@ from pathlib import Path
 
 from PIL import Image
 
+from ltxcore.bundle import ModelBundle
 from ltxcore.errors import BundleError, RenderInputError
 from ltxcore.media import probe_audio
 from manifests.item import GUIDER_PREFIX, GUIDER_SECTION, KINDS, MEDIA_FIELDS, Item, check_item, unknown_field
 from manifests.load import Entry, Manifest, ManifestError, load_manifest
+from manifests.lora_files import LoraFiles
 from manifests.model_section import MODEL_KEYS, model_paths, open_bundle
 from manifests.storage import StorageError, exists, is_uri
 
@@ -58,8 +60,8 @@ def _media_problems(item: Item) -> list[tuple[str, str]]:
     return out
 
 
-def check_entry(entry: Entry, defaults: dict, num_layers: int | None) -> list[Problem]:
-    """Problems of one entry after defaults apply: fields, types, ranges, media."""
+def check_entry(entry: Entry, defaults: dict, num_layers: int | None, loras: LoraFiles | None = None) -> list[Problem]:
+    """Problems of one entry after defaults apply: fields, types, ranges, media, LoRA files."""
     if "_not_a_mapping" in entry.data:
         return [Problem(entry.label, "", "must be a mapping of fields (id, audio, prompt, ...).")]
     item, problems = check_item(defaults, entry.data)
@@ -71,11 +73,13 @@ def check_entry(entry: Entry, defaults: dict, num_layers: int | None) -> list[Pr
         name = error.field if error.field in KINDS else GUIDER_PREFIX + error.field
         out.append(Problem(entry.label, name, error.message))
     out += [Problem(entry.label, name, message) for name, message in _media_problems(item)]
+    if loras is not None:
+        out += [Problem(entry.label, "loras", message) for lora in item.loras for message in loras.problems(lora.path)]
     return out
 
 
-def check_model(manifest: Manifest) -> tuple[list[Problem], int | None]:
-    """Model-section problems, and the transformer's block count when the bundle is local."""
+def check_model(manifest: Manifest) -> tuple[list[Problem], ModelBundle | None]:
+    """Model-section problems, and the bundle when it is local (its headers are then checked too)."""
     model = manifest.model
     out = [Problem("model", k, unknown_field(k, list(MODEL_KEYS))) for k in model if k not in MODEL_KEYS]
     if not model:
@@ -88,19 +92,21 @@ def check_model(manifest: Manifest) -> tuple[list[Problem], int | None]:
         bundle = open_bundle(model)
     except (BundleError, StorageError, TypeError) as e:
         return [*out, Problem("model", "", str(e))], None
-    return out, bundle.checkpoint_config().get("transformer", {}).get("num_layers")
+    return out, bundle
 
 
 def validate(manifest: Manifest) -> list[Problem]:
     problems = [Problem("manifest", "", p) for p in manifest.top_level_problems]
-    model_problems, num_layers = check_model(manifest)
+    model_problems, bundle = check_model(manifest)
     problems += model_problems
+    num_layers = bundle.checkpoint_config().get("transformer", {}).get("num_layers") if bundle else None
+    loras = LoraFiles(bundle.checkpoint_path if bundle else None)
     for name in manifest.defaults:
         if name not in KINDS:
             problems.append(Problem("defaults", name, unknown_field(name, [*KINDS, GUIDER_SECTION])))
     seen: dict[str, Entry] = {}
     for entry in manifest.entries:
-        problems += check_entry(entry, manifest.defaults, num_layers)
+        problems += check_entry(entry, manifest.defaults, num_layers, loras)
         item_id = entry.data.get("id")
         if isinstance(item_id, str):
             if item_id in seen:

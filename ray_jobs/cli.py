@@ -21,7 +21,8 @@ EXAMPLES = {
     "report": "ltx-batch report runs/lessons-0312   # then open runs/lessons-0312/report/index.html",
     "bundle": "ltx-batch bundle check /models/ltx-2.3",
     "make-tiny-bundle": "ltx-batch make-tiny-bundle ~/.cache/ltx-batch/tiny-bundle",
-    "lessons": 'ltx-batch lessons --image presenter.png --audio recordings/ --prompt "A teacher ..." -o lessons.yaml',
+    "lessons": 'ltx-batch lessons --image presenter.png --audio recordings/ --prompt "A teacher ..." -o lessons.yaml'
+    " --lora presenter.safetensors 0.8",
     "personalize": 'ltx-batch personalize customers.csv --template "Hi {first_name} ..." -o campaign.parquet',
     "schema": "ltx-batch schema > ltx-batch.schema.json",
 }
@@ -125,9 +126,22 @@ def _lessons(args) -> int:
         height=args.height,
         width=args.width,
         lesson=args.lesson,
+        loras=[_lora_arg(values) for values in args.lora],
     )
     print(f"wrote {out}; check it with: ltx-batch validate {out}")
     return 0
+
+
+def _lora_arg(values: list[str]) -> tuple[str, float]:
+    """``--lora PATH [STRENGTH]``, as upstream's CLI takes it (strength 1.0 when left out)."""
+    from ltxcore.request import LoraSpec
+
+    if len(values) > 2:
+        raise ValueError(f"--lora takes PATH and an optional STRENGTH, got {' '.join(values)}.")
+    try:
+        return values[0], float(values[1]) if len(values) == 2 else LoraSpec.strength
+    except ValueError:
+        raise ValueError(f"--lora {' '.join(values)}: the strength must be a number, e.g. 0.8.") from None
 
 
 def _personalize(args) -> int:
@@ -141,6 +155,7 @@ def _personalize(args) -> int:
         audio_column=args.audio_column,
         image_column=args.image_column,
         id_column=args.id_column,
+        lora_columns=tuple(args.lora_column),
         defaults=(defaults or {}).get("defaults", defaults),
     )
     print(f"wrote {out}; check it with: ltx-batch validate {out}")
@@ -201,6 +216,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-rate", type=float, default=25.0)
     p.add_argument("--height", type=int, default=512)
     p.add_argument("--width", type=int, default=768)
+    p.add_argument(
+        "--lora",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar=("PATH", "STRENGTH"),
+        help="a LoRA for every item (strength default 1.0); repeatable, as upstream's --lora",
+    )
     p.add_argument("-o", "--output", required=True, help="the manifest to write (.yaml)")
     p.set_defaults(handler=_lessons)
     p = add("personalize", "Build a Parquet manifest from a CSV and a prompt template with {column} fields.")
@@ -209,6 +232,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-column", default="audio")
     p.add_argument("--image-column")
     p.add_argument("--id-column")
+    p.add_argument(
+        "--lora-column",
+        action="append",
+        default=[],
+        help="a column holding one LoRA per row, PATH or PATH:STRENGTH (empty: the defaults' LoRAs); repeatable",
+    )
     p.add_argument("--defaults", help="YAML with manifest defaults, written beside the Parquet file")
     p.add_argument("-o", "--output", required=True, help="the manifest to write (.parquet)")
     p.set_defaults(handler=_personalize)
