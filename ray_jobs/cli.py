@@ -107,9 +107,12 @@ def _bundle_check(args) -> int:
 
 
 def _make_tiny(args) -> int:
-    from ltxcore.random_bundle import make_tiny_bundle
+    from ltxcore.random_bundle import make_tiny_bundle, write_random_lora
 
-    print(make_tiny_bundle(args.folder, seed=args.seed).describe())
+    bundle = make_tiny_bundle(args.folder, seed=args.seed)
+    print(bundle.describe())
+    if args.lora:
+        print(f"  user LoRA: {write_random_lora(bundle, args.lora, rank=8, seed=args.seed)}")
     return 0
 
 
@@ -206,6 +209,7 @@ def parser() -> argparse.ArgumentParser:
     p = add("make-tiny-bundle", "Write a tiny random bundle in the released format (tests, demos).")
     p.add_argument("folder")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lora", metavar="FILE", help="also write a random user LoRA for it (rank 8, every block linear)")
     p.set_defaults(handler=_make_tiny)
     p = add("lessons", "Build a lesson-series manifest: one presenter image, one recording per language.")
     p.add_argument("--image", required=True)

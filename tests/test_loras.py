@@ -232,3 +232,14 @@ def test_an_item_with_more_loras_than_a_worker_holds_fails_with_the_option_to_ra
             engine.render(request, None)
     finally:
         engine.adapters.max_loaded = limit
+
+
+def test_the_lora_benchmark_runs_on_the_tiny_bundle(engine, tiny_bundle, media, tmp_path):
+    """``python -m tools.bench clip --part lora`` on a GPU; here its measurement on the CPU, tiny."""
+    from tools.bench_lora import LORA_RANK, lora_cost
+
+    lora = write_random_lora(tiny_bundle, tmp_path / "bench.safetensors", LORA_RANK)
+    requests = [_request(media["stereo_wav"], prompt=f"Take {i}", num_inference_steps=1) for i in range(2)]
+    report = lora_cost(engine, requests, lora)
+    assert report["staged_ranks"] == LORA_RANK and report["clips"] == 1
+    assert report["with_s_median"]["stage_1"] > 0 and set(report["added_s"]) == {"stage_1", "stage_2", "total"}

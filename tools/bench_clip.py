@@ -368,6 +368,10 @@ def run(bundle: str, part: str, clips: int, out: Path, anchor: str | None = None
     write_stereo_speech()
     if part == "head":
         report = measure_head(folder, clips, out, anchor)
+    elif part == "lora":
+        from tools.bench_lora import measure_lora
+
+        report = measure_lora(folder, clips)
     else:
         report = (measure_ours if part == "ours" else measure_upstream)(folder, clips, out)
     report.update(device=torch.cuda.get_device_name(), torch=torch.__version__, bundle_written_s=made_s)
