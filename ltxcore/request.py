@@ -69,6 +69,16 @@ class LoraSpec:
     path: str
     strength: float = DEFAULT_LORA_STRENGTH
 
+    @classmethod
+    def parse(cls, values: list[str]) -> LoraSpec:
+        """``--lora PATH [STRENGTH]``, as upstream's CLI takes it."""
+        if not 1 <= len(values) <= 2:
+            raise ValueError(f"--lora takes PATH and an optional STRENGTH, got {' '.join(values)!r}.")
+        try:
+            return cls(values[0], float(values[1])) if len(values) == 2 else cls(values[0])
+        except ValueError:
+            raise ValueError(f"--lora {' '.join(values)}: the strength must be a number, e.g. 0.8.") from None
+
 
 @dataclass(frozen=True)
 class RenderRequest:

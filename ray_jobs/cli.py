@@ -117,6 +117,7 @@ def _make_tiny(args) -> int:
 
 
 def _lessons(args) -> int:
+    from ltxcore.request import LoraSpec
     from manifests.builders import build_lessons
 
     out = build_lessons(
@@ -129,22 +130,10 @@ def _lessons(args) -> int:
         height=args.height,
         width=args.width,
         lesson=args.lesson,
-        loras=[_lora_arg(values) for values in args.lora],
+        loras=[(spec.path, spec.strength) for spec in map(LoraSpec.parse, args.lora)],
     )
     print(f"wrote {out}; check it with: ltx-batch validate {out}")
     return 0
-
-
-def _lora_arg(values: list[str]) -> tuple[str, float]:
-    """``--lora PATH [STRENGTH]``, as upstream's CLI takes it (strength 1.0 when left out)."""
-    from ltxcore.request import LoraSpec
-
-    if len(values) > 2:
-        raise ValueError(f"--lora takes PATH and an optional STRENGTH, got {' '.join(values)}.")
-    try:
-        return values[0], float(values[1]) if len(values) == 2 else LoraSpec.strength
-    except ValueError:
-        raise ValueError(f"--lora {' '.join(values)}: the strength must be a number, e.g. 0.8.") from None
 
 
 def _personalize(args) -> int:

@@ -175,20 +175,16 @@ def test_results_table_and_report_hold_the_resolved_loras(tmp_path, lora_files):
 
 
 def test_builders_write_loras(tmp_path, lora_files, capsys):
-    brand = lora_files["brand"]
+    brand, anna = lora_files["brand"], str(lora_files["anna"])
     out = tmp_path / "lessons.yaml"
     args = ["lessons", "--image", str(LESSON / "presenter.png"), "--audio", str(LESSON), "--prompt", "A teacher"]
-    assert (
-        main([*args, "--lora", str(brand), "0.6", "--lora", str(brand.with_name("anna.safetensors")), "-o", str(out)])
-        == 0
-    )
+    assert main([*args, "--lora", str(brand), "0.6", "--lora", anna, "-o", str(out)]) == 0
     defaults = yaml.safe_load(out.read_text())["defaults"]
-    assert defaults["loras"] == [
-        {"path": str(brand), "strength": 0.6},
-        {"path": str(brand.parent / "anna.safetensors"), "strength": 1.0},
-    ]
+    assert defaults["loras"] == [{"path": str(brand), "strength": 0.6}, {"path": anna, "strength": 1.0}]
     assert main([*args, "--lora", "missing.safetensors", "-o", str(out)]) == 2
     assert "--lora: LoRA file 'missing.safetensors' does not exist." in capsys.readouterr().err
+    assert main([*args, "--lora", anna, "high", "-o", str(out)]) == 2
+    assert "the strength must be a number, e.g. 0.8." in capsys.readouterr().err
 
     assert parse_lora_cell("s3://bucket/brand.safetensors:0.5") == ("s3://bucket/brand.safetensors", 0.5)
     assert parse_lora_cell("s3://bucket/brand.safetensors") == ("s3://bucket/brand.safetensors", 1.0)
