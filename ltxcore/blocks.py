@@ -12,7 +12,8 @@ host-built masks forbid CUDA graph capture. :class:`BlockLoop` replaces the loop
   before it and copied from their source at it, which gives the same numbers for less work;
 - with ``compile``, every block is compiled whole (norms, AdaLN, gates, RoPE, residuals and the FP8
   activation quantization fuse with their neighbours), one graph per block kind and shape;
-- with ``cuda_graphs``, the whole loop is captured once per input layout and replayed.
+- with ``cuda_graphs``, the whole loop is captured once per input layout and replayed; ``state_key`` names
+  what else a captured loop depends on (the LoRA branches' buffers and rank ranges, ``Adapters.key``).
 """
 
 from __future__ import annotations
@@ -143,8 +144,10 @@ class BlockLoop:
         compile: bool = False,
         cuda_graphs: bool = False,
         backend: str | Callable = "inductor",
+        state_key: Callable[[], Hashable] = lambda: None,
     ):
         self.blocks = list(model.transformer_blocks)
+        self.state_key = state_key
         self.plans: dict[Hashable, _Plan] = {}
         self.graphs: dict[Hashable, _CapturedLoop] = {}
         self.cuda_graphs = cuda_graphs
@@ -169,7 +172,7 @@ class BlockLoop:
         if plan is None:
             plan = self.plans[plan_key] = _plan(config, len(self.blocks), first.x.device, first.x.dtype)
         if self.cuda_graphs and first.x.is_cuda:
-            key = (plan_key, _layout(video), _layout(audio), _lora_key(self.blocks))
+            key = (plan_key, _layout(video), _layout(audio), self.state_key())
             graph = self.graphs.get(key)
             if graph is None:
                 graph = self.graphs[key] = _CapturedLoop(lambda v, a: self._run(v, a, plan, batch), video, audio)
@@ -232,10 +235,6 @@ def _layout(args: TransformerArgs | None) -> Hashable:
     if args is None:
         return None
     return args.enabled, tuple((name, tuple(t.shape), t.dtype) for name, t in _tensors(args))
-
-
-def _lora_key(blocks: list[torch.nn.Module]) -> Hashable:
-    return tuple(getattr(m, "enabled", None) for b in blocks[:1] for m in b.modules() if hasattr(m, "strength"))
 
 
 class _CapturedLoop:

@@ -7,11 +7,11 @@ Field names follow the upstream CLI (``checkpoint_path``, ``distilled_lora``, ``
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
+from ltxcore.checkpoint_header import read_header
 from ltxcore.errors import BundleError
 
 Quantization = Literal["none", "fp8-cast", "fp8-scaled"]
@@ -29,25 +29,15 @@ RELEASED_NAMES = {
 }
 # Released files a bundle may hold besides those: the distilled checkpoint, for ``transformer="distilled"``.
 OPTIONAL_NAMES = {"distilled_checkpoint_path": "ltx-2.3-22b-distilled.safetensors"}
-SAFETENSORS_HEADER_LIMIT = 100 * 1024 * 1024
 
 
 def read_safetensors_header(path: Path, role: str) -> dict:
     """Parse a safetensors header without loading tensors; refuse anything that is not safetensors."""
     try:
         with open(path, "rb") as f:
-            raw_len = f.read(8)
-            if len(raw_len) < 8:
-                raise BundleError(f"{role} {path} is not a safetensors file: it is shorter than a header.")
-            (header_len,) = struct.unpack("<Q", raw_len)
-            if header_len == 0 or header_len > SAFETENSORS_HEADER_LIMIT:
-                raise BundleError(f"{role} {path} is not a safetensors file (bad header length {header_len}).")
-            header = json.loads(f.read(header_len))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            return read_header(f, f"{role} {path}")
+    except OSError as e:
         raise BundleError(f"{role} {path} is not a readable safetensors file: {e}.") from e
-    if not isinstance(header, dict):
-        raise BundleError(f"{role} {path} is not a safetensors file: its header is not a JSON object.")
-    return header
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from ltxcore.bundle import QUANTIZATIONS, ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.errors import BundleError, RenderInputError
 from ltxcore.media import probe_mp4
-from ltxcore.request import GuiderSettings, RenderRequest
+from ltxcore.request import GuiderSettings, LoraSpec, RenderRequest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frame-rate", type=float, default=25.0)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--stg-blocks", type=int, nargs="*", default=[28])
+    parser.add_argument(
+        "--lora", nargs="+", action="append", default=[], metavar=("PATH", "STRENGTH"), help="repeatable, as upstream's"
+    )
     parser.add_argument("--out", required=True, help="output .mp4")
     args = parser.parse_args(argv)
     try:
@@ -47,9 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             frame_rate=args.frame_rate,
             num_inference_steps=args.steps,
             guider=GuiderSettings(stg_blocks=tuple(args.stg_blocks)),
+            loras=tuple(map(LoraSpec.parse, args.lora)),
         )
         result = engine.render(request, args.out)
-    except (BundleError, RenderInputError) as e:
+    except (BundleError, RenderInputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     probe = probe_mp4(args.out)

@@ -3,8 +3,9 @@
 Per request it runs what upstream's ``A2VidPipelineTwoStage`` runs, in the same order and with the
 same random stream: text encoding, audio encoding (then frozen), stage 1 at half size with the
 multimodal guider, 2x latent upsample, stage 2 with the distilled LoRA, tiled VAE decode, and an mp4
-that carries the original audio. Nothing is rebuilt between requests. A ``distilled`` request (a draft)
-differs in stage 1 only, as ``ltxcore/recipes.py`` describes.
+that carries the original audio. The request's user LoRAs apply in both stages. Nothing is rebuilt
+between requests. A ``distilled`` request (a draft) differs in stage 1 only, as ``ltxcore/recipes.py``
+describes.
 """
 
 from __future__ import annotations
@@ -32,14 +33,15 @@ from ltx_core.types import Audio, AudioLatentShape, LatentState, VideoLatentShap
 from ltx_pipelines.utils.constants import STAGE_2_DISTILLED_SIGMA_VALUES
 from ltx_pipelines.utils.media_io import load_image_conditioning
 
+from ltxcore.adapters import Adapters
 from ltxcore.blocks import BlockLoop
 from ltxcore.bundle import ModelBundle
 from ltxcore.conditioning_audio import conditioning_clip
-from ltxcore.errors import RenderInputError
+from ltxcore.errors import BundleError, RenderInputError
 from ltxcore.fp8 import quantize_blocks
 from ltxcore.guidance import PlainDenoiser, synthetic_inputs
 from ltxcore.loading import build_component, build_embeddings_processor, build_text_encoder
-from ltxcore.lora import LoraAdapter
+from ltxcore.lora import LoraError
 from ltxcore.media import AudioClip, decode_audio, probe_audio, write_mp4
 from ltxcore.offload import StreamedModule
 from ltxcore.recipes import RECIPES, prompt_pair
@@ -49,6 +51,7 @@ from ltxcore.text import PromptCache, encode_prompts
 DTYPE = torch.bfloat16
 LATENT_CHANNELS = 128
 AUDIO_LATENT_CHANNELS, AUDIO_MEL_BINS = 8, 16
+DISTILLED = "distilled"  # the bundle's distilled LoRA among the engine's adapters
 
 
 def quantization_policy(name: str) -> QuantizationPolicy | None:
@@ -117,7 +120,9 @@ class Engine:
         device: str | torch.device = "cpu",
         prompt_cache_size: int = 64,
         compile: bool = False,
+        max_loras: int = 4,
     ):
+        """``max_loras``: user LoRAs held at once (least recently used evicted)."""
         self.bundle = bundle
         self.device = torch.device(device)
         self.load_seconds: dict[str, float] = {}
@@ -130,11 +135,13 @@ class Engine:
         )
         if scaled:
             self._timed("fp8_quantize", lambda: quantize_blocks(velocity_model, device=self.device))
-        self.lora = None  # the distilled checkpoint needs no LoRA: it is what the LoRA approximates
-        if bundle.transformer == "dev":
-            self.lora = self._timed("distilled_lora", lambda: LoraAdapter.load(velocity_model, bundle.distilled_lora))
+        self.adapters = Adapters(velocity_model, DTYPE, max_loaded=max_loras)
+        if bundle.transformer == "dev":  # the distilled checkpoint needs no LoRA: it is what the LoRA approximates
+            self._timed("distilled_lora", lambda: self._pin_distilled(bundle.distilled_lora))
         on_gpu = self.device.type == "cuda"
-        self.blocks = BlockLoop(velocity_model, compile=compile, cuda_graphs=compile and on_gpu)
+        self.blocks = BlockLoop(
+            velocity_model, compile=compile, cuda_graphs=compile and on_gpu, state_key=lambda: self.adapters.key
+        )
         self.num_layers = len(velocity_model.transformer_blocks)
         self.transformer = X0Model(velocity_model).eval()  # predicts the denoised latent, as the samplers expect
         self.video_encoder = self._timed("video_encoder", lambda: build_component(bundle, "video_encoder", self.device))
@@ -155,6 +162,12 @@ class Engine:
         self.tiling = TilingConfig.default()
         self.muxer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mux")  # CPU encode beside the GPU
 
+    def _pin_distilled(self, path: str) -> None:
+        try:
+            self.adapters.pin(DISTILLED, path)
+        except LoraError as e:
+            raise BundleError(f"distilled_lora {e.message}") from e
+
     def _timed(self, name: str, build: Callable):
         start = time.perf_counter()
         model = build()
@@ -168,7 +181,7 @@ class Engine:
         problems = request.problems(self.num_layers)
         if problems:
             raise problems[0]
-        if request.pipeline == "two-stage" and self.lora is None:
+        if request.pipeline == "two-stage" and self.bundle.transformer != "dev":
             raise RenderInputError(
                 "pipeline", "two-stage needs the dev checkpoint; this worker runs the distilled one (drafts only)."
             )
@@ -198,27 +211,29 @@ class Engine:
         for positive, negative in missing:
             self.prompts.put((positive, negative), (encoded[positive], encoded[negative]))
 
-    def _lora(self, strength: float):
-        """The distilled LoRA at ``strength`` inside the block; nothing on a distilled-checkpoint worker."""
-        return self.lora.active(strength) if self.lora is not None else contextlib.nullcontext()
+    def _with_distilled(self, user: dict[str, float], strength: float) -> dict[str, float]:
+        """The adapters of a stage: the user LoRAs, plus the distilled LoRA at ``strength`` on a dev-checkpoint
+        worker (a distilled-checkpoint worker holds none)."""
+        return {**user, DISTILLED: strength} if self.bundle.transformer == "dev" else user
 
     @torch.inference_mode()
     def warm_up(self, request: RenderRequest) -> float:
         """Run the transformer once as ``request`` will (its shape, its pipeline's stage-1 batch, perturbations
-        and LoRA strength, its stage-2 LoRA strength; media are not read), so that compilation and kernel
-        selection happen now, not inside the first item. Returns the seconds taken."""
+        and LoRAs, its stage-2 LoRAs; media are not read), so that compilation and kernel selection happen now,
+        not inside the first item. Returns the seconds taken."""
         start = time.perf_counter()
+        user = self.user_loras(request)
         frames, fps = request.frames, request.frame_rate
         recipe = RECIPES[request.pipeline]
         half = VideoPixelShape(1, frames, request.height // 2, request.width // 2, fps)
         full = VideoPixelShape(1, frames, request.height, request.width, fps)
         stages = (  # as the recipe's denoiser (stage 1) and PlainDenoiser (stage 2) call it
-            (half, *recipe.batch(request), recipe.lora_strength(request)),
-            (full, 1, None, request.distilled_lora_strength),
+            (half, *recipe.batch(request), self._with_distilled(user, recipe.lora_strength(request))),
+            (full, 1, None, self._with_distilled(user, request.distilled_lora_strength)),
         )
-        for shape, batch, perturbations, strength in stages:
+        for shape, batch, perturbations, strengths in stages:
             video, audio = synthetic_inputs(self.transformer, shape, batch)
-            with self._lora(strength):
+            with self.adapters.active(strengths):
                 self.transformer(video=video, audio=audio, perturbations=perturbations)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
@@ -236,6 +251,8 @@ class Engine:
         generator = torch.Generator(device=self.device).manual_seed(request.seed)
         noiser = GaussianNoiser(generator=generator)
 
+        with clock.phase("loras"):
+            user = self.user_loras(request)
         with clock.phase("text_encode"):
             self.warm_prompts([prompt_pair(request)])
             encodings = self.prompts.get(prompt_pair(request))
@@ -248,7 +265,7 @@ class Engine:
         with clock.phase("image_conditioning"):
             stage_1_conditions = self._image_conditions(request, half)
         recipe = RECIPES[request.pipeline]
-        with clock.phase("stage_1"), self._lora(recipe.lora_strength(request)):
+        with clock.phase("stage_1"), self.adapters.active(self._with_distilled(user, recipe.lora_strength(request))):
             denoiser = recipe.denoiser(self.transformer, request, positive, negative)
             sigmas = recipe.sigmas(request).to(self.device)
             latent = self._denoise(half, stage_1_conditions, noiser, sigmas, denoiser, audio_latent, None)
@@ -256,7 +273,7 @@ class Engine:
             latent = upsample_video(latent=latent[:1], video_encoder=self.video_encoder, upsampler=self.upsampler)
         with clock.phase("image_conditioning"):
             stage_2_conditions = self._image_conditions(request, full)
-        with clock.phase("stage_2"), self._lora(request.distilled_lora_strength):
+        with clock.phase("stage_2"), self.adapters.active(self._with_distilled(user, request.distilled_lora_strength)):
             sigmas = torch.tensor(STAGE_2_DISTILLED_SIGMA_VALUES, device=self.device)
             denoiser = PlainDenoiser(self.transformer, positive.video, positive.audio)
             latent = self._denoise(full, stage_2_conditions, noiser, sigmas, denoiser, audio_latent, latent)
@@ -277,6 +294,16 @@ class Engine:
             result.muxing = self.muxer.submit(_timed_mux, output, frames, request.frame_rate, clip, request.frames)
         result.timings, result.peak_memory = clock.timings, clock.peaks
         return result if background_mux else result.wait()
+
+    def user_loras(self, request: RenderRequest) -> dict[str, float]:
+        """The request's LoRAs made resident, as ``{adapter name: strength}`` for :meth:`Adapters.active`."""
+        if len(request.loras) > self.adapters.max_loaded:
+            raise RenderInputError(
+                "loras",
+                f"names {len(request.loras)} LoRAs, but a worker holds at most {self.adapters.max_loaded} at a time; "
+                f"raise --max-loras to {len(request.loras)}.",
+            )
+        return {self.adapters.load(lora.path): lora.strength for lora in request.loras}
 
     # --- the steps ----------------------------------------------------------------------------
 

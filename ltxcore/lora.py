@@ -1,96 +1,140 @@
-"""The distilled LoRA as a runtime adapter on the resident transformer.
+"""LoRA files in the released (ComfyUI) naming: read, and checked against the transformer they adapt.
 
-Upstream fuses the LoRA by building a second transformer from disk. We leave the base weights
-untouched and add ``strength * B(A(x))`` beside each targeted Linear, so stage 1 and stage 2 share one
-model, the strength can differ per item, and no drift can build up over thousands of items.
+A LoRA holds, per adapted Linear, ``diffusion_model.<layer>.lora_A.weight`` (rank x in) and
+``...lora_B.weight`` (out x rank); upstream's ``LTXV_LORA_COMFY_RENAMING_MAP`` maps the names onto the
+transformer's modules. The same checks run on a file's header (validation, before anything loads) and on
+its loaded tensors (the worker), so both report the same file and layer.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import os
+from dataclasses import dataclass
 
 import torch
 from ltx_core.loader import LTXV_LORA_COMFY_RENAMING_MAP, SafetensorsStateDictLoader
+from safetensors import SafetensorError
 
-from ltxcore.errors import BundleError
+from ltxcore.errors import RenderInputError
 
-
-class LoraLinear(torch.nn.Module):
-    """A Linear plus a low-rank branch that is skipped entirely while switched off.
-
-    The strength is a tensor, not a Python float, so a compiled graph serves every per-item strength.
-    """
-
-    down: torch.Tensor
-    up: torch.Tensor
-    strength: torch.Tensor
-
-    def __init__(self, base: torch.nn.Module, down: torch.Tensor, up: torch.Tensor):
-        super().__init__()
-        self.base = base
-        self.register_buffer("down", down, persistent=False)  # lora_A: (rank, in)
-        self.register_buffer("up", up, persistent=False)  # lora_B: (out, rank)
-        self.register_buffer("strength", torch.zeros((), dtype=down.dtype, device=down.device), persistent=False)
-        self.enabled = False
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base(x)
-        if not self.enabled:
-            return y
-        low_rank = torch.nn.functional.linear(torch.nn.functional.linear(x, self.down), self.up)
-        return y + low_rank * self.strength
+DOWN, UP = ".lora_A.weight", ".lora_B.weight"
+FLOAT_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+SHOWN = 3  # layers named in one message; the rest are counted
 
 
-class LoraAdapter:
-    """Installs :class:`LoraLinear` on every transformer Linear the LoRA file names."""
+class LoraError(RenderInputError):
+    """A LoRA file that cannot be used: its message names the file, and the layer where there is one."""
 
-    @classmethod
-    def load(cls, transformer: torch.nn.Module, lora_path: str) -> LoraAdapter:
-        """Read a LoRA in the released (ComfyUI) naming from safetensors and install it."""
-        device = next(transformer.parameters()).device
-        sd = SafetensorsStateDictLoader().load(lora_path, sd_ops=LTXV_LORA_COMFY_RENAMING_MAP, device=device).sd
-        return cls(transformer, sd, lora_path)
+    def __init__(self, path: str, message: str):
+        super().__init__("loras", f"{path}: {message}")
 
-    def __init__(
-        self,
-        transformer: torch.nn.Module,
-        sd: dict[str, torch.Tensor],
-        lora_path: str,
-        dtype: torch.dtype = torch.bfloat16,
-    ):
-        targets = sorted({k.rsplit(".lora_", 1)[0] for k in sd if ".lora_A." in k})
-        if not targets:
-            raise BundleError(f"distilled_lora {lora_path} holds no lora_A/lora_B weights.")
-        self.layers: list[LoraLinear] = []
-        for name in targets:
-            parent_name, attr = name.rsplit(".", 1)
-            try:
-                parent = transformer.get_submodule(parent_name)
-                base = getattr(parent, attr)
-            except AttributeError as e:
-                raise BundleError(f"distilled_lora {lora_path} targets {name}, which the transformer lacks.") from e
-            down, up = sd[f"{name}.lora_A.weight"].to(dtype), sd[f"{name}.lora_B.weight"].to(dtype)
-            out_features, in_features = up.shape[0], down.shape[1]
-            if (getattr(base, "out_features", out_features), getattr(base, "in_features", in_features)) != (
-                out_features,
-                in_features,
-            ):
-                raise BundleError(
-                    f"distilled_lora {lora_path}: {name} has shape {tuple(up.shape)}x{tuple(down.shape)}"
-                    " which does not fit the transformer."
-                )
-            layer = LoraLinear(base, down, up)
-            setattr(parent, attr, layer)
-            self.layers.append(layer)
 
-    @contextmanager
-    def active(self, strength: float):
-        """Apply the LoRA at ``strength`` inside the block; always switched off again afterwards."""
-        for layer in self.layers:
-            layer.strength.fill_(float(strength))
-            layer.enabled = strength != 0
-        try:
-            yield
-        finally:
-            for layer in self.layers:
-                layer.enabled = False
+def lora_name(key: str) -> str | None:
+    """A file's tensor name as the transformer names it (upstream's renaming map)."""
+    return LTXV_LORA_COMFY_RENAMING_MAP.apply_to_key(key)
+
+
+def lora_layers(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, tuple[int, int, int]], list[str]]:
+    """{adapted layer: (rank, out, in)} from a LoRA's tensor shapes (named as the transformer names them),
+    and every problem with them: a tensor that is not a lora_A/lora_B weight, a half pair, ranks that differ."""
+    halves: dict[str, dict[str, tuple[int, ...]]] = {}
+    problems = []
+    for name, shape in shapes.items():
+        suffix = DOWN if name.endswith(DOWN) else UP if name.endswith(UP) else None
+        if suffix is None:
+            problems.append(f"holds {name}, which is not a lora_A/lora_B weight of the released (ComfyUI) naming.")
+            continue
+        halves.setdefault(name.removesuffix(suffix), {})[suffix] = shape
+    layers = {}
+    for layer, pair in sorted(halves.items()):
+        down, up = pair.get(DOWN), pair.get(UP)
+        if down is None or up is None:
+            has, lacks = ("B", "A") if down is None else ("A", "B")
+            problems.append(f"layer {layer} has lora_{has} without lora_{lacks}.")
+        elif len(down) != 2 or len(up) != 2 or down[0] != up[1] or down[0] == 0:
+            pair_shapes = f"lora_A {list(down)} and lora_B {list(up)}"
+            problems.append(f"layer {layer}: {pair_shapes} are not a (rank x in), (out x rank) pair.")
+        else:
+            layers[layer] = (down[0], up[0], down[1])
+    if not halves and not problems:
+        problems.append("holds no lora_A/lora_B weights.")
+    return layers, problems
+
+
+def fit_problems(layers: dict[str, tuple[int, int, int]], linears: dict[str, tuple[int, int]]) -> list[str]:
+    """Why ``layers`` (from :func:`lora_layers`) do not fit a model with these Linears ({name: (out, in)})."""
+    missing = [layer for layer in layers if layer not in linears]
+    misfit = [layer for layer in layers if layer in linears and linears[layer] != layers[layer][1:]]
+    out = []
+    if missing:
+        more = f" (and {len(missing) - SHOWN} more)" if len(missing) > SHOWN else ""
+        shown = ", ".join(missing[:SHOWN])
+        out.append(f"targets layer {shown}{more}, which the model lacks; is it a LoRA for LTX-2.3?")
+    for layer in misfit[:SHOWN]:
+        (_, out_f, in_f), (model_out, model_in) = layers[layer], linears[layer]
+        out.append(f"layer {layer} is {out_f}x{in_f} in the LoRA but {model_out}x{model_in} in the model.")
+    if len(misfit) > SHOWN:
+        out.append(f"{len(misfit) - SHOWN} more layers have the wrong shape.")
+    return out
+
+
+def held_dtype(file_dtype: torch.dtype, compute_dtype: torch.dtype) -> torch.dtype:
+    """The smallest dtype that keeps a LoRA's result: the branch computes in ``compute_dtype``, so a wider
+    file (fp32 in a bf16 engine) would be rounded to it anyway, while a file as narrow (bf16, fp16) is kept
+    as written."""
+    return file_dtype if file_dtype.itemsize <= compute_dtype.itemsize else compute_dtype
+
+
+@dataclass(frozen=True)
+class LoraWeights:
+    """One LoRA file's tensors: ``{layer: (down (rank x in), up (out x rank))}``, and the file's identity."""
+
+    path: str
+    layers: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    identity: tuple[int, int]  # size, mtime_ns when read
+
+    @property
+    def rank(self) -> int:
+        """Ranks it occupies in a branch: its largest layer rank."""
+        return max(down.shape[0] for down, _ in self.layers.values())
+
+
+def file_identity(path: str) -> tuple[int, int]:
+    try:
+        stat = os.stat(path)
+    except OSError as e:
+        raise LoraError(path, f"cannot be read: {e.strerror}.") from e
+    return stat.st_size, stat.st_mtime_ns
+
+
+def read_lora(
+    path: str,
+    linears: dict[str, tuple[int, int]],
+    compute_dtype: torch.dtype,
+    device: torch.device,
+    pin: bool = False,
+) -> LoraWeights:
+    """Load a LoRA with upstream's safetensors loader and renaming map, check it against ``linears``, and
+    hold it on ``device`` in :func:`held_dtype` (in pinned memory with ``pin``)."""
+    identity = file_identity(path)
+    if not path.endswith(".safetensors"):
+        raise LoraError(path, "is not a .safetensors file; only safetensors are ever loaded.")
+    try:
+        sd = SafetensorsStateDictLoader().load(path, sd_ops=LTXV_LORA_COMFY_RENAMING_MAP, device=device).sd
+    except (OSError, SafetensorError) as e:
+        raise LoraError(path, f"is not a readable safetensors file: {e}.") from e
+    not_float = [name for name, t in sd.items() if t.dtype not in FLOAT_DTYPES.values()]
+    if not_float:
+        raise LoraError(path, f"holds {not_float[0]} as {sd[not_float[0]].dtype}; LoRA weights are F32, F16 or BF16.")
+    layers, problems = lora_layers({name: tuple(t.shape) for name, t in sd.items()})
+    problems += fit_problems(layers, linears)
+    if problems:
+        raise LoraError(path, " ".join(problems))
+    tensors = {}
+    for layer in layers:
+        pair = []
+        for t in (sd.pop(layer + DOWN), sd.pop(layer + UP)):
+            t = t.to(held_dtype(t.dtype, compute_dtype)).contiguous()
+            pair.append(t.pin_memory() if pin else t)
+        tensors[layer] = tuple(pair)
+    return LoraWeights(path, tensors, identity)

@@ -125,7 +125,10 @@ def _checkpoint_tensors(configs: dict, generator: torch.Generator, gemma_text: d
 
 
 def random_lora(
-    linears: list[tuple[str, tuple[int, ...]]], rank: int, generator: torch.Generator
+    linears: list[tuple[str, tuple[int, ...]]],
+    rank: int,
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.bfloat16,
 ) -> dict[str, torch.Tensor]:
     """Random lora_A/lora_B for each ``(weight key, (out, in))``, named as the released LoRA names them."""
     tensors = {}
@@ -134,10 +137,34 @@ def random_lora(
         stem = key[: -len(".weight")]
         out_features, in_features = shape
         down = torch.randn(rank, in_features, **like) / in_features**0.5
-        tensors[f"{stem}.lora_A.weight"] = down.to(torch.bfloat16)
+        tensors[f"{stem}.lora_A.weight"] = down.to(dtype)
         up = 0.5 * torch.randn(out_features, rank, **like) / rank**0.5
-        tensors[f"{stem}.lora_B.weight"] = up.to(torch.bfloat16)
+        tensors[f"{stem}.lora_B.weight"] = up.to(dtype)
     return tensors
+
+
+def write_random_lora(
+    bundle: ModelBundle,
+    path: str | Path,
+    rank: int,
+    targets: tuple[str, ...] = ("transformer_blocks.",),
+    seed: int = 0,
+    dtype: torch.dtype = torch.bfloat16,
+    device: str = "cpu",
+) -> Path:
+    """A random user LoRA for ``bundle``'s transformer, as a released one is written: rank ``rank`` on every
+    Linear whose name contains one of ``targets`` (default: every block linear), shapes read from the
+    checkpoint's header. Reference-size bundles: rank 32 on every block linear is ~0.7 GB in bf16."""
+    from ltxcore.checkpoint_header import linear_shapes, transformer_shapes
+
+    linears = linear_shapes(transformer_shapes(bundle.checkpoint_path))
+    names = [name for name in linears if any(t in name for t in targets)]
+    chosen = [(f"diffusion_model.{name}.weight", linears[name]) for name in names]
+    if not chosen:
+        raise ValueError(f"no Linear of the transformer matches {targets}.")
+    generator = torch.Generator(device=device).manual_seed(seed)
+    save_safetensors(Path(path), random_lora(chosen, rank, generator, dtype), {"format": "pt"})
+    return Path(path)
 
 
 def save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:

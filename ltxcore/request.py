@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from ltx_core.components.guiders import MultiModalGuiderParams
-from ltx_pipelines.utils.constants import DEFAULT_NEGATIVE_PROMPT, LTX_2_3_PARAMS
+from ltx_pipelines.utils.constants import DEFAULT_LORA_STRENGTH, DEFAULT_NEGATIVE_PROMPT, LTX_2_3_PARAMS
 
 from ltxcore import conditioning_audio
 from ltxcore.errors import RenderInputError
@@ -23,6 +23,7 @@ MEDIA_FIELDS = ("audio", "image")  # request fields that name input files (manif
 # final renders, and drafts (ltxcore/recipes.py says how stage 1 differs)
 Pipeline = Literal["two-stage", "distilled"]
 PIPELINES: tuple[str, ...] = get_args(Pipeline)
+MAX_LORA_STRENGTH = 10.0  # upstream sets no bound; this one catches a typo such as 80 for 0.8
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,25 @@ class GuiderSettings:
 
 
 @dataclass(frozen=True)
+class LoraSpec:
+    """A user LoRA (upstream's ``--lora PATH STRENGTH``): a .safetensors file in the released (ComfyUI)
+    naming, applied in both stages at ``strength``."""
+
+    path: str
+    strength: float = DEFAULT_LORA_STRENGTH
+
+    @classmethod
+    def parse(cls, values: list[str]) -> LoraSpec:
+        """``--lora PATH [STRENGTH]``, as upstream's CLI takes it."""
+        if not 1 <= len(values) <= 2:
+            raise ValueError(f"--lora takes PATH and an optional STRENGTH, got {' '.join(values)!r}.")
+        try:
+            return cls(values[0], float(values[1])) if len(values) == 2 else cls(values[0])
+        except ValueError:
+            raise ValueError(f"--lora {' '.join(values)}: the strength must be a number, e.g. 0.8.") from None
+
+
+@dataclass(frozen=True)
 class RenderRequest:
     """Everything one clip needs. ``num_frames=None`` means: the largest 8k+1 that fits the audio window."""
 
@@ -88,6 +108,8 @@ class RenderRequest:
     distilled_lora_strength: float = 1.0
     audio_conditioning_noise_db: float | None = None
     audio_conditioning_loudness_lufs: float | None = None
+
+    loras: tuple[LoraSpec, ...] = ()
 
     @property
     def frames(self) -> int:
@@ -140,7 +162,27 @@ class RenderRequest:
             if value is not None and "://" not in str(value) and not Path(value).is_file():
                 bad(name, f"file {value} does not exist or is not a file.")
         out += conditioning_audio.problems(self.audio_conditioning_noise_db, self.audio_conditioning_loudness_lufs)
-        return out + self.guider.problems(num_layers)
+        return out + self._lora_problems() + self.guider.problems(num_layers)
+
+    def _lora_problems(self) -> list[RenderInputError]:
+        """Strengths, repeats and files of the user LoRAs; whether they fit the model is the engine's check."""
+        out, seen = [], set()
+
+        def bad(message: str) -> None:
+            out.append(RenderInputError("loras", message))
+
+        for lora in self.loras:
+            if not _finite(lora.strength) or abs(lora.strength) > MAX_LORA_STRENGTH:
+                limit = f"between -{MAX_LORA_STRENGTH:g} and {MAX_LORA_STRENGTH:g}"
+                bad(f"{lora.path}: strength must be {limit}, got {lora.strength!r}.")
+            if lora.path in seen:
+                bad(f"lists {lora.path} twice; give it once, with the strengths added.")
+            seen.add(lora.path)
+            if not lora.path.endswith(".safetensors"):
+                bad(f"{lora.path} is not a .safetensors file; only safetensors are loaded.")
+            elif "://" not in lora.path and not Path(lora.path).is_file():
+                bad(f"file {lora.path} does not exist or is not a file.")
+        return out
 
 
 def frames_for_duration(seconds: float, frame_rate: float) -> int:

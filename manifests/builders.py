@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +18,9 @@ import yaml
 
 from ltxcore.errors import RenderInputError
 from ltxcore.media import probe_audio
-from ltxcore.request import frames_for_duration
+from ltxcore.request import LoraSpec, frames_for_duration
 from manifests.item import KINDS, arrow_schema, id_problem
+from manifests.storage import is_uri
 
 AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".flac")
 
@@ -63,12 +65,15 @@ def build_lessons(
     height: int = 512,
     width: int = 768,
     lesson: str | None = None,
+    loras: Sequence[tuple[str, float]] = (),
 ) -> Path:
     """A YAML manifest: one item per (lesson, language), ids like ``lesson03-de``, one shared seed and the
-    longest frame count that fits each recording."""
+    longest frame count that fits each recording; ``loras`` (path, strength), e.g. the presenter's, apply
+    to every item."""
     problems = []
     if not image.is_file():
         problems.append(f"image {image}: no such file.")
+    lora_entries = [_lora_entry(path, strength, Path.cwd(), "--lora", problems) for path, strength in loras]
     if not audio_root.is_dir():
         raise BuildError([f"audio folder {audio_root}: no such folder."])
     recordings = find_recordings(audio_root, lesson)
@@ -106,12 +111,38 @@ def build_lessons(
             "frame_rate": frame_rate,
             "height": height,
             "width": width,
+            **({"loras": lora_entries} if lora_entries else {}),
         },
         "items": items,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True))
     return out
+
+
+def _lora_entry(path: str, strength: float, base: Path, where: str, problems: list[str]) -> dict:
+    """A manifest ``loras`` entry; a local path is made absolute (against ``base``) and must exist."""
+    if not is_uri(path):
+        local = (base / Path(path).expanduser()).resolve()
+        if not local.is_file():
+            problems.append(f"{where}: LoRA file {path!r} does not exist.")
+        path = str(local)
+    if not path.endswith(".safetensors"):
+        problems.append(f"{where}: LoRA {path!r} is not a .safetensors file.")
+    return {"path": path, "strength": strength}
+
+
+def parse_lora_cell(cell: str) -> tuple[str, float] | None:
+    """A CSV LoRA cell: ``PATH`` or ``PATH:STRENGTH`` (``brand.safetensors:0.8``); empty: none. The part after
+    the last colon is a strength only if it reads as a number, so ``s3://...`` and ``C:\\...`` stay paths."""
+    cell = cell.strip()
+    if not cell:
+        return None
+    path, sep, strength = cell.rpartition(":")
+    try:
+        return (path.strip(), float(strength)) if sep else (cell, LoraSpec.strength)
+    except ValueError:
+        return cell, LoraSpec.strength
 
 
 def template_fields(template: str) -> list[str]:
@@ -126,10 +157,13 @@ def build_personalization(
     audio_column: str = "audio",
     image_column: str | None = None,
     id_column: str | None = None,
+    lora_columns: tuple[str, ...] = (),
     defaults: dict | None = None,
 ) -> Path:
     """A Parquet manifest, one row per CSV row: the prompt from ``template``'s ``{field}`` placeholders,
-    the other columns as tags. ``defaults`` go to the YAML beside it (same stem)."""
+    the other columns as tags. Each of ``lora_columns`` holds one LoRA per row (``PATH`` or
+    ``PATH:STRENGTH``); a row whose LoRA cells are all empty gets the defaults' ``loras``. ``defaults`` go to
+    the YAML beside it (same stem)."""
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         columns = reader.fieldnames or []
@@ -139,7 +173,7 @@ def build_personalization(
         for name in template_fields(template)
         if name not in columns
     ]
-    for needed in (audio_column, image_column, id_column):
+    for needed in (audio_column, image_column, id_column, *lora_columns):
         if needed and needed not in columns:
             problems.append(f"column {needed!r} is missing from {csv_path.name}.")
     unknown = sorted(set(defaults or {}) - set(KINDS))
@@ -164,9 +198,11 @@ def build_personalization(
         image = (base / row[image_column].strip()).resolve() if image_column and row.get(image_column) else None
         if image_column and (image is None or not image.is_file()):
             problems.append(f"{where}: image file {row.get(image_column, '')!r} does not exist.")
+        cells = [(column, parse_lora_cell(row.get(column) or "")) for column in lora_columns]
+        loras = [_lora_entry(*lora, base, f"{where} column {column!r}", problems) for column, lora in cells if lora]
         if empty:
             continue
-        used = {audio_column, image_column, id_column}
+        used = {audio_column, image_column, id_column, *lora_columns}
         out_rows.append(
             {
                 "id": item_id,
@@ -174,11 +210,13 @@ def build_personalization(
                 "image": str(image) if image else None,
                 "prompt": template.format(**row),
                 "tags": [(k, v) for k, v in row.items() if k not in used and v],
+                "loras": loras or None,
             }
         )
     if problems:
         raise BuildError(problems)
-    schema = pa.schema([arrow_schema().field(name) for name in ("id", "audio", "image", "prompt", "tags")])
+    columns = ("id", "audio", "image", "prompt", "tags", *(("loras",) if lora_columns else ()))
+    schema = pa.schema([arrow_schema().field(name) for name in columns])
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(out_rows, schema=schema), out)
     if defaults:

@@ -7,12 +7,14 @@ taken from the engine's request. The video guider's fields may be written nested
 column names in Parquet and in the results table.
 
 Adding a field means adding one line to ``Item`` (and a field of the same name to ``RenderRequest`` when
-the engine takes it, which ``to_request`` then fills by name).
+the engine takes it, which ``to_request`` then fills by name). A list of records (``loras``) is a list of a
+small model of its own; its Arrow type (list of struct) and its media paths derive from that model too.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Annotated, Any, get_args
 
@@ -29,7 +31,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from ltxcore.request import PIPELINES, GuiderSettings, Pipeline, RenderRequest
+from ltxcore.request import PIPELINES, GuiderSettings, LoraSpec, Pipeline, RenderRequest
 
 GUIDER_PREFIX = "video_"
 GUIDER_SECTION = "video_guider"
@@ -66,6 +68,30 @@ Labels = Annotated[
     dict[Annotated[str, Strict()], Annotated[str, Strict()]],
     Kind("a mapping of labels", pa.map_(pa.string(), pa.string())),
 ]
+
+
+def _kind(info: FieldInfo) -> Kind:
+    nested = [meta for arg in get_args(info.annotation) for meta in getattr(arg, "__metadata__", ())]  # T | None
+    return next(meta for meta in (*info.metadata, *nested) if isinstance(meta, Kind))
+
+
+def _struct(model: type[BaseModel]) -> pa.DataType:
+    return pa.struct([pa.field(name, _kind(info).arrow) for name, info in model.model_fields.items()])
+
+
+class Lora(BaseModel):
+    """A user LoRA (upstream's ``--lora PATH STRENGTH``), applied in both stages."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: Media = Field(
+        min_length=1,
+        description="a .safetensors LoRA in the released (ComfyUI) naming, file or URI; relative to the manifest",
+    )
+    strength: Number = Field(LoraSpec.strength, description="how strongly it applies; 0 turns it off")
+
+
+Loras = Annotated[list[Lora], Kind("a list of {path, strength} entries", pa.list_(_struct(Lora)))]
 
 _ENGINE = {f.name: f.default for f in fields(RenderRequest) if f.name != "guider"}
 _GUIDER = {GUIDER_PREFIX + f.name: f.default for f in fields(GuiderSettings)}
@@ -131,6 +157,7 @@ class Item(BaseModel):
         "normalise the audio the model hears to this integrated loudness (ITU-R BS.1770, e.g. -23); the mp4 keeps "
         "the original audio. Omitted: off",
     )
+    loras: Loras = Field([], description="user LoRAs, both stages; an item's list replaces the defaults' list")
     tags: Labels = Field({}, description="free-form labels (language, campaign, customer); not part of the render")
 
     @field_validator("id")
@@ -148,22 +175,45 @@ class Item(BaseModel):
     def to_request(self, local_paths: dict[str, str] | None = None) -> RenderRequest:
         """The engine request; ``local_paths`` maps media URIs to downloaded local copies."""
         local = local_paths or {}
-        values = self.model_dump()
-        for name in MEDIA_FIELDS:
-            values[name] = local.get(values[name], values[name]) if values[name] else None
+        values = map_media(
+            self.model_dump(), lambda path: local.get(path, path) if isinstance(path, str) and path else None
+        )
+        values["loras"] = tuple(LoraSpec(**lora) for lora in values["loras"])
         guider = {name.removeprefix(GUIDER_PREFIX): values[name] for name in GUIDER_FIELDS}
         guider["stg_blocks"] = tuple(guider["stg_blocks"])
         return RenderRequest(guider=GuiderSettings(**guider), **{name: values[name] for name in _ENGINE})
 
 
-def _kind(info: FieldInfo) -> Kind:
-    nested = [meta for arg in get_args(info.annotation) for meta in getattr(arg, "__metadata__", ())]  # T | None
-    return next(meta for meta in (*info.metadata, *nested) if isinstance(meta, Kind))
-
-
 KINDS = {name: _kind(info) for name, info in Item.model_fields.items()}
 MEDIA_FIELDS = tuple(name for name, kind in KINDS.items() if kind.media)
 GUIDER_FIELDS = tuple(name for name in KINDS if name.startswith(GUIDER_PREFIX))
+# fields that hold lists of records, by their record model: loras -> Lora
+RECORDS = {
+    name: model
+    for name, info in Item.model_fields.items()
+    for model in get_args(info.annotation)
+    if isinstance(model, type) and issubclass(model, BaseModel)
+}
+RECORD_MEDIA = {name: tuple(f for f, i in m.model_fields.items() if _kind(i).media) for name, m in RECORDS.items()}
+
+
+def map_media(values: dict, change: Callable[[object], object]) -> dict:
+    """``values`` with ``change`` applied to every input file path: the media fields and the paths inside
+    records (each LoRA's). Whatever is not where a path should be is left for validation to report."""
+    out = {**values, **{name: change(values[name]) for name in MEDIA_FIELDS if name in values}}
+    for name, paths in RECORD_MEDIA.items():
+        if isinstance(out.get(name), list):
+            out[name] = [
+                {**r, **{p: change(r[p]) for p in paths if p in r}} if isinstance(r, dict) else r for r in out[name]
+            ]
+    return out
+
+
+def media_files(values: dict) -> list[str]:
+    """Every input file (path or URI) an item's values name, media fields first, then records' paths."""
+    found: list[str] = []
+    map_media(values, lambda path: found.append(path) if isinstance(path, str) and path else None)
+    return found
 
 
 def arrow_schema(extra: tuple[pa.Field, ...] = ()) -> pa.Schema:
@@ -211,6 +261,8 @@ def check_item(defaults: dict, entry: dict) -> tuple[Item | None, list[tuple[str
 
 def _message(name: str, error: dict, value: object) -> str:
     """Pydantic's error for one field, in this project's words."""
+    if name in RECORDS and len(error["loc"]) > 1:
+        return _record_message(RECORDS[name], error)
     if error["type"] == "extra_forbidden":
         return unknown_field(name, [*KINDS, GUIDER_SECTION])
     if Item.model_fields[name].is_required() and value in (None, ""):
@@ -220,3 +272,17 @@ def _message(name: str, error: dict, value: object) -> str:
     if error["type"] == "value_error":
         return str(error["ctx"]["error"])
     return f"must be {KINDS[name].what}, got {value!r}."
+
+
+def _record_message(model: type[BaseModel], error: dict) -> str:
+    """A problem inside one record of a list, e.g. ``entry 2: strength must be a number, got 'x'.``"""
+    index, *inner = error["loc"][1:]
+    entry = f"entry {index + 1}"
+    if not inner:
+        return f"{entry} must be a mapping {{{', '.join(model.model_fields)}}}, got {error['input']!r}."
+    key = str(inner[0])
+    if error["type"] == "extra_forbidden":
+        return f"{entry}: {key!r} {unknown_field(key, list(model.model_fields))}"
+    if error["type"] == "missing":
+        return f"{entry}: {key} is required."
+    return f"{entry}: {key} must be {_kind(model.model_fields[key]).what}, got {error['input']!r}."

@@ -34,6 +34,7 @@ def manifest_schema() -> dict:
     reads them, the model section, defaults and items."""
     item = _schema(Item)
     fields = item["properties"]
+    records = item.get("$defs", {})  # the record models (Lora), referenced from defaults and items alike
     guider = {
         "type": "object",
         "description": f"the video guider's fields, nested: cfg_scale here is {GUIDER_PREFIX}cfg_scale",
@@ -63,6 +64,7 @@ def manifest_schema() -> dict:
             },
         },
         "additionalProperties": False,
+        **({"$defs": records} if records else {}),
     }
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
-from manifests.item import MEDIA_FIELDS, flatten
+from manifests.item import RECORDS, flatten, map_media
 from manifests.storage import StorageError, download, exists, is_uri, join
 
 TOP_LEVEL_KEYS = ("run_seed", "model", "defaults", "items")
@@ -71,11 +71,7 @@ def _fetch(uri: str) -> Path:
 
 
 def _resolve_entry(data: dict, base: Path | str) -> dict:
-    data = flatten(data)
-    for name in MEDIA_FIELDS:
-        if name in data:
-            data[name] = resolve_media(data[name], base)
-    return data
+    return map_media(flatten(data), lambda value: resolve_media(value, base))
 
 
 def _resolve_model(model: dict, base: Path | str) -> dict:
@@ -180,5 +176,7 @@ def _drop_nulls(row: dict) -> dict:
             continue
         if key == "tags" and isinstance(value, list):  # pyarrow reads a map column as key/value pairs
             value = dict(value)
+        if key in RECORDS and isinstance(value, list):  # a null inside a struct: that key's default
+            value = [_drop_nulls(r) if isinstance(r, dict) else r for r in value]
         out[key] = value
     return out

@@ -1,8 +1,10 @@
 """The plan: fully resolved items with seeds, frame counts and a stable fingerprint each.
 
-The fingerprint hashes every resolved setting, the input files' size and mtime, and the model bundle's
-identity. Tags are left out: relabelling an item must not re-render it. Two attempts of one item share
-a fingerprint; an item whose inputs or settings changed under the same id does not.
+The fingerprint hashes every resolved setting, the input files' size and mtime (each LoRA's too), and the
+model bundle's identity. Tags are left out: relabelling an item must not re-render it. An empty ``loras``
+is left out too, so items planned before LoRAs existed keep their fingerprints (and resume as done). Two
+attempts of one item share a fingerprint; an item whose inputs or settings changed under the same id does
+not.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ SEED_SPACE = 2**31
 # planned before they existed keeps its fingerprints and resumes without re-rendering what is done.
 HASHED_WHEN_SET = {
     "pipeline": "two-stage",
+    "loras": [],
     "audio_conditioning_noise_db": None,
     "audio_conditioning_loudness_lufs": None,
 }
@@ -89,7 +92,11 @@ def refresh_fingerprints(planned: list[PlannedItem], bundle_identity: dict | Non
     out = []
     for p in planned:
         values = p.item.values
-        media = {name: file_identity(values[name]) if values[name] is not None else None for name in MEDIA_FIELDS}
+        media: dict[str, object] = {
+            name: file_identity(values[name]) if values[name] is not None else None for name in MEDIA_FIELDS
+        }
+        if values["loras"]:
+            media["loras"] = [file_identity(lora["path"]) for lora in values["loras"]]
         out.append(replace(p, fingerprint=fingerprint(values, media, bundle_identity)))
     return out
 
@@ -107,5 +114,6 @@ def plan_from_table(table: pa.Table) -> list[PlannedItem]:
     for row in table.to_pylist():
         fp, promoted_from = row.pop("fingerprint"), row.pop("promoted_from", None)  # plans before promotion lack it
         row["tags"] = dict(row["tags"] or [])
+        row["loras"] = row.get("loras") or []  # plans written before LoRAs have no such column
         out.append(PlannedItem(Item.model_validate(row), fp, promoted_from))
     return out

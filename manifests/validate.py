@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ltxcore.bundle import ModelBundle
 from ltxcore.checkpoint_header import transformer_layer_count
 from ltxcore.errors import BundleError, RenderInputError
 from ltxcore.media import probe_audio
@@ -35,6 +36,7 @@ from manifests.item import (
     unknown_field,
 )
 from manifests.load import Entry, Manifest, ManifestError, load_manifest
+from manifests.lora_files import LoraFiles
 from manifests.model_section import MODEL_KEYS, model_paths, open_bundle
 from manifests.storage import StorageError, exists, is_uri
 
@@ -98,10 +100,15 @@ def pipeline_problem(pipeline: str, transformer: str) -> str | None:
 
 
 def check_entry(
-    entry: Entry, defaults: dict, num_layers: int | None, max_tokens: int = MAX_TOKENS, transformer: str = "dev"
+    entry: Entry,
+    defaults: dict,
+    num_layers: int | None,
+    max_tokens: int = MAX_TOKENS,
+    transformer: str = "dev",
+    loras: LoraFiles | None = None,
 ) -> tuple[list[Problem], list[Problem]]:
-    """Problems and warnings of one entry after defaults apply: fields, types, ranges, size, media, and the
-    pipeline's model."""
+    """Problems and warnings of one entry after defaults apply: fields, types, ranges, size, media, the
+    pipeline's model and LoRA files."""
     if "_not_a_mapping" in entry.data:
         return [Problem(entry.label, "", "must be a mapping of fields (id, audio, prompt, ...).", entry.index)], []
     item, problems = check_item(defaults, entry.data)
@@ -117,13 +124,14 @@ def check_entry(
     found += _media_problems(item)
     if problem := pipeline_problem(item.pipeline, transformer):
         found.append(("pipeline", problem))
+    if loras is not None:
+        found += [("loras", message) for lora in item.loras for message in loras.problems(lora.path)]
     warnings = [Problem(entry.label, name, message, entry.index) for name, message in window_warnings(item, window)]
     return [Problem(entry.label, name, message, entry.index) for name, message in found], warnings
 
 
-def check_model(manifest: Manifest) -> tuple[list[Problem], int | None]:
-    """Model-section problems, and the transformer's block count (from the checkpoint's header) when the bundle
-    is local."""
+def check_model(manifest: Manifest) -> tuple[list[Problem], ModelBundle | None]:
+    """Model-section problems, and the bundle when it is local (its headers are then checked too)."""
     model = manifest.model
     out = [Problem("model", k, unknown_field(k, list(MODEL_KEYS))) for k in model if k not in MODEL_KEYS]
     if not model:
@@ -136,7 +144,7 @@ def check_model(manifest: Manifest) -> tuple[list[Problem], int | None]:
         bundle = open_bundle(model)
     except (BundleError, StorageError, TypeError) as e:
         return [*out, Problem("model", "", str(e))], None
-    return out, transformer_layer_count(bundle.checkpoint_path)
+    return out, bundle
 
 
 def validate(manifest: Manifest, max_tokens: int = MAX_TOKENS, transformer: str = "dev") -> list[Problem]:
@@ -149,14 +157,18 @@ def check(
 ) -> tuple[list[Problem], list[Problem]]:
     """Every problem and every warning of ``manifest``, each in manifest order."""
     problems, warnings = [Problem("manifest", "", p) for p in manifest.top_level_problems], draft_warnings(manifest)
-    model_problems, num_layers = check_model(manifest)
+    model_problems, bundle = check_model(manifest)
+    num_layers = transformer_layer_count(bundle.checkpoint_path) if bundle else None
+    loras = LoraFiles(bundle.checkpoint_path if bundle else None)
     problems += model_problems
     for name in manifest.defaults:
         if name not in KINDS:
             problems.append(Problem("defaults", name, unknown_field(name, [*KINDS, GUIDER_SECTION])))
     seen: dict[str, Entry] = {}
     for entry in manifest.entries:
-        entry_problems, entry_warnings = check_entry(entry, manifest.defaults, num_layers, max_tokens, transformer)
+        entry_problems, entry_warnings = check_entry(
+            entry, manifest.defaults, num_layers, max_tokens, transformer, loras
+        )
         problems += entry_problems
         warnings += entry_warnings
         item_id = entry.data.get("id")

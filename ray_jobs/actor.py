@@ -18,6 +18,7 @@ import time
 import traceback
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,14 +28,15 @@ import torch
 
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine, RenderResult
+from ltxcore.errors import RenderInputError
 from ltxcore.recipes import prompt_pair
 from ltxcore.request import RenderRequest
-from manifests.item import MEDIA_FIELDS
+from manifests.item import media_files
 from manifests.model_section import bundle_identity
 from manifests.plan import PlannedItem
 from manifests.results import ShardRecorder, result_row
 from manifests.run_folder import RunFolder
-from manifests.storage import download, is_uri, upload
+from manifests.storage import StorageError, download, is_uri, upload
 from ray_jobs.planner import Shard
 from ray_jobs.weights import localize
 
@@ -68,26 +70,36 @@ class RenderActor:
         threads: int = 0,
         warm_requests: Sequence[RenderRequest] = (),
         transformer: str = "dev",
+        max_loras: int = 4,
     ):
         """``warm_requests``: compile the transformer and warm it as these requests will run (per pipeline, the
-        most common shape and settings of the run) before the first item; none: run eagerly. ``transformer``:
-        the checkpoint to hold, ``dev`` or ``distilled``."""
+        most common shape, LoRA set and settings of the run) before the first item; none: run eagerly.
+        ``transformer``: the checkpoint to hold, ``dev`` or ``distilled``. ``max_loras``: user LoRAs held at once."""
         if threads:
             torch.set_num_threads(threads)
         started = time.perf_counter()
         bundle = ModelBundle.from_paths(**localize(paths), quantization=quantization, transformer=transformer)
         identity = bundle_identity(bundle.paths(), quantization, transformer)
         self.identity = {"model_version": bundle.model_version(), **identity}
-        self.engine = Engine(bundle, device=device, compile=bool(warm_requests))
+        self.engine = Engine(bundle, device=device, compile=bool(warm_requests), max_loras=max_loras)
         self.load_seconds = time.perf_counter() - started
-        self.warm_up_seconds = sum(self.engine.warm_up(request) for request in warm_requests)
+        self.scratch = Path(tempfile.mkdtemp(prefix="ltx-batch-"))
+        weakref.finalize(self, shutil.rmtree, self.scratch, ignore_errors=True)  # also at interpreter exit
+        self.media: dict[str, str] = {}
+        self.warm_up_seconds = sum(self._warm_up(request) for request in warm_requests)
         self.run = RunFolder(run_uri)
         self.run_id, self.session = run_id, session
         self.host = socket.gethostname()
         self.device = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
-        self.scratch = Path(tempfile.mkdtemp(prefix="ltx-batch-"))
-        weakref.finalize(self, shutil.rmtree, self.scratch, ignore_errors=True)  # also at interpreter exit
-        self.media: dict[str, str] = {}
+
+    def _warm_up(self, request: RenderRequest) -> float:
+        """Warm up with the request's LoRAs; a LoRA that cannot be fetched or read fails its items later,
+        not the worker, which then warms up without it."""
+        try:
+            loras = tuple(replace(lora, path=self._fetch(lora.path)) for lora in request.loras)
+            return self.engine.warm_up(replace(request, loras=loras))
+        except (RenderInputError, StorageError, OSError):
+            return self.engine.warm_up(replace(request, loras=()))
 
     def ready(self) -> dict:
         return {
@@ -132,20 +144,26 @@ class RenderActor:
         return summary
 
     def _prune_media(self, shard: Shard) -> None:
-        """Delete fetched inputs that ``shard`` does not use: scratch holds at most one shard's media (and the
-        video being rendered, which the upload moves out), while a presenter image every shard shares stays."""
-        wanted = {getattr(p.item, name) for p in shard.items for name in MEDIA_FIELDS}
-        for uri in [uri for uri in self.media if uri not in wanted]:
+        """Delete fetched inputs that ``shard`` does not use: scratch holds at most one shard's media and LoRAs
+        (and the video being rendered, which the upload moves out), while a presenter image or brand LoRA that
+        every shard shares stays."""
+        wanted = {uri for p in shard.items for uri in media_files(p.item.values)}
+        held = set(self.engine.adapters.loaded)  # LoRAs the engine holds keep their files, re-read only if changed
+        for uri in [uri for uri in self.media if uri not in wanted and self.media[uri] not in held]:
             shutil.rmtree(Path(self.media.pop(uri)).parent, ignore_errors=True)
 
     def _local_media(self, planned: PlannedItem) -> dict[str, str]:
         """Object-store inputs fetched once per worker while shards keep using them (see ``_prune_media``)."""
-        for name in MEDIA_FIELDS:
-            uri = getattr(planned.item, name)
-            if is_uri(uri) and uri not in self.media:
-                local = self.scratch / "media" / hashlib.sha256(uri.encode()).hexdigest()[:16] / uri.rsplit("/", 1)[-1]
-                self.media[uri] = str(download(uri, local))
+        for uri in media_files(planned.item.values):
+            self._fetch(uri)
         return self.media
+
+    def _fetch(self, uri: str) -> str:
+        """A local copy of an object-store input (a local path is its own copy)."""
+        if is_uri(uri) and uri not in self.media:
+            local = self.scratch / "media" / hashlib.sha256(uri.encode()).hexdigest()[:16] / uri.rsplit("/", 1)[-1]
+            self.media[uri] = str(download(uri, local))
+        return self.media.get(uri, uri)
 
     def _start(self, planned: PlannedItem) -> Callable[[], dict]:
         """Render ``planned`` on the device; return what finishes its row later (mp4, hash, upload)."""

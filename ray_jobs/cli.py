@@ -23,7 +23,8 @@ EXAMPLES = {
     "promote": "ltx-batch promote runs/drafts --out runs/finals --exclude clip-7 clip-9",
     "bundle": "ltx-batch bundle check /models/ltx-2.3",
     "make-tiny-bundle": "ltx-batch make-tiny-bundle ~/.cache/ltx-batch/tiny-bundle",
-    "lessons": 'ltx-batch lessons --image presenter.png --audio recordings/ --prompt "A teacher ..." -o lessons.yaml',
+    "lessons": 'ltx-batch lessons --image presenter.png --audio recordings/ --prompt "A teacher ..." -o lessons.yaml'
+    " --lora presenter.safetensors 0.8",
     "personalize": 'ltx-batch personalize customers.csv --template "Hi {first_name} ..." -o campaign.parquet',
     "schema": "ltx-batch schema > ltx-batch.schema.json",
 }
@@ -127,13 +128,17 @@ def _bundle_check(args) -> int:
 
 
 def _make_tiny(args) -> int:
-    from ltxcore.random_bundle import make_tiny_bundle
+    from ltxcore.random_bundle import make_tiny_bundle, write_random_lora
 
-    print(make_tiny_bundle(args.folder, seed=args.seed, distilled_checkpoint=args.distilled_checkpoint).describe())
+    bundle = make_tiny_bundle(args.folder, seed=args.seed, distilled_checkpoint=args.distilled_checkpoint)
+    print(bundle.describe())
+    if args.lora:
+        print(f"  user LoRA: {write_random_lora(bundle, args.lora, rank=8, seed=args.seed)}")
     return 0
 
 
 def _lessons(args) -> int:
+    from ltxcore.request import LoraSpec
     from manifests.builders import build_lessons
 
     out = build_lessons(
@@ -146,6 +151,7 @@ def _lessons(args) -> int:
         height=args.height,
         width=args.width,
         lesson=args.lesson,
+        loras=[(spec.path, spec.strength) for spec in map(LoraSpec.parse, args.lora)],
     )
     print(f"wrote {out}; check it with: ltx-batch validate {out}")
     return 0
@@ -162,6 +168,7 @@ def _personalize(args) -> int:
         audio_column=args.audio_column,
         image_column=args.image_column,
         id_column=args.id_column,
+        lora_columns=tuple(args.lora_column),
         defaults=(defaults or {}).get("defaults", defaults),
     )
     print(f"wrote {out}; check it with: ltx-batch validate {out}")
@@ -224,6 +231,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--distilled-checkpoint", action="store_true", help="also write a tiny distilled checkpoint")
+    p.add_argument("--lora", metavar="FILE", help="also write a random user LoRA for it (rank 8, every block linear)")
     p.set_defaults(handler=_make_tiny)
     p = add("lessons", "Build a lesson-series manifest: one presenter image, one recording per language.")
     p.add_argument("--image", required=True)
@@ -234,6 +242,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-rate", type=float, default=25.0)
     p.add_argument("--height", type=int, default=512)
     p.add_argument("--width", type=int, default=768)
+    p.add_argument(
+        "--lora",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar=("PATH", "STRENGTH"),
+        help="a LoRA for every item (strength default 1.0); repeatable, as upstream's --lora",
+    )
     p.add_argument("-o", "--output", required=True, help="the manifest to write (.yaml)")
     p.set_defaults(handler=_lessons)
     p = add("personalize", "Build a Parquet manifest from a CSV and a prompt template with {column} fields.")
@@ -242,6 +258,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-column", default="audio")
     p.add_argument("--image-column")
     p.add_argument("--id-column")
+    p.add_argument(
+        "--lora-column",
+        action="append",
+        default=[],
+        help="a column holding one LoRA per row, PATH or PATH:STRENGTH (empty: the defaults' LoRAs); repeatable",
+    )
     p.add_argument("--defaults", help="YAML with manifest defaults, written beside the Parquet file")
     p.add_argument("-o", "--output", required=True, help="the manifest to write (.parquet)")
     p.set_defaults(handler=_personalize)

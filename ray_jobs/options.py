@@ -25,6 +25,12 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
     )
     workers.add_argument("--max-attempts", type=int, default=3, help="tries per item when workers die")
     workers.add_argument("--cpus-per-actor", type=int, default=1, help="CPU threads per worker on CPU")
+    workers.add_argument(
+        "--max-loras",
+        type=int,
+        default=4,
+        help="user LoRAs a worker holds in memory at once, least recently used evicted (default 4)",
+    )
     workers.add_argument("--local-cpus", type=int, help="CPUs for a local Ray started by this command")
     model = parser.add_argument_group("model")
     model.add_argument(

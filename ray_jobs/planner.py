@@ -1,7 +1,9 @@
-"""Shards: small groups of items that share a prompt, an image and a shape, so the engine's caches hit.
+"""Shards: small groups of items that share a prompt, an image, a shape and a LoRA set, so the engine's
+caches hit.
 
-Items are grouped by what the engine can reuse (the encoded prompt pair, the reference image, and the
-clip shape that a compiled transformer graph is specialised to), each group is cut into shards of at
+Items are grouped by what the engine can reuse (the encoded prompt pair, the reference image, the clip
+shape that a compiled transformer graph is specialised to, and the set of user LoRAs staged in the
+transformer's branches: strengths may differ within a shard), each group is cut into shards of at
 most ``shard_size`` items, and the largest groups come first. A shard stays small: a worker lost
 mid-shard costs at most the item it was rendering.
 """
@@ -26,7 +28,8 @@ class Shard:
 
 def cache_key(p: PlannedItem) -> tuple:
     i = p.item
-    return (i.prompt, i.negative_prompt, i.image or "", i.height, i.width, i.num_frames, i.frame_rate)
+    loras = tuple(sorted({lora.path for lora in i.loras}))
+    return (i.prompt, i.negative_prompt, i.image or "", i.height, i.width, i.num_frames, i.frame_rate, loras)
 
 
 def make_shards(planned: list[PlannedItem], shard_size: int, workers: int = 1) -> list[Shard]:

@@ -220,7 +220,7 @@ def _render(args, run: RunFolder, run_id: str, session: str, model: Model, devic
 
     def make_actor():
         init = (model.paths, model.quantization, device, run.uri, run_id, session, threads, warm, model.transformer)
-        return remote.remote(*init)
+        return remote.remote(*init, args.max_loras)
 
     scheduler = Scheduler(make_actor, actors, shards, run.results_uri, run_id, session, progress, args.max_attempts)
     try:
@@ -238,14 +238,14 @@ def warm_requests(pending) -> list[RenderRequest]:
 
 
 def most_common_request(pending) -> RenderRequest:
-    """A request of the shape and settings most items use: what a worker compiles and warms before its
-    first item (its media are never read)."""
+    """A request of the shape, LoRA set and settings most items use: what a worker compiles and warms
+    before its first item (its media are never read; its LoRAs are loaded)."""
     shape = Counter(_shape(p) for p in pending).most_common(1)[0][0]
     return next(p for p in pending if _shape(p) == shape).item.to_request()
 
 
 def _shape(planned) -> tuple:
-    return cache_key(planned)[3:]  # height, width, frames, fps: the shape part of the shard key
+    return cache_key(planned)[3:]  # height, width, frames, fps and LoRA set: the shape part of the shard key
 
 
 def _summary(run: RunFolder, planned) -> int:

@@ -76,6 +76,11 @@ def _fmt(value: object) -> str:
     return "–" if value is None else str(value)
 
 
+def _loras(loras: list[dict]) -> str:
+    """``brand.safetensors 0.8, anna.safetensors 1`` (file names; the full paths are in the results table)."""
+    return ", ".join(f"{lora['path'].rsplit('/', 1)[-1]} {_fmt(lora['strength'])}" for lora in loras)
+
+
 def _seconds(row: dict) -> float | None:
     start, end = row.get("started_at"), row.get("finished_at")
     return (end - start).total_seconds() if start and end else None
@@ -165,6 +170,7 @@ def _card_view(card: Card) -> dict:
             ("duration", f"{clip} ({_fmt(frames)} frames @ {_fmt(fps)} fps)"),
             ("size", f"{_fmt(v.get('width'))}×{_fmt(v.get('height'))}"),
             ("seed", _fmt(v.get("seed"))),
+            *([("LoRAs", _loras(v["loras"]))] if v.get("loras") else []),
         ],
         "guidance": " · ".join(
             (["draft (distilled), no guidance"] if draft else [])

@@ -39,7 +39,7 @@ def test_help_has_an_example_for_every_subcommand(capsys):
 
 RENDER_OPTIONS = ["--bundle", "--set", "--actors", "--shard-size", "--quantization", "--checkpoint-path"]
 RENDER_OPTIONS += ["--gemma-root", "--defaults", "--max-attempts", "--cpus-per-actor", "--local-cpus", "--no-compile"]
-RENDER_OPTIONS += ["--skip-invalid", "--max-tokens"]
+RENDER_OPTIONS += ["--skip-invalid", "--max-tokens", "--max-loras"]
 
 
 def test_render_and_resume_help_list_every_render_option(capsys):

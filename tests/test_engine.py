@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ltxcore.engine import Engine
+from ltxcore.engine import DISTILLED, Engine
 from ltxcore.errors import RenderInputError
 from ltxcore.media import probe_mp4
 from ltxcore.request import GuiderSettings, RenderRequest
@@ -48,7 +48,7 @@ def test_same_request_twice_is_identical_with_other_items_between(engine, media)
     engine.render(replace(request, guider=GuiderSettings(stg_blocks=(0,), skip_step=1)), None)
     again = engine.render(request, None, keep_latent=True)
     assert torch.equal(first.video_latent, again.video_latent)
-    assert not any(layer.enabled for layer in engine.lora.layers)
+    assert not engine.adapters.strengths and all(layer.lo == layer.hi for layer in engine.adapters.layers.values())
 
 
 def test_prompt_pairs_are_encoded_once(engine, media):
@@ -113,7 +113,7 @@ def _record_transformer_calls(engine: Engine) -> tuple[list[tuple], object]:
         video, audio, perturbations = kwargs["video"], kwargs["audio"], kwargs["perturbations"]
         configs = [] if perturbations is None else perturbations.perturbations
         per_sample = tuple(tuple((p.type, tuple(p.blocks or ())) for p in c.perturbations or ()) for c in configs)
-        lora = frozenset(float(layer.strength) for layer in engine.lora.layers if layer.enabled)
+        lora = frozenset(engine.adapters.strengths.items())
         tensors = (video.latent, video.positions, video.context, audio.latent, audio.positions, audio.context)
         calls.append((tuple(tuple(t.shape) for t in tensors), perturbations is None, per_sample, lora))
 
@@ -137,6 +137,6 @@ def test_warm_up_runs_both_stage_shapes_and_leaves_no_trace(engine, media):
     assert passes >= 3 and not unperturbed_1 and unperturbed_2  # stage 1 batches cond, uncond and STG passes
     assert [s[0] for s in stage_1] == [passes] * 6 and [s[0] for s in stage_2] == [1] * 6
     assert stage_2[0][1] == 4 * stage_1[0][1]  # stage 2 has twice the height and width in latent tokens
-    assert (lora_1, lora_2) == (frozenset(), frozenset({0.75}))
-    assert all(not layer.enabled for layer in engine.lora.layers)
+    assert (lora_1, lora_2) == (frozenset(), frozenset({(DISTILLED, 0.75)}))
+    assert all(layer.lo == layer.hi for layer in engine.adapters.layers.values())
     assert torch.equal(engine.render(request, None, keep_latent=True).video_latent, before)

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from ltxcore.bundle import RELEASED_NAMES, ModelBundle
-from ltxcore.engine import Engine
+from ltxcore.engine import DISTILLED, Engine
 from ltxcore.fp8 import quantize_blocks
 from ltxcore.guidance import synthetic_inputs
 from ltxcore.request import GuiderSettings, RenderRequest
@@ -100,7 +100,7 @@ def transformer_flops(engine: Engine, passes: int) -> dict[str, float]:
         shape = VideoPixelShape(1, REFERENCE["num_frames"], height, width, REFERENCE["frame_rate"])
         video, audio = synthetic_inputs(engine.transformer, shape, batch)
         counter = FlopCounterMode(display=False)
-        with torch.inference_mode(), engine._lora(strength), counter:
+        with torch.inference_mode(), engine.adapters.active({DISTILLED: strength}), counter:
             engine.transformer(video=video, audio=audio, perturbations=None)
         per_stage[stage] = counter.get_total_flops()
     steps_1 = REFERENCE["num_inference_steps"]
@@ -363,6 +363,10 @@ def run(bundle: str, part: str, clips: int, out: Path, anchor: str | None = None
         if anchor is None:
             raise SystemExit("--part head needs --anchor DIR (the upstream-head anchor folder)")
         report = measure_head(folder, clips, out, anchor)
+    elif part == "lora":
+        from tools.bench_lora import measure_lora
+
+        report = measure_lora(folder, clips)
     else:
         report = (measure_ours if part == "ours" else measure_upstream)(folder, clips, out)
     report.update(device=torch.cuda.get_device_name(), torch=torch.__version__, bundle_written_s=made_s)

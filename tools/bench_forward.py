@@ -22,11 +22,13 @@ import gc
 import json
 import statistics
 import time
+from functools import partial
 from typing import cast
 
 import torch
 
 from ltxcore.blocks import BlockLoop
+from ltxcore.engine import DISTILLED
 from ltxcore.random_bundle import load_configs, random_lora, random_model
 
 FPS, FRAMES, HEIGHT, WIDTH = 25.0, 97, 512, 768
@@ -38,8 +40,9 @@ def build(variant: str, lora: bool):
     from ltx_core.model.transformer import LTXModel, LTXModelConfigurator, X0Model
     from ltx_core.quantization import TRANSFORMER_LINEAR_DOWNCAST_MAP, UPCAST_DURING_INFERENCE
 
+    from ltxcore.adapters import Adapters
     from ltxcore.fp8 import quantize_blocks
-    from ltxcore.lora import LoraAdapter
+    from ltxcore.lora import DOWN, UP, LoraWeights
 
     config = load_configs("reference")["checkpoint_metadata_config"]
     generator = torch.Generator(device="cuda").manual_seed(0)
@@ -64,7 +67,10 @@ def build(variant: str, lora: bool):
     elif variant.startswith("fp8-scaled"):
         quantize_blocks(model)
     if lora:
-        adapter = LoraAdapter(model, sd, "random-rank-384")
+        adapter = Adapters(model, torch.bfloat16)
+        stems = [key.removesuffix(DOWN) for key in sd if key.endswith(DOWN)]
+        layers = {stem: (sd.pop(stem + DOWN), sd.pop(stem + UP)) for stem in stems}
+        adapter.pin_weights(DISTILLED, LoraWeights("random-rank-384", layers, (0, 0)))
     return X0Model(model).eval(), adapter
 
 
@@ -120,7 +126,7 @@ def _warm(model, shapes, adapter) -> float:
     with torch.inference_mode():
         for video, audio in shapes[:-1]:
             model(video=video, audio=audio, perturbations=None)
-        with adapter.active(1.0) if adapter is not None else torch.inference_mode():
+        with adapter.active({DISTILLED: 1.0}) if adapter is not None else torch.inference_mode():
             model(video=shapes[-1][0], audio=shapes[-1][1], perturbations=None)
     torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -132,14 +138,16 @@ def measure(variant: str, repeat: int) -> dict:
     stage_2 = inputs((HEIGHT, WIDTH), 1, model)
     result: dict[str, object] = {"variant": variant}
     if "+compile" in variant:
-        BlockLoop(model.velocity_model, compile=True, cuda_graphs=variant.endswith("+graphs"))
+        graphs = variant.endswith("+graphs")
+        key = partial(getattr, adapter, "key") if adapter is not None else (lambda: None)
+        BlockLoop(model.velocity_model, compile=True, cuda_graphs=graphs, state_key=key)
         result["compile_s"] = _warm(model, [stage_1[1], stage_1[4], stage_2], adapter)
     started = time.perf_counter()
     torch.cuda.reset_peak_memory_stats()
     result["s1_b1"] = time_forward(model, *stage_1[1], repeat)
     result["s1_b4"] = time_forward(model, *stage_1[4], repeat)
     if adapter is not None:
-        with adapter.active(1.0):
+        with adapter.active({DISTILLED: 1.0}):
             result["s2_b1"] = time_forward(model, *stage_2, repeat)
     else:
         result["s2_b1"] = time_forward(model, *stage_2, repeat)
