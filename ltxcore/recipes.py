@@ -20,6 +20,7 @@ from ltx_pipelines.utils.constants import DISTILLED_SIGMA_VALUES
 
 from ltxcore.guidance import GuidedDenoiser, PlainDenoiser, batched_perturbations, guidance_passes
 from ltxcore.request import RenderRequest
+from ltxcore.text import PromptEncoding
 
 DISTILLED_STEPS = len(DISTILLED_SIGMA_VALUES) - 1
 
@@ -39,10 +40,17 @@ class StageOneRecipe:
     def lora_strength(self, request: RenderRequest) -> float:
         return request.distilled_lora_strength if self.distilled_lora else 0.0
 
-    def denoiser(self, transformer: torch.nn.Module, request: RenderRequest, positive, negative):
+    def denoiser(
+        self,
+        transformer: torch.nn.Module,
+        request: RenderRequest,
+        positive: PromptEncoding,
+        negative: PromptEncoding | None,
+    ) -> GuidedDenoiser | PlainDenoiser:
         """The stage-1 denoiser over the encoded prompts (``negative`` is ``None`` for a plain recipe)."""
         if not self.guided:
             return PlainDenoiser(transformer, positive.video, positive.audio)
+        assert negative is not None, "prompt_pair encodes the negative prompt for a guided recipe"
         guider = MultiModalGuider(params=request.guider.to_upstream(), negative_context=negative.video)
         return GuidedDenoiser(transformer, guider, positive.video, positive.audio)
 

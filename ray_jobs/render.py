@@ -264,6 +264,11 @@ def _summary(run: RunFolder, planned) -> int:
     ]
     if not_ok:
         lines.append(f"resume: python -m ray_jobs.render --resume {run.uri}")
+    if any(p.item.pipeline == "distilled" for p in planned):
+        lines.append(
+            f"drafts: pick the keepers in ltx-batch report {run.uri}; ltx-batch promote {run.uri} --out NEW_RUN "
+            "[--only ID ...] [--exclude ID ...] plans their final renders"
+        )
     print("\n".join(lines))
     return EXIT_OK if not not_ok else EXIT_FAILED_ITEMS
 
