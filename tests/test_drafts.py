@@ -59,10 +59,10 @@ def test_draft_stage_1_is_8_plain_batch_1_forwards_with_the_lora_in_both_stages(
     (shapes_1, plain_1, _, lora_1), (shapes_2, plain_2, _, lora_2) = stage_1[0], stage_2[0]
     assert [s[0] for s in shapes_1] == [1] * 6 and plain_1 and plain_2  # batch 1, no guidance passes
     assert shapes_2[0][1] == 4 * shapes_1[0][1]  # stage 1 at half height and width
-    assert lora_1 == lora_2 == frozenset({0.75})
+    assert lora_1 == lora_2 == frozenset({("distilled", 0.75)})
     assert warmed == [stage_1[0], stage_2[0]]  # warm_up compiles exactly the draft's shapes
     assert encoded == [request.prompt]  # no guider, so no negative prompt
-    assert not any(layer.enabled for layer in engine.lora.layers)
+    assert not engine.adapters.strengths  # every adapter switched off again
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def distilled_bundle(tiny_bundle, tmp_path_factory) -> ModelBundle:
 
 def test_a_worker_on_the_distilled_checkpoint_renders_drafts_without_lora(distilled_bundle, engine, media):
     distilled = Engine(distilled_bundle)
-    assert distilled.lora is None
+    assert not distilled.adapters.pinned  # no distilled LoRA on the distilled checkpoint
     assert "transformer distilled (distilled checkpoint, no LoRA)" in distilled_bundle.describe()
     request = _draft(media["stereo_wav"], distilled_lora_strength=1.0)
     ours = distilled.render(request, None, keep_latent=True).video_latent.float()
