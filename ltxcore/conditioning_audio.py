@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pyloudnorm
 
 from ltxcore.errors import RenderInputError
 from ltxcore.media import AudioClip
@@ -58,6 +57,8 @@ def pink_noise(channels: int, samples: int, rng: np.random.Generator) -> np.ndar
 
 def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float:
     """ITU-R BS.1770 integrated loudness in LUFS of (channels, samples) audio (pyloudnorm's meter)."""
+    import pyloudnorm  # scipy: only where loudness is asked for
+
     with np.errstate(divide="ignore"):  # silence measures -inf
         return pyloudnorm.Meter(sample_rate).integrated_loudness(samples.T)
 
