@@ -8,13 +8,18 @@ column names in Parquet and in the results table.
 
 Adding a field means adding one line to ``Item`` (and a field of the same name to ``RenderRequest`` when
 the engine takes it, which ``to_request`` then fills by name).
+
+Conditioning images have two forms: ``images``, a list of ``{path, frame, strength, crf}`` (upstream's
+repeatable ``--image``), and ``image`` / ``image_frame`` / ``image_strength``, the one-image shorthand. An item
+uses one or the other (both is an error naming the item); an item's own form replaces the other form set in the
+defaults. Plans keep each item as written; the results table's ``images`` holds the resolved list either way.
 """
 
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, fields
-from typing import Annotated, get_args
+from typing import Annotated, Literal, get_args
 
 import pyarrow as pa
 from pydantic import (
@@ -24,12 +29,13 @@ from pydantic import (
     Field,
     Strict,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
 from pydantic.fields import FieldInfo
 
-from ltxcore.request import GuiderSettings, RenderRequest
+from ltxcore.request import FROZEN_AUDIO_SIGMAS, GuiderSettings, ImageCondition, RenderRequest
 
 GUIDER_PREFIX = "video_"
 GUIDER_SECTION = "video_guider"
@@ -66,7 +72,33 @@ Labels = Annotated[
     Kind("a mapping of labels", pa.map_(pa.string(), pa.string())),
 ]
 
-_ENGINE = {f.name: f.default for f in fields(RenderRequest) if f.name != "guider"}
+Flag = Annotated[bool, Strict(), Kind("true or false", pa.bool_())]
+FrozenSigma = Annotated[Literal[FROZEN_AUDIO_SIGMAS], Kind(f"one of {', '.join(FROZEN_AUDIO_SIGMAS)}", pa.string())]
+_IMAGE = {f.name: f.default for f in fields(ImageCondition)}
+
+
+class ImageInput(BaseModel):
+    """One conditioning image, as upstream's ``--image PATH FRAME STRENGTH [CRF]``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: Media = Field(min_length=1, description="image file or URI; a relative path is relative to the manifest")
+    frame: Whole = Field(_IMAGE["frame"], description="0: replaces the first latent frame; later: a keyframe there")
+    strength: Number = Field(_IMAGE["strength"], description="0..1, how strongly the image is kept")
+    crf: Whole = Field(_IMAGE["crf"], description="H.264 CRF it is re-compressed at first, as upstream; 0: none")
+
+
+IMAGE_STRUCT = pa.struct(
+    [("path", pa.string()), ("frame", pa.int64()), ("strength", pa.float64()), ("crf", pa.int64())]
+)
+Images = Annotated[
+    list[ImageInput],
+    Kind("a list of {path, frame, strength, crf} mappings", pa.list_(IMAGE_STRUCT), media=True),
+]
+IMAGE_FORMS = (("images",), ("image", "image_frame", "image_strength"))  # the list, and the one-image shorthand
+# RenderRequest fields that are not Item fields as they are (``images`` becomes ImageCondition tuples)
+_REQUEST_ONLY = ("guider", "images", "prompt_enhanced")
+_ENGINE = {f.name: f.default for f in fields(RenderRequest) if f.name not in _REQUEST_ONLY}
 _GUIDER = {GUIDER_PREFIX + f.name: f.default for f in fields(GuiderSettings)}
 
 
@@ -104,6 +136,7 @@ class Item(BaseModel):
     image: Media | None = _engine("image", "reference image file or URI (the presenter); omitted: text to video")
     image_frame: Whole = _engine("image_frame", "frame the image conditions")
     image_strength: Number = _engine("image_strength", "0..1, how strongly the image is kept")
+    images: Images | None = Field(None, description="several conditioning images; image is the one-image shorthand")
     prompt: Text = Field(min_length=1, description="what the shot shows")
     negative_prompt: Text = _engine("negative_prompt", "what to steer away from")
     seed: Whole | None = Field(None, description="omitted: derived from the run seed and the id")
@@ -119,6 +152,10 @@ class Item(BaseModel):
     video_skip_step: Whole = _engine("video_skip_step", "guide every (skip_step+1)-th step only")
     video_stg_blocks: Blocks = _engine("video_stg_blocks", "transformer blocks perturbed for STG")
     distilled_lora_strength: Number = _engine("distilled_lora_strength", "stage-2 distilled LoRA strength, 0..2")
+    enhance_prompt: Flag = _engine("enhance_prompt", "Gemma rewrites the prompt first (with the first image)")
+    frozen_audio_sigma: FrozenSigma = _engine(
+        "frozen_audio_sigma", "sigma the model is told for the frozen audio: zero (upstream 1.2.0) or step (1.0.0)"
+    )
     tags: Labels = Field({}, description="free-form labels (language, campaign, customer); not part of the render")
 
     @field_validator("id")
@@ -128,20 +165,39 @@ class Item(BaseModel):
             raise ValueError(problem)
         return value
 
+    @field_validator("images")
+    @classmethod
+    def _one_image_form(cls, value: list | None, info: ValidationInfo) -> list | None:
+        if value is not None and info.data.get("image") is not None:
+            raise ValueError("and image are both set; write every image in images, or one image with image.")
+        return value
+
     @property
     def values(self) -> dict:
         """Every field as plain Python values: a row of the plan and results tables."""
         return self.model_dump()
 
-    def to_request(self, local_paths: dict[str, str] | None = None) -> RenderRequest:
-        """The engine request; ``local_paths`` maps media URIs to downloaded local copies."""
+    @property
+    def resolved_images(self) -> list[dict]:
+        """Every conditioning image as ``{path, frame, strength, crf}``, whichever form the item used."""
+        return [vars(image) for _, image in self.to_request().conditioning_images()]
+
+    def to_request(
+        self, local_paths: dict[str, str] | None = None, prompt_enhanced: str | None = None
+    ) -> RenderRequest:
+        """The engine request; ``local_paths`` maps media URIs to downloaded local copies; ``prompt_enhanced``
+        is an enhancement already made for this item (an earlier attempt's)."""
         local = local_paths or {}
-        values = self.model_dump()
-        for name in MEDIA_FIELDS:
-            values[name] = local.get(values[name], values[name]) if values[name] else None
+        values = map_media(self.model_dump(), lambda uri: local.get(uri, uri))
         guider = {name.removeprefix(GUIDER_PREFIX): values[name] for name in GUIDER_FIELDS}
         guider["stg_blocks"] = tuple(guider["stg_blocks"])
-        return RenderRequest(guider=GuiderSettings(**guider), **{name: values[name] for name in _ENGINE})
+        images = tuple(ImageCondition(**image) for image in values["images"] or ())
+        return RenderRequest(
+            guider=GuiderSettings(**guider),
+            images=images,
+            prompt_enhanced=prompt_enhanced,
+            **{name: values[name] for name in _ENGINE},
+        )
 
 
 def _kind(info: FieldInfo) -> Kind:
@@ -151,7 +207,37 @@ def _kind(info: FieldInfo) -> Kind:
 
 KINDS = {name: _kind(info) for name, info in Item.model_fields.items()}
 MEDIA_FIELDS = tuple(name for name, kind in KINDS.items() if kind.media)
+LIST_FIELDS = {"images": ImageInput}  # fields holding a list of mappings: errors name the index and the key
 GUIDER_FIELDS = tuple(name for name in KINDS if name.startswith(GUIDER_PREFIX))
+
+
+def map_media(data: dict, change) -> dict:
+    """``data`` (an entry as written, or an item's values) with ``change`` applied to every media path in it:
+    the media fields, and the ``path`` of each mapping in a list of images. Other shapes pass unchanged."""
+    out = dict(data)
+    for name in MEDIA_FIELDS:
+        value = out.get(name)
+        if isinstance(value, str) and value:
+            out[name] = change(value)
+        elif isinstance(value, list):
+            out[name] = [{**v, "path": change(v["path"])} if _has_path(v) else v for v in value]
+    return out
+
+
+def media_paths(values: dict) -> list[tuple[str, str | None]]:
+    """(field, path or URI) of every media input of an item's values; a media field left out is (field, None)."""
+    out = []
+    for name in MEDIA_FIELDS:
+        value = values.get(name)
+        if isinstance(value, list):
+            out += [(f"{name}[{i}].path", v["path"]) for i, v in enumerate(value) if _has_path(v)]
+        elif value is not None or name not in LIST_FIELDS:
+            out.append((name, value))
+    return out
+
+
+def _has_path(value: object) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("path"), str) and bool(value["path"])
 
 
 def arrow_schema(extra: tuple[pa.Field, ...] = ()) -> pa.Schema:
@@ -173,8 +259,12 @@ def flatten(entry: dict) -> dict:
 
 def merged(defaults: dict, entry: dict) -> dict:
     """The manifest's defaults, then the entry. Unknown defaults are left out: they are reported once, for the
-    defaults, not once per item."""
-    return {**{k: v for k, v in defaults.items() if k in KINDS}, **entry}
+    defaults, not once per item. An entry that writes its images in one form drops the other form's defaults."""
+    base = {k: v for k, v in defaults.items() if k in KINDS}
+    for form, other in (IMAGE_FORMS, IMAGE_FORMS[::-1]):
+        if any(name in entry for name in form):
+            base = {k: v for k, v in base.items() if k not in other}
+    return {**base, **entry}
 
 
 def unknown_field(name: str, known: list[str]) -> str:
@@ -192,19 +282,40 @@ def check_item(defaults: dict, entry: dict) -> tuple[Item | None, list[tuple[str
     except ValidationError as e:
         errors = {}
         for error in e.errors():
-            errors.setdefault(str(error["loc"][0]), error)
-    problems = [(name, _message(name, error, data.get(name))) for name, error in errors.items()]
+            errors.setdefault(_location(error["loc"]), error)
+    problems = [(name, _problem(name, error, data)) for name, error in errors.items()]
     return None, sorted(problems, key=lambda p: 0 if p[0] not in KINDS else 1 if p[1] == "is required." else 2)
 
 
-def _message(name: str, error: dict, value: object) -> str:
-    """Pydantic's error for one field, in this project's words."""
+def _location(loc: tuple) -> str:
+    """``images[1].frame`` for an error inside a list of mappings, else the field's name."""
+    if loc[0] in LIST_FIELDS and len(loc) > 1 and isinstance(loc[1], int):
+        return f"{loc[0]}[{loc[1]}]" + (f".{loc[2]}" if len(loc) > 2 else "")
+    return str(loc[0])
+
+
+def _problem(name: str, error: dict, data: dict) -> str:
+    """The message for one error, about a field or a key of a list element (``images[1].frame``)."""
+    field, _, key = name.partition("[")
+    if not key:
+        return _message(Item, KINDS, name, error, data.get(name), [*KINDS, GUIDER_SECTION])
+    index, _, key = key.partition("]")
+    element, key = data[field][int(index)], key.removeprefix(".")
+    model = LIST_FIELDS[field]
+    if not key:
+        return f"must be a mapping with {', '.join(model.model_fields)}, got {element!r}."
+    kinds = {k: _kind(info) for k, info in model.model_fields.items()}
+    return _message(model, kinds, key, error, element.get(key), list(model.model_fields))
+
+
+def _message(model: type[BaseModel], kinds: dict, name: str, error: dict, value: object, known: list) -> str:
+    """Pydantic's error for one field of ``model``, in this project's words."""
     if error["type"] == "extra_forbidden":
-        return unknown_field(name, [*KINDS, GUIDER_SECTION])
-    if Item.model_fields[name].is_required() and value in (None, ""):
+        return unknown_field(name, known)
+    if model.model_fields[name].is_required() and value in (None, ""):
         return "is required."
     if value is None:
         return "must not be empty."
     if error["type"] == "value_error":
         return str(error["ctx"]["error"])
-    return f"must be {KINDS[name].what}, got {value!r}."
+    return f"must be {kinds[name].what}, got {value!r}."

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
-from manifests.item import MEDIA_FIELDS, flatten
+from manifests.item import flatten, map_media
 from manifests.storage import StorageError, download, exists, is_uri, join
 
 TOP_LEVEL_KEYS = ("run_seed", "model", "defaults", "items")
@@ -71,11 +71,7 @@ def _fetch(uri: str) -> Path:
 
 
 def _resolve_entry(data: dict, base: Path | str) -> dict:
-    data = flatten(data)
-    for name in MEDIA_FIELDS:
-        if name in data:
-            data[name] = resolve_media(data[name], base)
-    return data
+    return map_media(flatten(data), lambda value: resolve_media(value, base))
 
 
 def _resolve_model(model: dict, base: Path | str) -> dict:
@@ -173,12 +169,15 @@ def load_manifest(path: str | Path, defaults_file: str | Path | None = None, ove
 
 
 def _drop_nulls(row: dict) -> dict:
-    """Parquet has no 'absent': a null (or NaN in a float column) means 'use the default'."""
+    """Parquet has no 'absent': a null (or NaN in a float column) means 'use the default', also for a key of
+    a struct in a list column (an image's frame)."""
     out = {}
     for key, value in row.items():
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue
         if key == "tags" and isinstance(value, list):  # pyarrow reads a map column as key/value pairs
             value = dict(value)
+        elif isinstance(value, list):
+            value = [_drop_nulls(v) if isinstance(v, dict) else v for v in value]
         out[key] = value
     return out

@@ -2,7 +2,9 @@
 
 The fingerprint hashes every resolved setting, the input files' size and mtime, and the model bundle's
 identity. Tags are left out: relabelling an item must not re-render it. Two attempts of one item share
-a fingerprint; an item whose inputs or settings changed under the same id does not.
+a fingerprint; an item whose inputs or settings changed under the same id does not. A setting added since
+a run was planned is left out while it holds the value that renders as before it existed, so resuming an
+older run keeps its finished items.
 """
 
 from __future__ import annotations
@@ -17,17 +19,22 @@ import pyarrow as pa
 
 from ltxcore.media import probe_audio
 from ltxcore.request import frames_for_duration
-from manifests.item import MEDIA_FIELDS, Item, arrow_schema, merged
+from manifests.item import Item, arrow_schema, media_paths, merged
 from manifests.load import Manifest
 from manifests.storage import download, file_identity, is_uri
 
 SEED_SPACE = 2**31
+# Settings added after runs were planned, with the value that renders as before they existed. Resuming a run
+# planned before a setting existed gives its items this value (``plan_from_table``), and the fingerprint leaves
+# a setting out while it holds it, so their fingerprints are the ones they were recorded with.
+ADDED_SETTINGS = {"images": None, "enhance_prompt": False, "frozen_audio_sigma": "step"}
 
 
 @dataclass(frozen=True)
 class PlannedItem:
     item: Item
     fingerprint: str
+    prompt_enhanced: str | None = None  # an enhancement an earlier attempt made and recorded; used, not redone
 
     @property
     def id(self) -> str:
@@ -50,6 +57,7 @@ def audio_duration(uri: str) -> float:
 
 def fingerprint(values: dict, media: dict, bundle_identity: dict | None) -> str:
     settings = {k: v for k, v in values.items() if k not in ("tags", "id")}
+    settings = {k: v for k, v in settings.items() if k not in ADDED_SETTINGS or v != ADDED_SETTINGS[k]}
     payload = {"settings": settings, "media": media, "bundle": bundle_identity}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
@@ -78,7 +86,7 @@ def refresh_fingerprints(planned: list[PlannedItem], bundle_identity: dict | Non
     out = []
     for p in planned:
         values = p.item.values
-        media = {name: file_identity(values[name]) if values[name] is not None else None for name in MEDIA_FIELDS}
+        media = {name: file_identity(uri) if uri is not None else None for name, uri in media_paths(values)}
         out.append(PlannedItem(p.item, fingerprint(values, media, bundle_identity)))
     return out
 
@@ -91,9 +99,13 @@ def plan_table(planned: list[PlannedItem]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=PLAN_SCHEMA)
 
 
-def plan_from_table(table: pa.Table) -> list[PlannedItem]:
+def plan_from_table(table: pa.Table, recorded: dict | None = None) -> list[PlannedItem]:
+    """The plan as stored. A column the stored plan lacks (it predates that setting) gets the run's ``recorded``
+    value for it (run.json), else ``ADDED_SETTINGS``'s."""
+    added = {k: (recorded or {}).get(k, v) for k, v in ADDED_SETTINGS.items() if k not in table.column_names}
     out = []
     for row in table.to_pylist():
+        row = {**added, **row}
         fp = row.pop("fingerprint")
         row["tags"] = dict(row["tags"] or [])
         out.append(PlannedItem(Item.model_validate(row), fp))

@@ -38,6 +38,7 @@ RESULT_SCHEMA = pa.schema(
         pa.field("output_bytes", pa.int64()),
         pa.field("output_sha256", pa.string()),
         *[f for f in arrow_schema() if f.name != "id"],
+        pa.field("prompt_enhanced", pa.string()),  # what Gemma wrote, when the item asked for enhancement
         pa.field("audio_padded_seconds", pa.float64()),
         pa.field("bundle", pa.string()),  # JSON: file names, sizes, mtimes, model version
         pa.field("quantization", pa.string()),
@@ -52,9 +53,11 @@ RESULT_SCHEMA = pa.schema(
 
 
 def result_row(planned: PlannedItem, **fields) -> dict:
-    """A row with the item's resolved settings filled in; ``fields`` adds the attempt's outcome."""
+    """A row with the item's resolved settings filled in (``images``: every conditioning image, whichever form
+    the item used); ``fields`` adds the attempt's outcome."""
     settings = {k: v for k, v in planned.item.values.items() if k != "id"}
     settings["tags"] = list(settings["tags"].items())
+    settings["images"] = planned.item.resolved_images
     row = {"item_id": planned.id, "fingerprint": planned.fingerprint, **settings, **fields}
     if isinstance(row.get("bundle"), dict):
         row["bundle"] = json.dumps(row["bundle"], sort_keys=True)
