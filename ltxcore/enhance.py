@@ -15,6 +15,7 @@ Generation also needs a chat template in the Gemma root's tokenizer, which promp
 from __future__ import annotations
 
 import json
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,7 +81,8 @@ class PromptEnhancer:
         self.problem = chat_template_problem(text_encoder.processor.tokenizer)
         self.capacity = capacity
         self._texts: OrderedDict[EnhanceKey, str] = OrderedDict()
-        self.generated = 0
+        self.generated = 0  # enhancements written, and the seconds they took
+        self.seconds = 0.0
 
     def missing(self, requests: list[RenderRequest]) -> list[EnhanceKey]:
         """The keys of ``requests`` that ask for enhancement, carry none and were not generated here yet."""
@@ -100,6 +102,7 @@ class PromptEnhancer:
             raise RenderInputError("enhance_prompt", f"the bundle's Gemma cannot generate text: {self.problem}.")
         prompt, image, seed = key
         encoder, limit = self.text_encoder, self.max_new_tokens
+        start = time.perf_counter()
         try:
             with _rng_fork_on_cpu(encoder.model.device):
                 if image is None:
@@ -112,6 +115,7 @@ class PromptEnhancer:
             raise RenderInputError("enhance_prompt", f"Gemma could not enhance the prompt{with_image}: {e}.") from e
         text = clean_response(text)
         self.generated += 1
+        self.seconds += time.perf_counter() - start
         self._texts[key] = text
         while len(self._texts) > self.capacity:
             self._texts.popitem(last=False)

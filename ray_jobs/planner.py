@@ -1,6 +1,6 @@
-"""Shards: small groups of items that share a prompt, an image and a shape, so the engine's caches hit.
+"""Shards: small groups of items that share a prompt, images and a shape, so the engine's caches hit.
 
-Items are grouped by what the engine can reuse (the encoded prompt pair, the reference image, and the
+Items are grouped by what the engine can reuse (the encoded prompt pair, the conditioning images, and the
 clip shape that a compiled transformer graph is specialised to), each group is cut into shards of at
 most ``shard_size`` items, and the largest groups come first. A shard stays small: a worker lost
 mid-shard costs at most the item it was rendering.
@@ -9,8 +9,9 @@ mid-shard costs at most the item it was rendering.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from manifests.enhanced import enhancement_key
 from manifests.plan import PlannedItem
 
 
@@ -23,10 +24,24 @@ class Shard:
     def retry(self, items: list[PlannedItem]) -> Shard:
         return Shard(self.shard_id, tuple(items), self.attempt + 1)
 
+    def enhancements(self, known: dict) -> set:
+        """The enhancement keys its worker would generate: asked for, carried by no item, not in ``known``."""
+        keys = {enhancement_key(p.item) for p in self.items if p.prompt_enhanced is None}
+        return {key for key in keys if key is not None and key not in known}
+
+    def with_enhanced(self, known: dict) -> Shard:
+        """The shard whose items carry the ``known`` enhanced prompt of their key."""
+        items = tuple(
+            replace(p, prompt_enhanced=known[key]) if (key := enhancement_key(p.item)) in known else p
+            for p in self.items
+        )
+        return replace(self, items=items)
+
 
 def cache_key(p: PlannedItem) -> tuple:
     i = p.item
-    return (i.prompt, i.negative_prompt, i.image or "", i.height, i.width, i.num_frames, i.frame_rate)
+    images = tuple(tuple(image.values()) for image in i.resolved_images)
+    return (i.prompt, i.negative_prompt, images, i.height, i.width, i.num_frames, i.frame_rate)
 
 
 def make_shards(planned: list[PlannedItem], shard_size: int, workers: int = 1) -> list[Shard]:

@@ -20,10 +20,11 @@ import yaml
 from ltxcore.bundle import RELEASED_NAMES
 from ltxcore.errors import BundleError
 from ltxcore.request import RenderRequest
+from manifests.enhanced import recorded_enhancements
 from manifests.load import ManifestError, load_manifest
 from manifests.model_section import Model, resolve_model
 from manifests.plan import plan, refresh_fingerprints
-from manifests.results import still_to_render
+from manifests.results import read_results, still_to_render
 from manifests.run_folder import RunFolder
 from manifests.storage import StorageError, is_uri
 from manifests.validate import report, validate
@@ -161,7 +162,10 @@ def run_render(args: argparse.Namespace) -> int:
     progress = Progress(total=len(pending))
     if pending:
         progress.note(f"run {run_id}: {len(pending)} of {len(planned)} items to render on {device}")
-        exit_code = _render(args, run, run_id, session, model, device, pending, progress)
+        enhanced = {}
+        if any(p.item.enhance_prompt for p in pending):  # a resumed run reuses what earlier attempts wrote
+            enhanced = recorded_enhancements(planned, read_results(run.results_uri))
+        exit_code = _render(args, run, run_id, session, model, device, pending, progress, enhanced)
         if exit_code:
             return exit_code
     else:
@@ -169,7 +173,9 @@ def run_render(args: argparse.Namespace) -> int:
     return _summary(run, planned)
 
 
-def _render(args, run: RunFolder, run_id: str, session: str, model: Model, device: str, pending, progress) -> int:
+def _render(
+    args, run: RunFolder, run_id: str, session: str, model: Model, device: str, pending, progress, enhanced: dict
+) -> int:
     if device == "cuda":
         options = {"num_gpus": 1, "num_cpus": 1}
         actors = args.actors or int(ray.cluster_resources().get("GPU", 1))
@@ -185,7 +191,9 @@ def _render(args, run: RunFolder, run_id: str, session: str, model: Model, devic
     def make_actor():
         return remote.remote(model.paths, model.quantization, device, run.uri, run_id, session, threads, warm_request)
 
-    scheduler = Scheduler(make_actor, actors, shards, run.results_uri, run_id, session, progress, args.max_attempts)
+    scheduler = Scheduler(
+        make_actor, actors, shards, run.results_uri, run_id, session, progress, args.max_attempts, known=enhanced
+    )
     try:
         scheduler.run()
     except NoWorkers as e:

@@ -44,6 +44,7 @@ GUIDANCE = (
     ("skip step", "video_skip_step"),
     ("stg blocks", "video_stg_blocks"),
     ("distilled LoRA", "distilled_lora_strength"),
+    ("frozen audio sigma", "frozen_audio_sigma"),
 )
 
 
@@ -69,6 +70,11 @@ def _fmt(value: object) -> str:
     if isinstance(value, list):
         return ",".join(str(v) for v in value)
     return "–" if value is None else str(value)
+
+
+def _images(images: list[dict]) -> str:
+    """``presenter.png @0 ×1, pose.png @48 ×0.6``: each conditioning image, its frame and strength."""
+    return ", ".join(f"{Path(i['path']).name} @{i['frame']} ×{_fmt(i['strength'])}" for i in images)
 
 
 def _seconds(row: dict) -> float | None:
@@ -126,6 +132,7 @@ def collect_cards(
         row = latest.get(p.id)
         status = item_status(row)
         values = {**p.item.values, **(row or {})}
+        values["images"] = values.get("images") or p.item.resolved_images  # both forms, and rows from before
         video = filesystem(run.video_uri(p.id))[1]  # video_uri refuses ids that could leave the folder
         size = _poster(fs, video, f"{report_root}/posters/{p.id}.jpg") if status == "ok" else None
         return Card(p.id, status, values, dict(p.item.values.get("tags") or {}), size)
@@ -151,7 +158,10 @@ def _card_view(card: Card) -> dict:
             ("duration", f"{clip} ({_fmt(frames)} frames @ {_fmt(fps)} fps)"),
             ("size", f"{_fmt(v.get('width'))}×{_fmt(v.get('height'))}"),
             ("seed", _fmt(v.get("seed"))),
+            *([("images", _images(v["images"]))] if v.get("images") else []),
         ],
+        "prompt": v.get("prompt") or "",
+        "prompt_enhanced": v.get("prompt_enhanced"),
         "guidance": " · ".join(f"{name} {_fmt(v.get(key))}" for name, key in GUIDANCE),
         "timings": [(k, f"{t:.2f}s") for k, t in dict(v.get("timings") or []).items()],
         "total": f"{total:.1f}s" if total else None,
