@@ -52,8 +52,17 @@ def find_recordings(audio_root: Path, lesson: str | None = None) -> list[Recordi
     ]
 
 
+@dataclass(frozen=True)
+class ImageSpec:
+    """A conditioning image for every item: the presenter at frame 0, another pose later (``--image``)."""
+
+    path: Path
+    frame: int = 0
+    strength: float = 1.0
+
+
 def build_lessons(
-    image: Path,
+    image: Path | list[ImageSpec],
     audio_root: Path,
     prompt: str,
     out: Path,
@@ -63,12 +72,13 @@ def build_lessons(
     height: int = 512,
     width: int = 768,
     lesson: str | None = None,
+    enhance_prompt: bool = False,
 ) -> Path:
     """A YAML manifest: one item per (lesson, language), ids like ``lesson03-de``, one shared seed and the
-    longest frame count that fits each recording."""
-    problems = []
-    if not image.is_file():
-        problems.append(f"image {image}: no such file.")
+    longest frame count that fits each recording. ``image``: one presenter image, or several images with their
+    frames and strengths; ``enhance_prompt``: Gemma rewrites the prompt (once, as every item shares it)."""
+    images = [ImageSpec(image)] if isinstance(image, Path) else list(image)
+    problems = [f"image {i.path}: no such file." for i in images if not i.path.is_file()]
     if not audio_root.is_dir():
         raise BuildError([f"audio folder {audio_root}: no such folder."])
     recordings = find_recordings(audio_root, lesson)
@@ -98,9 +108,14 @@ def build_lessons(
         )
     if problems:
         raise BuildError(problems)
+    if images == [ImageSpec(images[0].path)]:  # one plain image: the shorthand
+        conditioning = {"image": str(images[0].path.resolve())}
+    else:
+        conditioning = {"images": [{**vars(i), "path": str(i.path.resolve())} for i in images]}
     manifest = {
         "defaults": {
-            "image": str(image.resolve()),
+            **conditioning,
+            **({"enhance_prompt": True} if enhance_prompt else {}),
             "prompt": prompt,
             "seed": seed,
             "frame_rate": frame_rate,
