@@ -11,7 +11,16 @@ from ltxcore.bundle import QUANTIZATIONS, ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.errors import BundleError, RenderInputError
 from ltxcore.media import probe_mp4
-from ltxcore.request import GuiderSettings, LoraSpec, RenderRequest
+from ltxcore.request import FROZEN_AUDIO_SIGMAS, GuiderSettings, ImageCondition, LoraSpec, RenderRequest
+
+
+def _image(values: list[str]) -> ImageCondition:
+    """``--image PATH FRAME STRENGTH [CRF]``, as upstream's; a bare PATH conditions frame 0 at strength 1."""
+    if len(values) not in (1, 3, 4):
+        raise argparse.ArgumentTypeError(f"--image takes PATH [FRAME STRENGTH [CRF]], got {' '.join(values)}")
+    if len(values) == 1:
+        return ImageCondition(values[0])
+    return ImageCondition(values[0], int(values[1]), float(values[2]), *(int(v) for v in values[3:]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quantization", choices=QUANTIZATIONS, default="none")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--audio", required=True)
-    parser.add_argument("--image")
+    parser.add_argument(
+        "--image",
+        action="append",
+        nargs="+",
+        default=[],
+        metavar="ARG",
+        help="PATH [FRAME STRENGTH [CRF]], repeatable, as upstream's --image",
+    )
+    parser.add_argument("--enhance-prompt", action="store_true")
+    parser.add_argument("--frozen-audio-sigma", choices=FROZEN_AUDIO_SIGMAS, default=FROZEN_AUDIO_SIGMAS[0])
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--seed", type=int, default=10)
     parser.add_argument("--height", type=int, default=512)
@@ -41,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         loaded = time.perf_counter() - start
         request = RenderRequest(
             audio=args.audio,
-            image=args.image,
+            images=tuple(_image(values) for values in args.image),
+            enhance_prompt=args.enhance_prompt,
+            frozen_audio_sigma=args.frozen_audio_sigma,
             prompt=args.prompt,
             seed=args.seed,
             height=args.height,
@@ -53,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             loras=tuple(map(LoraSpec.parse, args.lora)),
         )
         result = engine.render(request, args.out)
-    except (BundleError, RenderInputError, ValueError) as e:
+    except (BundleError, RenderInputError, argparse.ArgumentTypeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     probe = probe_mp4(args.out)
@@ -61,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         "output": args.out,
         "load_seconds": round(loaded, 3),
         "timings": {k: round(v, 4) for k, v in result.timings.items()},
+        "prompt_enhanced": result.prompt_enhanced,
         "peak_memory_bytes": result.peak_memory,
         "probe": probe.__dict__,
     }

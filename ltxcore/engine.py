@@ -1,10 +1,10 @@
 """The resident A2Vid engine: load a bundle once, then render any number of independent requests.
 
 Per request it runs what upstream's ``A2VidPipelineTwoStage`` runs, in the same order and with the
-same random stream: text encoding, audio encoding (then frozen), stage 1 at half size with the
-multimodal guider, 2x latent upsample, stage 2 with the distilled LoRA, tiled VAE decode, and an mp4
-that carries the original audio. The request's user LoRAs apply in both stages. Nothing is rebuilt
-between requests. A ``distilled`` request (a draft) differs in stage 1 only, as ``ltxcore/recipes.py``
+same random stream: prompt enhancement (when asked), text encoding, audio encoding (then frozen), stage 1
+at half size with the multimodal guider, 2x latent upsample, stage 2 with the distilled LoRA, tiled VAE
+decode, and an mp4 that carries the original audio. The request's user LoRAs apply in both stages. Nothing is
+rebuilt between requests. A ``distilled`` request (a draft) differs in stage 1 only, as ``ltxcore/recipes.py``
 describes.
 """
 
@@ -22,7 +22,6 @@ import torch
 from ltx_core.components.diffusion_steps import EulerDiffusionStep
 from ltx_core.components.noisers import GaussianNoiser
 from ltx_core.components.patchifiers import AudioPatchifier, VideoLatentPatchifier
-from ltx_core.conditioning import VideoConditionByKeyframeIndex, VideoConditionByLatentIndex
 from ltx_core.model.audio_vae import encode_audio
 from ltx_core.model.transformer import X0Model
 from ltx_core.model.upsampler import upsample_video
@@ -31,22 +30,23 @@ from ltx_core.quantization import QuantizationPolicy
 from ltx_core.tools import AudioLatentTools, VideoLatentTools
 from ltx_core.types import Audio, AudioLatentShape, LatentState, VideoLatentShape, VideoPixelShape
 from ltx_pipelines.utils.constants import STAGE_2_DISTILLED_SIGMA_VALUES
-from ltx_pipelines.utils.media_io import load_image_conditioning
 
 from ltxcore.adapters import Adapters
 from ltxcore.blocks import BlockLoop
 from ltxcore.bundle import ModelBundle
 from ltxcore.conditioning_audio import conditioning_clip
+from ltxcore.enhance import PromptEnhancer, enhance_key, max_new_tokens
 from ltxcore.errors import BundleError, RenderInputError
 from ltxcore.fp8 import quantize_blocks
 from ltxcore.guidance import PlainDenoiser, synthetic_inputs
+from ltxcore.images import ImageLatents
 from ltxcore.loading import build_component, build_embeddings_processor, build_text_encoder
 from ltxcore.lora import LoraError
 from ltxcore.media import AudioClip, decode_audio, probe_audio, write_mp4
 from ltxcore.offload import StreamedModule
 from ltxcore.recipes import RECIPES, prompt_pair
 from ltxcore.request import RenderRequest, frames_for_duration
-from ltxcore.text import PromptCache, encode_prompts
+from ltxcore.text import PromptCache, PromptKey, encode_prompts
 
 DTYPE = torch.bfloat16
 LATENT_CHANNELS = 128
@@ -73,6 +73,7 @@ class RenderResult:
     timings: dict[str, float] = field(default_factory=dict)
     peak_memory: dict[str, int] = field(default_factory=dict)
     video_latent: torch.Tensor | None = None
+    prompt_enhanced: str | None = None  # the prompt Gemma wrote, when the request asked for enhancement
     muxing: Future | None = None  # set when the mp4 is still being written in the background
 
     def wait(self) -> RenderResult:
@@ -156,6 +157,8 @@ class Engine:
             path = torch.nn.ModuleList([self.text_encoder, self.embeddings])
             self.text_stream = self._timed("text_pin", lambda: StreamedModule(path, self.device))
         self.prompts = PromptCache(prompt_cache_size)
+        self.enhancer = PromptEnhancer(self.text_encoder, max_new_tokens(bundle.gemma_root))
+        self.images = ImageLatents(self.video_encoder, DTYPE, self.device)
         self.video_patchifier = VideoLatentPatchifier(patch_size=1)
         self.audio_patchifier = AudioPatchifier(patch_size=1)
         self.stepper = EulerDiffusionStep()
@@ -201,12 +204,39 @@ class Engine:
         """Encode every not-yet-cached (prompt, negative prompt) pair, e.g. all of a shard's up front; a
         ``None`` negative (see ``recipes.prompt_pair``) is not encoded."""
         self.prompts.capacity = max(self.prompts.capacity, len(set(pairs)))  # a shard's pairs all stay cached
+        if any(p not in self.prompts for p in pairs):
+            with self._text_path(resident=False):
+                self._encode(pairs)
+
+    def prepare_prompts(self, requests: list[RenderRequest]) -> list[RenderRequest]:
+        """A shard's prompts before its first item, in one visit of Gemma to the device: each enhancement the
+        requests ask for and do not carry is generated once per (prompt, first image, seed), with Gemma
+        resident (generation runs it once per token), then every prompt pair is encoded. Returns the requests
+        with their enhanced prompts; one whose enhancement failed has none, and its render reports why."""
+        keys = self.enhancer.missing(requests)
+        with self._text_path(resident=bool(keys)):
+            for key in keys:
+                with contextlib.suppress(Exception):  # one bad item must not stop the others; its render re-raises
+                    self.enhancer.generate(key)
+            requests = [self.enhancer.enhanced(r) for r in requests]
+            ready = [r for r in requests if not r.enhance_prompt or r.prompt_enhanced is not None]
+            self.prompts.capacity = max(self.prompts.capacity, len(requests))  # a shard's pairs all stay cached
+            self._encode([prompt_pair(r) for r in ready])
+        return requests
+
+    def _text_path(self, resident: bool):
+        """Gemma and the text connectors on the device: streamed layer by layer, or ``resident`` all at once."""
+        if self.text_stream is None:
+            return contextlib.nullcontext()
+        return self.text_stream.resident() if resident else self.text_stream.on()
+
+    def _encode(self, pairs: list[PromptKey]) -> None:
+        """Encode the pairs not yet cached; the text path must be on the device."""
         missing = list(dict.fromkeys(p for p in pairs if p not in self.prompts))
-        if not missing:
-            return
         texts = list(dict.fromkeys(text for pair in missing for text in pair if text is not None))
-        with self.text_stream.on() if self.text_stream is not None else contextlib.nullcontext():
-            encodings = encode_prompts(texts, self.text_encoder, self.embeddings, self.device)
+        if not texts:
+            return
+        encodings = encode_prompts(texts, self.text_encoder, self.embeddings, self.device)
         encoded = {**dict(zip(texts, encodings, strict=True)), None: None}
         for positive, negative in missing:
             self.prompts.put((positive, negative), (encoded[positive], encoded[negative]))
@@ -251,6 +281,11 @@ class Engine:
         generator = torch.Generator(device=self.device).manual_seed(request.seed)
         noiser = GaussianNoiser(generator=generator)
 
+        request = self.enhancer.enhanced(request)
+        if request.enhance_prompt and request.prompt_enhanced is None:
+            with clock.phase("enhance"), self._text_path(resident=True):
+                self.enhancer.generate(enhance_key(request))
+            request = self.enhancer.enhanced(request)
         with clock.phase("loras"):
             user = self.user_loras(request)
         with clock.phase("text_encode"):
@@ -263,7 +298,7 @@ class Engine:
         half = VideoPixelShape(1, request.frames, request.height // 2, request.width // 2, request.frame_rate)
         full = VideoPixelShape(1, request.frames, request.height, request.width, request.frame_rate)
         with clock.phase("image_conditioning"):
-            stage_1_conditions = self._image_conditions(request, half)
+            stage_1_conditions = self.images.conditions(request.conditioning_images(), half.height, half.width)
         recipe = RECIPES[request.pipeline]
         with clock.phase("stage_1"), self.adapters.active(self._with_distilled(user, recipe.lora_strength(request))):
             denoiser = recipe.denoiser(self.transformer, request, positive, negative)
@@ -272,10 +307,10 @@ class Engine:
         with clock.phase("upsample"):
             latent = upsample_video(latent=latent[:1], video_encoder=self.video_encoder, upsampler=self.upsampler)
         with clock.phase("image_conditioning"):
-            stage_2_conditions = self._image_conditions(request, full)
+            stage_2_conditions = self.images.conditions(request.conditioning_images(), full.height, full.width)
         with clock.phase("stage_2"), self.adapters.active(self._with_distilled(user, request.distilled_lora_strength)):
             sigmas = torch.tensor(STAGE_2_DISTILLED_SIGMA_VALUES, device=self.device)
-            denoiser = PlainDenoiser(self.transformer, positive.video, positive.audio)
+            denoiser = PlainDenoiser(self.transformer, positive.video, positive.audio, request.frozen_audio_sigma)
             latent = self._denoise(full, stage_2_conditions, noiser, sigmas, denoiser, audio_latent, latent)
 
         result = RenderResult(
@@ -287,6 +322,7 @@ class Engine:
             seed=request.seed,
             audio_padded_seconds=clip.padded_seconds,
             video_latent=latent.clone() if keep_latent else None,
+            prompt_enhanced=request.prompt_enhanced if request.enhance_prompt else None,
         )
         if output is not None:
             with clock.phase("decode"):
@@ -320,22 +356,6 @@ class Engine:
         if latent.shape[2] < frames:  # rounding at the tail: extend with the encoding of silence
             latent = torch.nn.functional.pad(latent, (0, 0, 0, frames - latent.shape[2]), mode="replicate")
         return clip, latent[:, :, :frames]
-
-    def _image_conditions(self, request: RenderRequest, shape: VideoPixelShape) -> list:
-        if request.image is None:
-            return []
-        try:
-            image = load_image_conditioning(request.image, shape.height, shape.width, DTYPE, self.device)
-        except (OSError, ValueError) as e:
-            raise RenderInputError("image", f"{request.image} could not be read as an image: {e}.") from e
-        encoded = self.video_encoder(image)
-        if request.image_frame == 0:
-            return [VideoConditionByLatentIndex(latent=encoded, strength=request.image_strength, latent_idx=0)]
-        return [
-            VideoConditionByKeyframeIndex(
-                keyframes=encoded, frame_idx=request.image_frame, strength=request.image_strength
-            )
-        ]
 
     def _denoise(self, shape, conditions, noiser, sigmas, denoiser, audio_latent, initial_video) -> torch.Tensor:
         """Euler loop over ``sigmas`` with the audio latent frozen; returns the unpatchified video latent."""

@@ -6,6 +6,10 @@ passes that a setting switches off (scale 0 or 1) drop out of the batch, and a s
 The STG pass has the conditional pass's inputs and differs from it only from its first perturbed block
 on, so it declares that prefix as shared (:class:`~ltxcore.blocks.SharedPrefix`) and the block loop
 computes it once. The audio latent is frozen in this pipeline, so only the video prediction is guided.
+
+What the model is told of the frozen audio's sigma is a setting (``frozen_audio_sigma``): ``zero``, as upstream
+1.2.0 (its prompt AdaLN and the cross-modality gates then see frozen conditioning), or ``step``, the step's
+sigma, as upstream 1.0.0. The audio's per-token timesteps are its zero denoise mask times sigma, 0 either way.
 """
 
 from __future__ import annotations
@@ -104,6 +108,11 @@ def synthetic_inputs(transformer: X0Model, shape: VideoPixelShape, batch: int) -
     return modality(video, contexts[0], sigma, batch), modality(audio, contexts[1], sigma, batch)
 
 
+def frozen_sigma(sigma: torch.Tensor, setting: str) -> torch.Tensor:
+    """The sigma the model is given for a frozen modality under ``setting`` (``zero`` or ``step``)."""
+    return torch.zeros_like(sigma) if setting == "zero" else sigma
+
+
 class GuidedDenoiser:
     """Stage-1 denoiser: one batched forward per step, then upstream's guider combines the passes."""
 
@@ -113,8 +122,10 @@ class GuidedDenoiser:
         guider: MultiModalGuider,
         video_context: torch.Tensor,
         audio_context: torch.Tensor,
+        frozen_audio_sigma: str = "zero",
     ):
         self.transformer = transformer
+        self.frozen_audio_sigma = frozen_audio_sigma
         self.guider = guider
         self.passes = guidance_passes(guider)
         negative = guider.negative_context
@@ -134,7 +145,7 @@ class GuidedDenoiser:
         n = len(self.passes)
         out, _ = self.transformer(
             video=modality(video, self.video_context, sigma, n),
-            audio=modality(audio, self.audio_context, sigma, n),
+            audio=modality(audio, self.audio_context, frozen_sigma(sigma, self.frozen_audio_sigma), n),
             perturbations=self.perturbations,
         )
         self.forwards += 1
@@ -148,15 +159,22 @@ class GuidedDenoiser:
 class PlainDenoiser:
     """Stage-2 denoiser: the distilled refinement uses the conditional pass alone."""
 
-    def __init__(self, transformer: torch.nn.Module, video_context: torch.Tensor, audio_context: torch.Tensor):
+    def __init__(
+        self,
+        transformer: torch.nn.Module,
+        video_context: torch.Tensor,
+        audio_context: torch.Tensor,
+        frozen_audio_sigma: str = "zero",
+    ):
         self.transformer = transformer
         self.video_context = video_context
         self.audio_context = audio_context
+        self.frozen_audio_sigma = frozen_audio_sigma
 
     def __call__(self, video: LatentState, audio: LatentState, sigma: torch.Tensor, step: int) -> torch.Tensor:  # noqa: ARG002
         out, _ = self.transformer(
             video=modality(video, self.video_context, sigma, 1),
-            audio=modality(audio, self.audio_context, sigma, 1),
+            audio=modality(audio, self.audio_context, frozen_sigma(sigma, self.frozen_audio_sigma), 1),
             perturbations=None,
         )
         return out

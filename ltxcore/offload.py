@@ -38,6 +38,17 @@ class StreamedModule:
             for unit in self.units:
                 self._place(unit, None)
 
+    @contextmanager
+    def resident(self) -> Iterator[torch.nn.Module]:
+        """The module with all its weights on ``device`` until the block ends (one copy of each)."""
+        try:
+            for unit in self.units:
+                self._place(unit, self.device)
+            yield self.module
+        finally:
+            for unit in self.units:
+                self._place(unit, None)
+
     def _place(self, unit: torch.nn.Module, device: torch.device | None) -> None:
         """Point the unit's own tensors at device copies of their host masters (``None``: at the masters)."""
         for t in _own_tensors(unit):

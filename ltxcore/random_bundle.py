@@ -13,7 +13,10 @@ import argparse
 import io
 import json
 import struct
+from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -58,6 +61,28 @@ GEMMA_SPECIAL_TOKENS = {
     "boi_token": "<start_of_image>",
     "eoi_token": "<end_of_image>",
 }
+# Gemma-3's chat turns, as prompt enhancement sends them (a system text opens the first user turn; an image part
+# is the start-of-image token, which the processor expands to the image's tokens). Gemma's vision tower must
+# give the processor's fixed 256 tokens per image (bundle_configs: mm_tokens_per_image).
+GEMMA_CHAT_TEMPLATE = r"""{{ bos_token }}
+{%- set system = namespace(text='') -%}
+{%- if messages[0]['role'] == 'system' -%}
+{%- set system.text = messages[0]['content'] ~ '\n\n' -%}
+{%- set messages = messages[1:] -%}
+{%- endif -%}
+{%- for message in messages -%}
+{{ '<start_of_turn>' ~ ('model' if message['role'] == 'assistant' else message['role']) ~ '\n' }}
+{%- if loop.first %}{{ system.text }}{% endif -%}
+{%- if message['content'] is string -%}
+{{ message['content'] | trim }}
+{%- else -%}
+{%- for part in message['content'] -%}
+{{ '<start_of_image>' if part['type'] == 'image' else part['text'] | trim }}
+{%- endfor -%}
+{%- endif -%}
+{{ '<end_of_turn>\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif -%}"""
 TOKENIZER_CORPUS = (
     "A presenter speaks to the camera in a bright studio, natural light, calm gestures.",
     "Ein Moderator spricht in einem hellen Studio. Une présentatrice parle devant la caméra.",
@@ -83,7 +108,10 @@ def _randomize(module: torch.nn.Module, generator: torch.Generator) -> None:
                 tensor.copy_(torch.randn(tensor.shape, **like) / fan_in**0.5)
 
 
-def random_model(make, generator: torch.Generator) -> torch.nn.Module:
+Model = TypeVar("Model", bound=torch.nn.Module)
+
+
+def random_model(make: Callable[[], Model], generator: torch.Generator) -> Model:
     """``make()`` with seeded random weights on the generator's device: float32 on the CPU (tiny sizes),
     built on ``meta`` and materialised in bf16 on a GPU (full sizes would not fit in host float32)."""
     device = generator.device
@@ -188,15 +216,23 @@ def save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dic
             f.write(value.detach().reshape(-1).contiguous().cpu().view(torch.uint8).numpy().tobytes())
 
 
+def _tokenizer_corpus() -> list[str]:
+    """Our sentences and upstream's enhancement system prompts, so that those tokenize to words, not bytes."""
+    prompts = resources.files("ltx_core.text_encoders.gemma.encoders") / "prompts"
+    lines = [line for p in prompts.iterdir() if p.name.endswith(".txt") for line in p.read_text().splitlines()]
+    return [*TOKENIZER_CORPUS, *(line for line in lines if line.strip())]
+
+
 def _train_tokenizer(path: Path) -> None:
     import sentencepiece as spm
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(TOKENIZER_CORPUS * 4),
+        sentence_iterator=iter(_tokenizer_corpus() * 4),
         model_writer=model,
         model_type="bpe",
-        vocab_size=512,
+        vocab_size=2048,
+        hard_vocab_limit=False,
         byte_fallback=True,
         character_coverage=1.0,
         pad_id=0,
@@ -211,7 +247,8 @@ def _train_tokenizer(path: Path) -> None:
 
 
 def _write_gemma_root(root: Path, configs: dict, generator: torch.Generator) -> dict:
-    """A Gemma-3 root like the released one: config, tokenizer, preprocessor, sharded-style safetensors."""
+    """A Gemma-3 root like the released one: config, tokenizer with its chat template (prompt enhancement needs
+    it), preprocessor, sharded-style safetensors."""
     import sentencepiece as spm
 
     root.mkdir(parents=True, exist_ok=True)
@@ -226,7 +263,7 @@ def _write_gemma_root(root: Path, configs: dict, generator: torch.Generator) -> 
         "eoi_token_index": sp.piece_to_id(GEMMA_SPECIAL_TOKENS["eoi_token"]),
         "image_token_index": sp.piece_to_id(GEMMA_SPECIAL_TOKENS["image_token"]),
         "mm_tokens_per_image": configs["mm_tokens_per_image"],
-        "eos_token_id": [1],
+        "eos_token_id": [sp.eos_id(), sp.piece_to_id("<end_of_turn>")],
         "text_config": text,
         "vision_config": vision,
         "torch_dtype": "bfloat16",
@@ -244,11 +281,15 @@ def _write_gemma_root(root: Path, configs: dict, generator: torch.Generator) -> 
                 "unk_token": "<unk>",
                 "extra_special_tokens": GEMMA_SPECIAL_TOKENS,
                 **GEMMA_SPECIAL_TOKENS,
+                "chat_template": GEMMA_CHAT_TEMPLATE,
             },
             indent=1,
         )
     )
     (root / "special_tokens_map.json").write_text(json.dumps({"pad_token": "<pad>", "eos_token": "<eos>"}))
+    if "gemma_max_new_tokens" in configs:  # random weights never choose to stop: cap enhancement's answer
+        generation = {"eos_token_id": config["eos_token_id"], "max_new_tokens": configs["gemma_max_new_tokens"]}
+        (root / "generation_config.json").write_text(json.dumps(generation, indent=1))
     processor = processor_from_config(vision)
     (root / "preprocessor_config.json").write_text(json.dumps(processor, indent=1))
 

@@ -49,10 +49,10 @@ class StageOneRecipe:
     ) -> GuidedDenoiser | PlainDenoiser:
         """The stage-1 denoiser over the encoded prompts (``negative`` is ``None`` for a plain recipe)."""
         if not self.guided:
-            return PlainDenoiser(transformer, positive.video, positive.audio)
+            return PlainDenoiser(transformer, positive.video, positive.audio, request.frozen_audio_sigma)
         assert negative is not None, "prompt_pair encodes the negative prompt for a guided recipe"
         guider = MultiModalGuider(params=request.guider.to_upstream(), negative_context=negative.video)
-        return GuidedDenoiser(transformer, guider, positive.video, positive.audio)
+        return GuidedDenoiser(transformer, guider, positive.video, positive.audio, request.frozen_audio_sigma)
 
     def batch(self, request: RenderRequest) -> tuple[int, BatchedPerturbationConfig | None]:
         """The transformer's batch and perturbations per stage-1 forward, as its denoiser calls it."""
@@ -69,5 +69,6 @@ RECIPES = {
 
 
 def prompt_pair(request: RenderRequest) -> tuple[str, str | None]:
-    """The prompts a request needs encoded: the negative prompt only where a guider uses it."""
-    return request.prompt, request.negative_prompt if RECIPES[request.pipeline].guided else None
+    """The prompts a request needs encoded (the enhanced prompt where asked for): the negative prompt only where
+    a guider uses it."""
+    return request.encoded_prompt, request.negative_prompt if RECIPES[request.pipeline].guided else None

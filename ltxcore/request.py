@@ -11,7 +11,12 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from ltx_core.components.guiders import MultiModalGuiderParams
-from ltx_pipelines.utils.constants import DEFAULT_LORA_STRENGTH, DEFAULT_NEGATIVE_PROMPT, LTX_2_3_PARAMS
+from ltx_pipelines.utils.constants import (
+    DEFAULT_IMAGE_CRF,
+    DEFAULT_LORA_STRENGTH,
+    DEFAULT_NEGATIVE_PROMPT,
+    LTX_2_3_PARAMS,
+)
 
 from ltxcore import conditioning_audio
 from ltxcore.errors import RenderInputError
@@ -19,11 +24,27 @@ from ltxcore.errors import RenderInputError
 FRAME_STEP = 8  # the video VAE compresses time by 8: valid frame counts are 8k + 1
 SIZE_STEP = 64  # two-stage: half size must still be a multiple of 32
 UPSTREAM_GUIDER = LTX_2_3_PARAMS.video_guider_params
-MEDIA_FIELDS = ("audio", "image")  # request fields that name input files (manifests/item.py derives the same)
+MEDIA_FIELDS = ("audio", "image", "images")  # request fields that name input files (manifests/item.py derives the same)
 # final renders, and drafts (ltxcore/recipes.py says how stage 1 differs)
 Pipeline = Literal["two-stage", "distilled"]
 PIPELINES: tuple[str, ...] = get_args(Pipeline)
 MAX_LORA_STRENGTH = 10.0  # upstream sets no bound; this one catches a typo such as 80 for 0.8
+MAX_CRF = 51  # H.264's CRF scale
+# What the model is told of the frozen audio's sigma: 0 (upstream 1.2.0, "so prompt AdaLN and cross-modality
+# gates match frozen conditioning") or the step's sigma (upstream 1.0.0). Per-token timesteps are 0 either way.
+FrozenAudioSigma = Literal["zero", "step"]
+FROZEN_AUDIO_SIGMAS: tuple[str, ...] = get_args(FrozenAudioSigma)
+
+
+@dataclass(frozen=True)
+class ImageCondition:
+    """One conditioning image, as upstream's ``--image PATH FRAME STRENGTH [CRF]``: frame 0 replaces the first
+    latent frame, a later frame is a keyframe; ``crf`` is the H.264 re-compression it gets first (0: none)."""
+
+    path: str
+    frame: int = 0
+    strength: float = 1.0
+    crf: int = DEFAULT_IMAGE_CRF
 
 
 @dataclass(frozen=True)
@@ -110,6 +131,10 @@ class RenderRequest:
     audio_conditioning_loudness_lufs: float | None = None
 
     loras: tuple[LoraSpec, ...] = ()
+    images: tuple[ImageCondition, ...] = ()  # several images; ``image`` is the one-image shorthand
+    enhance_prompt: bool = False
+    prompt_enhanced: str | None = None  # the enhanced prompt when already known (a resumed run reuses it)
+    frozen_audio_sigma: FrozenAudioSigma = "zero"
 
     @property
     def frames(self) -> int:
@@ -117,6 +142,19 @@ class RenderRequest:
         if self.num_frames is None:
             raise ValueError("num_frames is not resolved yet: Engine.resolve fills it from the audio window")
         return self.num_frames
+
+    def conditioning_images(self) -> list[tuple[str, ImageCondition]]:
+        """Every conditioning image with the field that names it: ``images[i]``, or the shorthand's ``image``."""
+        if self.images:
+            return [(f"images[{i}]", image) for i, image in enumerate(self.images)]
+        if self.image is None:
+            return []
+        return [("image", ImageCondition(self.image, self.image_frame, self.image_strength))]
+
+    @property
+    def encoded_prompt(self) -> str:
+        """The prompt Gemma encodes: the enhanced one when the request asks for enhancement."""
+        return self.prompt_enhanced if self.enhance_prompt and self.prompt_enhanced is not None else self.prompt
 
     def problems(self, num_layers: int | None = None) -> list[RenderInputError]:
         """Every problem that can be seen without decoding media, as field-named errors."""
@@ -157,12 +195,18 @@ class RenderRequest:
             bad("distilled_lora_strength", f"must be between 0 and 2, got {self.distilled_lora_strength!r}.")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             bad("seed", f"must be a whole number from 0 to 2**63-1, got {self.seed!r}.")
-        for name in MEDIA_FIELDS:
-            value = getattr(self, name)
+        if self.frozen_audio_sigma not in FROZEN_AUDIO_SIGMAS:
+            choices = ", ".join(FROZEN_AUDIO_SIGMAS)
+            bad("frozen_audio_sigma", f"must be one of {choices}, got {self.frozen_audio_sigma!r}.")
+        if not isinstance(self.enhance_prompt, bool):
+            bad("enhance_prompt", f"must be true or false, got {self.enhance_prompt!r}.")
+        for name, value in [("audio", self.audio), ("image", self.image)] + [
+            (f"images[{i}].path", image.path) for i, image in enumerate(self.images)
+        ]:
             if value is not None and "://" not in str(value) and not Path(value).is_file():
                 bad(name, f"file {value} does not exist or is not a file.")
         out += conditioning_audio.problems(self.audio_conditioning_noise_db, self.audio_conditioning_loudness_lufs)
-        return out + self._lora_problems() + self.guider.problems(num_layers)
+        return out + self._image_problems() + self._lora_problems() + self.guider.problems(num_layers)
 
     def _lora_problems(self) -> list[RenderInputError]:
         """Strengths, repeats and files of the user LoRAs; whether they fit the model is the engine's check."""
@@ -182,6 +226,28 @@ class RenderRequest:
                 bad(f"{lora.path} is not a .safetensors file; only safetensors are loaded.")
             elif "://" not in lora.path and not Path(lora.path).is_file():
                 bad(f"file {lora.path} does not exist or is not a file.")
+        return out
+
+    def _image_problems(self) -> list[RenderInputError]:
+        """Upstream's image checks, per image of the list: a frame inside the clip, a strength in 0..1."""
+        if not self.images:
+            return []
+        if self.image is not None:
+            return [RenderInputError("images", "and image are both set; use images for several, image for one.")]
+        out = []
+        for i, image in enumerate(self.images):
+            where = f"images[{i}]"
+            if not isinstance(image.frame, int) or image.frame < 0:
+                out.append(RenderInputError(f"{where}.frame", f"must be a frame index >= 0, got {image.frame!r}."))
+            elif isinstance(self.num_frames, int) and image.frame >= self.num_frames:
+                message = f"is {image.frame}, past the last frame of the clip ({self.num_frames - 1})."
+                out.append(RenderInputError(f"{where}.frame", message))
+            if not _finite(image.strength) or not 0 <= image.strength <= 1:
+                message = f"must be between 0 and 1, got {image.strength!r}."
+                out.append(RenderInputError(f"{where}.strength", message))
+            if not isinstance(image.crf, int) or not 0 <= image.crf <= MAX_CRF:
+                message = f"must be a whole number from 0 to {MAX_CRF} (0: no re-compression), got {image.crf!r}."
+                out.append(RenderInputError(f"{where}.crf", message))
         return out
 
 

@@ -54,8 +54,17 @@ def find_recordings(audio_root: Path, lesson: str | None = None) -> list[Recordi
     ]
 
 
+@dataclass(frozen=True)
+class ImageSpec:
+    """A conditioning image for every item: the presenter at frame 0, another pose later (``--image``)."""
+
+    path: Path
+    frame: int = 0
+    strength: float = 1.0
+
+
 def build_lessons(
-    image: Path,
+    image: Path | list[ImageSpec],
     audio_root: Path,
     prompt: str,
     out: Path,
@@ -66,13 +75,14 @@ def build_lessons(
     width: int = 768,
     lesson: str | None = None,
     loras: Sequence[tuple[str, float]] = (),
+    enhance_prompt: bool = False,
 ) -> Path:
     """A YAML manifest: one item per (lesson, language), ids like ``lesson03-de``, one shared seed and the
-    longest frame count that fits each recording; ``loras`` (path, strength), e.g. the presenter's, apply
-    to every item."""
-    problems = []
-    if not image.is_file():
-        problems.append(f"image {image}: no such file.")
+    longest frame count that fits each recording. ``image``: one presenter image, or several images with their
+    frames and strengths; ``enhance_prompt``: Gemma rewrites the prompt (once, as every item shares it);
+    ``loras`` (path, strength), e.g. the presenter's, apply to every item."""
+    images = [ImageSpec(image)] if isinstance(image, Path) else list(image)
+    problems = [f"image {i.path}: no such file." for i in images if not i.path.is_file()]
     lora_entries = [_lora_entry(path, strength, Path.cwd(), "--lora", problems) for path, strength in loras]
     if not audio_root.is_dir():
         raise BuildError([f"audio folder {audio_root}: no such folder."])
@@ -103,9 +113,14 @@ def build_lessons(
         )
     if problems:
         raise BuildError(problems)
+    if images == [ImageSpec(images[0].path)]:  # one plain image: the shorthand
+        conditioning = {"image": str(images[0].path.resolve())}
+    else:
+        conditioning = {"images": [{**vars(i), "path": str(i.path.resolve())} for i in images]}
     manifest = {
         "defaults": {
-            "image": str(image.resolve()),
+            **conditioning,
+            **({"enhance_prompt": True} if enhance_prompt else {}),
             "prompt": prompt,
             "seed": seed,
             "frame_rate": frame_rate,

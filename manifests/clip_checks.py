@@ -33,11 +33,16 @@ def audio_window(item: Item) -> float | None:
     return window if item.audio_max_duration is None else min(window, item.audio_max_duration)
 
 
+def clip_frames(item: Item, window: float | None) -> int | None:
+    """The clip's frame count: as set, or as the plan will derive it from the audio window (None if unknown)."""
+    if item.num_frames is not None or window is None or window <= 0:
+        return item.num_frames
+    return frames_for_duration(window, item.frame_rate)
+
+
 def size_problems(item: Item, window: float | None, max_tokens: int = MAX_TOKENS) -> list[tuple[str, str]]:
     """The token bound, as (field, message); nothing when the frame count cannot be known yet."""
-    frames = item.num_frames
-    if frames is None and window is not None and window > 0:
-        frames = frames_for_duration(window, item.frame_rate)
+    frames = clip_frames(item, window)
     if frames is None:
         return []
     problem = token_problem(frames, item.height, item.width, max_tokens)

@@ -9,6 +9,11 @@ column names in Parquet and in the results table.
 Adding a field means adding one line to ``Item`` (and a field of the same name to ``RenderRequest`` when
 the engine takes it, which ``to_request`` then fills by name). A list of records (``loras``) is a list of a
 small model of its own; its Arrow type (list of struct) and its media paths derive from that model too.
+
+Conditioning images have two forms: ``images``, a list of ``{path, frame, strength, crf}`` (upstream's
+repeatable ``--image``), and ``image`` / ``image_frame`` / ``image_strength``, the one-image shorthand. An item
+uses one or the other (both is an error naming the item); an item's own form replaces the other form set in the
+defaults. Plans keep each item as written; the results table's ``images`` holds the resolved list either way.
 """
 
 from __future__ import annotations
@@ -26,12 +31,22 @@ from pydantic import (
     Field,
     Strict,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
 from pydantic.fields import FieldInfo
 
-from ltxcore.request import PIPELINES, GuiderSettings, LoraSpec, Pipeline, RenderRequest
+from ltxcore.request import (
+    FROZEN_AUDIO_SIGMAS,
+    PIPELINES,
+    FrozenAudioSigma,
+    GuiderSettings,
+    ImageCondition,
+    LoraSpec,
+    Pipeline,
+    RenderRequest,
+)
 
 GUIDER_PREFIX = "video_"
 GUIDER_SECTION = "video_guider"
@@ -92,8 +107,32 @@ class Lora(BaseModel):
 
 
 Loras = Annotated[list[Lora], Kind("a list of {path, strength} entries", pa.list_(_struct(Lora)))]
+Flag = Annotated[bool, Strict(), Kind("true or false", pa.bool_())]
+FrozenSigma = Annotated[FrozenAudioSigma, Kind(f"one of {', '.join(FROZEN_AUDIO_SIGMAS)}", pa.string())]
 
-_ENGINE = {f.name: f.default for f in fields(RenderRequest) if f.name != "guider"}
+
+class ImageInput(BaseModel):
+    """One conditioning image, as upstream's ``--image PATH FRAME STRENGTH [CRF]``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: Media = Field(min_length=1, description="image file or URI; a relative path is relative to the manifest")
+    frame: Whole = Field(
+        ImageCondition.frame, description="0: replaces the first latent frame; later: a keyframe there"
+    )
+    strength: Number = Field(ImageCondition.strength, description="0..1, how strongly the image is kept")
+    crf: Whole = Field(ImageCondition.crf, description="H.264 CRF it is re-compressed at first, as upstream; 0: none")
+
+
+IMAGE_STRUCT = _struct(ImageInput)
+Images = Annotated[
+    list[ImageInput],
+    Kind("a list of {path, frame, strength, crf} mappings", pa.list_(IMAGE_STRUCT), media=True),
+]
+IMAGE_FORMS = (("images",), ("image", "image_frame", "image_strength"))  # the list, and the one-image shorthand
+# RenderRequest fields that are not Item fields as they are (``images`` becomes ImageCondition tuples)
+_REQUEST_ONLY = ("guider", "images", "prompt_enhanced")
+_ENGINE = {f.name: f.default for f in fields(RenderRequest) if f.name not in _REQUEST_ONLY}
 _GUIDER = {GUIDER_PREFIX + f.name: f.default for f in fields(GuiderSettings)}
 
 
@@ -131,6 +170,7 @@ class Item(BaseModel):
     image: Media | None = _engine("image", "reference image file or URI (the presenter); omitted: text to video")
     image_frame: Whole = _engine("image_frame", "frame the image conditions")
     image_strength: Number = _engine("image_strength", "0..1, how strongly the image is kept")
+    images: Images | None = Field(None, description="several conditioning images; image is the one-image shorthand")
     prompt: Text = Field(min_length=1, description="what the shot shows")
     negative_prompt: Text = _engine("negative_prompt", "what to steer away from")
     seed: Whole | None = Field(None, description="omitted: derived from the run seed and the id")
@@ -158,6 +198,10 @@ class Item(BaseModel):
         "the original audio. Omitted: off",
     )
     loras: Loras = Field([], description="user LoRAs, both stages; an item's list replaces the defaults' list")
+    enhance_prompt: Flag = _engine("enhance_prompt", "Gemma rewrites the prompt first (with the first image)")
+    frozen_audio_sigma: FrozenSigma = _engine(
+        "frozen_audio_sigma", "sigma the model is told for the frozen audio: zero (upstream 1.2.0) or step (1.0.0)"
+    )
     tags: Labels = Field({}, description="free-form labels (language, campaign, customer); not part of the render")
 
     @field_validator("id")
@@ -167,44 +211,63 @@ class Item(BaseModel):
             raise ValueError(problem)
         return value
 
+    @field_validator("images")
+    @classmethod
+    def _one_image_form(cls, value: list | None, info: ValidationInfo) -> list | None:
+        if value is not None and info.data.get("image") is not None:
+            raise ValueError("and image are both set; write every image in images, or one image with image.")
+        return value
+
     @property
     def values(self) -> dict:
         """Every field as plain Python values: a row of the plan and results tables."""
         return self.model_dump()
 
-    def to_request(self, local_paths: dict[str, str] | None = None) -> RenderRequest:
-        """The engine request; ``local_paths`` maps media URIs to downloaded local copies."""
+    @property
+    def resolved_images(self) -> list[dict]:
+        """Every conditioning image as ``{path, frame, strength, crf}``, whichever form the item used."""
+        return [vars(image) for _, image in self.to_request().conditioning_images()]
+
+    def to_request(
+        self, local_paths: dict[str, str] | None = None, prompt_enhanced: str | None = None
+    ) -> RenderRequest:
+        """The engine request; ``local_paths`` maps media URIs to downloaded local copies; ``prompt_enhanced``
+        is an enhancement already made for this item (an earlier attempt's)."""
         local = local_paths or {}
-        values = map_media(
-            self.model_dump(), lambda path: local.get(path, path) if isinstance(path, str) and path else None
-        )
+        values = map_media(self.model_dump(), lambda uri: local.get(uri, uri))
         values["loras"] = tuple(LoraSpec(**lora) for lora in values["loras"])
         guider = {name.removeprefix(GUIDER_PREFIX): values[name] for name in GUIDER_FIELDS}
         guider["stg_blocks"] = tuple(guider["stg_blocks"])
-        return RenderRequest(guider=GuiderSettings(**guider), **{name: values[name] for name in _ENGINE})
+        images = tuple(ImageCondition(**image) for image in values["images"] or ())
+        return RenderRequest(
+            guider=GuiderSettings(**guider),
+            images=images,
+            prompt_enhanced=prompt_enhanced,
+            **{name: values[name] for name in _ENGINE},
+        )
 
 
 KINDS = {name: _kind(info) for name, info in Item.model_fields.items()}
 MEDIA_FIELDS = tuple(name for name, kind in KINDS.items() if kind.media)
 GUIDER_FIELDS = tuple(name for name in KINDS if name.startswith(GUIDER_PREFIX))
-# fields that hold lists of records, by their record model: loras -> Lora
-RECORDS = {
-    name: model
-    for name, info in Item.model_fields.items()
-    for model in get_args(info.annotation)
-    if isinstance(model, type) and issubclass(model, BaseModel)
-}
+# fields that hold lists of records, by their record model: errors name the index and the key (``images[1].frame``)
+RECORDS: dict[str, type[BaseModel]] = {"images": ImageInput, "loras": Lora}
 RECORD_MEDIA = {name: tuple(f for f, i in m.model_fields.items() if _kind(i).media) for name, m in RECORDS.items()}
 
 
-def map_media(values: dict, change: Callable[[object], object]) -> dict:
-    """``values`` with ``change`` applied to every input file path: the media fields and the paths inside
-    records (each LoRA's). Whatever is not where a path should be is left for validation to report."""
-    out = {**values, **{name: change(values[name]) for name in MEDIA_FIELDS if name in values}}
-    for name, paths in RECORD_MEDIA.items():
+def map_media(values: dict, change: Callable[[str], object]) -> dict:
+    """``values`` (an entry as written, or an item's values) with ``change`` applied to every input file path:
+    the media fields and the paths inside records (each image's, each LoRA's). Other shapes pass unchanged,
+    left for validation to report."""
+    out = dict(values)
+    for name in MEDIA_FIELDS:
+        if isinstance(out.get(name), str) and out[name]:
+            out[name] = change(out[name])
+    for name, keys in RECORD_MEDIA.items():
         if isinstance(out.get(name), list):
             out[name] = [
-                {**r, **{p: change(r[p]) for p in paths if p in r}} if isinstance(r, dict) else r for r in out[name]
+                {**r, **{k: change(r[k]) for k in keys if _is_path(r.get(k))}} if isinstance(r, dict) else r
+                for r in out[name]
             ]
     return out
 
@@ -212,8 +275,28 @@ def map_media(values: dict, change: Callable[[object], object]) -> dict:
 def media_files(values: dict) -> list[str]:
     """Every input file (path or URI) an item's values name, media fields first, then records' paths."""
     found: list[str] = []
-    map_media(values, lambda path: found.append(path) if isinstance(path, str) and path else None)
+    map_media(values, found.append)
     return found
+
+
+def media_paths(values: dict) -> list[tuple[str, str | None]]:
+    """(field, path or URI) of every media input of an item's values; a media field left out is (field, None)."""
+    out = []
+    for name in MEDIA_FIELDS:
+        value = values.get(name)
+        if isinstance(value, list):
+            out += [
+                (f"{name}[{i}].path", v["path"])
+                for i, v in enumerate(value)
+                if isinstance(v, dict) and _is_path(v.get("path"))
+            ]
+        elif value is not None or name not in RECORDS:
+            out.append((name, value))
+    return out
+
+
+def _is_path(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
 
 
 def arrow_schema(extra: tuple[pa.Field, ...] = ()) -> pa.Schema:
@@ -235,8 +318,12 @@ def flatten(entry: dict) -> dict:
 
 def merged(defaults: dict, entry: dict) -> dict:
     """The manifest's defaults, then the entry. Unknown defaults are left out: they are reported once, for the
-    defaults, not once per item."""
-    return {**{k: v for k, v in defaults.items() if k in KINDS}, **entry}
+    defaults, not once per item. An entry that writes its images in one form drops the other form's defaults."""
+    base = {k: v for k, v in defaults.items() if k in KINDS}
+    for form, other in (IMAGE_FORMS, IMAGE_FORMS[::-1]):
+        if any(name in entry for name in form):
+            base = {k: v for k, v in base.items() if k not in other}
+    return {**base, **entry}
 
 
 def unknown_field(name: str, known: list[str]) -> str:
@@ -254,35 +341,41 @@ def check_item(defaults: dict, entry: dict) -> tuple[Item | None, list[tuple[str
     except ValidationError as e:
         errors = {}
         for error in e.errors():
-            errors.setdefault(str(error["loc"][0]), error)
-    problems = [(name, _message(name, error, data.get(name))) for name, error in errors.items()]
+            errors.setdefault(_location(error["loc"]), error)
+    problems = [(name, _problem(name, error, data)) for name, error in errors.items()]
     return None, sorted(problems, key=lambda p: 0 if p[0] not in KINDS else 1 if p[1] == "is required." else 2)
 
 
-def _message(name: str, error: dict, value: object) -> str:
-    """Pydantic's error for one field, in this project's words."""
-    if name in RECORDS and len(error["loc"]) > 1:
-        return _record_message(RECORDS[name], error)
+def _location(loc: tuple) -> str:
+    """``images[1].frame`` for an error inside a list of mappings, else the field's name."""
+    field, *rest = loc
+    if field in RECORDS and rest and isinstance(rest[0], int):
+        return f"{field}[{rest[0]}]" + (f".{rest[1]}" if len(rest) > 1 else "")
+    return str(field)
+
+
+def _problem(name: str, error: dict, data: dict) -> str:
+    """The message for one error, about a field or a key of a list element (``images[1].frame``)."""
+    field, _, key = name.partition("[")
+    if not key:
+        return _message(Item, KINDS, name, error, data.get(name), [*KINDS, GUIDER_SECTION])
+    index, _, key = key.partition("]")
+    element, key = data[field][int(index)], key.removeprefix(".")
+    model = RECORDS[field]
+    if not key:
+        return f"must be a mapping with {', '.join(model.model_fields)}, got {element!r}."
+    kinds = {k: _kind(info) for k, info in model.model_fields.items()}
+    return _message(model, kinds, key, error, element.get(key), list(model.model_fields))
+
+
+def _message(model: type[BaseModel], kinds: dict, name: str, error: dict, value: object, known: list) -> str:
+    """Pydantic's error for one field of ``model``, in this project's words."""
     if error["type"] == "extra_forbidden":
-        return unknown_field(name, [*KINDS, GUIDER_SECTION])
-    if Item.model_fields[name].is_required() and value in (None, ""):
+        return unknown_field(name, known)
+    if model.model_fields[name].is_required() and value in (None, ""):
         return "is required."
     if value is None:
         return "must not be empty."
     if error["type"] == "value_error":
         return str(error["ctx"]["error"])
-    return f"must be {KINDS[name].what}, got {value!r}."
-
-
-def _record_message(model: type[BaseModel], error: dict) -> str:
-    """A problem inside one record of a list, e.g. ``entry 2: strength must be a number, got 'x'.``"""
-    index, *inner = error["loc"][1:]
-    entry = f"entry {index + 1}"
-    if not inner:
-        return f"{entry} must be a mapping {{{', '.join(model.model_fields)}}}, got {error['input']!r}."
-    key = str(inner[0])
-    if error["type"] == "extra_forbidden":
-        return f"{entry}: {key!r} {unknown_field(key, list(model.model_fields))}"
-    if error["type"] == "missing":
-        return f"{entry}: {key} is required."
-    return f"{entry}: {key} must be {_kind(model.model_fields[key]).what}, got {error['input']!r}."
+    return f"must be {kinds[name].what}, got {value!r}."

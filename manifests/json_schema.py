@@ -46,6 +46,7 @@ def manifest_schema() -> dict:
     model["type"] = ["object", "null"]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$defs": item.get("$defs", {}),  # sub-models the item's fields refer to (an image of images)
         "title": "ltx-batch manifest",
         "description": "Clips to render with LTX-2.3: a model section, defaults for every item, and the items.",
         "type": "object",

@@ -169,7 +169,8 @@ def load_manifest(path: str | Path, defaults_file: str | Path | None = None, ove
 
 
 def _drop_nulls(row: dict) -> dict:
-    """Parquet has no 'absent': a null (or NaN in a float column) means 'use the default'."""
+    """Parquet has no 'absent': a null (or NaN in a float column) means 'use the default', also for a key of
+    a struct in a list column (an image's frame)."""
     out = {}
     for key, value in row.items():
         if value is None or (isinstance(value, float) and math.isnan(value)):

@@ -1,10 +1,10 @@
 """The plan: fully resolved items with seeds, frame counts and a stable fingerprint each.
 
-The fingerprint hashes every resolved setting, the input files' size and mtime (each LoRA's too), and the
-model bundle's identity. Tags are left out: relabelling an item must not re-render it. An empty ``loras``
-is left out too, so items planned before LoRAs existed keep their fingerprints (and resume as done). Two
+The fingerprint hashes every resolved setting, the input files' size and mtime (each image's and each LoRA's
+too), and the model bundle's identity. Tags are left out: relabelling an item must not re-render it. Two
 attempts of one item share a fingerprint; an item whose inputs or settings changed under the same id does
-not.
+not. A setting added since a run was planned is left out while it holds the value that renders as before it
+existed (an empty ``loras``, no ``images``, ...), so resuming an older run keeps its finished items.
 """
 
 from __future__ import annotations
@@ -19,18 +19,23 @@ import pyarrow as pa
 
 from ltxcore.media import probe_audio
 from ltxcore.request import frames_for_duration
-from manifests.item import MEDIA_FIELDS, Item, arrow_schema, merged
+from manifests.item import Item, arrow_schema, media_paths, merged
 from manifests.load import Manifest
 from manifests.storage import download, file_identity, is_uri
 
 SEED_SPACE = 2**31
-# Fields added after runs were first planned are hashed only when set away from their default, so a run
-# planned before they existed keeps its fingerprints and resumes without re-rendering what is done.
+# Settings added after runs were first planned, with the value that renders as before they existed. Resuming a
+# run planned before a setting existed gives its items this value (``plan_from_table``), and the fingerprint
+# hashes a setting only when set away from it, so a run planned before they existed keeps its fingerprints and
+# resumes without re-rendering what is done.
 HASHED_WHEN_SET = {
     "pipeline": "two-stage",
     "loras": [],
     "audio_conditioning_noise_db": None,
     "audio_conditioning_loudness_lufs": None,
+    "images": None,
+    "enhance_prompt": False,
+    "frozen_audio_sigma": "step",
 }
 # Which draft a promoted item finalises (``ltx-batch promote``): the draft run's id and the item's id there.
 PROMOTED_FROM = pa.struct([pa.field("run_id", pa.string()), pa.field("item_id", pa.string())])
@@ -41,6 +46,7 @@ class PlannedItem:
     item: Item
     fingerprint: str
     promoted_from: dict | None = None  # {"run_id": ..., "item_id": ...}, see PROMOTED_FROM
+    prompt_enhanced: str | None = None  # an enhancement an earlier attempt made and recorded; used, not redone
 
     @property
     def id(self) -> str:
@@ -93,7 +99,7 @@ def refresh_fingerprints(planned: list[PlannedItem], bundle_identity: dict | Non
     for p in planned:
         values = p.item.values
         media: dict[str, object] = {
-            name: file_identity(values[name]) if values[name] is not None else None for name in MEDIA_FIELDS
+            name: file_identity(uri) if uri is not None else None for name, uri in media_paths(values)
         }
         if values["loras"]:
             media["loras"] = [file_identity(lora["path"]) for lora in values["loras"]]
@@ -109,9 +115,13 @@ def plan_table(planned: list[PlannedItem]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=PLAN_SCHEMA)
 
 
-def plan_from_table(table: pa.Table) -> list[PlannedItem]:
+def plan_from_table(table: pa.Table, recorded: dict | None = None) -> list[PlannedItem]:
+    """The plan as stored. A column the stored plan lacks (it predates that setting) gets the run's ``recorded``
+    value for it (run.json), else ``HASHED_WHEN_SET``'s."""
+    added = {k: (recorded or {}).get(k, v) for k, v in HASHED_WHEN_SET.items() if k not in table.column_names}
     out = []
     for row in table.to_pylist():
+        row = {**added, **row}
         fp, promoted_from = row.pop("fingerprint"), row.pop("promoted_from", None)  # plans before promotion lack it
         row["tags"] = dict(row["tags"] or [])
         row["loras"] = row.get("loras") or []  # plans written before LoRAs have no such column

@@ -39,6 +39,7 @@ RESULT_SCHEMA = pa.schema(
         pa.field("output_bytes", pa.int64()),
         pa.field("output_sha256", pa.string()),
         *[f for f in arrow_schema() if f.name != "id"],
+        pa.field("prompt_enhanced", pa.string()),  # what Gemma wrote, when the item asked for enhancement
         pa.field("audio_padded_seconds", pa.float64()),
         pa.field("bundle", pa.string()),  # JSON: file names, sizes, mtimes, model version
         pa.field("quantization", pa.string()),
@@ -67,9 +68,11 @@ def applied_settings(item: Item, transformer: str | None) -> dict:
 
 
 def result_row(planned: PlannedItem, **fields) -> dict:
-    """A row with the item's settings as rendered (``applied_settings``); ``fields`` adds the attempt's outcome."""
+    """A row with the item's settings as rendered (``applied_settings``; ``images``: every conditioning image,
+    whichever form the item used); ``fields`` adds the attempt's outcome."""
     settings = {k: v for k, v in applied_settings(planned.item, fields.get("transformer")).items() if k != "id"}
     settings["tags"] = list(settings["tags"].items())
+    settings["images"] = planned.item.resolved_images
     row = {"item_id": planned.id, "fingerprint": planned.fingerprint, "promoted_from": planned.promoted_from}
     row.update(settings, **fields)
     if isinstance(row.get("bundle"), dict):

@@ -2,7 +2,8 @@
 
 RUN/submitted/   the manifest exactly as submitted (and its Parquet defaults file)
 RUN/plan.parquet the resolved plan with fingerprints; resume reads this, not the source manifest
-RUN/run.json     who submitted what: CLI arguments, code version, bundle identity, run id
+RUN/run.json     who submitted what: CLI arguments, code version, bundle identity, run id, and the semantics
+                 its items render with where a later version changed them (``frozen_audio_sigma``)
 RUN/videos/      one mp4 per item, named <id>.mp4
 RUN/results/     the results dataset
 """
@@ -21,8 +22,8 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from manifests.item import id_problem
-from manifests.plan import PlannedItem, plan_from_table, plan_table
+from manifests.item import Item, id_problem
+from manifests.plan import HASHED_WHEN_SET, PlannedItem, plan_from_table, plan_table
 from manifests.storage import filesystem, write_atomically
 
 
@@ -94,6 +95,7 @@ class RunFolder:
             "run_id": run_id,
             "submitted_at": datetime.now(UTC).isoformat(),
             "code_version": code_version(),
+            "frozen_audio_sigma": Item.model_fields["frozen_audio_sigma"].default,  # what items not setting it get
             **details,
         }
         self._write_bytes("run.json", json.dumps(info, indent=1, default=str).encode())
@@ -134,5 +136,7 @@ class RunFolder:
             return json.loads(stream.read())
 
     def plan(self) -> list[PlannedItem]:
+        """The plan; a run recorded before a setting existed keeps the semantics it started with (run.json)."""
+        info = self.run_info()
         with self.fs.open_input_file(self._join("plan.parquet")) as f:
-            return plan_from_table(pq.read_table(f))
+            return plan_from_table(pq.read_table(f), {k: info[k] for k in HASHED_WHEN_SET if k in info})

@@ -23,15 +23,15 @@ from ltxcore.checkpoint_header import transformer_layer_count
 from ltxcore.errors import BundleError, RenderInputError
 from ltxcore.media import probe_audio
 from ltxcore.token_bound import MAX_TOKENS, MAX_TOKENS_HELP
-from manifests.clip_checks import audio_window, size_problems, window_warnings
+from manifests.clip_checks import audio_window, clip_frames, size_problems, window_warnings
 from manifests.item import (
     GUIDER_FIELDS,
     GUIDER_PREFIX,
     GUIDER_SECTION,
     KINDS,
-    MEDIA_FIELDS,
     Item,
     check_item,
+    media_paths,
     merged,
     unknown_field,
 )
@@ -52,30 +52,39 @@ class Problem:
         return f"{self.where}, field {self.field!r}: {self.message}" if self.field else f"{self.where}: {self.message}"
 
 
+def image_problem(path: str) -> str | None:
+    """Why the image at ``path`` cannot condition a clip, or None: it must decode whole, in colour (upstream
+    takes the first three channels of the pixels)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            bands = im.getbands()
+    except Exception as e:  # PIL raises many types for a bad image
+        return f"{path} is not a readable image: {e}."
+    if len(bands) < 3:
+        return f"{path} is a {''.join(bands)} image; save it as RGB (PNG or JPEG)."
+    return None
+
+
 def _media_problems(item: Item) -> list[tuple[str, str]]:
-    """Remote media must exist; local media must decode (audio) or open (image)."""
+    """Remote media must exist; local media must decode (audio) or open in colour (images)."""
     out = []
-    for name in MEDIA_FIELDS:
-        value = getattr(item, name)
-        if not is_uri(value):
-            continue
-        try:
-            if not exists(value):
-                out.append((name, f"{value} does not exist."))
-        except (StorageError, OSError) as e:
-            out.append((name, f"{value} cannot be read: {e}"))
-    audio, image = item.audio, item.image
-    if isinstance(audio, str) and not is_uri(audio) and Path(audio).is_file():
-        try:
-            probe_audio(audio)
-        except RenderInputError as e:
-            out.append(("audio", e.message))
-    if isinstance(image, str) and not is_uri(image) and Path(image).is_file():
-        try:
-            with Image.open(image) as im:
-                im.verify()
-        except Exception as e:  # PIL raises many types for a bad image
-            out.append(("image", f"{image} is not a readable image: {e}."))
+    for name, value in media_paths(item.values):
+        if value is None or (not is_uri(value) and not Path(value).is_file()):
+            continue  # absent, or reported as missing by the request's checks
+        if is_uri(value):
+            try:
+                if not exists(value):
+                    out.append((name, f"{value} does not exist."))
+            except (StorageError, OSError) as e:
+                out.append((name, f"{value} cannot be read: {e}"))
+        elif name == "audio":
+            try:
+                probe_audio(value)
+            except RenderInputError as e:
+                out.append(("audio", e.message))
+        elif problem := image_problem(value):
+            out.append((name, problem))
     return out
 
 
@@ -115,10 +124,12 @@ def check_entry(
     found = list(problems)
     if item is None:
         return [Problem(entry.label, name, message, entry.index) for name, message in found], []
-    request = item.model_copy(update={"seed": item.seed if item.seed is not None else 0}).to_request()
-    for error in request.problems(num_layers):
-        found.append((error.field if error.field in KINDS else GUIDER_PREFIX + error.field, error.message))
     window = audio_window(item)
+    known = {"seed": item.seed if item.seed is not None else 0, "num_frames": clip_frames(item, window)}
+    request = item.model_copy(update=known).to_request()
+    for error in request.problems(num_layers):
+        name = error.field if error.field.split("[")[0] in KINDS else GUIDER_PREFIX + error.field
+        found.append((name, error.message))
     if not {"height", "width", "num_frames"} & {name for name, _ in found}:
         found += size_problems(item, window, max_tokens)
     found += _media_problems(item)
@@ -147,6 +158,30 @@ def check_model(manifest: Manifest) -> tuple[list[Problem], ModelBundle | None]:
     return out, bundle
 
 
+def enhance_problems(manifest: Manifest) -> list[Problem]:
+    """``enhance_prompt`` items of a run whose local Gemma root cannot generate text, one problem each."""
+    entries = [e for e in manifest.entries if isinstance(e.data, dict) and _enhances(manifest.defaults, e.data)]
+    if not entries or not manifest.model:
+        return []
+    try:
+        gemma_root = model_paths(manifest.model)["gemma_root"]
+    except BundleError:
+        return []  # reported for the model section
+    if is_uri(gemma_root) or not Path(gemma_root).is_dir():
+        return []  # a remote bundle is checked by the workers that fetch it
+    from ltxcore.enhance import generation_problem  # transformers: only when an item asks for enhancement
+
+    problem = generation_problem(gemma_root)
+    if problem is None:
+        return []
+    message = f"needs the model's Gemma to generate text, and gemma_root {gemma_root} cannot: {problem}."
+    return [Problem(e.label, "enhance_prompt", message) for e in entries]
+
+
+def _enhances(defaults: dict, entry: dict) -> bool:
+    return {**defaults, **entry}.get("enhance_prompt") is True
+
+
 def validate(manifest: Manifest, max_tokens: int = MAX_TOKENS, transformer: str = "dev") -> list[Problem]:
     """Every problem of ``manifest`` for workers holding ``transformer`` (see ``check`` for its warnings too)."""
     return check(manifest, max_tokens, transformer)[0]
@@ -160,7 +195,7 @@ def check(
     model_problems, bundle = check_model(manifest)
     num_layers = transformer_layer_count(bundle.checkpoint_path) if bundle else None
     loras = LoraFiles(bundle.checkpoint_path if bundle else None)
-    problems += model_problems
+    problems += model_problems + enhance_problems(manifest)
     for name in manifest.defaults:
         if name not in KINDS:
             problems.append(Problem("defaults", name, unknown_field(name, [*KINDS, GUIDER_SECTION])))

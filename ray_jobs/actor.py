@@ -29,8 +29,8 @@ import torch
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine, RenderResult
 from ltxcore.errors import RenderInputError
-from ltxcore.recipes import prompt_pair
 from ltxcore.request import RenderRequest
+from manifests.enhanced import enhancement_key
 from manifests.item import media_files
 from manifests.model_section import bundle_identity
 from manifests.plan import PlannedItem
@@ -117,11 +117,11 @@ class RenderActor:
         written once the next item's device work is done (or at the shard's end)."""
         recorder = ShardRecorder(self.run.results_uri, self.run_id, self.session, shard.shard_id, shard.attempt)
         self._prune_media(shard)
-        self.engine.warm_prompts([prompt_pair(p.item.to_request()) for p in shard.items])
+        requests = self._requests(shard, events)
         summaries: list[dict] = []
         finishing: Callable[[], dict] | None = None
         for planned in [*shard.items, None]:
-            started = self._start(planned) if planned is not None else None
+            started = self._start(planned, requests[planned.id]) if planned is not None else None
             if finishing is not None:
                 summaries.append(self._record(finishing(), recorder, events))
             finishing = started
@@ -142,6 +142,31 @@ class RenderActor:
         }
         _tell(events, summary)
         return summary
+
+    def _requests(self, shard: Shard, events) -> dict[str, RenderRequest | Exception]:
+        """Each item's request (or why it has none), its media fetched; then the shard's prompts, enhanced (each
+        key once) and encoded before its first item. The enhanced prompts written here are told to the driver
+        at once, so that no other worker writes them again."""
+        out: dict[str, RenderRequest | Exception] = {}
+        for planned in shard.items:
+            try:
+                out[planned.id] = planned.item.to_request(self._local_media(planned), planned.prompt_enhanced)
+            except Exception as e:  # becomes the item's failed row
+                out[planned.id] = e
+        ready = {item_id: r for item_id, r in out.items() if isinstance(r, RenderRequest)}
+        enhancer = self.engine.enhancer
+        generated, seconds = enhancer.generated, enhancer.seconds
+        prepared = dict(zip(ready, self.engine.prepare_prompts(list(ready.values())), strict=True))
+        out.update(prepared)
+        if enhancer.generated > generated:
+            written = {
+                enhancement_key(p.item): prepared[p.id].prompt_enhanced
+                for p in shard.items
+                if p.id in prepared and p.prompt_enhanced is None and prepared[p.id].prompt_enhanced is not None
+            }
+            told = {"texts": list(written.items()), "seconds": enhancer.seconds - seconds, "host": self.host}
+            _tell(events, {"event": "enhanced", **told})
+        return out
 
     def _prune_media(self, shard: Shard) -> None:
         """Delete fetched inputs that ``shard`` does not use: scratch holds at most one shard's media and LoRAs
@@ -165,7 +190,7 @@ class RenderActor:
             self.media[uri] = str(download(uri, local))
         return self.media.get(uri, uri)
 
-    def _start(self, planned: PlannedItem) -> Callable[[], dict]:
+    def _start(self, planned: PlannedItem, request: RenderRequest | Exception) -> Callable[[], dict]:
         """Render ``planned`` on the device; return what finishes its row later (mp4, hash, upload)."""
         common = {
             "bundle": self.identity,
@@ -174,11 +199,14 @@ class RenderActor:
             "device": self.device,
             "host": self.host,
             "started_at": datetime.now(UTC),
+            "prompt_enhanced": getattr(request, "prompt_enhanced", None) if planned.item.enhance_prompt else None,
         }
         local = self.scratch / f"{planned.id}.mp4"
         try:
-            request = planned.item.to_request(self._local_media(planned))
+            if isinstance(request, Exception):
+                raise request
             result = self.engine.render(request, local, background_mux=True)
+            common["prompt_enhanced"] = result.prompt_enhanced
         except Exception as e:  # one bad item must never stop the shard
             row = self._failed(planned, e, local, common)
             return lambda: row

@@ -137,12 +137,30 @@ def _make_tiny(args) -> int:
     return 0
 
 
+def image_specs(values: list[list[str]]) -> list:
+    """``--image PATH [FRAME [STRENGTH]]`` occurrences as builder image specs (upstream's ``--image`` order)."""
+    from manifests.builders import BuildError, ImageSpec
+
+    specs = []
+    for value in values:
+        try:
+            if not 1 <= len(value) <= 3:
+                raise ValueError
+            frame = int(value[1]) if len(value) > 1 else 0
+            specs.append(ImageSpec(Path(value[0]), frame, float(value[2]) if len(value) > 2 else 1.0))
+        except ValueError:
+            raise BuildError(
+                [f"--image {' '.join(value)}: write PATH [FRAME [STRENGTH]], e.g. pose.png 48 0.8"]
+            ) from None
+    return specs
+
+
 def _lessons(args) -> int:
     from ltxcore.request import LoraSpec
     from manifests.builders import build_lessons
 
     out = build_lessons(
-        Path(args.image),
+        image_specs(args.image),
         Path(args.audio),
         args.prompt,
         Path(args.output),
@@ -152,6 +170,7 @@ def _lessons(args) -> int:
         width=args.width,
         lesson=args.lesson,
         loras=[(spec.path, spec.strength) for spec in map(LoraSpec.parse, args.lora)],
+        enhance_prompt=args.enhance_prompt,
     )
     print(f"wrote {out}; check it with: ltx-batch validate {out}")
     return 0
@@ -161,6 +180,9 @@ def _personalize(args) -> int:
     from manifests.builders import build_personalization
 
     defaults = yaml.safe_load(Path(args.defaults).read_text()) if args.defaults else None
+    defaults = (defaults or {}).get("defaults", defaults)
+    if args.enhance_prompt:
+        defaults = {**(defaults or {}), "enhance_prompt": True}
     out = build_personalization(
         Path(args.csv),
         args.template,
@@ -169,7 +191,7 @@ def _personalize(args) -> int:
         image_column=args.image_column,
         id_column=args.id_column,
         lora_columns=tuple(args.lora_column),
-        defaults=(defaults or {}).get("defaults", defaults),
+        defaults=defaults,
     )
     print(f"wrote {out}; check it with: ltx-batch validate {out}")
     return 0
@@ -234,9 +256,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lora", metavar="FILE", help="also write a random user LoRA for it (rank 8, every block linear)")
     p.set_defaults(handler=_make_tiny)
     p = add("lessons", "Build a lesson-series manifest: one presenter image, one recording per language.")
-    p.add_argument("--image", required=True)
+    p.add_argument(
+        "--image",
+        required=True,
+        action="append",
+        nargs="+",
+        metavar=("PATH", "FRAME STRENGTH"),
+        help="presenter image (frame 0); repeat for more, e.g. --image pose.png 48 0.8 (a keyframe at frame 48)",
+    )
     p.add_argument("--audio", required=True, help="folder of <lang>.<ext> files, or of one folder per lesson")
     p.add_argument("--prompt", required=True)
+    p.add_argument("--enhance-prompt", action="store_true", help="Gemma rewrites the prompt before encoding")
     p.add_argument("--lesson", help="lesson name when --audio holds one lesson (default: the folder's name)")
     p.add_argument("--seed", type=int, default=42, help="one seed shared by every item")
     p.add_argument("--frame-rate", type=float, default=25.0)
@@ -265,6 +295,7 @@ def parser() -> argparse.ArgumentParser:
         help="a column holding one LoRA per row, PATH or PATH:STRENGTH (empty: the defaults' LoRAs); repeatable",
     )
     p.add_argument("--defaults", help="YAML with manifest defaults, written beside the Parquet file")
+    p.add_argument("--enhance-prompt", action="store_true", help="Gemma rewrites each row's prompt before encoding")
     p.add_argument("-o", "--output", required=True, help="the manifest to write (.parquet)")
     p.set_defaults(handler=_personalize)
     p = add("schema", "Print the manifest's JSON Schema, for editors that complete and check manifests as typed.")

@@ -1,7 +1,7 @@
-"""Shards: small groups of items that share a prompt, an image, a shape and a LoRA set, so the engine's
-caches hit.
+"""Shards: small groups of items that share a prompt, images, a shape and a LoRA set, so the engine's caches
+hit.
 
-Items are grouped by what the engine can reuse (the encoded prompt pair, the reference image, the clip
+Items are grouped by what the engine can reuse (the encoded prompt pair, the conditioning images, the clip
 shape that a compiled transformer graph is specialised to, and the set of user LoRAs staged in the
 transformer's branches: strengths may differ within a shard), each group is cut into shards of at
 most ``shard_size`` items, and the largest groups come first. A shard stays small: a worker lost
@@ -11,8 +11,9 @@ mid-shard costs at most the item it was rendering.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from manifests.enhanced import enhancement_key
 from manifests.plan import PlannedItem
 
 
@@ -25,11 +26,25 @@ class Shard:
     def retry(self, items: list[PlannedItem]) -> Shard:
         return Shard(self.shard_id, tuple(items), self.attempt + 1)
 
+    def enhancements(self, known: dict) -> set:
+        """The enhancement keys its worker would generate: asked for, carried by no item, not in ``known``."""
+        keys = {enhancement_key(p.item) for p in self.items if p.prompt_enhanced is None}
+        return {key for key in keys if key is not None and key not in known}
+
+    def with_enhanced(self, known: dict) -> Shard:
+        """The shard whose items carry the ``known`` enhanced prompt of their key."""
+        items = tuple(
+            replace(p, prompt_enhanced=known[key]) if (key := enhancement_key(p.item)) in known else p
+            for p in self.items
+        )
+        return replace(self, items=items)
+
 
 def cache_key(p: PlannedItem) -> tuple:
     i = p.item
+    images = tuple(tuple(image.values()) for image in i.resolved_images)
     loras = tuple(sorted({lora.path for lora in i.loras}))
-    return (i.prompt, i.negative_prompt, i.image or "", i.height, i.width, i.num_frames, i.frame_rate, loras)
+    return (i.prompt, i.negative_prompt, images, i.height, i.width, i.num_frames, i.frame_rate, loras)
 
 
 def make_shards(planned: list[PlannedItem], shard_size: int, workers: int = 1) -> list[Shard]:

@@ -23,10 +23,11 @@ from ltxcore.errors import BundleError
 from ltxcore.request import RenderRequest
 from ltxcore.token_bound import MAX_TOKENS
 from manifests import invalid
+from manifests.enhanced import recorded_enhancements
 from manifests.load import ManifestError, load_manifest
 from manifests.model_section import Model, resolve_model
 from manifests.plan import plan, refresh_fingerprints
-from manifests.results import still_to_render
+from manifests.results import read_results, still_to_render
 from manifests.run_folder import RunFolder
 from manifests.storage import StorageError, is_uri
 from manifests.validate import check, pipeline_problem, report, warning_lines
@@ -187,7 +188,10 @@ def run_render(args: argparse.Namespace) -> int:
         progress.note(f"{still_invalid} invalid item(s) not rendered: each has an InvalidInput row (see below)")
     if pending:
         progress.note(f"run {run_id}: {len(pending)} of {len(planned)} items to render on {device}")
-        exit_code = _render(args, run, run_id, session, model, device, pending, progress)
+        enhanced = {}
+        if any(p.item.enhance_prompt for p in pending):  # a resumed run reuses what earlier attempts wrote
+            enhanced = recorded_enhancements(planned, read_results(run.results_uri))
+        exit_code = _render(args, run, run_id, session, model, device, pending, progress, enhanced)
         if exit_code:
             return exit_code
     else:
@@ -205,7 +209,9 @@ def _settle_invalid(args, run: RunFolder, run_id: str, session: str, model: Mode
     return invalid.settle(run, run_id, session, model.identity, num_layers, max_tokens)
 
 
-def _render(args, run: RunFolder, run_id: str, session: str, model: Model, device: str, pending, progress) -> int:
+def _render(
+    args, run: RunFolder, run_id: str, session: str, model: Model, device: str, pending, progress, enhanced: dict
+) -> int:
     if device == "cuda":
         options = {"num_gpus": 1, "num_cpus": 1}
         actors = args.actors or int(ray.cluster_resources().get("GPU", 1))
@@ -222,7 +228,9 @@ def _render(args, run: RunFolder, run_id: str, session: str, model: Model, devic
         init = (model.paths, model.quantization, device, run.uri, run_id, session, threads, warm, model.transformer)
         return remote.remote(*init, args.max_loras)
 
-    scheduler = Scheduler(make_actor, actors, shards, run.results_uri, run_id, session, progress, args.max_attempts)
+    scheduler = Scheduler(
+        make_actor, actors, shards, run.results_uri, run_id, session, progress, args.max_attempts, known=enhanced
+    )
     try:
         scheduler.run()
     except NoWorkers as e:

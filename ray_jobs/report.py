@@ -48,6 +48,7 @@ GUIDANCE = (
     ("skip step", "video_skip_step"),
     ("stg blocks", "video_stg_blocks"),
     ("distilled LoRA", "distilled_lora_strength"),
+    ("frozen audio sigma", "frozen_audio_sigma"),
 )
 DRAFT = (("steps", "num_inference_steps"), ("distilled LoRA", "distilled_lora_strength"))  # no guidance
 
@@ -79,6 +80,11 @@ def _fmt(value: object) -> str:
 def _loras(loras: list[dict]) -> str:
     """``brand.safetensors 0.8, anna.safetensors 1`` (file names; the full paths are in the results table)."""
     return ", ".join(f"{lora['path'].rsplit('/', 1)[-1]} {_fmt(lora['strength'])}" for lora in loras)
+
+
+def _images(images: list[dict]) -> str:
+    """``presenter.png @0 ×1, pose.png @48 ×0.6``: each conditioning image, its frame and strength."""
+    return ", ".join(f"{Path(i['path']).name} @{i['frame']} ×{_fmt(i['strength'])}" for i in images)
 
 
 def _seconds(row: dict) -> float | None:
@@ -136,6 +142,7 @@ def collect_cards(
         row = latest.get(p.id)
         status = item_status(row)
         values = {**p.item.values, **(row or {})}
+        values["images"] = values.get("images") or p.item.resolved_images  # both forms, and rows from before
         video = filesystem(run.video_uri(p.id))[1]  # video_uri refuses ids that could leave the folder
         size = _poster(fs, video, f"{report_root}/posters/{p.id}.jpg") if status == "ok" else None
         return Card(p.id, status, values, dict(p.item.values.get("tags") or {}), size)
@@ -170,8 +177,11 @@ def _card_view(card: Card) -> dict:
             ("duration", f"{clip} ({_fmt(frames)} frames @ {_fmt(fps)} fps)"),
             ("size", f"{_fmt(v.get('width'))}×{_fmt(v.get('height'))}"),
             ("seed", _fmt(v.get("seed"))),
+            *([("images", _images(v["images"]))] if v.get("images") else []),
             *([("LoRAs", _loras(v["loras"]))] if v.get("loras") else []),
         ],
+        "prompt": v.get("prompt") or "",
+        "prompt_enhanced": v.get("prompt_enhanced"),
         "guidance": " · ".join(
             (["draft (distilled), no guidance"] if draft else [])
             + [f"{name} {_fmt(v.get(key))}" for name, key in (DRAFT if draft else GUIDANCE)]

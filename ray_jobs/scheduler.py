@@ -4,6 +4,10 @@ There is no static split, so a slow GPU or a long clip never holds the run back.
 (a SIGKILL, a lost node, an out-of-memory kill), the results file of its shard attempt says exactly
 which items finished; the rest of the shard goes back on the queue as the next attempt. The item that
 was in progress is counted against it: one that keeps killing workers is marked failed with the reason.
+
+Enhanced prompts are generated once per run: a worker tells the enhanced prompts it wrote as soon as it wrote
+them, shards handed out later carry them, and a shard that would generate one another running shard is
+generating waits for it (its worker takes another shard meanwhile, if there is one).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class Scheduler:
     max_attempts: int = 3
     max_replacements: int | None = None  # workers started to replace dead ones; default 2 per actor
     startup_errors: list[str] = field(default_factory=list)
+    known: dict = field(default_factory=dict)  # enhancement key -> enhanced prompt: recorded earlier, then told
 
     def __post_init__(self):
         self.queue = deque(self.shards)
@@ -49,6 +54,7 @@ class Scheduler:
         self.starting: dict = {}  # ready ref -> actor
         self.idle: list = []
         self.busy: dict = {}  # shard ref -> (actor, shard)
+        self.enhancing: dict = {}  # enhancement key -> ref of the shard generating it
         self.replacement_limit = 2 * self.num_actors if self.max_replacements is None else self.max_replacements
 
     def _start_actor(self) -> None:
@@ -63,9 +69,7 @@ class Scheduler:
         for _ in range(min(self.num_actors, max(1, len(self.queue)))):
             self._start_actor()
         while self.queue or self.busy:
-            while self.idle and self.queue:
-                actor, shard = self.idle.pop(), self.queue.popleft()
-                self.busy[actor.__call__.remote(shard, self.events)] = (actor, shard)
+            self._dispatch()
             if not self.busy and not self.starting:
                 self._give_up("no render worker is left to take the remaining items")
                 return
@@ -81,6 +85,25 @@ class Scheduler:
         self._drain_events()
         for actor in self.idle + list(self.starting.values()):
             ray.kill(actor)
+
+    def _dispatch(self) -> None:
+        """Hand queued shards to idle workers, each with the enhanced prompts known so far."""
+        while self.idle:
+            shard = self._next_shard()
+            if shard is None:
+                return
+            actor = self.idle.pop()
+            ref = actor.__call__.remote(shard, self.events)
+            self.busy[ref] = (actor, shard)
+            self.enhancing.update(dict.fromkeys(shard.enhancements(self.known), ref))
+
+    def _next_shard(self) -> Shard | None:
+        """The first queued shard that would generate no enhanced prompt another shard is generating."""
+        for index, shard in enumerate(self.queue):
+            if not shard.enhancements(self.known) & self.enhancing.keys():
+                del self.queue[index]
+                return shard.with_enhanced(self.known)
+        return None
 
     def _on_started(self, ref) -> None:
         actor = self.starting.pop(ref)
@@ -101,6 +124,8 @@ class Scheduler:
 
     def _on_shard_done(self, ref) -> None:
         actor, shard = self.busy.pop(ref)
+        self._drain_events()  # what its worker told, before the keys it was generating are released
+        self.enhancing = {key: owner for key, owner in self.enhancing.items() if owner != ref}
         try:
             ray.get(ref)
             self.idle.append(actor)
@@ -170,6 +195,12 @@ class Scheduler:
         for event in events:
             if event.get("event") == "done":
                 self.progress.item(event)
+            elif event.get("event") == "enhanced":
+                texts = {tuple(key): text for key, text in event["texts"]}
+                self.known.update(texts)
+                for key in texts:
+                    self.enhancing.pop(key, None)
+                self.progress.note(f"{event['host']}: {len(texts)} prompt(s) enhanced in {event['seconds']:.1f}s")
 
 
 def _short(error: Exception) -> str:

@@ -45,3 +45,20 @@ def test_scratch_is_pruned_after_upload_and_between_shards(tiny_bundle, tmp_path
     del actor
     gc.collect()
     assert not scratch.exists()
+
+
+def test_every_image_of_a_list_is_fetched_like_the_audio(tiny_bundle, tmp_path):
+    pose = tmp_path / "pose.png"
+    pose.write_bytes((LESSON / "presenter.png").read_bytes())
+    images = [{"path": f"file://{LESSON / 'presenter.png'}"}, {"path": f"file://{pose}", "frame": 8, "strength": 0.5}]
+    item = {"id": "clip", "audio": f"file://{LESSON / 'en.ogg'}", "prompt": "A presenter", "images": images}
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump({"items": [item]}))
+    planned = plan(load_manifest(manifest, overrides=FAST))
+    run = RunFolder(str(tmp_path / "run"))
+    run_id = run.record_submission([], planned, {})
+    run.claim("s1")
+    paths = {name: getattr(tiny_bundle, name) for name in RELEASED_NAMES}
+    actor = RenderActor(paths, "none", "cpu", run.uri, run_id, "s1")
+    assert [s["status"] for s in actor(Shard(0, (planned[0],)))] == ["ok"]
+    assert _scratch_files(actor) == ["en.ogg", "pose.png", "presenter.png"]

@@ -189,3 +189,23 @@ def test_render_status_resume_through_the_cli(local_ray, tiny_bundle, tmp_path, 
     assert "3 items, 3 ok, 0 failed, 0 not rendered yet" in out and "clips/h" in out
     assert main(["resume", run]) == 0
     assert "nothing to render" in capsys.readouterr().out
+
+
+def test_lessons_builder_takes_several_images_and_enhancement(tmp_path, capsys):
+    folder = tmp_path / "lesson05"
+    folder.mkdir()
+    shutil.copy(LESSON / "en.ogg", folder / "en.ogg")
+    out = tmp_path / "lessons.yaml"
+    image = str(LESSON / "presenter.png")
+    args = ["lessons", "--image", image, "--image", image, "48", "0.8", "--audio", str(folder), "--prompt", "p"]
+    assert main([*args, "--enhance-prompt", "-o", str(out)]) == 0
+    defaults = yaml.safe_load(out.read_text())["defaults"]
+    assert defaults["images"] == [
+        {"path": image, "frame": 0, "strength": 1.0},
+        {"path": image, "frame": 48, "strength": 0.8},
+    ]
+    assert defaults["enhance_prompt"] is True and "image" not in defaults
+    assert validate(load_manifest(out)) == []
+    assert main(["lessons", "--image", image, "late", "--audio", str(folder), "--prompt", "p", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--image" in err and "write PATH [FRAME [STRENGTH]]" in err

@@ -1,4 +1,5 @@
-"""Batched guidance against upstream's sequential multimodal guider, pass for pass (CPU, tiny transformer)."""
+"""Batched guidance against upstream 1.0.0's sequential multimodal guider, pass for pass (CPU, tiny transformer);
+1.0.0 gives the frozen audio the step's sigma."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def test_batched_equals_sequential_and_off_passes_drop_out(engine, media, params
     positive, negative = engine.prompts.get(("p", "n"))
     guider = MultiModalGuider(params=MultiModalGuiderParams(**params), negative_context=negative.video)
     assert len(guidance_passes(guider)) == passes
-    ours = GuidedDenoiser(engine.transformer, guider, positive.video, positive.audio)
+    ours = GuidedDenoiser(engine.transformer, guider, positive.video, positive.audio, frozen_audio_sigma="step")
     reference = multi_modal_guider_denoising_func(
         guider, MultiModalGuider(params=MultiModalGuiderParams()), positive.video, positive.audio, engine.transformer
     )

@@ -85,9 +85,9 @@ def test_yaml_set_and_parquet_give_the_same_resolved_loras(tmp_path, lora_files)
     ("loras", "expected"),
     [
         ("x", "field 'loras': must be a list of {path, strength} entries, got 'x'."),
-        (["x"], "field 'loras': entry 1 must be a mapping {path, strength}, got 'x'."),
-        ([{"path": "{brand}", "strength": "high"}], "field 'loras': entry 1: strength must be a number, got 'high'."),
-        ([{"strength": 1}], "field 'loras': entry 1: path is required."),
+        (["x"], "field 'loras[0]': must be a mapping with path, strength, got 'x'."),
+        ([{"path": "{brand}", "strength": "high"}], "field 'loras[0].strength': must be a number, got 'high'."),
+        ([{"strength": 1}], "field 'loras[0].path': is required."),
         ([{"path": "{brand}", "strength": 80}], "field 'loras': {brand}: strength must be between -10 and 10, got 80."),
         ([{"path": "{brand}"}, {"path": "{brand}"}], "field 'loras': lists {brand} twice; give it once"),
         ([{"path": "/no/such.safetensors"}], "field 'loras': file /no/such.safetensors does not exist"),

@@ -47,3 +47,18 @@ def test_streaming_leaves_the_weights_at_their_host_masters(tiny_bundle):
     after = {id(t): t.data_ptr() for unit in stream.units for t in _own_tensors(unit)}
     assert before == after and len(before) > 10
     assert all(not m._forward_pre_hooks and not m._forward_hooks for m in stream.units)
+
+
+def test_resident_places_every_weight_at_once_and_restores_them(tiny_bundle):
+    """Generation runs Gemma once per token: inside ``resident`` every weight is present without hooks."""
+    encoder, embeddings = _text_path(tiny_bundle)
+    expected = encode_prompts(PROMPTS[:1], encoder, embeddings, torch.device("cpu"))
+    stream = _AbsentOutsideForward(torch.nn.ModuleList([encoder, embeddings]), torch.device("cpu"))
+    for unit in stream.units:
+        stream._place(unit, None)
+    with stream.resident():
+        assert all(not m._forward_pre_hooks for m in stream.units)
+        assert all(t.numel() for unit in stream.units for t in _own_tensors(unit))
+        resident = encode_prompts(PROMPTS[:1], encoder, embeddings, torch.device("cpu"))
+    assert not any(t.numel() for unit in stream.units for t in _own_tensors(unit))
+    assert torch.equal(resident[0].video, expected[0].video) and torch.equal(resident[0].audio, expected[0].audio)

@@ -1,4 +1,6 @@
-"""Our engine against upstream's A2VidPipelineTwoStage on the same tiny bundle, inputs and seed (CPU)."""
+"""Our engine against upstream 1.0.0's A2VidPipelineTwoStage on the same tiny bundle, inputs and seed (CPU).
+
+1.0.0 gives the frozen audio the step's sigma, so these requests ask for ``frozen_audio_sigma="step"``."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from ltx_pipelines.utils.args import ImageConditioningInput
 
 from ltxcore.engine import DISTILLED
 from ltxcore.media import decode_audio, probe_mp4
-from ltxcore.request import GuiderSettings, RenderRequest
+from ltxcore.request import GuiderSettings, ImageCondition, RenderRequest
 
 GUIDER = GuiderSettings(stg_blocks=(1,))  # the tiny transformer has blocks 0 and 1
 
@@ -28,6 +30,7 @@ def _request(audio: str, **overrides) -> RenderRequest:
         frame_rate=25.0,
         num_inference_steps=4,
         guider=GUIDER,
+        frozen_audio_sigma="step",
     )
     return RenderRequest(**{**fields, **overrides})
 
@@ -129,6 +132,22 @@ def test_matches_upstream_bitwise_without_lora(upstream_on_cpu, engine, media):
     pipeline.stage_2_model_ledger = pipeline.stage_1_model_ledger
     request = _request(media["stereo_wav"], distilled_lora_strength=0.0, image=media["image"])
     _run_upstream(pipeline, request, images=[ImageConditioningInput(request.image, 0, 1.0)])
+    result = engine.render(request, None, keep_latent=True)
+    assert torch.equal(result.video_latent, captured["latent"])
+
+
+def test_several_images_match_upstream_bitwise(upstream_on_cpu, engine, media, tmp_path):
+    """Frame 0 by latent index, a later frame as a keyframe, each at its strength: as upstream, to the bit."""
+    import numpy as np
+    from PIL import Image
+
+    pipeline, captured = upstream_on_cpu
+    pipeline.stage_2_model_ledger = pipeline.stage_1_model_ledger
+    pose = tmp_path / "pose.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (80, 120, 3), dtype=np.uint8)).save(pose)
+    images = (ImageCondition(media["image"], 0, 1.0), ImageCondition(str(pose), 8, 0.6))
+    request = _request(media["stereo_wav"], distilled_lora_strength=0.0, images=images, num_inference_steps=2)
+    _run_upstream(pipeline, request, images=[ImageConditioningInput(i.path, i.frame, i.strength) for i in images])
     result = engine.render(request, None, keep_latent=True)
     assert torch.equal(result.video_latent, captured["latent"])
 

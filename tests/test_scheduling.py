@@ -172,3 +172,71 @@ def test_a_newer_session_fences_out_the_older_one(tmp_path):
     RunFolder(uri).claim("second")  # a resume
     assert not worker_view.owned_by("first") and worker_view.owned_by("second")
     assert not [p for p in Path(uri).iterdir() if p.name.startswith(".")]  # claimed atomically, no leftovers
+
+
+# --- enhanced prompts, once per run --------------------------------------------------------------
+
+
+class _Events:
+    """The progress queue as the scheduler reads it, filled by the test."""
+
+    def __init__(self):
+        self.items: list[dict] = []
+
+    def qsize(self) -> int:
+        return len(self.items)
+
+    def get_nowait_batch(self, n: int) -> list[dict]:
+        batch, self.items = self.items[:n], self.items[n:]
+        return batch
+
+
+class _Worker:
+    """A worker handle that records the shards it is handed."""
+
+    def __init__(self, handed: list):
+        self.__call__ = type("Remote", (), {"remote": lambda _self, shard, _events: handed.append(shard) or object()})()
+
+
+def test_a_prompt_being_enhanced_is_waited_for_not_enhanced_twice(tmp_path):
+    entries = [("A", 5), ("A", 5), ("B", 5), ("A", 5)]  # (prompt, seed): three items share one key
+    body = {
+        "defaults": {"audio": str(LESSON / "en.ogg"), "num_frames": 17, "enhance_prompt": True},
+        "items": [{"id": f"item-{i}", "prompt": p, "seed": s} for i, (p, s) in enumerate(entries)],
+    }
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(body))
+    planned = plan(load_manifest(tmp_path / "m.yaml"))
+    shards = [Shard(i, (p,)) for i, p in enumerate(planned)]
+    scheduler = _scheduler(tmp_path, shards)
+    scheduler.events, handed = _Events(), []
+    scheduler.idle = [_Worker(handed), _Worker(handed), _Worker(handed)]
+    scheduler._dispatch()
+    assert [s.shard_id for s in handed] == [0, 2]  # shards 1 and 3 would enhance what shard 0 is enhancing
+    assert len(scheduler.idle) == 1 and [s.shard_id for s in scheduler.queue] == [1, 3]
+    key_a = ("A", None, 5)
+    scheduler.events.items.append(
+        {"event": "enhanced", "texts": [[list(key_a), "A, enhanced"]], "seconds": 1.0, "host": "w"}
+    )
+    scheduler._drain_events()
+    scheduler.idle.append(_Worker(handed))
+    scheduler._dispatch()
+    assert [s.shard_id for s in handed] == [0, 2, 1, 3]
+    assert [p.prompt_enhanced for s in handed[2:] for p in s.items] == ["A, enhanced", "A, enhanced"]
+    assert handed[0].items[0].prompt_enhanced is None and scheduler.known == {key_a: "A, enhanced"}
+    assert "w: 1 prompt(s) enhanced in 1.0s" in scheduler.progress.stream.getvalue()
+
+
+def test_a_resumed_run_starts_from_the_recorded_enhancements(tmp_path):
+    from manifests.enhanced import enhancement_key, recorded_enhancements
+
+    items = _items(tmp_path, [("A presenter", 17)] * 2)
+    items = [PlannedItem(p.item.model_copy(update={"enhance_prompt": True}), p.fingerprint) for p in items]
+    scheduler = _scheduler(tmp_path, [Shard(0, tuple(items))])
+    recorder = ShardRecorder(scheduler.results_uri, "run-1", "s1", 0, 0)
+    now = datetime.now(UTC)
+    recorder.add(result_row(items[0], status="failed", prompt_enhanced="old", started_at=now, finished_at=now))
+    recorder.add(result_row(items[0], status="ok", prompt_enhanced="kept", started_at=now, finished_at=now))
+    recorder.add(result_row(items[1], status="ok", prompt_enhanced="stale", started_at=now, finished_at=now))
+    changed = [items[0], PlannedItem(items[1].item, "another-fingerprint")]  # item-01's inputs changed since
+    known = recorded_enhancements(changed, read_results(scheduler.results_uri))
+    assert known == {enhancement_key(items[0].item): "kept"}

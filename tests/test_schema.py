@@ -70,7 +70,7 @@ def test_schema_checks_names_types_and_sections():
 
 def test_media_fields_are_the_engines():
     assert item.MEDIA_FIELDS == request.MEDIA_FIELDS
-    assert {"audio", "image"} == {name for name, kind in item.KINDS.items() if kind.media}
+    assert {"audio", "image", "images"} == {name for name, kind in item.KINDS.items() if kind.media}
 
 
 def _messages(tmp_path, entry: dict) -> list[str]:

@@ -6,10 +6,11 @@
     python -m tools.bench clip --bundle DIR --part head --anchor DIR --out head.json  # upstream 1.2.0
     python -m tools.bench clip --bundle DIR --part lora --out lora.json          # a rank-32 user LoRA's cost
     python -m tools.bench scaling --bundle DIR --gpus 1 2 4 --out scaling.json   # the Ray driver on N GPUs
+    python -m tools.bench enhance --out enhance.json   # prompt enhancement, Gemma 12B resident vs streamed
 
 ``DIR`` holds a random bundle with the released LTX-2.3 sizes; it is written there first if missing.
-How each figure is taken is said in ``tools/bench_forward.py``, ``bench_clip.py``, ``bench_lora.py`` and
-``bench_scaling.py``.
+How each figure is taken is said in ``tools/bench_forward.py``, ``bench_clip.py``, ``bench_lora.py``,
+``bench_scaling.py`` and ``bench_enhance.py``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ def main() -> None:
     scaling.add_argument("--bundle", required=True)
     scaling.add_argument("--gpus", type=int, nargs="+", default=[1, 2, 4])
     scaling.add_argument("--clips-per-gpu", type=int, default=3)
-    for p in (forward, clip, scaling):
+    enhance = sub.add_parser("enhance", help="prompt enhancement with Gemma resident against streamed")
+    enhance.add_argument("--size", choices=("reference", "tiny"), default="reference")
+    enhance.add_argument("--device", default="cuda")
+    enhance.add_argument("--prompts", type=int, default=4, help="prompts enhanced while Gemma is resident")
+    enhance.add_argument("--streamed-tokens", type=int, default=8, help="new tokens of the streamed measurement")
+    for p in (forward, clip, scaling, enhance):
         p.add_argument("--out", required=True, help="JSON results file (its folder also holds any outputs)")
     args = parser.parse_args()
     out = Path(args.out).resolve()
@@ -47,6 +53,10 @@ def main() -> None:
         from tools.bench_clip import run
 
         report = run(args.bundle, args.part, args.clips, out, args.anchor)
+    elif args.what == "enhance":
+        from tools.bench_enhance import run
+
+        report = run(args.size, args.device, args.prompts, args.streamed_tokens)
     else:
         from tools.bench_scaling import run
 

@@ -1,0 +1,65 @@
+"""Conditioning images as upstream's A2Vid applies them, with their encoded latents cached.
+
+Upstream (``combined_image_conditionings``) loads each image at the stage's size, re-compresses it as one
+H.264 frame at its CRF, encodes it with the video VAE, and conditions frame 0 by latent index (it replaces the
+first latent frame) and any later frame as a keyframe (its tokens join the sequence at that frame's time).
+A batch conditions thousands of clips on the same few images at the same two sizes, so the encoded latent
+is kept: the key holds everything the latent depends on (the file's path, size and mtime, the target size
+and the CRF), so a hit returns exactly what encoding again would.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+
+import torch
+from ltx_core.conditioning import ConditioningItem, VideoConditionByKeyframeIndex, VideoConditionByLatentIndex
+from ltx_pipelines.utils.media_io import load_image_conditioning
+
+from ltxcore.errors import RenderInputError
+from ltxcore.request import ImageCondition
+
+
+class ImageLatents:
+    """Encoded conditioning images, least recently used evicted first."""
+
+    def __init__(self, encoder: torch.nn.Module, dtype: torch.dtype, device: torch.device, capacity: int = 32):
+        self.encoder, self.dtype, self.device = encoder, dtype, device
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, image: ImageCondition, height: int, width: int, field: str) -> torch.Tensor:
+        """The VAE latent of ``image`` at ``height`` x ``width``; ``field`` names it in errors."""
+        try:
+            stat = os.stat(image.path)
+            key = (os.path.realpath(image.path), stat.st_size, stat.st_mtime_ns, height, width, image.crf)
+            latent = self._entries.get(key)
+            if latent is None:
+                pixels = load_image_conditioning(image.path, height, width, self.dtype, self.device, crf=image.crf)
+        except (OSError, ValueError, IndexError) as e:
+            raise RenderInputError(field, f"{image.path} could not be read as an image: {e}.") from e
+        if latent is None:
+            self.misses += 1
+            latent = self.encoder(pixels)
+            self._entries[key] = latent
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+        else:
+            self.hits += 1
+        self._entries.move_to_end(key)
+        return latent
+
+    def conditions(self, images: list[tuple[str, ImageCondition]], height: int, width: int) -> list[ConditioningItem]:
+        """Upstream's conditioning items for ``images`` (field, image) at one stage's size, in list order."""
+        out: list[ConditioningItem] = []
+        for field, image in images:
+            latent = self.get(image, height, width, f"{field}.path" if field.startswith("images") else field)
+            strength = image.strength
+            if image.frame == 0:
+                out.append(VideoConditionByLatentIndex(latent=latent, strength=strength, latent_idx=0))
+            else:
+                out.append(VideoConditionByKeyframeIndex(keyframes=latent, frame_idx=image.frame, strength=strength))
+        return out
