@@ -1,4 +1,5 @@
-"""One Ray run on the tiny bundle with upstream A2Vid's per-item options: two conditioning images on some items,
+"""One Ray run on the tiny bundle with upstream A2Vid's per-item options: user LoRAs on some items, two
+conditioning images on some items,
 the one-image shorthand on another, prompt enhancement shared across shards (generated once per run, recorded,
 read back on resume), and the frozen-audio setting recorded per row."""
 
@@ -13,22 +14,36 @@ import pyarrow.parquet as pq
 import yaml
 from PIL import Image
 
+from ltxcore.random_bundle import write_random_lora
 from manifests.results import read_results
 from ray_jobs.render import main
 from ray_jobs.report import build_report
+from tools.demo import QUICK
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
-FAST = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128", "--set", "width=192"]
 
 
-def _manifest(tmp_path: Path) -> Path:
+def _manifest(tmp_path: Path, lora: str) -> Path:
     pose = tmp_path / "pose.png"
     Image.fromarray(np.random.default_rng(2).integers(0, 255, (96, 144, 3), dtype=np.uint8)).save(pose)
     two = [{"path": str(LESSON / "presenter.png")}, {"path": str(pose), "frame": 8, "strength": 0.7}]
     items = [
-        {"id": "two-a", "audio": str(LESSON / "en.ogg"), "images": two, "enhance_prompt": True, "seed": 5},
+        {
+            "id": "two-a",
+            "audio": str(LESSON / "en.ogg"),
+            "images": two,
+            "enhance_prompt": True,
+            "seed": 5,
+            "loras": [{"path": lora, "strength": 0.8}],
+        },
         {"id": "two-b", "audio": str(LESSON / "de.mp3"), "images": two, "enhance_prompt": True, "seed": 5},
-        {"id": "one", "audio": str(LESSON / "es.m4a"), "image": str(LESSON / "presenter.png"), "enhance_prompt": True},
+        {
+            "id": "one",
+            "audio": str(LESSON / "es.m4a"),
+            "image": str(LESSON / "presenter.png"),
+            "enhance_prompt": True,
+            "loras": [{"path": lora}],
+        },
     ]
     body = {"defaults": {"prompt": "A presenter talks", "audio_max_duration": 1.0}, "items": items}
     path = tmp_path / "manifest.yaml"
@@ -44,8 +59,9 @@ def _enhanced_count(out: str) -> int:
 def test_images_and_enhancement_through_ray_once_per_run_and_reused_on_resume(local_ray, tiny_bundle, tmp_path, capsys):
     run = tmp_path / "run"
     bundle = str(Path(tiny_bundle.checkpoint_path).parent)
-    args = [str(_manifest(tmp_path)), "--out", str(run), "--bundle", bundle, "--shard-size", "1", "--actors", "2"]
-    assert main([*args, *FAST]) == 0
+    lora = str(write_random_lora(tiny_bundle, tmp_path / "brand.safetensors", 4, seed=1))
+    args = [str(_manifest(tmp_path, lora)), "--out", str(run), "--bundle", bundle, "--shard-size", "1", "--actors", "2"]
+    assert main([*args, *QUICK]) == 0
     assert _enhanced_count(capsys.readouterr().out) == 2  # (prompt, first image, 5) and (prompt, image, its seed)
     rows = {r["item_id"]: r for r in read_results(str(run / "results")).to_pylist()}
     assert {r["status"] for r in rows.values()} == {"ok"} and {r["frozen_audio_sigma"] for r in rows.values()} == {
@@ -57,6 +73,8 @@ def test_images_and_enhancement_through_ray_once_per_run_and_reused_on_resume(lo
     assert [(i["frame"], i["strength"]) for i in a["images"]] == [(0, 1.0), (8, 0.7)]
     assert one["images"] == [{"path": str(LESSON / "presenter.png"), "frame": 0, "strength": 1.0, "crf": 33}]
     assert one["image"] == str(LESSON / "presenter.png")  # the shorthand as written, beside the resolved list
+    assert a["loras"] == [{"path": lora, "strength": 0.8}] and one["loras"] == [{"path": lora, "strength": 1.0}]
+    assert b["loras"] == []  # the same shard layout without the LoRA
 
     page = build_report(str(run)).read_text()
     assert html.escape(b["prompt_enhanced"], quote=True) in page and "pose.png @8 ×0.7" in page
