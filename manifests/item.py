@@ -120,6 +120,8 @@ class Item(BaseModel):
     video_stg_blocks: Blocks = _engine("video_stg_blocks", "transformer blocks perturbed for STG")
     distilled_lora_strength: Number = _engine("distilled_lora_strength", "stage-2 distilled LoRA strength, 0..2")
     tags: Labels = Field({}, description="free-form labels (language, campaign, customer); not part of the render")
+    retry_of: Text | None = Field(None, description="set by ltx-batch retry-weak: the id of the item this re-renders")
+    candidate: Whole | None = Field(None, description="set by ltx-batch retry-weak: this candidate's number, from 1")
 
     @field_validator("id")
     @classmethod

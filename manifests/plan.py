@@ -1,8 +1,9 @@
 """The plan: fully resolved items with seeds, frame counts and a stable fingerprint each.
 
 The fingerprint hashes every resolved setting, the input files' size and mtime, and the model bundle's
-identity. Tags are left out: relabelling an item must not re-render it. Two attempts of one item share
-a fingerprint; an item whose inputs or settings changed under the same id does not.
+identity. Labels are left out: relabelling an item (its tags, or which retry candidate it is) must not
+re-render it. Two attempts of one item share a fingerprint; an item whose inputs or settings changed under
+the same id does not.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from manifests.load import Manifest
 from manifests.storage import download, file_identity, is_uri
 
 SEED_SPACE = 2**31
+LABELS = ("id", "tags", "retry_of", "candidate")  # fields that name or label an item without changing its render
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ def audio_duration(uri: str) -> float:
 
 
 def fingerprint(values: dict, media: dict, bundle_identity: dict | None) -> str:
-    settings = {k: v for k, v in values.items() if k not in ("tags", "id")}
+    settings = {k: v for k, v in values.items() if k not in LABELS}
     payload = {"settings": settings, "media": media, "bundle": bundle_identity}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 

@@ -30,10 +30,11 @@ from ltxcore.request import RenderRequest
 from manifests.item import MEDIA_FIELDS
 from manifests.model_section import bundle_identity
 from manifests.plan import PlannedItem
-from manifests.results import ShardRecorder, result_row
+from manifests.results import ShardRecorder, result_row, revise
 from manifests.run_folder import RunFolder
 from manifests.storage import download, is_uri, upload
 from ray_jobs.planner import Shard
+from ray_jobs.scoring import ClipScorer, PendingScore
 from ray_jobs.weights import localize
 
 HASH_CHUNK = 1 << 20
@@ -52,6 +53,14 @@ def _tell(events, summary: dict) -> None:
     if events is not None:
         with contextlib.suppress(Exception):  # any failure of the queue actor
             events.put(summary, timeout=10)
+
+
+def _add_late_score(run: RunFolder, session: str, row: dict, pending: PendingScore) -> None:
+    """Record scores that arrived after their row as a revision of it (``manifests.results.revise``)."""
+    revision = {"item_id": row["item_id"], "output_sha256": row["output_sha256"], "quality": pending.record()}
+    with contextlib.suppress(Exception):  # the run may belong to a newer session by now, or the disk is gone
+        if run.owned_by(session):
+            revise(run.results_uri, [revision], f"{session}-{row['item_id']}")
 
 
 class RenderActor:
@@ -83,6 +92,9 @@ class RenderActor:
         self.scratch = Path(tempfile.mkdtemp(prefix="ltx-batch-"))
         weakref.finalize(self, shutil.rmtree, self.scratch, ignore_errors=True)  # also at interpreter exit
         self.media: dict[str, str] = {}
+        self.scorer = ClipScorer()  # quality scores, in a child process, after each mp4 is written
+        weakref.finalize(self, self.scorer.close)
+        self.late_scores: dict[str, PendingScore] = {}  # item id -> scores still running when its row was due
 
     def ready(self) -> dict:
         return {
@@ -96,8 +108,9 @@ class RenderActor:
     def __call__(self, shard: Shard, events=None) -> list[dict]:
         """Render every item of ``shard``; return one summary per item (also pushed to ``events``).
 
-        Each item's mp4 is encoded on a CPU thread while the next item renders on the device; its row is
-        written once the next item's device work is done (or at the shard's end)."""
+        Each item's mp4 is encoded on a CPU thread, then scored in a child process, while the next item renders
+        on the device; its row is written once the next item's device work is done (or at the shard's end),
+        and scores not ready by then are added when they are (``ray_jobs.scoring``)."""
         recorder = ShardRecorder(self.run.results_uri, self.run_id, self.session, shard.shard_id, shard.attempt)
         self._prune_media(shard)
         self.engine.warm_prompts([(p.item.prompt, p.item.negative_prompt) for p in shard.items])
@@ -114,6 +127,10 @@ class RenderActor:
         if not self.run.owned_by(self.session):
             ray.actor.exit_actor()  # a newer driver session owns the run: write nothing more
         recorder.add(row)
+        pending = self.late_scores.pop(row["item_id"], None)
+        if pending is not None:
+            run, session = self.run, self.session  # not self: a finished actor must not wait for its scores
+            pending.future.add_done_callback(lambda _: _add_late_score(run, session, row, pending))
         summary = {
             "event": "done",
             "item_id": row["item_id"],
@@ -159,14 +176,28 @@ class RenderActor:
             row = self._failed(planned, e, local, common)
             return lambda: row
         rendered_at = datetime.now(UTC)
-        return lambda: self._finish(planned, result, local, common, rendered_at)
+        reference = self.media.get(planned.item.image, planned.item.image)
+        scoring = self.scorer.start(local, reference, result.muxing)
+        return lambda: self._finish(planned, result, local, common, rendered_at, scoring)
 
     def _finish(
-        self, planned: PlannedItem, result: RenderResult, local: Path, common: dict, rendered_at: datetime
+        self,
+        planned: PlannedItem,
+        result: RenderResult,
+        local: Path,
+        common: dict,
+        rendered_at: datetime,
+        scoring: PendingScore,
     ) -> dict:
         uri = self.run.video_uri(planned.id)
         try:
             result.wait()
+            waiting = time.perf_counter()
+            scoring.wait_linked()  # the scorer has its own link to the mp4 (right after the mux): upload may move it
+            quality = scoring.record()  # None while still running: added later, see _record
+            result.timings["quality_wait"] = time.perf_counter() - waiting
+            if quality is None:
+                self.late_scores[planned.id] = scoring
             size, digest = local.stat().st_size, sha256_file(local)
             if not self.run.owned_by(self.session):
                 ray.actor.exit_actor()
@@ -184,6 +215,7 @@ class RenderActor:
             timings=result.timings,
             peak_memory_bytes=result.peak_memory,
             finished_at=written_at,
+            quality=quality,
             **common,
         )
 
