@@ -55,9 +55,9 @@ def _score(model: FaceModel, path: str, reference: str | None) -> dict:
     gray = [clip.gray(t) for t in range(len(clip.frames))]
     boxes, searched = track(model, gray)
     found = sum(boxes[t] is not None for t in searched)
-    fraction, checked = found / len(searched), len(searched)
+    fraction = found / len(searched)
     if not found:
-        return unscored(f"no face found in any of the {checked} frames checked", face_found_fraction=0.0)
+        return unscored(f"no face found (every {DETECT_EVERY}nd frame checked)", face_found_fraction=0.0)
     landmarks = np.full((len(gray), 68, 2), np.nan)
     for t, box in enumerate(boxes):
         if box is not None:

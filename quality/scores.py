@@ -13,18 +13,20 @@ from dataclasses import dataclass
 class Score:
     name: str
     kind: type  # int or float
-    weak: str  # "low" or "high": which end of the range is the bad one
+    weak: str  # "low", "high" or "far from 0": where the bad values are
     meaning: str
 
     def weakness(self, value: float) -> float:
         """A number that grows as the clip gets worse, so every score sorts weakest first the same way."""
-        if self.name == "lipsync_offset_frames":
+        if self.weak == "far from 0":
             return abs(value)
         return -value if self.weak == "low" else value
 
 
 SCORES = (
-    Score("lipsync_offset_frames", int, "high", "frames the sound lags the mouth (negative: it leads); 0 is in sync"),
+    Score(
+        "lipsync_offset_frames", int, "far from 0", "frames the sound lags the mouth (negative: it leads); 0 is in sync"
+    ),
     Score("lipsync_confidence", float, "low", "correlation peak over its median across lags, 0..2; higher is surer"),
     Score("flicker", float, "high", "mean frame-to-frame brightness jolt outside the mouth, % of full range"),
     Score("landmark_jitter", float, "high", "mean face-landmark jolt per frame outside the mouth, % of eye distance"),

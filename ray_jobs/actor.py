@@ -96,6 +96,10 @@ class RenderActor:
         weakref.finalize(self, self.scorer.close)
         self.late_scores: dict[str, PendingScore] = {}  # item id -> scores still running when its row was due
 
+    def settle(self) -> None:
+        """Return once every clip handed to the scorer has its scores recorded (the driver asks at the end)."""
+        self.scorer.settle()
+
     def ready(self) -> dict:
         return {
             "host": self.host,

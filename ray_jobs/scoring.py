@@ -67,6 +67,10 @@ class ClipScorer:
         linked = self.linker.submit(link)
         return PendingScore(self.thread.submit(score), linked)
 
+    def settle(self) -> None:
+        """Wait for every clip started so far: the thread runs them in order, each with its callbacks."""
+        self.thread.submit(lambda: None).result()
+
     def close(self) -> None:
         for pool in (self.linker, self.thread):
             pool.shutdown(wait=False, cancel_futures=True)
