@@ -68,13 +68,14 @@ def score_run(run_uri: str, jobs: int = 1, missing_only: bool = False) -> list[s
     with tempfile.TemporaryDirectory(prefix="ltx-batch-score-") as folder:
 
         def score(row: dict) -> dict:
-            video, image = _local(row["output_uri"], Path(folder)), _local(images[row["item_id"]], Path(folder))
+            item = row["item_id"]  # the run folder's copy, wherever the folder is now (as the report reads it)
+            video, image = _local(run.video_uri(item), Path(folder)), _local(images[item], Path(folder))
             scorer = scorers.get()
             try:
                 record = scorer.score(video, image)
             finally:
                 scorers.put(scorer)
-            return {"item_id": row["item_id"], "output_sha256": row["output_sha256"], "quality": record}
+            return {"item_id": item, "output_sha256": row["output_sha256"], "quality": record}
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             revisions = list(pool.map(score, todo))

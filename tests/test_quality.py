@@ -2,7 +2,8 @@
 
 A real photograph (scikit-image's astronaut) gets its lower lip pulled down in proportion to a speech-like
 loudness envelope, frame by frame, and is muxed with a sound that follows that envelope: in sync, 4 frames
-late, 4 frames early, or with an unrelated rhythm. Small frames (256x256) and 3 s clips keep it quick.
+late, 4 frames early, or with an unrelated rhythm (the ``talking`` fixture in conftest). Small frames
+(256x256) and 3 s clips keep it quick.
 """
 
 from __future__ import annotations
@@ -12,62 +13,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from quality.score import EXTRA_MISSING, score_video
 from quality.scores import FIELDS, SCORE_NAMES
-from tools import talking_clip as tc
 
-pytest.importorskip("dlib", reason="the qa extra (dlib-bin, face-recognition-models) is part of the dev install")
-FPS, FRAMES, SIZE = 25.0, 75, 256
-NOISE_FRAME = 37
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory) -> dict[str, str]:
-    folder = tmp_path_factory.mktemp("talking")
-    envelope = tc.speech_envelope(FRAMES / FPS, seed=0)
-    frames, still = tc.talking_frames(tc.astronaut(), tc.per_frame(envelope, FPS, FRAMES), SIZE, SIZE)
-    sound = tc.voice(envelope, seed=0)
-    out = {}
-
-    def write(name: str, pictures: list[np.ndarray], audio: np.ndarray) -> None:
-        out[name] = str(folder / f"{name}.mp4")
-        tc.write_clip(out[name], pictures, FPS, audio)
-
-    write("aligned", frames, sound)
-    write("late4", frames, tc.delayed(sound, 4, FPS))
-    write("early4", frames, tc.delayed(sound, -4, FPS))
-    write("unrelated", frames, tc.voice(tc.speech_envelope(FRAMES / FPS, seed=12), seed=0))
-    noisy = list(frames)
-    noisy[NOISE_FRAME] = np.random.default_rng(1).integers(0, 256, still.shape, dtype=np.uint8)
-    write("noise_frame", noisy, sound)
-    noise = np.random.default_rng(2).integers(0, 256, (FRAMES, 64, 64, 3), dtype=np.uint8)
-    write("no_face", list(noise), sound)
-    for name, image in {"astronaut": tc.astronaut(), "other_person": _other_person()}.items():
-        out[name] = str(folder / f"{name}.png")
-        Image.fromarray(image).save(out[name])
-    return out
-
-
-def _other_person() -> np.ndarray:
-    """A different person: the first face of the Labeled Faces in the Wild sample scikit-image ships (25x25,
-    scaled up so the detector finds it)."""
-    from skimage import data
-
-    face = (data.lfw_subset()[0] * 255).astype(np.uint8)
-    return np.stack([np.asarray(Image.fromarray(face).resize((200, 200), Image.BICUBIC))] * 3, axis=-1)
-
-
-@pytest.fixture(scope="module")
-def scores(clips) -> dict[str, dict]:
+def scores(talking) -> dict[str, dict]:
     plain = ("aligned", "late4", "early4", "unrelated", "noise_frame", "no_face")
-    out = {name: score_video(clips[name]) for name in plain}
+    out = {name: score_video(talking[name]) for name in plain}
     for image in ("astronaut", "other_person"):
-        out[f"aligned_vs_{image}"] = score_video(clips["aligned"], clips[image])
+        out[f"aligned_vs_{image}"] = score_video(talking["aligned"], talking[image])
     return out
 
 
@@ -110,12 +69,12 @@ def test_no_face_gives_null_scores_and_says_why(scores):
     assert record["face_found_fraction"] == 0.0 and "no face found" in record["reason"]
 
 
-def test_without_the_qa_extra_the_scores_are_null_and_say_so(clips):
+def test_without_the_qa_extra_the_scores_are_null_and_say_so(talking):
     """In a fresh interpreter where ``import dlib`` fails, as it does when the extra is not installed."""
     code = (
         "import json, sys; sys.modules['dlib'] = None\n"  # a None entry makes the import raise ImportError
         "from quality.score import score_video\n"
-        f"print(json.dumps(score_video({clips['aligned']!r})))"
+        f"print(json.dumps(score_video({talking['aligned']!r})))"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     record = json.loads(done.stdout)
