@@ -18,7 +18,8 @@ from quality.face import Box, FaceModel, QualityUnavailable
 from quality.scores import unscored
 from quality.video import read_clip
 
-DETECT_EVERY = 2  # frames between face searches; the box is interpolated in between
+DETECT_EVERY = 2  # frames between face searches while a face is in sight; the box is interpolated in between
+SEEK_EVERY = 6  # frames between face searches while none is (a whole-frame search costs more)
 MAX_LAG_SECONDS = 0.6  # lip-sync offsets searched: +-15 frames at 25 fps
 MIN_FACE_FRACTION = 0.5  # below this, the mouth track is too holey to correlate
 IDENTITY_SAMPLES = 3  # frames, evenly spread, whose faces are compared with the reference
@@ -57,7 +58,7 @@ def _score(model: FaceModel, path: str, reference: str | None) -> dict:
     found = sum(boxes[t] is not None for t in searched)
     fraction = found / len(searched)
     if not found:
-        return unscored(f"no face found (every {DETECT_EVERY}nd frame checked)", face_found_fraction=0.0)
+        return unscored("no face found in any frame searched", face_found_fraction=0.0)
     landmarks = np.full((len(gray), 68, 2), np.nan)
     for t, box in enumerate(boxes):
         if box is not None:
@@ -77,14 +78,19 @@ def _score(model: FaceModel, path: str, reference: str | None) -> dict:
 
 
 def track(model: FaceModel, gray: list[np.ndarray]) -> tuple[list[Box | None], list[int]]:
-    """A face box per frame: searched every ``DETECT_EVERY`` frames (and the last) near the previous face,
-    interpolated in between. Returns the boxes and the frames searched."""
-    searched = sorted({*range(0, len(gray), DETECT_EVERY), len(gray) - 1})
+    """A face box per frame: searched every ``DETECT_EVERY`` frames near the previous face (every ``SEEK_EVERY``
+    while none is found) and in the last frame, interpolated in between. Returns the boxes and the frames
+    searched."""
     boxes: list[Box | None] = [None] * len(gray)
-    last = None
-    for t in searched:
+    searched: list[int] = []
+    last, t = None, 0
+    while True:
         boxes[t] = model.detect(gray[t], near=last)
         last = boxes[t] or last
+        searched.append(t)
+        if t == len(gray) - 1:
+            break
+        t = min(t + (DETECT_EVERY if boxes[t] else SEEK_EVERY), len(gray) - 1)
     for before, after in zip(searched, searched[1:], strict=False):
         a, b = boxes[before], boxes[after]
         for t in range(before + 1, after):

@@ -1,13 +1,15 @@
-"""The benchmark: one command per measurement, all on a CUDA GPU, results as JSON (``--out``).
+"""The benchmark: one command per measurement, all on a CUDA GPU but ``quality``, results as JSON (``--out``).
 
     python -m tools.bench forward --out forward.json      # transformer forwards, every variant side by side
     python -m tools.bench clip --bundle DIR --part ours --out ours.json          # end to end, our engine
     python -m tools.bench clip --bundle DIR --part upstream --out upstream.json  # upstream 1.0.0's loop
     python -m tools.bench clip --bundle DIR --part head --anchor DIR --out head.json  # upstream 1.2.0
     python -m tools.bench scaling --bundle DIR --gpus 1 2 4 --out scaling.json   # the Ray driver on N GPUs
+    python -m tools.bench quality --out quality.json    # CPU seconds to score a clip (no GPU needed)
 
 ``DIR`` holds a random bundle with the released LTX-2.3 sizes; it is written there first if missing.
-How each figure is taken is said in ``tools/bench_forward.py``, ``bench_clip.py`` and ``bench_scaling.py``.
+How each figure is taken is said in ``tools/bench_forward.py``, ``bench_clip.py``, ``bench_scaling.py`` and
+``bench_quality.py``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ def main() -> None:
     scaling.add_argument("--bundle", required=True)
     scaling.add_argument("--gpus", type=int, nargs="+", default=[1, 2, 4])
     scaling.add_argument("--clips-per-gpu", type=int, default=3)
-    for p in (forward, clip, scaling):
+    quality = sub.add_parser("quality", help="CPU seconds to score one clip at the reference size")
+    quality.add_argument("--repeat", type=int, default=3)
+    for p in (forward, clip, scaling, quality):
         p.add_argument("--out", required=True, help="JSON results file (its folder also holds any outputs)")
     args = parser.parse_args()
     out = Path(args.out).resolve()
@@ -45,10 +49,14 @@ def main() -> None:
         from tools.bench_clip import run
 
         report = run(args.bundle, args.part, args.clips, out, args.anchor)
-    else:
+    elif args.what == "scaling":
         from tools.bench_scaling import run
 
         report = run(args.bundle, args.gpus, args.clips_per_gpu, out)
+    else:
+        from tools.bench_quality import run
+
+        report = run(out, args.repeat)
     out.write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
 
