@@ -17,7 +17,7 @@ from pathlib import Path
 from manifests.results import read_results, revise
 from manifests.run_folder import RunFolder
 from manifests.storage import download, is_uri
-from quality.process import ScoringProcess, available
+from quality import process
 from quality.score import EXTRA_MISSING
 from quality.scores import FIELDS
 from ray_jobs.quality_view import latest_rows, quality_lines
@@ -30,7 +30,7 @@ class QualityExtraMissing(RuntimeError):
 
 
 def _require_extra() -> None:
-    if not available():
+    if not process.available():
         raise QualityExtraMissing(EXTRA_MISSING.replace(", so nothing was scored", "; nothing was changed"))
 
 
@@ -43,7 +43,7 @@ def _local(uri: str | None, scratch: Path) -> str | None:
 def score_clip(video: str, reference: str | None = None) -> list[str]:
     """One mp4's record, one field a line."""
     _require_extra()
-    scorer = ScoringProcess()
+    scorer = process.ScoringProcess()
     try:
         record = scorer.score(video, reference)
     finally:
@@ -61,9 +61,9 @@ def score_run(run_uri: str, jobs: int = 1, missing_only: bool = False) -> list[s
     if missing_only:
         todo = [row for row in todo if row["quality"] is None]
     images = {p.id: p.item.image for p in planned}
-    scorers: queue.Queue[ScoringProcess] = queue.Queue()
+    scorers: queue.Queue[process.ScoringProcess] = queue.Queue()
     for _ in range(max(1, jobs)):
-        scorers.put(ScoringProcess())
+        scorers.put(process.ScoringProcess())
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ltx-batch-score-") as folder:
 

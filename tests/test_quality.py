@@ -79,3 +79,16 @@ def test_without_the_qa_extra_the_scores_are_null_and_say_so(talking):
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     record = json.loads(done.stdout)
     assert record["reason"] == EXTRA_MISSING and all(record[name] is None for name in SCORE_NAMES)
+
+
+def test_a_worker_and_ltx_batch_score_without_the_extra(talking, monkeypatch, capsys):
+    """Where the extra is missing, a worker's scorer starts no child and records why; ``ltx-batch score``
+    refuses rather than overwrite scores with empty ones."""
+    import quality.process
+    from ray_jobs.cli import main
+
+    monkeypatch.setattr(quality.process, "available", lambda: False)
+    record = quality.process.ScoringProcess().score(talking["aligned"])
+    assert record["reason"] == EXTRA_MISSING and record["lipsync_confidence"] is None
+    assert main(["score", talking["aligned"]]) == 2
+    assert "pip install 'ltx-batch[qa]'" in capsys.readouterr().err

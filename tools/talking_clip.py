@@ -185,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", help="also write the still frame here (a PNG: the item's image)")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
+    for path in (args.out, args.reference):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
     still = make_clip(
         args.out, width, height, args.frames, args.fps, args.shift_frames, args.seed, args.audio_seed, args.noise_frame
     )
