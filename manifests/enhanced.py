@@ -20,9 +20,7 @@ def enhancement_key(item: Item) -> EnhancementKey | None:
     """The item's (prompt, first image, seed), or None when it does not ask for enhancement."""
     if not item.enhance_prompt or item.seed is None:  # planning sets every seed
         return None
-    images = item.resolved_images
-    first: str | None = images[0]["path"] if images else None
-    return item.prompt, first, item.seed
+    return item.prompt, item.first_image, item.seed
 
 
 def recorded_enhancements(planned: list[PlannedItem], results: pa.Table) -> dict[EnhancementKey, str]:

@@ -203,6 +203,8 @@ class Item(BaseModel):
         "frozen_audio_sigma", "sigma the model is told for the frozen audio: zero (upstream 1.2.0) or step (1.0.0)"
     )
     tags: Labels = Field({}, description="free-form labels (language, campaign, customer); not part of the render")
+    retry_of: Text | None = Field(None, description="set by ltx-batch retry-weak: the id of the item this re-renders")
+    candidate: Whole | None = Field(None, description="set by ltx-batch retry-weak: this candidate's number, from 1")
 
     @field_validator("id")
     @classmethod
@@ -227,6 +229,12 @@ class Item(BaseModel):
     def resolved_images(self) -> list[dict]:
         """Every conditioning image as ``{path, frame, strength, crf}``, whichever form the item used."""
         return [vars(image) for _, image in self.to_request().conditioning_images()]
+
+    @property
+    def first_image(self) -> str | None:
+        """The first conditioning image's path or URI (the presenter: enhancement and identity scores use it)."""
+        images = self.resolved_images
+        return images[0]["path"] if images else None
 
     def to_request(
         self, local_paths: dict[str, str] | None = None, prompt_enhanced: str | None = None

@@ -1,10 +1,11 @@
 """The plan: fully resolved items with seeds, frame counts and a stable fingerprint each.
 
 The fingerprint hashes every resolved setting, the input files' size and mtime (each image's and each LoRA's
-too), and the model bundle's identity. Tags are left out: relabelling an item must not re-render it. Two
-attempts of one item share a fingerprint; an item whose inputs or settings changed under the same id does
-not. A setting added since a run was planned is left out while it holds the value that renders as before it
-existed (an empty ``loras``, no ``images``, ...), so resuming an older run keeps its finished items.
+too), and the model bundle's identity. Labels are left out: relabelling an item (its tags, or which retry
+candidate it is) must not re-render it. Two attempts of one item share a fingerprint; an item whose inputs or
+settings changed under the same id does not. A setting added since a run was planned is left out while it holds
+the value that renders as before it existed (an empty ``loras``, no ``images``, ...), so resuming an older run
+keeps its finished items.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from manifests.load import Manifest
 from manifests.storage import download, file_identity, is_uri
 
 SEED_SPACE = 2**31
+LABELS = ("id", "tags", "retry_of", "candidate")  # fields that name or label an item without changing its render
 # Settings added after runs were first planned, with the value that renders as before they existed. Resuming a
 # run planned before a setting existed gives its items this value (``plan_from_table``), and the fingerprint
 # hashes a setting only when set away from it, so a run planned before they existed keeps its fingerprints and
@@ -69,7 +71,7 @@ def audio_duration(uri: str) -> float:
 
 def fingerprint(values: dict, media: dict, bundle_identity: dict | None) -> str:
     unset = [name for name, default in HASHED_WHEN_SET.items() if values.get(name) == default]
-    settings = {k: v for k, v in values.items() if k not in ("tags", "id", *unset)}
+    settings = {k: v for k, v in values.items() if k not in (*LABELS, *unset)}
     payload = {"settings": settings, "media": media, "bundle": bundle_identity}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 

@@ -4,12 +4,20 @@ Each shard attempt owns one file. It is rewritten after every item, always to a 
 then moved into place, so a reader never sees a partial file, a killed worker loses at most the item it
 was on, and a retried shard (a new attempt number) never collides with an earlier attempt. Readers merge
 attempts: the latest attempt per item wins. Plain ``pyarrow.dataset`` or ``pandas`` read it.
+
+Each row carries the clip's quality scores (``quality``) as its worker measured them. Scores can be revised
+afterwards (``ltx-batch score``, or scores that arrived after their row was written) and retry candidates
+get their ``best`` mark when their run ends: such revisions never touch an attempt's row. They go to
+``RUN/results/_revisions/`` (a leading ``_`` keeps them out of the attempts dataset for pyarrow and pandas),
+keyed by item and video hash, so a revision follows the clip it was made for and a re-rendered clip starts
+afresh. ``read_results`` applies them, the latest revision winning.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,9 +29,25 @@ from ltxcore.recipes import DISTILLED_STEPS
 from manifests.item import GUIDER_FIELDS, Item, arrow_schema
 from manifests.plan import PROMOTED_FROM, PlannedItem
 from manifests.storage import filesystem, write_atomically
+from quality.scores import SCORES
 
 STATUSES = ("ok", "failed")
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
+# quality.scores.FIELDS as Arrow: the scores (None where not measured), why any is missing, CPU seconds.
+QUALITY_TYPE = pa.struct(
+    [pa.field(s.name, pa.int64() if s.kind is int else pa.float64()) for s in SCORES]
+    + [pa.field("reason", pa.string()), pa.field("seconds", pa.float64())]
+)
+REVISIONS = "_revisions"
+REVISION_SCHEMA = pa.schema(
+    [
+        pa.field("item_id", pa.string()),
+        pa.field("output_sha256", pa.string()),  # the clip the revision is about
+        pa.field("quality", QUALITY_TYPE),  # null: this revision leaves the scores as they were
+        pa.field("best", pa.bool_()),  # null: this revision leaves the mark as it was
+        pa.field("revised_at", _TIMESTAMP),
+    ]
+)
 
 RESULT_SCHEMA = pa.schema(
     [
@@ -51,6 +75,8 @@ RESULT_SCHEMA = pa.schema(
         pa.field("host", pa.string()),
         pa.field("started_at", _TIMESTAMP),
         pa.field("finished_at", _TIMESTAMP),
+        pa.field("quality", QUALITY_TYPE),  # null: not scored (failed, scores still pending, or an older run)
+        pa.field("best", pa.bool_()),  # retry candidates: the winner of its item by the chosen score
     ]
 )
 
@@ -140,13 +166,48 @@ def write_invalid_rows(results_uri: str, run_id: str, session: str, rows: list[d
 
 
 def read_results(results_uri: str) -> pa.Table:
-    """Every attempt ever recorded (hidden temporary files are skipped)."""
+    """Every attempt ever recorded (hidden temporary files are skipped), with its latest revisions applied."""
     fs, root = filesystem(results_uri)
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.NotFound:
         return RESULT_SCHEMA.empty_table()
     dataset = ds.dataset(root, filesystem=fs, format="parquet", schema=RESULT_SCHEMA)
-    return dataset.to_table()
+    return apply_revisions(dataset.to_table(), _read_revisions(fs, f"{root}/{REVISIONS}"))
+
+
+def revise(results_uri: str, revisions: list[dict], name: str) -> None:
+    """Record revisions (``item_id``, ``output_sha256`` and a new ``quality`` and/or ``best``) as one new file
+    named after ``name`` (unique per writer: a session, an item)."""
+    fs, root = filesystem(results_uri)
+    now = datetime.now(UTC)
+    folder = f"{root}/{REVISIONS}"
+    fs.create_dir(folder, recursive=True)
+    table = pa.Table.from_pylist([{**r, "revised_at": now} for r in revisions], schema=REVISION_SCHEMA)
+    write_atomically(fs, f"{folder}/{now:%Y%m%dT%H%M%S%f}-{name}.parquet", lambda s: pq.write_table(table, s))
+
+
+def _read_revisions(fs: pafs.FileSystem, folder: str) -> pa.Table:
+    if fs.get_file_info(folder).type == pafs.FileType.NotFound:
+        return REVISION_SCHEMA.empty_table()
+    return ds.dataset(folder, filesystem=fs, format="parquet", schema=REVISION_SCHEMA).to_table()
+
+
+def apply_revisions(attempts: pa.Table, revisions: pa.Table) -> pa.Table:
+    """``attempts`` with each clip's latest revised ``quality`` and ``best`` in place of the recorded ones."""
+    if revisions.num_rows == 0:
+        return attempts
+    latest: dict[str, dict] = {"quality": {}, "best": {}}
+    for r in revisions.sort_by([("revised_at", "ascending")]).to_pylist():
+        for column, found in latest.items():
+            if r[column] is not None:
+                found[(r["item_id"], r["output_sha256"])] = r[column]
+    keys = list(zip(attempts.column("item_id").to_pylist(), attempts.column("output_sha256").to_pylist(), strict=True))
+    for column, found in latest.items():
+        recorded = attempts.column(column).to_pylist()
+        values = [found.get(key, value) for key, value in zip(keys, recorded, strict=True)]
+        index = attempts.schema.get_field_index(column)
+        attempts = attempts.set_column(index, column, pa.array(values, type=attempts.schema.field(column).type))
+    return attempts
 
 
 def latest_attempts(table: pa.Table) -> pa.Table:

@@ -34,10 +34,11 @@ from manifests.enhanced import enhancement_key
 from manifests.item import media_files
 from manifests.model_section import bundle_identity
 from manifests.plan import PlannedItem
-from manifests.results import ShardRecorder, result_row
+from manifests.results import ShardRecorder, result_row, revise
 from manifests.run_folder import RunFolder
 from manifests.storage import StorageError, download, is_uri, upload
 from ray_jobs.planner import Shard
+from ray_jobs.scoring import ClipScorer, PendingScore
 from ray_jobs.weights import localize
 
 HASH_CHUNK = 1 << 20
@@ -56,6 +57,14 @@ def _tell(events, summary: dict) -> None:
     if events is not None:
         with contextlib.suppress(Exception):  # any failure of the queue actor
             events.put(summary, timeout=10)
+
+
+def _add_late_score(run: RunFolder, session: str, row: dict, pending: PendingScore) -> None:
+    """Record scores that arrived after their row as a revision of it (``manifests.results.revise``)."""
+    revision = {"item_id": row["item_id"], "output_sha256": row["output_sha256"], "quality": pending.record()}
+    with contextlib.suppress(Exception):  # the run may belong to a newer session by now, or the disk is gone
+        if run.owned_by(session):
+            revise(run.results_uri, [revision], f"{session}-{row['item_id']}")
 
 
 class RenderActor:
@@ -91,6 +100,9 @@ class RenderActor:
         self.run_id, self.session = run_id, session
         self.host = socket.gethostname()
         self.device = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
+        self.scorer = ClipScorer()  # quality scores, in a child process, after each mp4 is written
+        weakref.finalize(self, self.scorer.close)
+        self.late_scores: dict[str, PendingScore] = {}  # item id -> scores still running when its row was due
 
     def _warm_up(self, request: RenderRequest) -> float:
         """Warm up with the request's LoRAs; a LoRA that cannot be fetched or read fails its items later,
@@ -100,6 +112,10 @@ class RenderActor:
             return self.engine.warm_up(replace(request, loras=loras))
         except (RenderInputError, StorageError, OSError):
             return self.engine.warm_up(replace(request, loras=()))
+
+    def settle(self) -> None:
+        """Return once every clip handed to the scorer has its scores recorded (the driver asks at the end)."""
+        self.scorer.settle()
 
     def ready(self) -> dict:
         return {
@@ -113,8 +129,9 @@ class RenderActor:
     def __call__(self, shard: Shard, events=None) -> list[dict]:
         """Render every item of ``shard``; return one summary per item (also pushed to ``events``).
 
-        Each item's mp4 is encoded on a CPU thread while the next item renders on the device; its row is
-        written once the next item's device work is done (or at the shard's end)."""
+        Each item's mp4 is encoded on a CPU thread, then scored in a child process, while the next item renders
+        on the device; its row is written once the next item's device work is done (or at the shard's end),
+        and scores not ready by then are added when they are (``ray_jobs.scoring``)."""
         recorder = ShardRecorder(self.run.results_uri, self.run_id, self.session, shard.shard_id, shard.attempt)
         self._prune_media(shard)
         requests = self._requests(shard, events)
@@ -131,6 +148,10 @@ class RenderActor:
         if not self.run.owned_by(self.session):
             ray.actor.exit_actor()  # a newer driver session owns the run: write nothing more
         recorder.add(row)
+        pending = self.late_scores.pop(row["item_id"], None)
+        if pending is not None:
+            run, session = self.run, self.session  # not self: a finished actor must not wait for its scores
+            pending.future.add_done_callback(lambda _: _add_late_score(run, session, row, pending))
         summary = {
             "event": "done",
             "item_id": row["item_id"],
@@ -211,14 +232,29 @@ class RenderActor:
             row = self._failed(planned, e, local, common)
             return lambda: row
         rendered_at = datetime.now(UTC)
-        return lambda: self._finish(planned, result, local, common, rendered_at)
+        first = planned.item.first_image
+        reference = self.media.get(first, first) if first is not None else None
+        scoring = self.scorer.start(local, reference, result.muxing)
+        return lambda: self._finish(planned, result, local, common, rendered_at, scoring)
 
     def _finish(
-        self, planned: PlannedItem, result: RenderResult, local: Path, common: dict, rendered_at: datetime
+        self,
+        planned: PlannedItem,
+        result: RenderResult,
+        local: Path,
+        common: dict,
+        rendered_at: datetime,
+        scoring: PendingScore,
     ) -> dict:
         uri = self.run.video_uri(planned.id)
         try:
             result.wait()
+            waiting = time.perf_counter()
+            scoring.wait_linked()  # the scorer has its own link to the mp4 (right after the mux): upload may move it
+            quality = scoring.record()  # None while still running: added later, see _record
+            result.timings["quality_wait"] = time.perf_counter() - waiting
+            if quality is None:
+                self.late_scores[planned.id] = scoring
             size, digest = local.stat().st_size, sha256_file(local)
             if not self.run.owned_by(self.session):
                 ray.actor.exit_actor()
@@ -236,6 +272,7 @@ class RenderActor:
             timings=result.timings,
             peak_memory_bytes=result.peak_memory,
             finished_at=written_at,
+            quality=quality,
             **common,
         )
 

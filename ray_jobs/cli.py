@@ -27,6 +27,9 @@ EXAMPLES = {
     " --lora presenter.safetensors 0.8",
     "personalize": 'ltx-batch personalize customers.csv --template "Hi {first_name} ..." -o campaign.parquet',
     "schema": "ltx-batch schema > ltx-batch.schema.json",
+    "score": "ltx-batch score runs/lessons-0312   # or: ltx-batch score clip.mp4 --reference presenter.png",
+    "retry-weak": "ltx-batch retry-weak runs/lessons-0312 --out runs/lessons-0312-retry "
+    '--where "lipsync_confidence < 0.5" --seeds 3 --set video_modality_scale=4',
 }
 
 
@@ -54,8 +57,9 @@ def _render(args) -> int:
     return run_render(render_args(args))
 
 
-def status_lines(run_uri: str) -> list[str]:
-    """Counts, failures grouped by error, throughput and (while items are left) an ETA."""
+def status_lines(run_uri: str, weakest: int = 5) -> list[str]:
+    """Counts, failures grouped by error, throughput, (while items are left) an ETA, and the ``weakest`` items
+    per quality score."""
     from manifests.run_folder import RunFolder
     from ray_jobs.summary import run_summary
 
@@ -78,12 +82,30 @@ def status_lines(run_uri: str) -> list[str]:
         lines.append(throughput)
         if summary.pending:
             lines.append(f"ETA at that rate: {summary.eta_hours:.2f} h for the {counts['pending']} items left")
-    return lines
+    from ray_jobs.quality_view import latest_rows, quality_lines
+
+    return lines + quality_lines(latest_rows(run), weakest)
 
 
 def _status(args) -> int:
-    print("\n".join(status_lines(args.run)))
+    print("\n".join(status_lines(args.run, args.weakest)))
     return 0
+
+
+def _score(args) -> int:
+    from ray_jobs.rescore import score_clip, score_run
+
+    if args.target.endswith(".mp4"):
+        print("\n".join(score_clip(args.target, args.reference)))
+    else:
+        print("\n".join(score_run(args.target, args.jobs, args.missing_only)))
+    return 0
+
+
+def _retry_weak(args) -> int:
+    from ray_jobs.retry import retry_weak
+
+    return retry_weak(args)
 
 
 def _report(args) -> int:
@@ -227,9 +249,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("resume", metavar="run", help="the run folder")
     add_render_options(p)
     p.set_defaults(handler=_render)
-    p = add("status", "Counts, failures grouped by error, throughput and ETA of a run.")
+    p = add("status", "Counts, failures grouped by error, throughput, ETA and the weakest clips of a run.")
     p.add_argument("run")
+    p.add_argument("--weakest", type=int, default=5, metavar="N", help="items listed per quality score (default 5)")
     p.set_defaults(handler=_status)
+    p = add("score", "Compute the quality scores (lip sync, flicker, identity) of a run's clips, or of one mp4.")
+    p.add_argument("target", metavar="RUN_OR_MP4")
+    p.add_argument("--reference", help="with an mp4: the image it was rendered from")
+    p.add_argument("--jobs", type=int, default=1, help="clips scored at once (one CPU each)")
+    p.add_argument("--missing-only", action="store_true", help="only clips without scores yet")
+    p.set_defaults(handler=_score)
+    p = add("retry-weak", "Re-render the clips of RUN that match --where as best-of-N candidates in a new run.")
+    p.add_argument("run")
+    p.add_argument("--out", required=True, help="the new run folder")
+    p.add_argument("--where", required=True, help='which clips, e.g. "lipsync_confidence < 0.5 or flicker > 2"')
+    p.add_argument("--seeds", type=int, default=0, metavar="K", help="candidates per clip, each with a new seed")
+    p.add_argument("--by", help="the score that picks the best candidate (default: the one --where names)")
+    add_render_options(p)
+    p.set_defaults(handler=_retry_weak)
     p = add("report", "Build RUN/report/index.html: a page of thumbnails, settings and errors.")
     p.add_argument("run")
     p.set_defaults(handler=_report)

@@ -36,6 +36,7 @@ from ray_jobs.actor import RenderActor
 from ray_jobs.options import add_render_options
 from ray_jobs.planner import cache_key, make_shards
 from ray_jobs.progress import Progress
+from ray_jobs.retry import mark_best
 from ray_jobs.scheduler import NoWorkers, Scheduler
 from ray_jobs.summary import run_summary
 
@@ -197,6 +198,8 @@ def run_render(args: argparse.Namespace) -> int:
     else:
         valid = "valid " if still_invalid else ""
         progress.note(f"run {run_id}: every {valid}item already has an ok result; nothing to render")
+    for line in mark_best(run):  # a retry run's best candidates (ray_jobs.retry); nothing for other runs
+        print(line)
     return _summary(run, planned)
 
 

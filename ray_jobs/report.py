@@ -1,10 +1,12 @@
 """A static HTML report of a run: ``python -m ray_jobs.report RUN`` writes ``RUN/report/index.html``.
 
-One card per planned item, with a poster frame, settings, timings and, for failures, the error and the
-command that re-renders it. The page is self-contained (no network, no framework) and stays usable for
-thousands of items: thumbnails are small lazy-loaded JPEG files beside the page, and every card's filter
-data lives in plain ``data-`` attributes rather than in a big inline JSON blob. The drafts of a run can be
-picked on their cards: the page writes the ``ltx-batch promote`` command for the picked ones.
+One card per planned item, with a poster frame, settings, timings, quality scores and, for failures, the
+error and the command that re-renders it. The page sorts and filters cards by score; in a retry run
+(``ltx-batch retry-weak``) each item's candidates stand side by side, the best one marked. The drafts of a run
+can be picked on their cards: the page writes the ``ltx-batch promote`` command for the picked ones. The page
+is self-contained (no network, no framework) and stays usable for thousands of items: thumbnails are small
+lazy-loaded JPEG files beside the page, and every card's filter data lives in plain ``data-`` attributes
+rather than in a big inline JSON blob.
 
 The page is the Jinja2 template ``templates/report.html.j2`` with autoescape on; its stylesheet and script
 are the package files ``templates/report.css`` and ``templates/report.js``, inlined into it.
@@ -36,6 +38,8 @@ from manifests.plan import PlannedItem
 from manifests.results import read_results
 from manifests.run_folder import RunFolder
 from manifests.storage import filesystem, is_uri, join, write_atomically
+from quality.scores import SCORES
+from ray_jobs.retry import retry_info
 from ray_jobs.summary import RunSummary, invalid_ids, item_status, latest_by_item, summarize
 
 POSTER_WIDTH = 256
@@ -190,7 +194,41 @@ def _card_view(card: Card) -> dict:
         "total": f"{total:.1f}s" if total else None,
         "error": f"{v.get('error_type') or 'error'}: {v.get('error_message') or ''}",
         "seed": _fmt(v.get("seed")),
+        **_quality_view(v),
     }
+
+
+def _quality_view(values: dict) -> dict:
+    """The card's scores as text, their raw values for sorting and filtering, and its retry labels."""
+    quality = values.get("quality") or {}
+    raw = {s.name: quality.get(s.name) for s in SCORES}
+    return {
+        "scores": [(s.name, _fmt(raw[s.name])) for s in SCORES] if quality else [],
+        "quality_reason": quality.get("reason"),
+        "qdata": [(s.name, "" if raw[s.name] is None else repr(raw[s.name])) for s in SCORES],
+        "best": bool(values.get("best")),
+        "retry_of": values.get("retry_of"),
+        "candidate": values.get("candidate"),
+    }
+
+
+def _groups(views: list[dict], retry: dict | None) -> list[dict]:
+    """Cards in plan order; a retry run's candidates of one item together, with the original's score."""
+    out: list[dict] = []
+    by_origin: dict[str, dict] = {}
+    for view in views:
+        origin = view["retry_of"]
+        if origin is None:
+            out.append({"origin": None, "cards": [view]})
+            continue
+        if origin not in by_origin:
+            original = (retry or {}).get("originals", {}).get(origin, {})
+            by = (retry or {}).get("by")
+            note = f"original {by} {_fmt(original.get(by))}" if by else ""
+            by_origin[origin] = {"origin": origin, "uid": quote(origin, safe=""), "note": note, "cards": []}
+            out.append(by_origin[origin])
+        by_origin[origin]["cards"].append(view)
+    return out
 
 
 def _tag_values(cards: list[Card]) -> list[tuple[str, list[tuple[str, str, int]]]]:
@@ -217,17 +255,28 @@ TEMPLATES = jinja2.Environment(
 )
 
 
-def render_page(info: dict, cards: list[Card], summary: RunSummary, run_command: str, promote_command: str = "") -> str:
-    """The whole page as one string; separated from file access so it can be tried on synthetic cards."""
+def render_page(
+    info: dict,
+    cards: list[Card],
+    summary: RunSummary,
+    run_command: str,
+    promote_command: str = "",
+    retry: dict | None = None,
+) -> str:
+    """The whole page as one string; separated from file access so it can be tried on synthetic cards.
+    ``retry``: a retry run's ``retry.json``."""
     figures = [
         ("total", "items", summary.total),
         *((status, status, count) for status, count in summary.counts.items()),
         ("seconds", "render seconds", f"{summary.worker_seconds:,.1f}"),
         ("rate", "clips / hour", f"{summary.clips_per_hour or 0.0:,.1f}"),
     ]
+    views = [_card_view(c) for c in cards]
     return TEMPLATES.get_template("report.html.j2").render(
         info=info,
-        cards=[_card_view(c) for c in cards],
+        groups=_groups(views, retry),
+        promotable=any(view["promotable"] for view in views),
+        scores=SCORES,
         figures=figures,
         total=summary.total,
         counts=summary.counts,
@@ -249,7 +298,8 @@ def build_report(run_uri: str) -> Path:
     folder = run_uri if is_uri(run_uri) else str(Path(run_uri).expanduser().resolve())
     command = f"python -m ray_jobs.render --resume {shlex.quote(folder)}"
     promote = f"ltx-batch promote {shlex.quote(folder)} --out {shlex.quote(folder.rstrip('/') + '-final')}"
-    page = render_page(run.run_info(), cards, summarize(planned, attempts, invalid), command, promote)
+    summary = summarize(planned, attempts, invalid)
+    page = render_page(run.run_info(), cards, summary, command, promote, retry_info(run))
     index = f"{report_root}/index.html"
     write_atomically(fs, index, lambda stream: stream.write(page.encode()))
     return Path(index)

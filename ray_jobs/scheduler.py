@@ -12,6 +12,7 @@ generating waits for it (its worker takes another shard meanwhile, if there is o
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from manifests.results import ShardRecorder, read_attempt, result_row
 from ray_jobs.planner import Shard
 from ray_jobs.progress import Progress
+
+SETTLE_SECONDS = 120  # at the end, how long workers may take to record their last quality scores
 
 
 class NoWorkers(RuntimeError):
@@ -83,6 +86,8 @@ class Scheduler:
                     self._on_shard_done(ref)
             self.progress.tick()
         self._drain_events()
+        with contextlib.suppress(RayError):  # workers record the scores still running for their last items
+            ray.get([actor.settle.remote() for actor in self.idle], timeout=SETTLE_SECONDS)
         for actor in self.idle + list(self.starting.values()):
             ray.kill(actor)
 

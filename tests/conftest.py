@@ -92,3 +92,45 @@ def media(tmp_path_factory) -> dict[str, str]:
         "short_wav": write_tone(folder / "short.wav", 0.5),
         "image": str(image),
     }
+
+
+@pytest.fixture(scope="session")
+def talking(tmp_path_factory) -> dict[str, str]:
+    """Synthetic talking-face clips with known lip sync (``tools/talking_clip.py``), 256x256, 3 s at 25 fps:
+    in sync, the sound 4 frames late and early, an unrelated sound, one noise frame, and noise only (no face);
+    with the photograph (``astronaut.png``) and another person's face (``other_person.png``)."""
+    pytest.importorskip("dlib", reason="the qa extra (dlib-bin, face-recognition-models) is part of the dev install")
+    from tools import talking_clip as tc
+
+    fps, frames, size = 25.0, 75, 256
+    folder = tmp_path_factory.mktemp("talking")
+    envelope = tc.speech_envelope(frames / fps, seed=0)
+    pictures, still = tc.talking_frames(tc.astronaut(), tc.per_frame(envelope, fps, frames), size, size)
+    sound = tc.voice(envelope, seed=0)
+    noisy = list(pictures)
+    noisy[frames // 2] = np.random.default_rng(1).integers(0, 256, still.shape, dtype=np.uint8)
+    clips = {
+        "aligned": (pictures, sound),
+        "late4": (pictures, tc.delayed(sound, 4, fps)),
+        "early4": (pictures, tc.delayed(sound, -4, fps)),
+        "unrelated": (pictures, tc.voice(tc.speech_envelope(frames / fps, seed=12), seed=0)),
+        "noise_frame": (noisy, sound),
+        "no_face": (list(np.random.default_rng(2).integers(0, 256, (frames, 64, 64, 3), dtype=np.uint8)), sound),
+    }
+    out = {}
+    for name, (images, audio) in clips.items():
+        out[name] = str(folder / f"{name}.mp4")
+        tc.write_clip(out[name], images, fps, audio)
+    face = (lfw_face() * 255).astype(np.uint8)  # a different person: LFW's first face, scaled up to be found
+    other = np.stack([np.asarray(Image.fromarray(face).resize((200, 200), Image.BICUBIC))] * 3, axis=-1)
+    for name, image in {"astronaut": tc.astronaut(), "other_person": other}.items():
+        out[name] = str(folder / f"{name}.png")
+        Image.fromarray(image).save(out[name])
+    return out
+
+
+def lfw_face() -> np.ndarray:
+    """The first face of the Labeled Faces in the Wild sample scikit-image ships (25x25, 0..1)."""
+    from skimage import data
+
+    return data.lfw_subset()[0]

@@ -1,8 +1,10 @@
-"""The render worker outside Ray: its scratch folder holds one shard's inputs at most and is removed with it."""
+"""The render worker outside Ray: its scratch folder holds one shard's inputs at most and is removed with it;
+every clip gets its quality record without the worker waiting for it."""
 
 from __future__ import annotations
 
 import gc
+import time
 from pathlib import Path
 
 import yaml
@@ -10,12 +12,17 @@ import yaml
 from ltxcore.bundle import RELEASED_NAMES
 from manifests.load import load_manifest
 from manifests.plan import plan
+from manifests.results import read_results
 from manifests.run_folder import RunFolder
 from ray_jobs.actor import RenderActor
 from ray_jobs.planner import Shard
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 FAST = {"video_stg_blocks": [1], "num_inference_steps": 2, "height": 128, "width": 192, "audio_max_duration": 1.0}
+
+
+def _rows(run: RunFolder) -> list[dict]:
+    return [{**r, "timings": dict(r["timings"])} for r in read_results(run.results_uri).to_pylist()]
 
 
 def _scratch_files(actor: RenderActor) -> list[str]:
@@ -40,6 +47,13 @@ def test_scratch_is_pruned_after_upload_and_between_shards(tiny_bundle, tmp_path
 
     assert [s["status"] for s in actor(Shard(1, (planned[1],)))] == ["ok"]
     assert _scratch_files(actor) == ["de.mp3", "presenter.png"]  # the first shard's audio is gone, the image kept
+
+    deadline = time.monotonic() + 120  # a score not ready when its row was written is added as a revision
+    while time.monotonic() < deadline and any(r["quality"] is None for r in _rows(run)):
+        time.sleep(0.2)
+    for row in _rows(run):  # random weights draw no face: null scores that say why
+        assert row["quality"]["lipsync_confidence"] is None and "no face found" in row["quality"]["reason"]
+        assert 0 <= row["timings"]["quality_wait"] < 1  # the worker never waits for a score
 
     scratch = actor.scratch
     del actor

@@ -31,6 +31,8 @@ def test_help_has_an_example_for_every_subcommand(capsys):
         "make-tiny-bundle",
         "lessons",
         "personalize",
+        "score",
+        "retry-weak",
     ):
         with pytest.raises(SystemExit):
             main([command, "--help"])

@@ -1,8 +1,15 @@
 """The HTML run report, built from a real draft run (4 items rendered with --draft, one with corrupt audio) and
-opened in headless Chromium, where drafts are picked for promotion and the command it writes is run."""
+opened in headless Chromium, where drafts are picked for promotion and the command it writes is run; and, on
+the same run, the quality scores: the results column, ``ltx-batch score`` and ``status``, the report's score
+sort and filter, and ``ltx-batch retry-weak`` with its best mark and the candidates side by side.
+
+Random weights draw no face, so rendered clips get null scores that say why; for real scores, synthetic
+talking-face clips (conftest ``talking``) replace some rendered videos, as the README's guide does."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import shlex
 import shutil
@@ -14,6 +21,7 @@ import pytest
 import yaml
 
 from manifests.results import read_results
+from manifests.retry import candidate_seed
 from manifests.run_folder import RunFolder
 from ray_jobs.cli import main as cli_main
 from ray_jobs.render import main as render_main
@@ -111,7 +119,9 @@ def test_items_without_a_result_are_pending(run, tmp_path):
     assert '<option value="pending">pending (1)</option>' in page
 
 
-def test_report_in_headless_chromium(run, tmp_path):
+@contextlib.contextmanager
+def _chromium(tmp_path: Path):
+    """Headless Debian Chromium through Selenium (no browser download), with the browser log kept."""
     if not CHROMIUM.exists():
         pytest.skip(
             "Debian's Chromium is not installed at /usr/bin/chromium (apt-get install chromium chromium-driver)"
@@ -119,10 +129,7 @@ def test_report_in_headless_chromium(run, tmp_path):
     assert CHROMEDRIVER.exists(), "chromium is installed but chromedriver is not: apt-get install chromium-driver"
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    index = build_report(str(run))
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in (
@@ -142,6 +149,17 @@ def test_report_in_headless_chromium(run, tmp_path):
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_report_in_headless_chromium(run, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    index = build_report(str(run))
+    with _chromium(tmp_path) as driver:
         driver.get(index.as_uri())
         wait = WebDriverWait(driver, 10)
         wait.until(
@@ -194,8 +212,6 @@ def test_report_in_headless_chromium(run, tmp_path):
 
         errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
         assert errors == [], errors
-    finally:
-        driver.quit()
 
 
 def test_hostile_text_is_escaped_everywhere_it_appears():
@@ -208,3 +224,111 @@ def test_hostile_text_is_escaped_everywhere_it_appears():
     assert page.count("<script") == 1 and page.count("</script>") == 1  # the report's own script only
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page and "</pre><script" not in page
     assert 'id="item-%3Cscript%3Ealert%28%22x%22%29%3C%2Fscript%3E"' in page  # URL-quoted in attributes
+
+
+def _latest(run: Path) -> dict[str, dict]:
+    rows = read_results(str(run / "results")).sort_by([("finished_at", "ascending")]).to_pylist()
+    return {r["item_id"]: r for r in rows}
+
+
+@pytest.fixture(scope="module")
+def scored(run, talking, tmp_path_factory) -> Path:
+    """A copy of the run whose clip-0 is a talking face in sync, clip-1 one with an unrelated sound and clip-3
+    one with the sound 4 frames late, scored with ``ltx-batch score``."""
+    copy = tmp_path_factory.mktemp("scored") / "run"
+    shutil.copytree(run, copy)
+    for item, clip in (("clip-0", "aligned"), ("clip-1", "unrelated"), ("clip-3", "late4")):
+        shutil.copy(talking[clip], copy / "videos" / f"{item}.mp4")
+    rows_before = len(read_results(str(copy / "results")))
+    assert cli_main(["score", str(copy), "--jobs", "2"]) == 0
+    assert len(read_results(str(copy / "results"))) == rows_before  # a revision, never a new attempt
+    return copy
+
+
+def test_rendered_clips_without_a_face_get_null_scores_that_say_why(run):
+    rows = _latest(run)
+    assert rows[BROKEN]["quality"] is None
+    for item in (i for i in IDS if i != BROKEN):
+        quality = rows[item]["quality"]
+        assert quality["face_found_fraction"] == 0.0 and quality["lipsync_confidence"] is None
+        assert quality["reason"].startswith("no face found") and quality["seconds"] > 0
+        assert dict(rows[item]["timings"])["quality_wait"] < 1  # the worker did not wait for the scorer
+
+
+def test_status_lists_the_weakest_clips(scored, capsys):
+    quality = {item: row["quality"] for item, row in _latest(scored).items()}
+    assert quality["clip-0"]["lipsync_confidence"] > quality["clip-1"]["lipsync_confidence"] + 0.3
+    assert abs(quality["clip-3"]["lipsync_offset_frames"] - 4) <= 1
+    assert cli_main(["status", str(scored), "--weakest", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "quality: 3 of 3 ok clips scored" in lines
+    weakest = {line.split()[1]: line.split(": ")[1].split()[0] for line in lines if line.startswith("  weakest ")}
+    assert weakest["lipsync_confidence"] == "clip-1" and weakest["lipsync_offset_frames"] in ("clip-1", "clip-3")
+
+
+def _shown(driver) -> list[str]:
+    """Item ids of the visible cards, in page order."""
+    cards = driver.find_elements("css selector", "article.card")
+    return [c.get_attribute("id").removeprefix("item-") for c in cards if c.is_displayed()]
+
+
+def test_report_scores_sort_and_filter_in_chromium(scored, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    index = build_report(str(scored))
+    with _chromium(tmp_path) as driver:
+        driver.get(index.as_uri())
+        cards = driver.find_elements(By.CSS_SELECTOR, "article.card")
+        confidence = driver.find_element(By.CSS_SELECTOR, "#item-clip-1 .q-lipsync_confidence").text
+        assert float(confidence) == pytest.approx(_latest(scored)["clip-1"]["quality"]["lipsync_confidence"], abs=1e-3)
+
+        Select(driver.find_element(By.ID, "sort-by")).select_by_value("lipsync_confidence")
+        assert _shown(driver)[0] == "clip-1" and _shown(driver)[-1] == BROKEN  # weakest first, the unscored last
+        Select(driver.find_element(By.ID, "sort-by")).select_by_value("")
+        assert _shown(driver) == IDS  # plan order again
+
+        Select(driver.find_element(By.ID, "score-filter")).select_by_value("lipsync_confidence")
+        driver.find_element(By.ID, "score-value").send_keys("0.7")
+        assert _shown(driver) == ["clip-1"] and driver.find_element(By.ID, "shown").text == "1 of 4 shown"
+        Select(driver.find_element(By.ID, "score-op")).select_by_value("gt")
+        assert _shown(driver) == ["clip-0", "clip-3"]  # the failed clip has no score: never matches
+        assert len(cards) == len(IDS)
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        assert errors == [], errors
+
+
+def test_retry_weak_renders_candidates_and_marks_the_best(scored, talking, tiny_bundle, tmp_path, capsys):
+    weak = _latest(scored)["clip-1"]
+    new = tmp_path / "retry"
+    bundle = str(Path(tiny_bundle.checkpoint_path).parent)
+    where = ["--where", "lipsync_confidence < 0.7", "--seeds", "2", "--set", "video_modality_scale=4"]
+    capsys.readouterr()
+    options = ["--bundle", bundle, "--actors", "1", *FAST]
+    assert cli_main(["retry-weak", str(scored), "--out", str(new), *where, *options]) == 0
+    printed = capsys.readouterr().out
+    assert "2 candidates for the items of" in printed and "none of 2 candidates marked" in printed  # no faces
+    rows = _latest(new)
+    assert sorted(rows) == ["clip-1-retry1", "clip-1-retry2"]
+    planned = {p.id: p.item for p in RunFolder(str(new)).plan()}  # drafts: guidance applies once promoted
+    for n in (1, 2):
+        row = rows[f"clip-1-retry{n}"]
+        assert (row["retry_of"], row["candidate"]) == ("clip-1", n)
+        assert planned[f"clip-1-retry{n}"].video_modality_scale == 4.0
+        assert row["seed"] == candidate_seed("clip-1", weak["seed"], n) != weak["seed"]
+    info = json.loads((new / "retry.json").read_text())
+    assert info["by"] == "lipsync_confidence" and info["originals"]["clip-1"]["lipsync_confidence"] is not None
+
+    shutil.copy(talking["early4"], new / "videos" / "clip-1-retry2.mp4")  # a candidate whose lips follow the sound
+    assert cli_main(["score", str(new)]) == 0
+    assert "clip-1: clip-1-retry2 (lipsync_confidence" in capsys.readouterr().out
+    assert {item: row["best"] for item, row in _latest(new).items()} == {"clip-1-retry1": False, "clip-1-retry2": True}
+
+    page = build_report(str(new)).read_text()
+    group = page[page.index('<section class="candidates" id="retry-clip-1">') :].split("</section>")[0]
+    assert group.count("<article") == 2 and "original lipsync_confidence" in group
+    best = group[group.index('id="item-clip-1-retry2"') :].split("</article>")[0]
+    assert (
+        '<span class="badge best">best</span>' in best and "badge best" not in group.split('id="item-clip-1-retry2"')[0]
+    )
+    assert cli_main(["retry-weak", str(scored), "--out", str(new), *where]) == 2  # never over an existing run

@@ -1,4 +1,4 @@
-"""The benchmark: one command per measurement, all on a CUDA GPU, results as JSON (``--out``).
+"""The benchmark: one command per measurement, all on a CUDA GPU but ``quality``, results as JSON (``--out``).
 
     python -m tools.bench forward --out forward.json      # transformer forwards, every variant side by side
     python -m tools.bench clip --bundle DIR --part ours --out ours.json          # end to end, ours (finals, drafts)
@@ -7,10 +7,11 @@
     python -m tools.bench clip --bundle DIR --part lora --out lora.json          # a rank-32 user LoRA's cost
     python -m tools.bench scaling --bundle DIR --gpus 1 2 4 --out scaling.json   # the Ray driver on N GPUs
     python -m tools.bench enhance --out enhance.json   # prompt enhancement, Gemma 12B resident vs streamed
+    python -m tools.bench quality --out quality.json    # CPU seconds to score a clip (no GPU needed)
 
 ``DIR`` holds a random bundle with the released LTX-2.3 sizes; it is written there first if missing.
 How each figure is taken is said in ``tools/bench_forward.py``, ``bench_clip.py``, ``bench_lora.py``,
-``bench_scaling.py`` and ``bench_enhance.py``.
+``bench_scaling.py``, ``bench_enhance.py`` and ``bench_quality.py``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def main() -> None:
     enhance.add_argument("--device", default="cuda")
     enhance.add_argument("--prompts", type=int, default=4, help="prompts enhanced while Gemma is resident")
     enhance.add_argument("--streamed-tokens", type=int, default=8, help="new tokens of the streamed measurement")
-    for p in (forward, clip, scaling, enhance):
+    quality = sub.add_parser("quality", help="CPU seconds to score one clip at the reference size")
+    quality.add_argument("--repeat", type=int, default=3)
+    for p in (forward, clip, scaling, enhance, quality):
         p.add_argument("--out", required=True, help="JSON results file (its folder also holds any outputs)")
     args = parser.parse_args()
     out = Path(args.out).resolve()
@@ -57,10 +60,14 @@ def main() -> None:
         from tools.bench_enhance import run
 
         report = run(args.size, args.device, args.prompts, args.streamed_tokens)
-    else:
+    elif args.what == "scaling":
         from tools.bench_scaling import run
 
         report = run(args.bundle, args.gpus, args.clips_per_gpu, out)
+    else:
+        from tools.bench_quality import run
+
+        report = run(out, args.repeat)
     out.write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
 

@@ -5,20 +5,64 @@
   var status = document.getElementById("status-filter");
   var tagFilters = Array.prototype.slice.call(document.querySelectorAll("select.tag-filter"));
   var shown = document.getElementById("shown");
+  var sortBy = document.getElementById("sort-by");
+  var scoreFilter = document.getElementById("score-filter");
+  var scoreOp = document.getElementById("score-op");
+  var scoreValue = document.getElementById("score-value");
+  cards.forEach(function (card, i) { card.dataset.order = i; });
+  function score(card, name) {  // null when the card has no such score
+    var raw = card.getAttribute("data-q-" + name);
+    return raw === null || raw === "" ? null : Number(raw);
+  }
+  function scoreKeeps(card) {
+    var name = scoreFilter.value, limit = scoreValue.value;
+    if (!name || limit === "") return true;
+    var value = score(card, name);
+    if (value === null) return false;  // like --where: a missing score never matches
+    return scoreOp.value === "lt" ? value < Number(limit) : value > Number(limit);
+  }
+  function weakness(card, name, weak) {  // larger is weaker; cards without the score go last
+    var value = score(card, name);
+    if (value === null) return -Infinity;
+    return weak === "low" ? -value : weak === "high" ? value : Math.abs(value);
+  }
+  function sort() {  // plan order, or the weakest first by the chosen score (a group by its weakest card)
+    var name = sortBy.value, weak = name ? sortBy.selectedOptions[0].dataset.weak : "";
+    var boxes = [document.querySelector("main.grid")].concat(
+      Array.prototype.slice.call(document.querySelectorAll("section.candidates .row")));
+    function members(node) {
+      return node.matches("article.card") ? [node] : Array.prototype.slice.call(node.querySelectorAll("article.card"));
+    }
+    function order(node) { return Number(members(node)[0].dataset.order); }
+    function key(node) {
+      return Math.max.apply(null, members(node).map(function (c) { return weakness(c, name, weak); }));
+    }
+    boxes.forEach(function (box) {
+      var children = Array.prototype.slice.call(box.children);
+      children.sort(function (a, b) { return (name ? key(b) - key(a) : 0) || order(a) - order(b); });
+      children.forEach(function (node) { box.appendChild(node); });
+    });
+  }
   function apply() {
     var want = status.value;
     var needed = tagFilters.map(function (s) { return s.value; }).filter(Boolean);
     var visible = 0;
     cards.forEach(function (card, i) {
       var keep = (want === "all" || card.dataset.status === want) &&
-        needed.every(function (t) { return tags[i].indexOf(t) >= 0; });
+        needed.every(function (t) { return tags[i].indexOf(t) >= 0; }) && scoreKeeps(card);
       card.classList.toggle("hidden", !keep);
       if (keep) visible++;
+    });
+    document.querySelectorAll("section.candidates").forEach(function (group) {
+      group.classList.toggle("hidden", !group.querySelector("article.card:not(.hidden)"));
     });
     shown.textContent = visible + " of " + cards.length + " shown";
   }
   status.addEventListener("change", apply);
   tagFilters.forEach(function (s) { s.addEventListener("change", apply); });
+  [scoreFilter, scoreOp].forEach(function (s) { s.addEventListener("change", apply); });
+  scoreValue.addEventListener("input", apply);
+  sortBy.addEventListener("change", sort);
   function selectText(node, button) {
     var range = document.createRange();
     range.selectNodeContents(node);

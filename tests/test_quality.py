@@ -1,0 +1,94 @@
+"""The quality scores on a synthetic talking face with known answers (issue 16, item 4).
+
+A real photograph (scikit-image's astronaut) gets its lower lip pulled down in proportion to a speech-like
+loudness envelope, frame by frame, and is muxed with a sound that follows that envelope: in sync, 4 frames
+late, 4 frames early, or with an unrelated rhythm (the ``talking`` fixture in conftest). Small frames
+(256x256) and 3 s clips keep it quick.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from quality.score import EXTRA_MISSING, score_video
+from quality.scores import FIELDS, SCORE_NAMES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def scores(talking) -> dict[str, dict]:
+    plain = ("aligned", "late4", "early4", "unrelated", "noise_frame", "no_face")
+    out = {name: score_video(talking[name]) for name in plain}
+    for image in ("astronaut", "other_person"):
+        out[f"aligned_vs_{image}"] = score_video(talking["aligned"], talking[image])
+    return out
+
+
+def test_every_record_has_every_field(scores):
+    for record in scores.values():
+        assert tuple(record) == FIELDS
+
+
+def test_offset_is_zero_in_sync_and_the_shift_when_shifted(scores):
+    assert abs(scores["aligned"]["lipsync_offset_frames"]) <= 1
+    assert abs(scores["late4"]["lipsync_offset_frames"] - 4) <= 1
+    assert abs(scores["early4"]["lipsync_offset_frames"] + 4) <= 1
+    assert scores["aligned"]["face_found_fraction"] == 1.0 and scores["aligned"]["reason"] is None
+
+
+def test_confidence_in_sync_is_clearly_above_unrelated_audio(scores):
+    aligned = scores["aligned"]["lipsync_confidence"]
+    unrelated = scores["unrelated"]["lipsync_confidence"]
+    assert aligned > 0.8 and aligned > unrelated + 0.3, (aligned, unrelated)
+    for shifted in ("late4", "early4"):  # a shift moves the peak; it does not lower it
+        assert scores[shifted]["lipsync_confidence"] > unrelated + 0.3
+
+
+def test_a_noise_frame_raises_flicker_and_jitter(scores):
+    clean, noisy = scores["aligned"], scores["noise_frame"]
+    assert noisy["flicker"] > 10 * clean["flicker"], (clean["flicker"], noisy["flicker"])
+    assert noisy["landmark_jitter"] > clean["landmark_jitter"]
+
+
+def test_identity_is_high_for_the_same_photo_and_low_for_another_person(scores):
+    same = scores["aligned_vs_astronaut"]["identity_similarity"]
+    other = scores["aligned_vs_other_person"]["identity_similarity"]
+    assert same > 0.8 and other < 0.4 and same - other > 0.4, (same, other)
+    assert scores["aligned"]["identity_similarity"] > 0.8  # no reference: against the clip's own first face
+
+
+def test_no_face_gives_null_scores_and_says_why(scores):
+    record = scores["no_face"]
+    assert all(record[name] is None for name in SCORE_NAMES if name != "face_found_fraction")
+    assert record["face_found_fraction"] == 0.0 and "no face found" in record["reason"]
+
+
+def test_without_the_qa_extra_the_scores_are_null_and_say_so(talking):
+    """In a fresh interpreter where ``import dlib`` fails, as it does when the extra is not installed."""
+    code = (
+        "import json, sys; sys.modules['dlib'] = None\n"  # a None entry makes the import raise ImportError
+        "from quality.score import score_video\n"
+        f"print(json.dumps(score_video({talking['aligned']!r})))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    record = json.loads(done.stdout)
+    assert record["reason"] == EXTRA_MISSING and all(record[name] is None for name in SCORE_NAMES)
+
+
+def test_a_worker_and_ltx_batch_score_without_the_extra(talking, monkeypatch, capsys):
+    """Where the extra is missing, a worker's scorer starts no child and records why; ``ltx-batch score``
+    refuses rather than overwrite scores with empty ones."""
+    import quality.process
+    from ray_jobs.cli import main
+
+    monkeypatch.setattr(quality.process, "available", lambda: False)
+    record = quality.process.ScoringProcess().score(talking["aligned"])
+    assert record["reason"] == EXTRA_MISSING and record["lipsync_confidence"] is None
+    assert main(["score", talking["aligned"]]) == 2
+    assert "pip install 'ltx-batch[qa]'" in capsys.readouterr().err
