@@ -203,7 +203,7 @@ def _quality_view(values: dict) -> dict:
     quality = values.get("quality") or {}
     raw = {s.name: quality.get(s.name) for s in SCORES}
     return {
-        "scores": [(s.name, _fmt(raw[s.name])) for s in SCORES] if quality else [],
+        "scores": [(s.name, _fmt(raw[s.name]), s.meaning) for s in SCORES] if quality else [],
         "quality_reason": quality.get("reason"),
         "qdata": [(s.name, "" if raw[s.name] is None else repr(raw[s.name])) for s in SCORES],
         "best": bool(values.get("best")),
