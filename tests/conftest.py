@@ -12,6 +12,7 @@ from PIL import Image
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.random_bundle import make_tiny_bundle
+from ltxcore.request import GuiderSettings, RenderRequest
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -134,3 +135,19 @@ def lfw_face() -> np.ndarray:
     from skimage import data
 
     return data.lfw_subset()[0]
+
+
+def tiny_request(audio: str, **overrides) -> RenderRequest:
+    """A request the tiny bundle renders in about a second: 9 frames at 128x128, 2 steps, STG on block 1 (the
+    tiny transformer has blocks 0 and 1)."""
+    fields = dict(
+        audio=audio,
+        prompt="A presenter talks to the camera",
+        seed=5,
+        height=128,
+        width=128,
+        num_frames=9,
+        num_inference_steps=2,
+        guider=GuiderSettings(stg_blocks=(1,)),
+    )
+    return RenderRequest(**{**fields, **overrides})

@@ -10,25 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_request
 
 from ltxcore.enhance import enhance_key, generation_problem
 from ltxcore.errors import RenderInputError
-from ltxcore.request import GuiderSettings, ImageCondition, RenderRequest
+from ltxcore.request import ImageCondition, RenderRequest
 
 
 def _request(media, **overrides) -> RenderRequest:
-    fields = dict(
-        audio=media["stereo_wav"],
-        prompt="A teacher explains decimals",
-        seed=21,
-        height=128,
-        width=128,
-        num_frames=9,
-        num_inference_steps=2,
-        guider=GuiderSettings(stg_blocks=(1,)),
-        enhance_prompt=True,
-    )
-    return RenderRequest(**{**fields, **overrides})
+    fields = dict(prompt="A teacher explains decimals", seed=21, enhance_prompt=True)
+    return tiny_request(media["stereo_wav"], **{**fields, **overrides})
 
 
 def test_each_key_is_enhanced_once_per_shard_with_the_first_image(engine, media):

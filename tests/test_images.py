@@ -6,25 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_request
 from PIL import Image
 
 from ltxcore.errors import RenderInputError
 from ltxcore.images import ImageLatents
-from ltxcore.request import GuiderSettings, ImageCondition, RenderRequest
+from ltxcore.request import ImageCondition, RenderRequest
 
 
 def _request(media, **overrides) -> RenderRequest:
-    fields = dict(
-        audio=media["stereo_wav"],
-        prompt="A presenter",
-        seed=11,
-        height=128,
-        width=128,
-        num_frames=9,
-        num_inference_steps=2,
-        guider=GuiderSettings(stg_blocks=(1,)),
-    )
-    return RenderRequest(**{**fields, **overrides})
+    return tiny_request(media["stereo_wav"], prompt="A presenter", seed=11, **overrides)
 
 
 def test_one_element_list_renders_bit_identical_to_the_shorthand(engine, media):

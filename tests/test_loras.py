@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import tiny_request
 from ltx_core.loader import LTXV_LORA_COMFY_RENAMING_MAP
 from ltx_core.loader.single_gpu_model_builder import SingleGPUModelBuilder
 from ltx_core.model.transformer import LTXV_MODEL_COMFY_RENAMING_MAP, LTXModelConfigurator, X0Model
@@ -24,23 +25,13 @@ from ltxcore.errors import RenderInputError
 from ltxcore.guidance import synthetic_inputs
 from ltxcore.lora import LoraError
 from ltxcore.random_bundle import save_safetensors, write_random_lora
-from ltxcore.request import GuiderSettings, LoraSpec, RenderRequest
+from ltxcore.request import LoraSpec, RenderRequest
 
 ATTENTION = ("attn1.", "attn2.")
 
 
 def _request(audio: str, **overrides) -> RenderRequest:
-    fields = dict(
-        audio=audio,
-        prompt="A presenter in a painted style",
-        seed=5,
-        height=128,
-        width=128,
-        num_frames=9,
-        num_inference_steps=2,
-        guider=GuiderSettings(stg_blocks=(1,)),
-    )
-    return RenderRequest(**{**fields, **overrides})
+    return tiny_request(audio, prompt="A presenter in a painted style", seed=5, **overrides)
 
 
 @pytest.fixture(scope="module")
