@@ -32,14 +32,8 @@ def _scratch_files(actor: RenderActor) -> list[str]:
 def test_scratch_is_pruned_after_upload_and_between_shards(tiny_bundle, tmp_path):
     items = [{"id": f"clip-{name[:2]}", "audio": f"file://{LESSON / name}"} for name in ("en.ogg", "de.mp3")]
     defaults = {"prompt": "A presenter", "image": f"file://{LESSON / 'presenter.png'}"}
-    manifest = tmp_path / "manifest.yaml"  # file:// inputs are fetched into scratch like s3:// ones
-    manifest.write_text(yaml.safe_dump({"defaults": defaults, "items": items}))
-    planned = plan(load_manifest(manifest, overrides=FAST))
-    run = RunFolder(str(tmp_path / "run"))
-    run_id = run.record_submission([], planned, {})
-    run.claim("s1")
-    paths = {name: getattr(tiny_bundle, name) for name in RELEASED_NAMES}
-    actor = RenderActor(paths, "none", "cpu", run.uri, run_id, "s1")
+    # file:// inputs are fetched into scratch like s3:// ones
+    planned, actor = _planned_actor({"defaults": defaults, "items": items}, tmp_path, tiny_bundle)
 
     assert [s["status"] for s in actor(Shard(0, (planned[0],)))] == ["ok"]
     assert (tmp_path / "run" / "videos" / "clip-en.mp4").stat().st_size > 0
@@ -49,9 +43,9 @@ def test_scratch_is_pruned_after_upload_and_between_shards(tiny_bundle, tmp_path
     assert _scratch_files(actor) == ["de.mp3", "presenter.png"]  # the first shard's audio is gone, the image kept
 
     deadline = time.monotonic() + 120  # a score not ready when its row was written is added as a revision
-    while time.monotonic() < deadline and any(r["quality"] is None for r in _rows(run)):
+    while time.monotonic() < deadline and any(r["quality"] is None for r in _rows(actor.run)):
         time.sleep(0.2)
-    for row in _rows(run):  # random weights draw no face: null scores that say why
+    for row in _rows(actor.run):  # random weights draw no face: null scores that say why
         assert row["quality"]["lipsync_confidence"] is None and "no face found" in row["quality"]["reason"]
         assert 0 <= row["timings"]["quality_wait"] < 1  # the worker never waits for a score
 
@@ -66,13 +60,18 @@ def test_every_image_of_a_list_is_fetched_like_the_audio(tiny_bundle, tmp_path):
     pose.write_bytes((LESSON / "presenter.png").read_bytes())
     images = [{"path": f"file://{LESSON / 'presenter.png'}"}, {"path": f"file://{pose}", "frame": 8, "strength": 0.5}]
     item = {"id": "clip", "audio": f"file://{LESSON / 'en.ogg'}", "prompt": "A presenter", "images": images}
+    planned, actor = _planned_actor({"items": [item]}, tmp_path, tiny_bundle)
+    assert [s["status"] for s in actor(Shard(0, (planned[0],)))] == ["ok"]
+    assert _scratch_files(actor) == ["en.ogg", "pose.png", "presenter.png"]
+
+
+def _planned_actor(body: dict, tmp_path, tiny_bundle) -> tuple[list, RenderActor]:
+    """The plan of manifest ``body`` (quick settings) and a CPU worker that owns its new run."""
     manifest = tmp_path / "manifest.yaml"
-    manifest.write_text(yaml.safe_dump({"items": [item]}))
+    manifest.write_text(yaml.safe_dump(body))
     planned = plan(load_manifest(manifest, overrides=FAST))
     run = RunFolder(str(tmp_path / "run"))
     run_id = run.record_submission([], planned, {})
     run.claim("s1")
     paths = {name: getattr(tiny_bundle, name) for name in RELEASED_NAMES}
-    actor = RenderActor(paths, "none", "cpu", run.uri, run_id, "s1")
-    assert [s["status"] for s in actor(Shard(0, (planned[0],)))] == ["ok"]
-    assert _scratch_files(actor) == ["en.ogg", "pose.png", "presenter.png"]
+    return planned, RenderActor(paths, "none", "cpu", run.uri, run_id, "s1")
