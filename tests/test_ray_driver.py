@@ -24,9 +24,10 @@ from manifests.validate import validate
 from ray_jobs.cli import status_lines
 from ray_jobs.render import main
 from ray_jobs.report import build_report
+from tools.demo import set_flags
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
-FAST = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128", "--set", "width=192"]
+FAST = set_flags(video_stg_blocks="[1]", num_inference_steps=2, height=128, width=192)  # clip lengths as written
 
 
 def _manifest(

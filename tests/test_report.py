@@ -28,9 +28,10 @@ from ray_jobs.render import main as render_main
 from ray_jobs.report import Card, build_report, render_page
 from ray_jobs.report import main as report_main
 from ray_jobs.summary import Failure, RunSummary
+from tools.demo import set_flags
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
-FAST = ["--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128", "--set", "width=192"]
+FAST = set_flags(video_stg_blocks="[1]", num_inference_steps=2, height=128, width=192)  # clip lengths as written
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 IDS = [f"clip-{i}" for i in range(4)]
 BROKEN = "clip-2"
