@@ -15,7 +15,7 @@ from ltxcore.request import ImageCondition, RenderRequest
 
 
 def _request(media, **overrides) -> RenderRequest:
-    return tiny_request(media["stereo_wav"], prompt="A presenter", seed=11, **overrides)
+    return tiny_request(media["stereo_wav"], **{"prompt": "A presenter", "seed": 11, **overrides})
 
 
 def test_one_element_list_renders_bit_identical_to_the_shorthand(engine, media):

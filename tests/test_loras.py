@@ -31,7 +31,7 @@ ATTENTION = ("attn1.", "attn2.")
 
 
 def _request(audio: str, **overrides) -> RenderRequest:
-    return tiny_request(audio, prompt="A presenter in a painted style", seed=5, **overrides)
+    return tiny_request(audio, **{"prompt": "A presenter in a painted style", "seed": 5, **overrides})
 
 
 @pytest.fixture(scope="module")
