@@ -165,3 +165,21 @@ def test_bench_times_drafts_beside_the_two_stage_figures(engine, media, tmp_path
     assert report["clips_per_hour_vs_final"] == pytest.approx(30.0 / report["steady_s_per_clip"])
     assert report["final_clips_per_hour"] == 120.0
     assert sorted(p.name for p in tmp_path.glob("*.mp4")) == ["draft-0.mp4", "draft-1.mp4", "draft-steady-0.mp4"]
+
+
+def test_worker_bench_takes_rows_and_scores_as_the_worker_does(engine, media, tmp_path):
+    """``--part worker`` on a GPU; here its steady loop on the CPU: every clip is scored by the worker's
+    ``ClipScorer`` (no face in random renders: null scores with the reason), and a row never waits for one."""
+    from ray_jobs.scoring import ClipScorer
+    from tools.bench_worker import _steady
+
+    requests = [_draft(media["stereo_wav"], seed=s) for s in (1, 2)]
+    scorer = ClipScorer()
+    try:
+        report = _steady(engine, requests, tmp_path, scorer)
+    finally:
+        scorer.close()
+    assert report["quality_wait_s_max"] < 5.0  # it waits for the hard link, never for the scores
+    assert report["scoring_reasons"] == ["no face found in any frame searched"]
+    assert report["scoring_cpu_s_per_clip"] > 0
+    assert sorted(p.name for p in tmp_path.glob("*.mp4")) == ["distilled-scored-0.mp4", "distilled-scored-1.mp4"]

@@ -5,13 +5,14 @@
     python -m tools.bench clip --bundle DIR --part upstream --out upstream.json  # upstream 1.0.0's loop
     python -m tools.bench clip --bundle DIR --part head --anchor DIR --out head.json  # upstream 1.2.0
     python -m tools.bench clip --bundle DIR --part lora --out lora.json          # a rank-32 user LoRA's cost
+    python -m tools.bench clip --bundle DIR --part worker --out worker.json      # finals + drafts, scored
     python -m tools.bench scaling --bundle DIR --gpus 1 2 4 --out scaling.json   # the Ray driver on N GPUs
     python -m tools.bench enhance --out enhance.json   # prompt enhancement, Gemma 12B resident vs streamed
     python -m tools.bench quality --out quality.json    # CPU seconds to score a clip (no GPU needed)
 
 ``DIR`` holds a random bundle with the released LTX-2.3 sizes; it is written there first if missing.
 How each figure is taken is said in ``tools/bench_forward.py``, ``bench_clip.py``, ``bench_lora.py``,
-``bench_scaling.py``, ``bench_enhance.py`` and ``bench_quality.py``.
+``bench_worker.py``, ``bench_scaling.py``, ``bench_enhance.py`` and ``bench_quality.py``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def main() -> None:
     forward.add_argument("--repeat", type=int, default=10)
     clip = sub.add_parser("clip", help="the reference clip end to end")
     clip.add_argument("--bundle", required=True)
-    clip.add_argument("--part", choices=("ours", "upstream", "head", "lora"), required=True)
+    clip.add_argument("--part", choices=("ours", "upstream", "head", "lora", "worker"), required=True)
     clip.add_argument("--clips", type=int, default=3)
     clip.add_argument("--anchor", help="with --part head: a copy of shared/anchors/upstream-head plus the av wheel")
     scaling = sub.add_parser("scaling", help="clips per hour of the Ray driver on 1..N GPUs")

@@ -367,6 +367,10 @@ def run(bundle: str, part: str, clips: int, out: Path, anchor: str | None = None
         from tools.bench_lora import measure_lora
 
         report = measure_lora(folder, clips)
+    elif part == "worker":
+        from tools.bench_worker import measure_worker
+
+        report = measure_worker(folder, clips, out)
     else:
         report = (measure_ours if part == "ours" else measure_upstream)(folder, clips, out)
     report.update(device=torch.cuda.get_device_name(), torch=torch.__version__, bundle_written_s=made_s)

@@ -1,0 +1,128 @@
+"""A render worker's steady state on one GPU: ``python -m tools.bench clip --bundle DIR --part worker``.
+
+One resident engine serves finals and drafts, as a worker whose shards mix both does. After a warm-up of
+both pipelines and a shard's prompt encoding (finals' and drafts' prompt pairs, as ``warm_prompts`` does
+per shard), each pipeline is timed in a worker's steady state (each mp4 written in the background while the
+next clip renders), once without and once with quality scoring. Scoring runs as the worker runs it
+(``ray_jobs.scoring.ClipScorer``: a child process per worker, started on each clip after its mux), and each
+clip's row is taken once the next clip is rendered, as ``RenderActor`` does: the seconds spent looking for
+the scores are the worker's ``quality_wait``, a clip whose scores were not ready yet is "late".
+
+The figures it answers: the draft's peak memory against the final's in one worker (issue 13: no extra), and
+whether the GPU ever waits for scoring, or is slowed by it (issue 16).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from ltxcore.bundle import ModelBundle
+from ltxcore.engine import Engine
+from ltxcore.recipes import prompt_pair
+from ltxcore.request import RenderRequest
+from ray_jobs.scoring import ClipScorer
+from tools.bench_clip import reference_request
+
+GIB = 2**30
+
+
+def _on_gpu(engine: Engine) -> bool:
+    return engine.device.type == "cuda"
+
+
+def _reset_peak(engine: Engine) -> None:
+    if _on_gpu(engine):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_since_reset(engine: Engine) -> float:
+    """GiB; 0 on the CPU (where ``_steady`` runs in the tests)."""
+    if not _on_gpu(engine):
+        return 0.0
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() / GIB
+
+
+def _steady(engine: Engine, requests: list[RenderRequest], folder: Path, scorer: ClipScorer | None) -> dict:
+    """Seconds per clip, the peak memory, and (with ``scorer``) what the worker's rows saw of the scores."""
+    _reset_peak(engine)
+    start, previous, waits, late, pending = time.perf_counter(), None, [], 0, []
+    phase_peaks: dict[str, float] = {}
+    for i, request in enumerate(requests):
+        video = folder / f"{request.pipeline}-{'scored' if scorer else 'plain'}-{i}.mp4"
+        result = engine.render(request, video, background_mux=True)
+        for name, value in result.peak_memory.items():
+            phase_peaks[name] = max(phase_peaks.get(name, 0.0), value / GIB)
+        scoring = scorer.start(video, request.image, result.muxing) if scorer else None
+        if previous is not None:
+            late += _take_row(*previous, waits)
+        previous = (result, scoring)
+        if scoring is not None:
+            pending.append(scoring)
+    if previous is not None:
+        late += _take_row(*previous, waits)
+    seconds = (time.perf_counter() - start) / len(requests)
+    report: dict = {
+        "steady_s_per_clip": seconds,
+        "clips_per_hour": 3600 / seconds,
+        "peak_gib": _peak_since_reset(engine),
+    }
+    report["peak_gib_by_phase"] = phase_peaks
+    if scorer is not None:
+        scorer.settle()
+        records = [p.record() or {} for p in pending]
+        report["quality_wait_s_max"] = max(waits)
+        report["late_scores"] = late
+        report["scoring_cpu_s_per_clip"] = statistics.median(r.get("seconds", 0.0) for r in records)
+        report["scoring_reasons"] = sorted({str(r.get("reason")) for r in records})
+    return report
+
+
+def _take_row(result, scoring, waits: list[float]) -> int:
+    """The actor's ``_finish``: wait for the mp4, then look (never wait) for its scores; 1 if not ready."""
+    result.wait()
+    if scoring is None:
+        return 0
+    looking = time.perf_counter()
+    scoring.wait_linked()
+    ready = scoring.record() is not None
+    waits.append(time.perf_counter() - looking)
+    return 0 if ready else 1
+
+
+def measure_worker(folder: Path, clips: int, out: Path) -> dict:
+    engine = Engine(ModelBundle.from_folder(folder, quantization="fp8-scaled"), "cuda", compile=True)
+    finals = [reference_request(i) for i in range(clips + 1)]
+    drafts = [replace(r, pipeline="distilled") for r in finals]
+    report: dict = {"part": "worker", "clips": clips}
+    report["warm_up_s"] = {"final": engine.warm_up(finals[0]), "draft": engine.warm_up(drafts[0])}
+    torch.cuda.synchronize()
+    report["resident_gib_after_warm_up"] = torch.cuda.memory_allocated() / GIB
+    _reset_peak(engine)
+    engine.warm_prompts([prompt_pair(r) for r in finals + drafts])
+    report["shard_prompt_encode_peak_gib"] = _peak_since_reset(engine)
+    for request in (finals[0], drafts[0]):  # one untimed clip each, so mux and scorer threads are warm too
+        engine.render(request, out.parent / f"first-{request.pipeline}.mp4")
+    scorer = ClipScorer()
+    try:
+        for name, requests in (("final", finals[1:]), ("draft", drafts[1:])):
+            report[name] = {
+                "plain": _steady(engine, requests, out.parent, None),
+                "scored": _steady(engine, requests, out.parent, scorer),
+            }
+    finally:
+        scorer.close()
+    for name in ("final", "draft"):
+        plain, scored = report[name]["plain"], report[name]["scored"]
+        report[name]["scored_vs_plain_s_per_clip"] = scored["steady_s_per_clip"] / plain["steady_s_per_clip"]
+    report["draft_peak_gib_over_final"] = report["draft"]["plain"]["peak_gib"] - report["final"]["plain"]["peak_gib"]
+    report["draft_vs_final_clips_per_hour"] = (
+        report["final"]["plain"]["steady_s_per_clip"] / report["draft"]["plain"]["steady_s_per_clip"]
+    )
+    return report
