@@ -1,6 +1,7 @@
 """Scoring in a child process (``quality.worker``) that loads the face models once: scoring then shares no
 interpreter lock with the caller (a GPU worker's thread that feeds the GPU), and a crash in native code
-costs a score, never the caller. One request at a time per ``ScoringProcess``.
+costs a score, never the caller. One request at a time per ``ScoringProcess``; a ``ScoringPool`` shares a
+few among threads.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import queue
 import select
 import subprocess
 import sys
@@ -74,3 +76,25 @@ class ScoringProcess:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+
+
+class ScoringPool:
+    """``size`` scoring processes for as many threads: ``score`` takes an idle one (waiting while none is).
+    Each child starts on its first clip, so a pool larger than the work costs nothing."""
+
+    def __init__(self, size: int):
+        self.size = max(1, size)
+        self.idle: queue.Queue[ScoringProcess] = queue.Queue()
+        for _ in range(self.size):
+            self.idle.put(ScoringProcess())
+
+    def score(self, video: str, reference: str | None = None) -> dict:
+        scorer = self.idle.get()
+        try:
+            return scorer.score(video, reference)
+        finally:
+            self.idle.put(scorer)
+
+    def close(self) -> None:
+        while not self.idle.empty():
+            self.idle.get().close()

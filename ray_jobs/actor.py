@@ -34,11 +34,11 @@ from manifests.enhanced import enhancement_key
 from manifests.item import media_files
 from manifests.model_section import bundle_identity
 from manifests.plan import PlannedItem
-from manifests.results import ShardRecorder, result_row, revise
+from manifests.results import ShardRecorder, result_row
 from manifests.run_folder import RunFolder
 from manifests.storage import StorageError, download, is_uri, upload
 from ray_jobs.planner import Shard
-from ray_jobs.scoring import ClipScorer, PendingScore
+from ray_jobs.scoring import ClipScorer, LateScores, PendingScore
 from ray_jobs.weights import localize
 
 HASH_CHUNK = 1 << 20
@@ -57,14 +57,6 @@ def _tell(events, summary: dict) -> None:
     if events is not None:
         with contextlib.suppress(Exception):  # any failure of the queue actor
             events.put(summary, timeout=10)
-
-
-def _add_late_score(run: RunFolder, session: str, row: dict, pending: PendingScore) -> None:
-    """Record scores that arrived after their row as a revision of it (``manifests.results.revise``)."""
-    revision = {"item_id": row["item_id"], "output_sha256": row["output_sha256"], "quality": pending.record()}
-    with contextlib.suppress(Exception):  # the run may belong to a newer session by now, or the disk is gone
-        if run.owned_by(session):
-            revise(run.results_uri, [revision], f"{session}-{row['item_id']}")
 
 
 class RenderActor:
@@ -100,9 +92,10 @@ class RenderActor:
         self.run_id, self.session = run_id, session
         self.host = socket.gethostname()
         self.device = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
-        self.scorer = ClipScorer()  # quality scores, in a child process, after each mp4 is written
+        self.scorer = ClipScorer()  # quality scores, in child processes, after each mp4 is written
         weakref.finalize(self, self.scorer.close)
         self.late_scores: dict[str, PendingScore] = {}  # item id -> scores still running when its row was due
+        self.late = LateScores(self.run, self.session)  # their records, once they arrive
 
     def _warm_up(self, request: RenderRequest) -> float:
         """Warm up with the request's LoRAs; a LoRA that cannot be fetched or read fails its items later,
@@ -116,6 +109,7 @@ class RenderActor:
     def settle(self) -> None:
         """Return once every clip handed to the scorer has its scores recorded (the driver asks at the end)."""
         self.scorer.settle()
+        self.late.flush()
 
     def ready(self) -> dict:
         return {
@@ -142,6 +136,7 @@ class RenderActor:
             if finishing is not None:
                 summaries.append(self._record(finishing(), recorder, events))
             finishing = started
+        self.late.flush()
         return summaries
 
     def _record(self, row: dict, recorder: ShardRecorder, events) -> dict:
@@ -150,8 +145,7 @@ class RenderActor:
         recorder.add(row)
         pending = self.late_scores.pop(row["item_id"], None)
         if pending is not None:
-            run, session = self.run, self.session  # not self: a finished actor must not wait for its scores
-            pending.future.add_done_callback(lambda _: _add_late_score(run, session, row, pending))
+            self.late.add(row, pending)
         summary = {
             "event": "done",
             "item_id": row["item_id"],

@@ -7,7 +7,6 @@ fetched to a temporary folder first. Several clips are scored at once with ``job
 
 from __future__ import annotations
 
-import queue
 import tempfile
 import time
 import uuid
@@ -61,9 +60,7 @@ def score_run(run_uri: str, jobs: int = 1, missing_only: bool = False) -> list[s
     if missing_only:
         todo = [row for row in todo if row["quality"] is None]
     images = {p.id: p.item.first_image for p in planned}
-    scorers: queue.Queue[process.ScoringProcess] = queue.Queue()
-    for _ in range(max(1, jobs)):
-        scorers.put(process.ScoringProcess())
+    scorers = process.ScoringPool(jobs)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ltx-batch-score-") as folder:
 
@@ -71,23 +68,17 @@ def score_run(run_uri: str, jobs: int = 1, missing_only: bool = False) -> list[s
             item = row["item_id"]  # the run folder's copy, wherever the folder is now (as the report reads it)
             video, image = _local(run.video_uri(item), Path(folder)), _local(images[item], Path(folder))
             assert video is not None, "a video's URI gives a local copy"
-            scorer = scorers.get()
-            try:
-                record = scorer.score(video, image)
-            finally:
-                scorers.put(scorer)
-            return {"item_id": item, "output_sha256": row["output_sha256"], "quality": record}
+            return {"item_id": item, "output_sha256": row["output_sha256"], "quality": scorers.score(video, image)}
 
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        with ThreadPoolExecutor(max_workers=scorers.size) as pool:
             revisions = list(pool.map(score, todo))
-    while not scorers.empty():
-        scorers.get().close()
+    scorers.close()
     if revisions:
         revise(run.results_uri, revisions, f"score-{uuid.uuid4().hex[:8]}")
     cpu = sum(r["quality"]["seconds"] or 0 for r in revisions)
     lines = [
         f"scored {len(revisions)} clips in {time.perf_counter() - started:.1f} s "
-        f"({cpu / max(1, len(revisions)):.2f} CPU s per clip, {max(1, jobs)} at a time)"
+        f"({cpu / max(1, len(revisions)):.2f} CPU s per clip, {scorers.size} at a time)"
     ]
     lines += mark_best(run)
     return lines + quality_lines(latest_rows(run))

@@ -1,10 +1,14 @@
 """A worker's quality scores, kept off the GPU's path.
 
-Each clip is scored (``quality.process``, a child process at low CPU priority) right after its mp4 is
+Each clip is scored (``quality.process``, child processes at low CPU priority) right after its mp4 is
 written, while the worker renders the next item. The row is recorded with the scores if they are ready and
-without them if not (the last item of a shard, or a slow scorer); late scores are then added to the results
-as a revision of that row (``manifests.results.revise``) as soon as they arrive. So the worker never waits
-for a score; ``timings["quality_wait"]`` records the (tiny) time it spent looking.
+without them if not (the last item of a shard, or a render faster than scoring: a draft); late scores are
+then added to the results as revisions of their rows (``manifests.results.revise``), a batch at a time
+(:class:`LateScores`). So the worker never waits for a score; ``timings["quality_wait"]`` records the (tiny)
+time it spent looking.
+
+``SCORERS`` processes score at once: on one H200 a draft on the distilled checkpoint takes 2.15 s per clip
+and its scores 2.7 CPU s (BENCHMARKS.md), so one scorer would fall further behind with every clip.
 
 The scorer reads its own hard link of the mp4 (in its own folder), so uploading (moving) the video never
 pulls it from under it.
@@ -12,16 +16,26 @@ pulls it from under it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+import threading
+import time
+import uuid
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from quality.process import ScoringProcess
+from manifests.results import revise
+from manifests.run_folder import RunFolder
+from quality.process import ScoringPool
 from quality.scores import unscored
+
+SCORERS = 2  # clips scored at once per worker
+FLUSH_SCORES = 32  # late scores written as one revision file once this many have arrived
+FLUSH_SECONDS = 60.0  # ... or once the oldest unwritten one has waited this long
 
 
 @dataclass(frozen=True)
@@ -41,12 +55,15 @@ class PendingScore:
 
 
 class ClipScorer:
-    def __init__(self):
-        self.process = ScoringProcess()
+    def __init__(self, scorers: int = SCORERS):
+        self.pool = ScoringPool(scorers)
         self.linker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quality-link")  # never waits on scoring
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quality")
+        self.threads = self._threads()
         self.folder = Path(tempfile.mkdtemp(prefix="ltx-batch-scoring-"))
         weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)
+
+    def _threads(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self.pool.size, thread_name_prefix="quality")
 
     def start(self, video: Path, reference: str | None, written: Future | None) -> PendingScore:
         """Score ``video`` once ``written`` (the mux) is done; ``reference`` is the item's local image."""
@@ -60,21 +77,58 @@ class ClipScorer:
         def score() -> dict:
             try:
                 linked.result()
-                return self.process.score(str(keep), reference)
+                return self.pool.score(str(keep), reference)
             finally:
                 keep.unlink(missing_ok=True)
 
         linked = self.linker.submit(link)
-        return PendingScore(self.thread.submit(score), linked)
+        return PendingScore(self.threads.submit(score), linked)
 
     def settle(self) -> None:
-        """Wait for every clip started so far: the thread runs them in order, each with its callbacks."""
-        self.thread.submit(lambda: None).result()
+        """Wait for every clip started so far, with its callbacks (joining the threads that run them)."""
+        threads, self.threads = self.threads, self._threads()
+        threads.shutdown(wait=True)
 
     def close(self) -> None:
-        for pool in (self.linker, self.thread):
+        for pool in (self.linker, self.threads):
             pool.shutdown(wait=False, cancel_futures=True)
-        self.process.close()
+        self.pool.close()
+
+
+class LateScores:
+    """Scores that arrived after their rows, written as revisions a batch at a time: a draft run's scores
+    are mostly late, and one revision file per clip would leave thousands of tiny files for every reader.
+    A worker that dies loses the unwritten ones; ``ltx-batch score --missing-only`` computes them again."""
+
+    def __init__(self, run: RunFolder, session: str):
+        self.run, self.session = run, session
+        self.lock = threading.Lock()
+        self.arrived: list[dict] = []
+        self.oldest = 0.0
+
+    def add(self, row: dict, pending: PendingScore) -> None:
+        """Keep ``pending``'s record for ``row`` once it arrives (on the scorer's thread)."""
+        key = {"item_id": row["item_id"], "output_sha256": row["output_sha256"]}
+        pending.future.add_done_callback(lambda _: self._arrive({**key, "quality": pending.record()}))
+
+    def _arrive(self, revision: dict) -> None:
+        with self.lock:
+            if not self.arrived:
+                self.oldest = time.monotonic()
+            self.arrived.append(revision)
+            due = len(self.arrived) >= FLUSH_SCORES or time.monotonic() - self.oldest >= FLUSH_SECONDS
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the scores arrived so far as one revision (at a shard's end, at the run's, or when due)."""
+        with self.lock:
+            revisions, self.arrived = self.arrived, []
+        if not revisions:
+            return
+        with contextlib.suppress(Exception):  # the run may belong to a newer session by now, or the disk is gone
+            if self.run.owned_by(self.session):
+                revise(self.run.results_uri, revisions, f"{self.session}-{uuid.uuid4().hex[:8]}")
 
 
 def _link(source: Path, link: Path) -> None:

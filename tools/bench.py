@@ -6,6 +6,7 @@
     python -m tools.bench clip --bundle DIR --part head --anchor DIR --out head.json  # upstream 1.2.0
     python -m tools.bench clip --bundle DIR --part lora --out lora.json          # a rank-32 user LoRA's cost
     python -m tools.bench clip --bundle DIR --part worker --out worker.json      # finals + drafts, scored
+    python -m tools.bench clip --bundle DIR --part worker --transformer distilled --out distilled.json  # drafts
     python -m tools.bench scaling --bundle DIR --gpus 1 2 4 --out scaling.json   # the Ray driver on N GPUs
     python -m tools.bench enhance --out enhance.json   # prompt enhancement, Gemma 12B resident vs streamed
     python -m tools.bench quality --out quality.json    # CPU seconds to score a clip (no GPU needed)
@@ -33,6 +34,9 @@ def main() -> None:
     clip.add_argument("--part", choices=("ours", "upstream", "head", "lora", "worker"), required=True)
     clip.add_argument("--clips", type=int, default=3)
     clip.add_argument("--anchor", help="with --part head: a copy of shared/anchors/upstream-head plus the av wheel")
+    clip.add_argument(
+        "--transformer", choices=("dev", "distilled"), default="dev", help="with --part worker: the checkpoint held"
+    )
     scaling = sub.add_parser("scaling", help="clips per hour of the Ray driver on 1..N GPUs")
     scaling.add_argument("--bundle", required=True)
     scaling.add_argument("--gpus", type=int, nargs="+", default=[1, 2, 4])
@@ -56,7 +60,7 @@ def main() -> None:
     elif args.what == "clip":
         from tools.bench_clip import run
 
-        report = run(args.bundle, args.part, args.clips, out, args.anchor)
+        report = run(args.bundle, args.part, args.clips, out, args.anchor, args.transformer)
     elif args.what == "enhance":
         from tools.bench_enhance import run
 

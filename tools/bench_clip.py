@@ -356,7 +356,7 @@ def measure_upstream(folder: Path, clips: int, out: Path) -> dict:
     }
 
 
-def run(bundle: str, part: str, clips: int, out: Path, anchor: str | None = None) -> dict:
+def run(bundle: str, part: str, clips: int, out: Path, anchor: str | None = None, transformer: str = "dev") -> dict:
     folder, made_s = ensure_bundle(Path(bundle))
     write_stereo_speech()
     if part == "head":
@@ -370,7 +370,7 @@ def run(bundle: str, part: str, clips: int, out: Path, anchor: str | None = None
     elif part == "worker":
         from tools.bench_worker import measure_worker
 
-        report = measure_worker(folder, clips, out)
+        report = measure_worker(folder, clips, out, transformer)
     else:
         report = (measure_ours if part == "ours" else measure_upstream)(folder, clips, out)
     report.update(device=torch.cuda.get_device_name(), torch=torch.__version__, bundle_written_s=made_s)

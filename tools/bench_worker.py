@@ -3,10 +3,11 @@
 One resident engine serves finals and drafts, as a worker whose shards mix both does. After a warm-up of
 both pipelines and a shard's prompt encoding (finals' and drafts' prompt pairs, as ``warm_prompts`` does
 per shard), each pipeline is timed in a worker's steady state (each mp4 written in the background while the
-next clip renders), once without and once with quality scoring. Scoring runs as the worker runs it
-(``ray_jobs.scoring.ClipScorer``: a child process per worker, started on each clip after its mux), and each
+next clip renders), without quality scoring, then with one and with ``SCORERS`` scoring processes. Scoring
+runs as the worker runs it (``ray_jobs.scoring.ClipScorer``, started on each clip after its mux), and each
 clip's row is taken once the next clip is rendered, as ``RenderActor`` does: the seconds spent looking for
-the scores are the worker's ``quality_wait``, a clip whose scores were not ready yet is "late".
+the scores are the worker's ``quality_wait``, a clip whose scores were not ready yet is "late", and the
+seconds from the last row until every score is in measure the scorer's backlog.
 
 The figures it answers: the draft's peak memory against the final's in one worker (issue 13: no extra), and
 whether the GPU ever waits for scoring, or is slowed by it (issue 16).
@@ -25,7 +26,7 @@ from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.recipes import prompt_pair
 from ltxcore.request import RenderRequest
-from ray_jobs.scoring import ClipScorer
+from ray_jobs.scoring import SCORERS, ClipScorer
 from tools.bench_clip import reference_request
 
 GIB = 2**30
@@ -75,7 +76,9 @@ def _steady(engine: Engine, requests: list[RenderRequest], folder: Path, scorer:
     }
     report["peak_gib_by_phase"] = phase_peaks
     if scorer is not None:
+        settling = time.perf_counter()
         scorer.settle()
+        report["scores_done_s_after_last_row"] = time.perf_counter() - settling  # the scorer's backlog
         records = [p.record() or {} for p in pending]
         report["quality_wait_s_max"] = max(waits)
         report["late_scores"] = late
@@ -96,33 +99,38 @@ def _take_row(result, scoring, waits: list[float]) -> int:
     return 0 if ready else 1
 
 
-def measure_worker(folder: Path, clips: int, out: Path) -> dict:
-    engine = Engine(ModelBundle.from_folder(folder, quantization="fp8-scaled"), "cuda", compile=True)
+def measure_worker(folder: Path, clips: int, out: Path, transformer: str = "dev") -> dict:
+    """Finals and drafts on a ``dev`` worker; drafts alone on a ``distilled`` one (the released distilled
+    checkpoint, no LoRA), which renders nothing else."""
+    bundle = ModelBundle.from_folder(folder, quantization="fp8-scaled", transformer=transformer)
+    engine = Engine(bundle, "cuda", compile=True)
     finals = [reference_request(i) for i in range(clips + 1)]
-    drafts = [replace(r, pipeline="distilled") for r in finals]
-    report: dict = {"part": "worker", "clips": clips}
-    report["warm_up_s"] = {"final": engine.warm_up(finals[0]), "draft": engine.warm_up(drafts[0])}
+    requests = {"final": finals, "draft": [replace(r, pipeline="distilled") for r in finals]}
+    if transformer == "distilled":
+        del requests["final"]
+    report: dict = {"part": "worker", "transformer": transformer, "clips": clips}
+    report["warm_up_s"] = {name: engine.warm_up(batch[0]) for name, batch in requests.items()}
     torch.cuda.synchronize()
     report["resident_gib_after_warm_up"] = torch.cuda.memory_allocated() / GIB
     _reset_peak(engine)
-    engine.warm_prompts([prompt_pair(r) for r in finals + drafts])
+    engine.warm_prompts([prompt_pair(r) for batch in requests.values() for r in batch])
     report["shard_prompt_encode_peak_gib"] = _peak_since_reset(engine)
-    for request in (finals[0], drafts[0]):  # one untimed clip each, so mux and scorer threads are warm too
-        engine.render(request, out.parent / f"first-{request.pipeline}.mp4")
-    scorer = ClipScorer()
+    for batch in requests.values():  # one untimed clip each, so mux and scorer threads are warm too
+        engine.render(batch[0], out.parent / f"first-{batch[0].pipeline}.mp4")
+    scorers = {count: ClipScorer(count) for count in sorted({1, SCORERS})}
     try:
-        for name, requests in (("final", finals[1:]), ("draft", drafts[1:])):
-            report[name] = {
-                "plain": _steady(engine, requests, out.parent, None),
-                "scored": _steady(engine, requests, out.parent, scorer),
-            }
+        for name, batch in requests.items():
+            plain = _steady(engine, batch[1:], out.parent, None)
+            report[name] = {"plain": plain}
+            for count, scorer in scorers.items():
+                scored = _steady(engine, batch[1:], out.parent, scorer)
+                scored["scored_vs_plain_s_per_clip"] = scored["steady_s_per_clip"] / plain["steady_s_per_clip"]
+                report[name][f"scored_{count}_scorers"] = scored
     finally:
-        scorer.close()
-    for name in ("final", "draft"):
-        plain, scored = report[name]["plain"], report[name]["scored"]
-        report[name]["scored_vs_plain_s_per_clip"] = scored["steady_s_per_clip"] / plain["steady_s_per_clip"]
-    report["draft_peak_gib_over_final"] = report["draft"]["plain"]["peak_gib"] - report["final"]["plain"]["peak_gib"]
-    report["draft_vs_final_clips_per_hour"] = (
-        report["final"]["plain"]["steady_s_per_clip"] / report["draft"]["plain"]["steady_s_per_clip"]
-    )
+        for scorer in scorers.values():
+            scorer.close()
+    if "final" in report:
+        final, draft = report["final"]["plain"], report["draft"]["plain"]
+        report["draft_peak_gib_over_final"] = draft["peak_gib"] - final["peak_gib"]
+        report["draft_vs_final_clips_per_hour"] = final["steady_s_per_clip"] / draft["steady_s_per_clip"]
     return report
