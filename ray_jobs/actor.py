@@ -16,6 +16,7 @@ import socket
 import tempfile
 import time
 import traceback
+import uuid
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -34,7 +35,7 @@ from manifests.enhanced import enhancement_key
 from manifests.item import media_files
 from manifests.model_section import bundle_identity
 from manifests.plan import PlannedItem
-from manifests.results import ShardRecorder, result_row
+from manifests.results import ShardRecorder, result_row, revise
 from manifests.run_folder import RunFolder
 from manifests.storage import StorageError, download, is_uri, upload
 from ray_jobs.planner import Shard
@@ -57,6 +58,17 @@ def _tell(events, summary: dict) -> None:
     if events is not None:
         with contextlib.suppress(Exception):  # any failure of the queue actor
             events.put(summary, timeout=10)
+
+
+def _score_writer(run: RunFolder, session: str) -> Callable[[list[dict]], None]:
+    """Late scores as a revision of their rows; not a method, so a finished actor never waits for its scores."""
+
+    def write(revisions: list[dict]) -> None:
+        with contextlib.suppress(Exception):  # the run may belong to a newer session by now, or the disk is gone
+            if run.owned_by(session):
+                revise(run.results_uri, revisions, f"{session}-{uuid.uuid4().hex[:8]}")
+
+    return write
 
 
 class RenderActor:
@@ -95,7 +107,7 @@ class RenderActor:
         self.scorer = ClipScorer()  # quality scores, in child processes, after each mp4 is written
         weakref.finalize(self, self.scorer.close)
         self.late_scores: dict[str, PendingScore] = {}  # item id -> scores still running when its row was due
-        self.late = LateScores(self.run, self.session)  # their records, once they arrive
+        self.late = LateScores(_score_writer(self.run, self.session))  # their records, once they arrive
 
     def _warm_up(self, request: RenderRequest) -> float:
         """Warm up with the request's LoRAs; a LoRA that cannot be fetched or read fails its items later,

@@ -16,20 +16,17 @@ pulls it from under it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
 import threading
 import time
-import uuid
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from manifests.results import revise
-from manifests.run_folder import RunFolder
 from quality.process import ScoringPool
 from quality.scores import unscored
 
@@ -100,8 +97,8 @@ class LateScores:
     are mostly late, and one revision file per clip would leave thousands of tiny files for every reader.
     A worker that dies loses the unwritten ones; ``ltx-batch score --missing-only`` computes them again."""
 
-    def __init__(self, run: RunFolder, session: str):
-        self.run, self.session = run, session
+    def __init__(self, write: Callable[[list[dict]], None]):
+        self.write = write  # records revisions (the actor's: ``manifests.results.revise`` while it owns the run)
         self.lock = threading.Lock()
         self.arrived: list[dict] = []
         self.oldest = 0.0
@@ -124,11 +121,8 @@ class LateScores:
         """Write the scores arrived so far as one revision (at a shard's end, at the run's, or when due)."""
         with self.lock:
             revisions, self.arrived = self.arrived, []
-        if not revisions:
-            return
-        with contextlib.suppress(Exception):  # the run may belong to a newer session by now, or the disk is gone
-            if self.run.owned_by(self.session):
-                revise(self.run.results_uri, revisions, f"{self.session}-{uuid.uuid4().hex[:8]}")
+        if revisions:
+            self.write(revisions)
 
 
 def _link(source: Path, link: Path) -> None:

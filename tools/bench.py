@@ -9,11 +9,12 @@
     python -m tools.bench clip --bundle DIR --part worker --transformer distilled --out distilled.json  # drafts
     python -m tools.bench scaling --bundle DIR --gpus 1 2 4 --out scaling.json   # the Ray driver on N GPUs
     python -m tools.bench enhance --out enhance.json   # prompt enhancement, Gemma 12B resident vs streamed
+    python -m tools.bench tokens --bundle DIR --out tokens.json  # stage-2 memory per video token
     python -m tools.bench quality --out quality.json    # CPU seconds to score a clip (no GPU needed)
 
 ``DIR`` holds a random bundle with the released LTX-2.3 sizes; it is written there first if missing.
 How each figure is taken is said in ``tools/bench_forward.py``, ``bench_clip.py``, ``bench_lora.py``,
-``bench_worker.py``, ``bench_scaling.py``, ``bench_enhance.py`` and ``bench_quality.py``.
+``bench_worker.py``, ``bench_scaling.py``, ``bench_enhance.py``, ``bench_tokens.py`` and ``bench_quality.py``.
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ def main() -> None:
     enhance.add_argument("--device", default="cuda")
     enhance.add_argument("--prompts", type=int, default=4, help="prompts enhanced while Gemma is resident")
     enhance.add_argument("--streamed-tokens", type=int, default=8, help="new tokens of the streamed measurement")
+    tokens = sub.add_parser("tokens", help="stage-2 activation memory per video token (checks the token bound)")
+    tokens.add_argument("--bundle", required=True)
     quality = sub.add_parser("quality", help="CPU seconds to score one clip at the reference size")
     quality.add_argument("--repeat", type=int, default=3)
-    for p in (forward, clip, scaling, enhance, quality):
+    for p in (forward, clip, scaling, enhance, tokens, quality):
         p.add_argument("--out", required=True, help="JSON results file (its folder also holds any outputs)")
     args = parser.parse_args()
     out = Path(args.out).resolve()
@@ -69,6 +72,10 @@ def main() -> None:
         from tools.bench_scaling import run
 
         report = run(args.bundle, args.gpus, args.clips_per_gpu, out)
+    elif args.what == "tokens":
+        from tools.bench_tokens import run
+
+        report = run(args.bundle)
     else:
         from tools.bench_quality import run
 
