@@ -12,10 +12,13 @@ estimated from the reference clip (768x512, 97 frames: 13 x 16 x 24 = 4,992 toke
   grows linearly with the tokens: stage 2 adds 0.78 GiB over the resident weights at 4,992 tokens, about
   0.16 MiB per token (stage 1 runs its guidance passes as one batch at a quarter of the tokens each: the
   same total). We allow 0.5 MiB per token, 3x that, for the uncompiled path and the bf16 quantizations.
+  Measured since (``python -m tools.bench tokens``, BENCHMARKS.md): the eager FP8 stage-2 forward adds
+  0.30 MiB per token, linearly from 4,992 to 67,320 tokens.
 - 10% of the card is left to the CUDA context, cuDNN workspaces and allocator fragmentation.
 
 So (0.9 x 140.4 - 34.1) GiB / 0.5 MiB = 188,948 tokens, rounded down to 188,000. Clips above it cannot
-fit any GPU we support; ``--max-tokens`` moves the bound (for a bigger card, or to refuse earlier).
+fit any GPU we support; ``--max-tokens`` moves the bound (for a bigger card, or to refuse earlier: an
+80 GB H100 holds about 120,000 by the measured slope).
 """
 
 from __future__ import annotations
