@@ -7,8 +7,9 @@ then added to the results as revisions of their rows (``manifests.results.revise
 (:class:`LateScores`). So the worker never waits for a score; ``timings["quality_wait"]`` records the (tiny)
 time it spent looking.
 
-``SCORERS`` processes score at once: on one H200 a draft on the distilled checkpoint takes 2.15 s per clip
-and its scores 2.7 CPU s (BENCHMARKS.md), so one scorer would fall further behind with every clip.
+``SCORERS`` processes score at once. One keeps up even with drafts on the distilled checkpoint (2.05 s per
+clip on one H200), but then every row is written before its scores; two left 3 of 8 rows late
+(BENCHMARKS.md, "A worker's steady state").
 
 The scorer reads its own hard link of the mp4 (in its own folder), so uploading (moving) the video never
 pulls it from under it.
