@@ -13,12 +13,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from manifests.latest import matching_rows
 from manifests.model_section import resolve_model
 from manifests.plan import PlannedItem, refresh_fingerprints
-from manifests.results import RESULT_SCHEMA, latest_attempts, read_results
 from manifests.run_folder import RunFolder
 from manifests.storage import is_uri
-from manifests.where import row_filter
 
 
 class PromoteError(ValueError):
@@ -28,7 +27,8 @@ class PromoteError(ValueError):
 @dataclass(frozen=True)
 class Selection:
     """Which items of the draft run to promote: ``only`` these (all if empty), minus ``exclude``, and of those
-    the ones whose latest result row matches ``where`` (``manifests/where.py``; an item without a row never does)."""
+    the ones whose latest row matches ``where`` (``manifests/latest.py``: result columns and quality scores; an
+    item without a row never does)."""
 
     only: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
@@ -44,9 +44,8 @@ def select(draft: RunFolder, planned: list[PlannedItem], selection: Selection) -
         raise PromoteError(f"{draft.uri} has no item {', '.join(map(repr, unknown))}; its items are {shown}")
     chosen = [p for p in planned if (not selection.only or p.id in selection.only) and p.id not in selection.exclude]
     if selection.where:
-        matches = row_filter(selection.where, RESULT_SCHEMA.names)
-        rows = {r["item_id"]: r for r in latest_attempts(read_results(draft.results_uri)).to_pylist()}
-        chosen = [p for p in chosen if p.id in rows and matches(rows[p.id])]
+        matching = {row["item_id"] for row in matching_rows(draft, selection.where)}
+        chosen = [p for p in chosen if p.id in matching]
     if not chosen:
         raise PromoteError(f"nothing to promote: no item of {draft.uri} is selected by {_describe(selection)}.")
     return chosen

@@ -82,7 +82,8 @@ def status_lines(run_uri: str, weakest: int = 5) -> list[str]:
         lines.append(throughput)
         if summary.pending:
             lines.append(f"ETA at that rate: {summary.eta_hours:.2f} h for the {counts['pending']} items left")
-    from ray_jobs.quality_view import latest_rows, quality_lines
+    from manifests.latest import latest_rows
+    from ray_jobs.quality_view import quality_lines
 
     return lines + quality_lines(latest_rows(run), weakest)
 

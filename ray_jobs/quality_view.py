@@ -1,34 +1,13 @@
-"""A run's quality scores as plain rows and lines: flat rows for ``--where``, the weakest items per score for
-``ltx-batch status``. Rows are each item's latest attempt with revisions applied (``read_results``)."""
+"""A run's quality scores as lines: the weakest items per score for ``ltx-batch status``, from each item's
+latest row (``manifests.latest``)."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from manifests.results import RESULT_SCHEMA, read_results
-from manifests.run_folder import RunFolder
 from quality.scores import BY_NAME, SCORE_NAMES
-from ray_jobs.summary import latest_by_item
 
 WEAKEST = 5
-# Every column a --where can name: the results table's, the scores by their own names, and why they are missing.
-COLUMNS = (*(n for n in RESULT_SCHEMA.names if n != "quality"), *SCORE_NAMES, "quality_reason")
-
-
-def flat(row: dict) -> dict:
-    """A result row with its scores as top-level columns (None when not scored)."""
-    quality = row.get("quality") or {}
-    out = {k: v for k, v in row.items() if k != "quality"}
-    out.update({name: quality.get(name) for name in SCORE_NAMES})
-    out["quality_reason"] = quality.get("reason")
-    return out
-
-
-def latest_rows(run: RunFolder) -> list[dict]:
-    """Flat rows of the planned items that have an attempt, in plan order."""
-    planned = run.plan()
-    latest = latest_by_item(planned, read_results(run.results_uri))
-    return [flat(latest[p.id]) for p in planned if p.id in latest]
 
 
 def weakest(rows: list[dict], n: int = WEAKEST) -> dict[str, list[tuple[str, float]]]:

@@ -13,15 +13,15 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from manifests.latest import latest_by_item, latest_rows
 from manifests.results import read_results, revise
 from manifests.run_folder import RunFolder
 from manifests.storage import download, is_uri
 from quality import process
 from quality.score import EXTRA_MISSING
 from quality.scores import FIELDS
-from ray_jobs.quality_view import latest_rows, quality_lines
+from ray_jobs.quality_view import quality_lines
 from ray_jobs.retry import mark_best
-from ray_jobs.summary import latest_by_item
 
 
 class QualityExtraMissing(RuntimeError):

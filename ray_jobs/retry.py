@@ -17,13 +17,12 @@ import uuid
 
 import yaml
 
+from manifests.latest import latest_rows, matching_rows
 from manifests.results import revise
 from manifests.retry import RetryError, candidates
 from manifests.run_folder import RunFolder
 from manifests.storage import exists, filesystem, join, read_bytes, write_atomically
-from manifests.where import row_filter
 from quality.scores import BY_NAME, SCORE_NAMES
-from ray_jobs.quality_view import COLUMNS, latest_rows
 
 MANIFEST, INFO = "submitted/retry-weak.yaml", "retry.json"
 
@@ -43,12 +42,11 @@ def score_in(expression: str) -> str | None:
 
 def plan_retry(args: argparse.Namespace, overrides: dict) -> tuple[str, int]:
     """Write the new run's manifest and retry.json; return (manifest path, candidates planned)."""
-    keep = row_filter(args.where, COLUMNS)
     by = args.by or score_in(args.where)
     if by not in SCORE_NAMES:
         raise RetryError(f"--by must name the score that picks the best candidate, one of: {', '.join(SCORE_NAMES)}.")
     source = RunFolder(args.run)
-    selected = [row for row in latest_rows(source) if keep(row)]
+    selected = matching_rows(source, args.where)
     planned = {p.id: p for p in source.plan()}
     entries = candidates([planned[row["item_id"]] for row in selected], args.seeds, overrides)
     if not entries:

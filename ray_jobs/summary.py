@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from manifests import invalid
+from manifests.latest import latest_by_item
 from manifests.plan import PlannedItem
-from manifests.results import latest_attempts, read_results
+from manifests.results import read_results
 from manifests.run_folder import RunFolder
 from ray_jobs.progress import duration
 
@@ -111,20 +111,6 @@ def rendering_seconds(intervals: list[tuple[datetime, datetime]]) -> float:
 
 def _timed(row: dict) -> bool:
     return row["started_at"] is not None and row["finished_at"] is not None and row["finished_at"] >= row["started_at"]
-
-
-def latest_by_item(
-    planned: list[PlannedItem], attempts: pa.Table, invalid_ids: tuple[str, ...] = ()
-) -> dict[str, dict]:
-    """Item id -> its latest attempt's row, for the items of ``planned`` (and the set-aside ``invalid_ids``) that
-    have one. A planned item's InvalidInput rows date from before it was fixed and joined the plan: not attempts."""
-    ids = {p.id for p in planned}
-    if attempts.num_rows:
-        error_type = pc.field("error_type")
-        stale = pc.field("item_id").isin(list(ids)) & error_type.is_valid() & (error_type == invalid.ERROR_TYPE)
-        attempts = attempts.filter(~stale)
-    ids |= set(invalid_ids)
-    return {r["item_id"]: r for r in latest_attempts(attempts).to_pylist() if r["item_id"] in ids}
 
 
 def item_status(latest: dict | None) -> str:

@@ -18,12 +18,14 @@ from manifests.model_section import resolve_model
 from manifests.plan import plan
 from manifests.results import ShardRecorder, read_results, result_row
 from manifests.run_folder import RunFolder
+from quality.scores import unscored
 from ray_jobs.cli import main, status_lines
 from ray_jobs.report import build_report
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 IDS = ("d0", "d1", "d2", "d3")
 STATUSES = ("ok", "ok", "failed", "ok")
+SYNC = (0.91, 0.42, None, 0.87)  # lip-sync confidence as the worker scored the drafts
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +46,9 @@ def drafts(tiny_bundle, tmp_path_factory) -> RunFolder:
     run_id = run.record_submission([manifest], planned, details)
     recorder = ShardRecorder(run.results_uri, run_id, "s0", 0, 0)
     now = datetime.now(UTC)
-    for p, status in zip(planned, STATUSES, strict=True):
-        recorder.add(result_row(p, status=status, transformer="dev", started_at=now, finished_at=now))
+    for p, status, sync in zip(planned, STATUSES, SYNC, strict=True):
+        quality = unscored("", 1.0, lipsync_confidence=sync) if sync is not None else None
+        recorder.add(result_row(p, status=status, transformer="dev", started_at=now, finished_at=now, quality=quality))
     return run
 
 
@@ -72,6 +75,8 @@ def test_promote_selects_with_only_exclude_and_where(drafts, tmp_path, capsys):
     where = _promote(drafts, tmp_path / "where", "--where", 'status == "ok" and seed != 99', "--exclude", "d3")
     assert [p.id for p in where] == ["d0", "d1"]
     assert [p.id for p in _promote(drafts, tmp_path / "failed", "--where", 'status == "failed"')] == ["d2"]
+    in_sync = _promote(drafts, tmp_path / "in-sync", "--where", "lipsync_confidence > 0.8")  # the scores, by name
+    assert [p.id for p in in_sync] == ["d0", "d3"]
     assert before["d2"].seed == 99
 
 

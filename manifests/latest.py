@@ -1,0 +1,57 @@
+"""Each item's latest attempt, as the rows that ``--where`` filters: ``promote``, ``retry-weak`` and
+``status --weakest`` select from the same rows, so an expression means the same everywhere.
+
+A row is the results table's (revisions applied, ``read_results``) with the quality scores as top-level
+columns: ``--where 'status == "ok" and lipsync_confidence > 0.8'`` picks the drafts worth a final render.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from manifests import invalid
+from manifests.plan import PlannedItem
+from manifests.results import RESULT_SCHEMA, latest_attempts, read_results
+from manifests.run_folder import RunFolder
+from manifests.where import row_filter
+from quality.scores import SCORE_NAMES
+
+# Every column a --where can name: the results table's, the scores by their own names, and why they are missing.
+COLUMNS = (*(n for n in RESULT_SCHEMA.names if n != "quality"), *SCORE_NAMES, "quality_reason")
+
+
+def latest_by_item(
+    planned: list[PlannedItem], attempts: pa.Table, invalid_ids: tuple[str, ...] = ()
+) -> dict[str, dict]:
+    """Item id -> its latest attempt's row, for the items of ``planned`` (and the set-aside ``invalid_ids``) that
+    have one. A planned item's InvalidInput rows date from before it was fixed and joined the plan: not attempts."""
+    ids = {p.id for p in planned}
+    if attempts.num_rows:
+        error_type = pc.field("error_type")
+        stale = pc.field("item_id").isin(list(ids)) & error_type.is_valid() & (error_type == invalid.ERROR_TYPE)
+        attempts = attempts.filter(~stale)
+    ids |= set(invalid_ids)
+    return {r["item_id"]: r for r in latest_attempts(attempts).to_pylist() if r["item_id"] in ids}
+
+
+def flat(row: dict) -> dict:
+    """A result row with its scores as top-level columns (None when not scored)."""
+    quality = row.get("quality") or {}
+    out = {k: v for k, v in row.items() if k != "quality"}
+    out.update({name: quality.get(name) for name in SCORE_NAMES})
+    out["quality_reason"] = quality.get("reason")
+    return out
+
+
+def latest_rows(run: RunFolder) -> list[dict]:
+    """Flat rows of the planned items that have an attempt, in plan order."""
+    planned = run.plan()
+    latest = latest_by_item(planned, read_results(run.results_uri))
+    return [flat(latest[p.id]) for p in planned if p.id in latest]
+
+
+def matching_rows(run: RunFolder, where: str) -> list[dict]:
+    """The latest rows that ``where`` keeps (``manifests.where``; it raises on an unknown column)."""
+    keep = row_filter(where, COLUMNS)
+    return [row for row in latest_rows(run) if keep(row)]
