@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from ltxcore.checkpoint_header import read_header
+from ltxcore.checkpoint_header import read_safetensors_header
 from ltxcore.errors import BundleError
 
 Quantization = Literal["none", "fp8-cast", "fp8-scaled"]
@@ -29,15 +29,6 @@ RELEASED_NAMES = {
 }
 # Released files a bundle may hold besides those: the distilled checkpoint, for ``transformer="distilled"``.
 OPTIONAL_NAMES = {"distilled_checkpoint_path": "ltx-2.3-22b-distilled.safetensors"}
-
-
-def read_safetensors_header(path: Path, role: str) -> dict:
-    """Parse a safetensors header without loading tensors; refuse anything that is not safetensors."""
-    try:
-        with open(path, "rb") as f:
-            return read_header(f, f"{role} {path}")
-    except OSError as e:
-        raise BundleError(f"{role} {path} is not a readable safetensors file: {e}.") from e
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,16 @@ def read_header(stream: BinaryIO, what: str) -> dict:
     return header
 
 
+def read_safetensors_header(path: str | Path, role: str) -> dict:
+    """The header of the safetensors file at ``path`` (``role`` names it in errors: ``checkpoint_path``, a
+    LoRA, ...), without loading tensors; anything that is not safetensors is refused."""
+    try:
+        with open(path, "rb") as f:
+            return read_header(f, f"{role} {path}")
+    except OSError as e:
+        raise BundleError(f"{role} {path} is not a readable safetensors file: {e}.") from e
+
+
 def tensor_shapes(header: dict) -> dict[str, tuple[int, ...]]:
     """{tensor name: shape} of a header (its ``__metadata__`` left out)."""
     return {
@@ -51,8 +61,7 @@ def transformer_shapes(checkpoint_path: str | Path) -> dict[str, tuple[int, ...]
     from ltx_core.model.transformer import LTXV_MODEL_COMFY_RENAMING_MAP  # torch: not for ``ltx-batch --help``
     from ltx_core.text_encoders.gemma import EMBEDDINGS_PROCESSOR_KEY_OPS
 
-    with open(checkpoint_path, "rb") as f:
-        header = read_header(f, f"checkpoint_path {checkpoint_path}")
+    header = read_safetensors_header(checkpoint_path, "checkpoint_path")
     out = {}
     for key, shape in tensor_shapes(header).items():
         name = LTXV_MODEL_COMFY_RENAMING_MAP.apply_to_key(key)

@@ -11,8 +11,7 @@ import yaml
 from conftest import write_tone
 from safetensors import safe_open
 
-from ltxcore.bundle import read_safetensors_header
-from ltxcore.checkpoint_header import tensor_shapes, transformer_layer_count
+from ltxcore.checkpoint_header import read_safetensors_header, tensor_shapes, transformer_layer_count
 from ltxcore.errors import RenderInputError
 from ltxcore.request import GuiderSettings, RenderRequest
 from ltxcore.token_bound import MAX_TOKENS, video_tokens
