@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint drill clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The multi-node failure drill (~3 min on 2 cores): node loss, then a `ray job submit` driver killed and resumed.
+drill: $(STAMP)
+	$(PY) -m ltxcore.random_bundle .bench/drill-bundle > /dev/null
+	$(PY) -m tools.drill --bundle .bench/drill-bundle
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/pyright

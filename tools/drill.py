@@ -1,6 +1,6 @@
 """Failure drill on one machine: a Ray head and two worker nodes, then node loss and driver loss.
 
-    python tools/drill.py --bundle ~/.cache/ltx-batch/tiny-bundle
+    python -m tools.drill --bundle ~/.cache/ltx-batch/tiny-bundle   # or: make drill
 
 1. Starts a head (no CPUs) and two worker nodes (one CPU each) as separate ``ray start`` processes on
    this machine, all under one private temp dir.
@@ -276,14 +276,18 @@ def driver_loss(cluster: LocalCluster, manifest: Path, run: Path, bundle: str) -
     }
 
 
-def run_drill(bundle: str, workdir: Path, items: int = 6) -> dict:
+DRILLS = {"node_loss": node_loss, "driver_loss": driver_loss}
+
+
+def run_drill(bundle: str, workdir: Path, items: int = 6, drills: tuple[str, ...] = tuple(DRILLS)) -> dict:
     # Ray's socket paths live under its temp dir and must stay short (a Unix socket path is ~107 bytes).
     cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="ltxd-", dir="/tmp")))
     manifest = write_manifest(workdir, items)
+    report: dict[str, object] = {}
     try:
         cluster.start(workers=2)
-        report: dict[str, object] = {"node_loss": node_loss(cluster, manifest, workdir / "run-node-loss", bundle)}
-        report["driver_loss"] = driver_loss(cluster, manifest, workdir / "run-driver-loss", bundle)
+        for name in drills:
+            report[name] = DRILLS[name](cluster, manifest, workdir / f"run-{name.replace('_', '-')}", bundle)
     finally:
         cluster.stop()
         shutil.rmtree(cluster.temp_dir, ignore_errors=True)
@@ -295,12 +299,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", required=True, help="a tiny bundle folder (python -m ltxcore.random_bundle DIR)")
     parser.add_argument("--items", type=int, default=6)
+    parser.add_argument("--drills", nargs="+", choices=tuple(DRILLS), default=tuple(DRILLS))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ltx-drill-") as folder:
-        report = run_drill(str(Path(args.bundle).expanduser()), Path(folder), args.items)
+        report = run_drill(str(Path(args.bundle).expanduser()), Path(folder), args.items, tuple(args.drills))
     print(json.dumps(report, indent=1))
     expected = {f"drill-{i:02d}": 1 for i in range(args.items)}
-    good = all(report[k]["ok"] == expected and report[k]["status"] == "SUCCEEDED" for k in ("node_loss", "driver_loss"))
+    good = all(report[k]["ok"] == expected and report[k]["status"] == "SUCCEEDED" for k in args.drills)
     return 0 if good and not report["leftover_processes"] else 1
 
 
