@@ -21,7 +21,7 @@ FAST = {"video_stg_blocks": [1], "num_inference_steps": 2, "height": 128, "width
 
 
 def _rows(run: RunFolder) -> list[dict]:
-    return [{**r, "timings": dict(r["timings"])} for r in read_results(run.results_uri).to_pylist()]
+    return [{**r, "timings": dict(r["timings"] or ())} for r in read_results(run.results_uri).to_pylist()]
 
 
 def _scratch_files(actor: RenderActor) -> list[str]:
@@ -62,6 +62,19 @@ def test_every_image_of_a_list_is_fetched_like_the_audio(tiny_bundle, tmp_path):
     planned, actor = _planned_actor({"items": [item]}, tmp_path, tiny_bundle)
     assert [s["status"] for s in actor(Shard(0, (planned[0],)))] == ["ok"]
     assert _scratch_files(actor) == ["en.ogg", "pose.png", "presenter.png"]
+
+
+def test_corrupt_audio_fails_its_item_and_the_shard_goes_on(tiny_bundle, tmp_path):
+    data = (LESSON / "de.mp3").read_bytes()
+    corrupt = tmp_path / "corrupt.mp3"  # a real header, then noise: it passes validation and fails to decode
+    corrupt.write_bytes(data[:1000] + bytes((i * 37) % 256 for i in range(len(data) - 1000)))
+    items = [{"id": "bad", "audio": str(corrupt)}, {"id": "good", "audio": str(LESSON / "en.ogg")}]
+    planned, actor = _planned_actor({"defaults": {"prompt": "A presenter"}, "items": items}, tmp_path, tiny_bundle)
+    summaries = actor(Shard(0, tuple(planned)))
+    assert [(s["item_id"], s["status"]) for s in summaries] == [("bad", "failed"), ("good", "ok")]
+    rows = {r["item_id"]: r for r in _rows(actor.run)}
+    assert rows["bad"]["error_type"] == "RenderInputError" and "could not be decoded" in rows["bad"]["error_message"]
+    assert summaries[0]["error"].startswith("audio:")  # the driver prints "failed bad: RenderInputError: audio: ..."
 
 
 def _planned_actor(body: dict, tmp_path, tiny_bundle) -> tuple[list, RenderActor]:

@@ -64,7 +64,8 @@ def run(local_ray, tiny_bundle, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("report-run")
     bundle = str(Path(tiny_bundle.checkpoint_path).parent)
     out = folder / "run"
-    args = [str(_manifest(folder, BROKEN)), "--out", str(out), "--bundle", bundle, "--shard-size", "2", *FAST]
+    args = [str(_manifest(folder, BROKEN)), "--out", str(out), "--bundle", bundle, "--shard-size", "2"]
+    args += ["--actors", "1", *FAST]  # one worker process to start: the shards still run one after another
     args.append("--draft")
     assert render_main(args) == 1  # one item failed, the others rendered
     return out
