@@ -21,7 +21,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist worksteal
 
-# The multi-node failure drill (~3 min on 2 cores): node loss, then a `ray job submit` driver killed and resumed.
+# The multi-node failure drill (a few minutes on 2 cores; not in make test): a worker node's raylet killed, then
+# a `ray job submit` driver killed and its run resumed. Exits 1 unless every item ends ok exactly once.
 drill: $(STAMP)
 	$(PY) -m ltxcore.random_bundle .bench/drill-bundle > /dev/null
 	$(PY) -m tools.drill --bundle .bench/drill-bundle
