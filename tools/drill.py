@@ -302,7 +302,8 @@ def main() -> int:
     parser.add_argument("--drills", nargs="+", choices=tuple(DRILLS), default=tuple(DRILLS))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ltx-drill-") as folder:
-        report = run_drill(str(Path(args.bundle).expanduser()), Path(folder), args.items, tuple(args.drills))
+        bundle = str(Path(args.bundle).expanduser().resolve())  # the jobs run in a copy of the working dir
+        report = run_drill(bundle, Path(folder), args.items, tuple(args.drills))
     print(json.dumps(report, indent=1))
     expected = {f"drill-{i:02d}": 1 for i in range(args.items)}
     good = all(report[k]["ok"] == expected and report[k]["status"] == "SUCCEEDED" for k in args.drills)
