@@ -3,10 +3,13 @@ files."""
 
 from __future__ import annotations
 
+import os
+
 import av
 import numpy as np
 import pytest
 import ray
+import torch
 from PIL import Image
 
 from ltxcore.bundle import ModelBundle
@@ -17,6 +20,8 @@ from ltxcore.request import GuiderSettings, RenderRequest
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "own_ray: the test starts a Ray of its own, so it runs before the shared one")
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # make test's two workers share the cores: one thread each
+        torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
