@@ -171,12 +171,12 @@ def test_worker_bench_takes_rows_and_scores_as_the_worker_does(engine, media, tm
     """``--part worker`` on a GPU; here its steady loop on the CPU: every clip is scored by the worker's
     ``ClipScorer`` (no face in random renders: null scores with the reason), and a row never waits for one."""
     from ray_jobs.scoring import ClipScorer
-    from tools.bench_worker import _steady
+    from tools.bench_worker import steady_state
 
     requests = [_draft(media["stereo_wav"], seed=s) for s in (1, 2)]
     scorer = ClipScorer()
     try:
-        report = _steady(engine, requests, tmp_path, scorer)
+        report = steady_state(engine, requests, tmp_path, "distilled-scored", scorer)
     finally:
         scorer.close()
     assert report["quality_wait_s_max"] < 5.0  # it waits for the hard link, never for the scores

@@ -36,7 +36,8 @@ from ltxcore.engine import DISTILLED, Engine
 from ltxcore.fp8 import quantize_blocks
 from ltxcore.guidance import synthetic_inputs
 from ltxcore.request import GuiderSettings, RenderRequest
-from tools.bench_draft import measure_draft, steady_seconds
+from tools.bench_draft import measure_draft
+from tools.bench_worker import steady_state
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "manifests" / "examples" / "lesson"
 SPEECH, IMAGE = EXAMPLES / "en.ogg", EXAMPLES / "presenter.png"
@@ -205,7 +206,7 @@ def measure_ours(folder: Path, clips: int, out: Path) -> dict:
     report["stage_1_step_s"] = report["phases_s_median"]["stage_1"] / REFERENCE["num_inference_steps"]
     report["peak_gib_by_phase_max"] = {k: max(p[k] for p in peaks) for k in peaks[0]}
     report["peak_gib"] = max(report["peak_gib_by_phase_max"].values())
-    report["steady_s_per_clip"] = steady_seconds(engine, requests[1:], out, "ours")
+    report["steady_s_per_clip"] = steady_state(engine, requests[1:], out.parent, "ours-steady")["steady_s_per_clip"]
     report["clips_per_hour"] = 3600 / report["steady_s_per_clip"]
     report["draft"] = measure_draft(engine, requests, out, report)
     report["profile_stage_1_forward"] = profile_stage_1(engine)

@@ -21,6 +21,7 @@ import torch
 from ltxcore.engine import Engine
 from ltxcore.recipes import prompt_pair
 from ltxcore.request import RenderRequest
+from tools.bench_worker import steady_state
 
 
 def _sync(engine: Engine) -> None:
@@ -30,20 +31,6 @@ def _sync(engine: Engine) -> None:
 
 def _peak_gib(peaks: list[dict[str, int]]) -> float:
     return max((value for peak in peaks for value in peak.values()), default=0) / 2**30
-
-
-def steady_seconds(engine: Engine, requests: list[RenderRequest], out: Path, name: str) -> float:
-    """Seconds per clip when each mp4 is written in the background while the next clip renders."""
-    _sync(engine)
-    start, previous = time.perf_counter(), None
-    for i, request in enumerate(requests):
-        result = engine.render(request, out.parent / f"{name}-steady-{i}.mp4", background_mux=True)
-        if previous is not None:
-            previous.wait()
-        previous = result
-    if previous is not None:
-        previous.wait()
-    return (time.perf_counter() - start) / len(requests)
 
 
 def measure_draft(engine: Engine, requests: list[RenderRequest], out: Path, final: dict) -> dict:
@@ -68,7 +55,7 @@ def measure_draft(engine: Engine, requests: list[RenderRequest], out: Path, fina
     report["phases_s_median"] = {name: statistics.median(p[name] for p in phases) for name in phases[0]}
     report["peak_gib_by_phase_max"] = {k: max(p[k] for p in peaks) / 2**30 for k in peaks[0]}
     report["peak_gib"] = _peak_gib(peaks)
-    report["steady_s_per_clip"] = steady_seconds(engine, drafts[1:], out, "draft")
+    report["steady_s_per_clip"] = steady_state(engine, drafts[1:], out.parent, "draft-steady")["steady_s_per_clip"]
     report["clips_per_hour"] = 3600 / report["steady_s_per_clip"]
     report["final_clips_per_hour"] = 3600 / final["steady_s_per_clip"]
     report["clips_per_hour_vs_final"] = final["steady_s_per_clip"] / report["steady_s_per_clip"]

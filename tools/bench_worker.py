@@ -27,7 +27,6 @@ from ltxcore.engine import Engine
 from ltxcore.recipes import prompt_pair
 from ltxcore.request import RenderRequest
 from ray_jobs.scoring import SCORERS, ClipScorer
-from tools.bench_clip import reference_request
 
 GIB = 2**30
 
@@ -43,20 +42,24 @@ def _reset_peak(engine: Engine) -> None:
 
 
 def _peak_since_reset(engine: Engine) -> float:
-    """GiB; 0 on the CPU (where ``_steady`` runs in the tests)."""
+    """GiB; 0 on the CPU (where ``steady_state`` runs in the tests)."""
     if not _on_gpu(engine):
         return 0.0
     torch.cuda.synchronize()
     return torch.cuda.max_memory_allocated() / GIB
 
 
-def _steady(engine: Engine, requests: list[RenderRequest], folder: Path, scorer: ClipScorer | None) -> dict:
-    """Seconds per clip, the peak memory, and (with ``scorer``) what the worker's rows saw of the scores."""
+def steady_state(
+    engine: Engine, requests: list[RenderRequest], folder: Path, prefix: str, scorer: ClipScorer | None = None
+) -> dict:
+    """A worker's steady state over ``requests`` (the mp4s ``folder/PREFIX-N.mp4``, each written in the
+    background while the next clip renders): seconds per clip, the peak memory, and (with ``scorer``) what the
+    worker's rows saw of the scores."""
     _reset_peak(engine)
     start, previous, waits, late, pending = time.perf_counter(), None, [], 0, []
     phase_peaks: dict[str, float] = {}
     for i, request in enumerate(requests):
-        video = folder / f"{request.pipeline}-{'scored' if scorer else 'plain'}-{i}.mp4"
+        video = folder / f"{prefix}-{i}.mp4"
         result = engine.render(request, video, background_mux=True)
         for name, value in result.peak_memory.items():
             phase_peaks[name] = max(phase_peaks.get(name, 0.0), value / GIB)
@@ -102,6 +105,8 @@ def _take_row(result, scoring, waits: list[float]) -> int:
 def measure_worker(folder: Path, clips: int, out: Path, transformer: str = "dev") -> dict:
     """Finals and drafts on a ``dev`` worker; drafts alone on a ``distilled`` one (the released distilled
     checkpoint, no LoRA), which renders nothing else."""
+    from tools.bench_clip import reference_request  # it imports this module
+
     bundle = ModelBundle.from_folder(folder, quantization="fp8-scaled", transformer=transformer)
     engine = Engine(bundle, "cuda", compile=True)
     finals = [reference_request(i) for i in range(clips + 1)]
@@ -120,10 +125,10 @@ def measure_worker(folder: Path, clips: int, out: Path, transformer: str = "dev"
     scorers = {count: ClipScorer(count) for count in sorted({1, SCORERS})}
     try:
         for name, batch in requests.items():
-            plain = _steady(engine, batch[1:], out.parent, None)
+            plain = steady_state(engine, batch[1:], out.parent, f"{batch[0].pipeline}-plain")
             report[name] = {"plain": plain}
             for count, scorer in scorers.items():
-                scored = _steady(engine, batch[1:], out.parent, scorer)
+                scored = steady_state(engine, batch[1:], out.parent, f"{batch[0].pipeline}-scored", scorer)
                 scored["scored_vs_plain_s_per_clip"] = scored["steady_s_per_clip"] / plain["steady_s_per_clip"]
                 report[name][f"scored_{count}_scorers"] = scored
     finally:
