@@ -7,6 +7,8 @@ columns: ``--where 'status == "ok" and lipsync_confidence > 0.8'`` picks the dra
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -44,14 +46,19 @@ def flat(row: dict) -> dict:
     return out
 
 
-def latest_rows(run: RunFolder) -> list[dict]:
-    """Flat rows of the planned items that have an attempt, in plan order."""
-    planned = run.plan()
+def latest_rows(run: RunFolder, planned: list[PlannedItem] | None = None) -> list[dict]:
+    """Flat rows of the planned items that have an attempt, in plan order (``planned``: the run's plan, when
+    the caller has read it already)."""
+    planned = run.plan() if planned is None else planned
     latest = latest_by_item(planned, read_results(run.results_uri))
     return [flat(latest[p.id]) for p in planned if p.id in latest]
 
 
-def matching_rows(run: RunFolder, where: str) -> list[dict]:
-    """The latest rows that ``where`` keeps (``manifests.where``; it raises on an unknown column)."""
-    keep = row_filter(where, COLUMNS)
-    return [row for row in latest_rows(run) if keep(row)]
+def where_filter(where: str) -> Callable[[dict], bool]:
+    """``where`` compiled over these rows' columns (``manifests.where``; it raises on an unknown column)."""
+    return row_filter(where, COLUMNS)
+
+
+def matching_rows(run: RunFolder, keep: Callable[[dict], bool], planned: list[PlannedItem] | None = None) -> list[dict]:
+    """The latest rows that ``keep`` (a ``where_filter``) keeps."""
+    return [row for row in latest_rows(run, planned) if keep(row)]

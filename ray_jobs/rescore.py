@@ -81,4 +81,4 @@ def score_run(run_uri: str, jobs: int = 1, missing_only: bool = False) -> list[s
         f"({cpu / max(1, len(revisions)):.2f} CPU s per clip, {scorers.size} at a time)"
     ]
     lines += mark_best(run)
-    return lines + quality_lines(latest_rows(run))
+    return lines + quality_lines(latest_rows(run, planned))

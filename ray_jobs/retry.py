@@ -17,7 +17,7 @@ import uuid
 
 import yaml
 
-from manifests.latest import latest_rows, matching_rows
+from manifests.latest import latest_rows, matching_rows, where_filter
 from manifests.results import revise
 from manifests.retry import RetryError, candidates
 from manifests.run_folder import RunFolder
@@ -42,12 +42,14 @@ def score_in(expression: str) -> str | None:
 
 def plan_retry(args: argparse.Namespace, overrides: dict) -> tuple[str, int]:
     """Write the new run's manifest and retry.json; return (manifest path, candidates planned)."""
+    keep = where_filter(args.where)
     by = args.by or score_in(args.where)
     if by not in SCORE_NAMES:
         raise RetryError(f"--by must name the score that picks the best candidate, one of: {', '.join(SCORE_NAMES)}.")
     source = RunFolder(args.run)
-    selected = matching_rows(source, args.where)
-    planned = {p.id: p for p in source.plan()}
+    plan = source.plan()
+    selected = matching_rows(source, keep, plan)
+    planned = {p.id: p for p in plan}
     entries = candidates([planned[row["item_id"]] for row in selected], args.seeds, overrides)
     if not entries:
         return "", 0

@@ -7,11 +7,12 @@ import av
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_request
 
 from ltxcore.conditioning_audio import conditioning_clip, integrated_loudness, rms
 from ltxcore.errors import RenderInputError
 from ltxcore.media import decode_audio
-from ltxcore.request import GuiderSettings, RenderRequest
+from ltxcore.request import RenderRequest
 from manifests.item import Item
 from manifests.plan import fingerprint
 
@@ -83,16 +84,8 @@ def _audio_packets(path) -> list[bytes]:
 
 
 def test_the_model_hears_the_options_and_the_mp4_keeps_the_original(engine, media, tmp_path):
-    base = RenderRequest(
-        audio=media["stereo_wav"],
-        prompt="A teacher explains fractions",
-        seed=3,
-        height=128,
-        width=192,
-        num_frames=17,
-        frame_rate=25.0,
-        num_inference_steps=2,
-        guider=GuiderSettings(stg_blocks=(1,)),
+    base = tiny_request(
+        media["stereo_wav"], prompt="A teacher explains fractions", seed=3, width=192, num_frames=17, frame_rate=25.0
     )
     plain = engine.render(base, tmp_path / "plain.mp4", keep_latent=True)
     options = {"audio_conditioning_noise_db": -20.0, "audio_conditioning_loudness_lufs": -16.0}
