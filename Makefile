@@ -24,7 +24,7 @@ test: $(STAMP)
 # The multi-node failure drill (a few minutes on 2 cores; not in make test): a worker node's raylet killed, then
 # a `ray job submit` driver killed and its run resumed. Exits 1 unless every item ends ok exactly once.
 drill: $(STAMP)
-	$(PY) -m ltxcore.random_bundle .bench/drill-bundle > /dev/null
+	$(PY) -m fixtures.random_bundle .bench/drill-bundle > /dev/null
 	$(PY) -m tools.drill --bundle .bench/drill-bundle
 
 lint: $(STAMP)

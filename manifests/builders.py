@@ -20,7 +20,7 @@ from ltxcore.errors import RenderInputError
 from ltxcore.media import probe_audio
 from ltxcore.request import LoraSpec, frames_for_duration
 from manifests.item import KINDS, arrow_schema, id_problem
-from manifests.storage import is_uri
+from storage.fs import is_uri
 
 AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".flac")
 

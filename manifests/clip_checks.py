@@ -14,7 +14,7 @@ from ltxcore.media import probe_audio
 from ltxcore.request import frames_for_duration
 from ltxcore.token_bound import MAX_TOKENS, token_problem
 from manifests.item import Item
-from manifests.storage import is_uri
+from storage.fs import is_uri
 
 # A video may outlast its audio window by this much before validation warns: more than the 8-frame step
 # (0.33 s at 24 fps) that frame counts come in, so rounding up to the next valid count never warns.

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from manifests.item import RECORDS, flatten, map_media
-from manifests.storage import StorageError, download, exists, is_uri, join
+from storage.fs import StorageError, download, exists, is_uri, join
 
 TOP_LEVEL_KEYS = ("run_seed", "model", "defaults", "items")
 

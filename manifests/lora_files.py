@@ -7,7 +7,7 @@ from __future__ import annotations
 from ltxcore.checkpoint_header import linear_shapes, read_header, tensor_shapes, transformer_shapes
 from ltxcore.errors import BundleError
 from ltxcore.lora import FLOAT_DTYPES, fit_problems, lora_layers, lora_name
-from manifests.storage import StorageError, filesystem, is_uri
+from storage.fs import StorageError, filesystem, is_uri
 
 
 class LoraFiles:

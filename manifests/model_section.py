@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ltxcore.bundle import OPTIONAL_NAMES, RELEASED_NAMES, ModelBundle, Quantization
 from ltxcore.errors import BundleError
-from manifests.storage import file_identity, files_under, is_uri, join
+from storage.fs import file_identity, files_under, is_uri, join
 
 
 class ModelSection(BaseModel):

@@ -38,7 +38,7 @@ from manifests.item import (
 from manifests.load import Entry, Manifest, ManifestError, load_manifest
 from manifests.lora_files import LoraFiles
 from manifests.model_section import MODEL_KEYS, model_paths, open_bundle
-from manifests.storage import StorageError, exists, is_uri
+from storage.fs import StorageError, exists, is_uri
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import select
 import subprocess
 import sys
 
-from quality.score import EXTRA_MISSING
-from quality.scores import unscored
+from quality.score_clip import EXTRA_MISSING
+from quality.score_fields import unscored
 
 TIMEOUT_SECONDS = 600.0  # one clip; a stuck scorer is replaced rather than waited on forever
 

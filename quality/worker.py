@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from quality.score import score_video
+from quality.score_clip import score_video
 
 NICENESS = 10
 

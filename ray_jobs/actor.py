@@ -31,16 +31,16 @@ from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine, RenderResult
 from ltxcore.errors import RenderInputError
 from ltxcore.request import RenderRequest
-from manifests.enhanced import enhancement_key
 from manifests.item import media_files
 from manifests.model_section import bundle_identity
-from manifests.plan import PlannedItem
-from manifests.results import ShardRecorder, result_row, revise
-from manifests.run_folder import RunFolder
-from manifests.storage import StorageError, download, is_uri, upload
-from ray_jobs.planner import Shard
-from ray_jobs.scoring import ClipScorer, LateScores, PendingScore
+from ray_jobs.shards import Shard
 from ray_jobs.weights import localize
+from ray_jobs.worker_scoring import ClipScorer, LateScores, PendingScore
+from runstore.enhanced import enhancement_key
+from runstore.plan import PlannedItem
+from runstore.results import ShardRecorder, result_row, revise
+from runstore.run_folder import RunFolder
+from storage.fs import StorageError, download, is_uri, upload
 
 HASH_CHUNK = 1 << 20
 
@@ -137,7 +137,7 @@ class RenderActor:
 
         Each item's mp4 is encoded on a CPU thread, then scored in a child process, while the next item renders
         on the device; its row is written once the next item's device work is done (or at the shard's end),
-        and scores not ready by then are added when they are (``ray_jobs.scoring``)."""
+        and scores not ready by then are added when they are (``ray_jobs.worker_scoring``)."""
         recorder = ShardRecorder(self.run.results_uri, self.run_id, self.session, shard.shard_id, shard.attempt)
         self._prune_media(shard)
         requests = self._requests(shard, events)

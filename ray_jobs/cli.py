@@ -60,8 +60,8 @@ def _render(args) -> int:
 def status_lines(run_uri: str, weakest: int = 5) -> list[str]:
     """Counts, failures grouped by error, throughput, (while items are left) an ETA, and the ``weakest`` items
     per quality score."""
-    from manifests.run_folder import RunFolder
     from ray_jobs.summary import run_summary
+    from runstore.run_folder import RunFolder
 
     run = RunFolder(run_uri)
     summary = run_summary(run)
@@ -82,8 +82,8 @@ def status_lines(run_uri: str, weakest: int = 5) -> list[str]:
         lines.append(throughput)
         if summary.pending:
             lines.append(f"ETA at that rate: {summary.eta_hours:.2f} h for the {counts['pending']} items left")
-    from manifests.latest import latest_rows
     from ray_jobs.quality_view import quality_lines
+    from runstore.latest import latest_rows
 
     return lines + quality_lines(latest_rows(run), weakest)
 
@@ -94,7 +94,7 @@ def _status(args) -> int:
 
 
 def _score(args) -> int:
-    from ray_jobs.rescore import score_clip, score_run
+    from ray_jobs.score_command import score_clip, score_run
 
     if args.target.endswith(".mp4"):
         print("\n".join(score_clip(args.target, args.reference)))
@@ -104,7 +104,7 @@ def _score(args) -> int:
 
 
 def _retry_weak(args) -> int:
-    from ray_jobs.retry import retry_weak
+    from ray_jobs.retry_weak import retry_weak
 
     return retry_weak(args)
 
@@ -119,7 +119,7 @@ def _report(args) -> int:
 def _promote(args) -> int:
     import shlex
 
-    from manifests.promote import Selection, promote
+    from runstore.promote import Selection, promote
 
     selection = Selection(tuple(args.only), tuple(args.exclude), args.where)
     run_id, finals = promote(args.run, args.out, selection, sys.argv)
@@ -151,7 +151,7 @@ def _bundle_check(args) -> int:
 
 
 def _make_tiny(args) -> int:
-    from ltxcore.random_bundle import make_tiny_bundle, write_random_lora
+    from fixtures.random_bundle import make_tiny_bundle, write_random_lora
 
     bundle = make_tiny_bundle(args.folder, seed=args.seed, distilled_checkpoint=args.distilled_checkpoint)
     print(bundle.describe())

@@ -1,11 +1,11 @@
 """A run's quality scores as lines: the weakest items per score for ``ltx-batch status``, from each item's
-latest row (``manifests.latest``)."""
+latest row (``runstore.latest``)."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from quality.scores import BY_NAME, SCORE_NAMES
+from quality.score_fields import BY_NAME, SCORE_NAMES
 
 WEAKEST = 5
 

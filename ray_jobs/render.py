@@ -22,23 +22,23 @@ from ltxcore.checkpoint_header import transformer_layer_count
 from ltxcore.errors import BundleError
 from ltxcore.request import RenderRequest
 from ltxcore.token_bound import MAX_TOKENS
-from manifests import invalid
-from manifests.enhanced import recorded_enhancements
 from manifests.load import ManifestError, load_manifest
 from manifests.model_section import Model, resolve_model
-from manifests.plan import plan, refresh_fingerprints
-from manifests.results import read_results, still_to_render
-from manifests.run_folder import RunFolder
-from manifests.storage import StorageError, is_uri
 from manifests.validate import check, pipeline_problem, report, warning_lines
 from ray_jobs import local_ray
 from ray_jobs.actor import RenderActor
 from ray_jobs.options import add_render_options
-from ray_jobs.planner import cache_key, make_shards
 from ray_jobs.progress import Progress
-from ray_jobs.retry import mark_best
+from ray_jobs.retry_weak import mark_best
 from ray_jobs.scheduler import NoWorkers, Scheduler
+from ray_jobs.shards import cache_key, make_shards
 from ray_jobs.summary import run_summary
+from runstore import invalid
+from runstore.enhanced import recorded_enhancements
+from runstore.plan import plan, refresh_fingerprints
+from runstore.results import read_results, still_to_render
+from runstore.run_folder import RunFolder
+from storage.fs import StorageError, is_uri
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_BAD_INPUT, EXIT_NO_WORKERS = 0, 1, 2, 3
 
@@ -198,7 +198,7 @@ def run_render(args: argparse.Namespace) -> int:
     else:
         valid = "valid " if still_invalid else ""
         progress.note(f"run {run_id}: every {valid}item already has an ok result; nothing to render")
-    for line in mark_best(run):  # a retry run's best candidates (ray_jobs.retry); nothing for other runs
+    for line in mark_best(run):  # a retry run's best candidates (ray_jobs.retry_weak); nothing for other runs
         print(line)
     return _summary(run, planned)
 

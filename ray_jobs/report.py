@@ -34,14 +34,14 @@ from av.container import InputContainer
 from markupsafe import Markup
 from PIL import Image, UnidentifiedImageError
 
-from manifests.latest import latest_by_item
-from manifests.plan import PlannedItem
-from manifests.results import read_results
-from manifests.run_folder import RunFolder
-from manifests.storage import filesystem, is_uri, join, write_atomically
-from quality.scores import SCORES
-from ray_jobs.retry import retry_info
+from quality.score_fields import SCORES
+from ray_jobs.retry_weak import retry_info
 from ray_jobs.summary import RunSummary, invalid_ids, item_status, summarize
+from runstore.latest import latest_by_item
+from runstore.plan import PlannedItem
+from runstore.results import read_results
+from runstore.run_folder import RunFolder
+from storage.fs import filesystem, is_uri, join, write_atomically
 
 POSTER_WIDTH = 256
 GUIDANCE = (

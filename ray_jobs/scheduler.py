@@ -24,9 +24,9 @@ from ray.exceptions import RayActorError, RayError
 from ray.util.queue import Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from manifests.results import ShardRecorder, read_attempt, result_row
-from ray_jobs.planner import Shard
 from ray_jobs.progress import Progress
+from ray_jobs.shards import Shard
+from runstore.results import ShardRecorder, read_attempt, result_row
 
 SETTLE_SECONDS = 120  # at the end, how long workers may take to record their last quality scores
 

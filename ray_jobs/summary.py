@@ -18,12 +18,12 @@ from datetime import datetime
 
 import pyarrow as pa
 
-from manifests import invalid
-from manifests.latest import latest_by_item
-from manifests.plan import PlannedItem
-from manifests.results import read_results
-from manifests.run_folder import RunFolder
 from ray_jobs.progress import duration
+from runstore import invalid
+from runstore.latest import latest_by_item
+from runstore.plan import PlannedItem
+from runstore.results import read_results
+from runstore.run_folder import RunFolder
 
 GROUP_MESSAGE_CHARS = 160
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ltxcore.bundle import OPTIONAL_NAMES, RELEASED_NAMES
 from manifests.model_section import bundle_files
-from manifests.storage import download, files_under, is_uri
+from storage.fs import download, files_under, is_uri
 
 CACHE = Path(os.environ.get("LTX_BATCH_CACHE", Path.home() / ".cache" / "ltx-batch"))
 

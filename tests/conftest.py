@@ -12,9 +12,9 @@ import ray
 import torch
 from PIL import Image
 
+from fixtures.random_bundle import make_tiny_bundle
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine
-from ltxcore.random_bundle import make_tiny_bundle
 from ltxcore.request import GuiderSettings, RenderRequest
 
 

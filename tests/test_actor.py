@@ -10,11 +10,11 @@ import yaml
 
 from ltxcore.bundle import RELEASED_NAMES
 from manifests.load import load_manifest
-from manifests.plan import plan
-from manifests.results import read_results
-from manifests.run_folder import RunFolder
 from ray_jobs.actor import RenderActor
-from ray_jobs.planner import Shard
+from ray_jobs.shards import Shard
+from runstore.plan import plan
+from runstore.results import read_results
+from runstore.run_folder import RunFolder
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 FAST = {"video_stg_blocks": [1], "num_inference_steps": 2, "height": 128, "width": 192, "audio_max_duration": 1.0}

@@ -17,10 +17,10 @@ from ltx_core.guidance.perturbations import (
 from ltx_core.model.transformer import LTXModelConfigurator, X0Model
 from ltx_core.types import VideoPixelShape
 
+from fixtures.random_bundle import load_configs, random_model
 from ltxcore.blocks import BlockLoop, BlockPerturbations, SharedPrefix, SharingPerturbations
 from ltxcore.compile import CompiledWithFallback
 from ltxcore.guidance import ISOLATE_MODALITY, synthetic_inputs
-from ltxcore.random_bundle import load_configs, random_model
 
 BLOCKS = 4
 SHAPE = VideoPixelShape(1, 17, 64, 128, 25.0)

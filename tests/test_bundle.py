@@ -41,7 +41,7 @@ def tiny_bundle_files(bundle):
 
 
 def test_generator_is_deterministic(tiny_bundle, tmp_path):
-    from ltxcore.random_bundle import make_tiny_bundle
+    from fixtures.random_bundle import make_tiny_bundle
 
     again = make_tiny_bundle(tmp_path / "again", seed=0)  # the session's bundle was made with seed 0
     with safe_open(tiny_bundle.checkpoint_path, "pt") as fa, safe_open(again.checkpoint_path, "pt") as fb:

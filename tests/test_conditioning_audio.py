@@ -14,7 +14,7 @@ from ltxcore.errors import RenderInputError
 from ltxcore.media import decode_audio
 from ltxcore.request import RenderRequest
 from manifests.item import Item
-from manifests.plan import fingerprint
+from runstore.plan import fingerprint
 
 
 def _db(ratio: float) -> float:

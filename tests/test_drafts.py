@@ -10,19 +10,19 @@ import yaml
 from test_engine import _record_transformer_calls
 
 import ltxcore.engine as engine_module
+from fixtures.random_bundle import add_distilled_checkpoint
 from ltxcore.bundle import RELEASED_NAMES, ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.errors import BundleError, RenderInputError
-from ltxcore.random_bundle import add_distilled_checkpoint
 from ltxcore.request import GuiderSettings, RenderRequest
 from manifests.item import GUIDER_FIELDS
 from manifests.load import load_manifest
 from manifests.model_section import resolve_model
-from manifests.plan import PlannedItem, fingerprint, plan
-from manifests.results import result_row
 from manifests.validate import draft_warnings, validate
 from ray_jobs.cli import main
 from ray_jobs.render import parse_args, warm_requests
+from runstore.plan import PlannedItem, fingerprint, plan
+from runstore.results import result_row
 from tools.bench_draft import measure_draft
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
@@ -170,7 +170,7 @@ def test_bench_times_drafts_beside_the_two_stage_figures(engine, media, tmp_path
 def test_worker_bench_takes_rows_and_scores_as_the_worker_does(engine, media, tmp_path):
     """``--part worker`` on a GPU; here its steady loop on the CPU: every clip is scored by the worker's
     ``ClipScorer`` (no face in random renders: null scores with the reason), and a row never waits for one."""
-    from ray_jobs.scoring import ClipScorer
+    from ray_jobs.worker_scoring import ClipScorer
     from tools.bench_worker import steady_state
 
     requests = [_draft(media["stereo_wav"], seed=s) for s in (1, 2)]

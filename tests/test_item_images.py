@@ -19,10 +19,10 @@ from ltxcore.bundle import RELEASED_NAMES
 from ltxcore.request import ImageCondition
 from manifests.item import IMAGE_STRUCT, arrow_schema
 from manifests.load import load_manifest
-from manifests.plan import HASHED_WHEN_SET, fingerprint, plan, plan_table
-from manifests.run_folder import RunFolder
 from manifests.validate import validate
 from ray_jobs.render import _overrides
+from runstore.plan import HASHED_WHEN_SET, fingerprint, plan, plan_table
+from runstore.run_folder import RunFolder
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 EN = str(LESSON / "en.ogg")  # about 7 s: at 24 fps, 8k+1 frames up to 169

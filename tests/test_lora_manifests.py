@@ -13,20 +13,20 @@ import pytest
 import torch
 import yaml
 
+from fixtures.random_bundle import save_safetensors, write_random_lora
 from ltxcore.bundle import RELEASED_NAMES
-from ltxcore.random_bundle import save_safetensors, write_random_lora
 from manifests.builders import BuildError, build_personalization, parse_lora_cell
 from manifests.item import arrow_schema
 from manifests.load import load_manifest
-from manifests.plan import fingerprint, plan
-from manifests.results import RESULT_SCHEMA, read_results, result_row
-from manifests.run_folder import RunFolder
 from manifests.validate import validate
 from ray_jobs.actor import RenderActor
 from ray_jobs.cli import main
-from ray_jobs.planner import Shard, make_shards
 from ray_jobs.render import _overrides
 from ray_jobs.report import Card, _card_view
+from ray_jobs.shards import Shard, make_shards
+from runstore.plan import fingerprint, plan
+from runstore.results import RESULT_SCHEMA, read_results, result_row
+from runstore.run_folder import RunFolder
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 EN = str(LESSON / "en.ogg")

@@ -15,6 +15,7 @@ from ltx_core.loader.single_gpu_model_builder import SingleGPUModelBuilder
 from ltx_core.model.transformer import LTXV_MODEL_COMFY_RENAMING_MAP, LTXModelConfigurator, X0Model
 from ltx_core.types import VideoPixelShape
 
+from fixtures.random_bundle import save_safetensors, write_random_lora
 from ltxcore import engine as engine_module
 from ltxcore import loading
 from ltxcore.adapters import Adapters
@@ -24,7 +25,6 @@ from ltxcore.engine import DISTILLED, Engine
 from ltxcore.errors import RenderInputError
 from ltxcore.guidance import synthetic_inputs
 from ltxcore.lora import LoraError
-from ltxcore.random_bundle import save_safetensors, write_random_lora
 from ltxcore.request import LoraSpec, RenderRequest
 
 ATTENTION = ("attn1.", "attn2.")

@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from manifests.load import load_manifest
-from manifests.plan import derive_seed, plan, plan_from_table, plan_table
-from manifests.results import ShardRecorder, latest_attempts, read_results, result_row, still_to_render
 from manifests.validate import main as validate_main
 from manifests.validate import validate
+from runstore.plan import derive_seed, plan, plan_from_table, plan_table
+from runstore.results import ShardRecorder, latest_attempts, read_results, result_row, still_to_render
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "manifests" / "examples"
 LESSON = EXAMPLES / "lesson"
@@ -191,7 +191,7 @@ def test_results_read_with_plain_pyarrow_and_pandas_without_this_project(tmp_pat
         import sys, pyarrow.dataset as ds, pandas as pd
         table = ds.dataset({str(tmp_path / "results")!r}, format="parquet").to_table()
         frame = pd.read_parquet({str(tmp_path / "results")!r})
-        assert not any(m.startswith(("ltxcore", "manifests", "ray_jobs")) for m in sys.modules)
+        assert not any(m.startswith(("ltxcore", "manifests", "runstore", "storage", "ray_jobs")) for m in sys.modules)
         print(table.num_rows, len(frame), sorted(frame["item_id"]), frame["video_cfg_scale"].tolist())
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=True)

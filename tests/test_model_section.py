@@ -11,7 +11,7 @@ import pytest
 from ltxcore.bundle import RELEASED_NAMES
 from ltxcore.errors import BundleError
 from manifests.model_section import resolve_model
-from manifests.storage import file_identity
+from storage.fs import file_identity
 
 
 def test_local_and_uri_bundles_have_one_identity(tiny_bundle):

@@ -18,8 +18,8 @@ import yaml
 from conftest import start_local_ray
 
 from ltxcore.media import probe_mp4
-from manifests.storage import download
 from ray_jobs.render import main
+from storage.fs import download
 from tools.demo import QUICK as FAST
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"

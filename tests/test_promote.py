@@ -15,12 +15,12 @@ import yaml
 
 from manifests.load import load_manifest
 from manifests.model_section import resolve_model
-from manifests.plan import plan
-from manifests.results import ShardRecorder, read_results, result_row
-from manifests.run_folder import RunFolder
-from quality.scores import unscored
+from quality.score_fields import unscored
 from ray_jobs.cli import main, status_lines
 from ray_jobs.report import build_report
+from runstore.plan import plan
+from runstore.results import ShardRecorder, read_results, result_row
+from runstore.run_folder import RunFolder
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 IDS = ("d0", "d1", "d2", "d3")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from quality.score import EXTRA_MISSING, score_video
-from quality.scores import FIELDS, SCORE_NAMES
+from quality.score_clip import EXTRA_MISSING, score_video
+from quality.score_fields import FIELDS, SCORE_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,7 +73,7 @@ def test_without_the_qa_extra_the_scores_are_null_and_say_so(talking):
     """In a fresh interpreter where ``import dlib`` fails, as it does when the extra is not installed."""
     code = (
         "import json, sys; sys.modules['dlib'] = None\n"  # a None entry makes the import raise ImportError
-        "from quality.score import score_video\n"
+        "from quality.score_clip import score_video\n"
         f"print(json.dumps(score_video({talking['aligned']!r})))"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

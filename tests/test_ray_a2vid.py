@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import yaml
 from PIL import Image
 
-from ltxcore.random_bundle import write_random_lora
-from manifests.results import read_results
+from fixtures.random_bundle import write_random_lora
 from ray_jobs.render import main
 from ray_jobs.report import build_report
+from runstore.results import read_results
 from tools.demo import QUICK
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"

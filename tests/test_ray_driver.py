@@ -19,11 +19,11 @@ import yaml
 
 from ltxcore.media import probe_mp4
 from manifests.load import load_manifest
-from manifests.results import read_results
 from manifests.validate import validate
 from ray_jobs.cli import status_lines
 from ray_jobs.render import main
 from ray_jobs.report import build_report
+from runstore.results import read_results
 from tools.demo import set_flags
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
@@ -227,8 +227,8 @@ def test_no_worker_can_start_stops_the_run_with_a_clear_error(local_ray, tiny_bu
 
 def test_workers_warm_up_as_the_most_common_item_runs():
     from manifests.load import load_manifest
-    from manifests.plan import plan
     from ray_jobs.render import most_common_request
+    from runstore.plan import plan
 
     planned = plan(load_manifest("manifests/examples/lesson/lesson.yaml"))  # three recordings, three lengths
     common = planned[1].item.values

@@ -20,14 +20,14 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from manifests.results import read_results
-from manifests.retry import candidate_seed
-from manifests.run_folder import RunFolder
 from ray_jobs.cli import main as cli_main
 from ray_jobs.render import main as render_main
 from ray_jobs.report import Card, build_report, render_page
 from ray_jobs.report import main as report_main
 from ray_jobs.summary import Failure, RunSummary
+from runstore.results import read_results
+from runstore.retry_candidates import candidate_seed
+from runstore.run_folder import RunFolder
 from tools.demo import set_flags
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"

@@ -11,12 +11,12 @@ import pytest
 import yaml
 
 from manifests.load import load_manifest
-from manifests.plan import PlannedItem, plan
-from manifests.results import ShardRecorder, read_results, result_row, still_to_render
-from manifests.run_folder import RunFolder
-from ray_jobs.planner import Shard, cache_key, make_shards
 from ray_jobs.progress import Progress
 from ray_jobs.scheduler import Scheduler
+from ray_jobs.shards import Shard, cache_key, make_shards
+from runstore.plan import PlannedItem, plan
+from runstore.results import ShardRecorder, read_results, result_row, still_to_render
+from runstore.run_folder import RunFolder
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 DIED = "the worker died while rendering (the actor process exited)"
@@ -227,7 +227,7 @@ def test_a_prompt_being_enhanced_is_waited_for_not_enhanced_twice(tmp_path):
 
 
 def test_a_resumed_run_starts_from_the_recorded_enhancements(tmp_path):
-    from manifests.enhanced import enhancement_key, recorded_enhancements
+    from runstore.enhanced import enhancement_key, recorded_enhancements
 
     items = _items(tmp_path, [("A presenter", 17)] * 2)
     items = [PlannedItem(p.item.model_copy(update={"enhance_prompt": True}), p.fingerprint) for p in items]

@@ -16,9 +16,9 @@ from manifests import item
 from manifests.builders import build_lessons
 from manifests.json_schema import manifest_schema, schema_text
 from manifests.load import TOP_LEVEL_KEYS, load_manifest
-from manifests.plan import plan
 from manifests.validate import validate
 from ray_jobs.cli import main
+from runstore.plan import plan
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "manifests" / "examples"

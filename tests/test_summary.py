@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from manifests.load import load_manifest
-from manifests.plan import plan
-from manifests.results import ShardRecorder, read_results, result_row
 from ray_jobs.summary import rendering_seconds, summarize
+from runstore.plan import plan
+from runstore.results import ShardRecorder, read_results, result_row
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson" / "lesson.yaml"
 T0 = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
@@ -110,9 +110,9 @@ def test_a_run_without_results_is_all_pending(planned, tmp_path):
 
 
 def test_invalid_items_count_and_come_first_and_a_fixed_items_old_row_is_not_an_attempt(planned, tmp_path):
-    from manifests.invalid import SetAside, invalid_row
     from manifests.load import Entry
-    from manifests.results import write_invalid_rows
+    from runstore.invalid import SetAside, invalid_row
+    from runstore.results import write_invalid_rows
 
     results = str(tmp_path / "results")
     _record(results, planned, [(0, 0, "failed", 0, 1, "audio: empty"), (1, 0, "failed", 0, 1, "audio: empty")])

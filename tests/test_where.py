@@ -2,7 +2,7 @@
 
 import pytest
 
-from manifests.where import WhereError, row_filter
+from runstore.where import WhereError, row_filter
 
 ROWS = [
     {"item_id": "a", "status": "ok", "score": 1.5, "seed": 3},

@@ -6,7 +6,7 @@ its fastest single-GPU settings (the anchor in ``../shared/anchors/upstream-head
     python -m tools.bench clip --bundle /tmp/ref-bundle --part upstream --out upstream.json
     python -m tools.bench clip --bundle /tmp/ref-bundle --part head --anchor ANCHOR_COPY --out head.json
 
-The bundle is a random one with the released 22B configs (``python -m ltxcore.random_bundle DIR --size
+The bundle is a random one with the released 22B configs (``python -m fixtures.random_bundle DIR --size
 reference``; written here if missing), so every load, including upstream's per-call rebuild from disk,
 reads real-size files. Reference clip: 768x512, 97 frames at 25 fps, the lesson example's speech, a
 presenter image at frame 0, 30 stage-1 steps with cfg 3 / stg 1 / modality 3, 3 distilled stage-2 steps.
@@ -77,7 +77,7 @@ def ensure_bundle(folder: Path) -> tuple[Path, float | None]:
     """The reference-size bundle in ``folder``, written on the GPU first if it is not there."""
     if (folder / RELEASED_NAMES["checkpoint_path"]).exists():
         return folder, None
-    from ltxcore.random_bundle import make_bundle
+    from fixtures.random_bundle import make_bundle
 
     start = time.perf_counter()
     make_bundle(folder, "reference", seed=0, device="cuda")

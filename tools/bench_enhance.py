@@ -3,7 +3,7 @@ GPU for a shard's prompts (what the engine does) against Gemma streamed layer by
 
     python -m tools.bench enhance --out enhance.json
 
-Gemma-3 is built at ``ltxcore/bundle_configs/reference.json``'s sizes with all 48 layers of the 12B (the reference
+Gemma-3 is built at ``fixtures/bundle_configs/reference.json``'s sizes with all 48 layers of the 12B (the reference
 bundle writes 6) and random bf16 weights on the GPU, then
 kept in pinned host memory as the engine keeps it (:class:`~ltxcore.offload.StreamedModule`). Its tokenizer,
 chat template and image processor are a tiny bundle's (a 2,048-word vocabulary; timing does not depend on the
@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fixtures.random_bundle import load_configs, make_tiny_bundle, random_model
 from ltxcore.enhance import MAX_NEW_TOKENS, PromptEnhancer
 from ltxcore.offload import StreamedModule
-from ltxcore.random_bundle import load_configs, make_tiny_bundle, random_model
 from ltxcore.text import gemma_model_from_config
 
 GEMMA_3_12B_LAYERS = 48

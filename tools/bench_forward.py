@@ -2,7 +2,7 @@
 
     python -m tools.bench forward --out forward.json
 
-Builds the 19 B-parameter transformer from ``ltxcore/bundle_configs/reference.json`` through upstream's
+Builds the 19 B-parameter transformer from ``fixtures/bundle_configs/reference.json`` through upstream's
 configurator, on the GPU, with random weights (timing does not depend on the values), then times one
 forward at the reference clip's shapes (768x512 final, 97 frames at 25 fps: 1,248 video tokens at stage 1,
 4,992 at stage 2, 97 audio tokens) for each variant, all in this one process:
@@ -27,9 +27,9 @@ from typing import cast
 
 import torch
 
+from fixtures.random_bundle import load_configs, random_lora, random_model
 from ltxcore.blocks import BlockLoop
 from ltxcore.engine import DISTILLED
-from ltxcore.random_bundle import load_configs, random_lora, random_model
 
 FPS, FRAMES, HEIGHT, WIDTH = 25.0, 97, 512, 768
 STEPS_1, STEPS_2, LORA_RANK = 30, 3, 384

@@ -28,7 +28,7 @@ PHASES = ("stage_1", "stage_2")
 
 def ensure_lora(bundle: ModelBundle, folder: Path) -> Path:
     """The random rank-32 LoRA on every block linear, written on first use."""
-    from ltxcore.random_bundle import write_random_lora
+    from fixtures.random_bundle import write_random_lora
 
     path = folder / f"user-lora-rank{LORA_RANK}.safetensors"
     if not path.exists():

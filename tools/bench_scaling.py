@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from manifests.results import read_results
+from runstore.results import read_results
 from tools.bench_clip import AUDIO, IMAGE, PROMPT, REFERENCE, ensure_bundle, write_stereo_speech
 
 REPO = Path(__file__).resolve().parents[1]

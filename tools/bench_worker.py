@@ -4,7 +4,7 @@ One resident engine serves finals and drafts, as a worker whose shards mix both 
 both pipelines and a shard's prompt encoding (finals' and drafts' prompt pairs, as ``warm_prompts`` does
 per shard), each pipeline is timed in a worker's steady state (each mp4 written in the background while the
 next clip renders), without quality scoring, then with one and with ``SCORERS`` scoring processes. Scoring
-runs as the worker runs it (``ray_jobs.scoring.ClipScorer``, started on each clip after its mux), and each
+runs as the worker runs it (``ray_jobs.worker_scoring.ClipScorer``, started on each clip after its mux), and each
 clip's row is taken once the next clip is rendered, as ``RenderActor`` does: the seconds spent looking for
 the scores are the worker's ``quality_wait``, a clip whose scores were not ready yet is "late", and the
 seconds from the last row until every score is in measure the scorer's backlog.
@@ -26,7 +26,7 @@ from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.recipes import prompt_pair
 from ltxcore.request import RenderRequest
-from ray_jobs.scoring import SCORERS, ClipScorer
+from ray_jobs.worker_scoring import SCORERS, ClipScorer
 
 GIB = 2**30
 

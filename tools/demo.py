@@ -27,9 +27,9 @@ QUICK = set_flags(video_stg_blocks="[1]", num_inference_steps=2, height=128, wid
 
 
 def main() -> int:
+    from fixtures.random_bundle import make_tiny_bundle
     from ltxcore.bundle import ModelBundle
     from ltxcore.errors import BundleError
-    from ltxcore.random_bundle import make_tiny_bundle
     from ray_jobs.render import main as render
 
     folder = CACHE / "tiny-bundle"

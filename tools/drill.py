@@ -211,7 +211,7 @@ class LocalCluster:
 
 
 def ok_counts(run: Path) -> Counter:
-    from manifests.results import read_results
+    from runstore.results import read_results
 
     try:
         rows = read_results(str(run / "results")).select(["item_id", "status"]).to_pylist()
@@ -297,7 +297,7 @@ def run_drill(bundle: str, workdir: Path, items: int = 6, drills: tuple[str, ...
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", required=True, help="a tiny bundle folder (python -m ltxcore.random_bundle DIR)")
+    parser.add_argument("--bundle", required=True, help="a tiny bundle folder (python -m fixtures.random_bundle DIR)")
     parser.add_argument("--items", type=int, default=6)
     parser.add_argument("--drills", nargs="+", choices=tuple(DRILLS), default=tuple(DRILLS))
     args = parser.parse_args()

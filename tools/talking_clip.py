@@ -131,7 +131,7 @@ def write_clip(path: str | Path, frames: list[np.ndarray], fps: float, sound: np
 
 def talking_frames(image: np.ndarray, opening: np.ndarray, width: int, height: int) -> tuple[list, np.ndarray]:
     """One frame per value of ``opening`` (0..1) and the still frame they were made from."""
-    from quality.score import face_model
+    from quality.score_clip import face_model
 
     model = face_model()
     face = model.detect(np.asarray(Image.fromarray(image).convert("L")))

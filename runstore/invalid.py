@@ -18,10 +18,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from manifests.item import KINDS, Item, id_problem, merged
 from manifests.load import Entry, Manifest
-from manifests.plan import PlannedItem, refresh_fingerprints, resolve_item
-from manifests.results import write_invalid_rows
-from manifests.run_folder import RunFolder
 from manifests.validate import Problem, check_entry
+from runstore.plan import PlannedItem, refresh_fingerprints, resolve_item
+from runstore.results import write_invalid_rows
+from runstore.run_folder import RunFolder
 
 ERROR_TYPE = "InvalidInput"
 

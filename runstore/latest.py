@@ -12,12 +12,12 @@ from collections.abc import Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from manifests import invalid
-from manifests.plan import PlannedItem
-from manifests.results import RESULT_SCHEMA, latest_attempts, read_results
-from manifests.run_folder import RunFolder
-from manifests.where import row_filter
-from quality.scores import SCORE_NAMES
+from quality.score_fields import SCORE_NAMES
+from runstore import invalid
+from runstore.plan import PlannedItem
+from runstore.results import RESULT_SCHEMA, latest_attempts, read_results
+from runstore.run_folder import RunFolder
+from runstore.where import row_filter
 
 # Every column a --where can name: the results table's, the scores by their own names, and why they are missing.
 COLUMNS = (*(n for n in RESULT_SCHEMA.names if n != "quality"), *SCORE_NAMES, "quality_reason")
@@ -55,7 +55,7 @@ def latest_rows(run: RunFolder, planned: list[PlannedItem] | None = None) -> lis
 
 
 def where_filter(where: str) -> Callable[[dict], bool]:
-    """``where`` compiled over these rows' columns (``manifests.where``; it raises on an unknown column)."""
+    """``where`` compiled over these rows' columns (``runstore.where``; it raises on an unknown column)."""
     return row_filter(where, COLUMNS)
 
 

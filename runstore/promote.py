@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from manifests.latest import matching_rows, where_filter
 from manifests.model_section import resolve_model
-from manifests.plan import PlannedItem, refresh_fingerprints
-from manifests.run_folder import RunFolder
-from manifests.storage import is_uri
+from runstore.latest import matching_rows, where_filter
+from runstore.plan import PlannedItem, refresh_fingerprints
+from runstore.run_folder import RunFolder
+from storage.fs import is_uri
 
 
 class PromoteError(ValueError):
@@ -27,7 +27,7 @@ class PromoteError(ValueError):
 @dataclass(frozen=True)
 class Selection:
     """Which items of the draft run to promote: ``only`` these (all if empty), minus ``exclude``, and of those
-    the ones whose latest row matches ``where`` (``manifests/latest.py``: result columns and quality scores; an
+    the ones whose latest row matches ``where`` (``runstore/latest.py``: result columns and quality scores; an
     item without a row never does)."""
 
     only: tuple[str, ...] = ()

@@ -2,7 +2,7 @@
 each item's best candidate when that run ends.
 
 The new run is an ordinary run (resume, status and report work on it): its manifest, written to
-``NEW/submitted/retry-weak.yaml``, holds the candidates (``manifests.retry``), and ``NEW/retry.json`` says
+``NEW/submitted/retry-weak.yaml``, holds the candidates (``runstore.retry_candidates``), and ``NEW/retry.json`` says
 where they came from, the chosen score and each original clip's scores. The best candidate of an item is
 the one with the best value of that score; when the original clip scores better than every candidate, no
 candidate is marked and the original stays the one to use.
@@ -17,12 +17,12 @@ import uuid
 
 import yaml
 
-from manifests.latest import latest_rows, matching_rows, where_filter
-from manifests.results import revise
-from manifests.retry import RetryError, candidates
-from manifests.run_folder import RunFolder
-from manifests.storage import exists, filesystem, join, read_bytes, write_atomically
-from quality.scores import BY_NAME, SCORE_NAMES
+from quality.score_fields import BY_NAME, SCORE_NAMES
+from runstore.latest import latest_rows, matching_rows, where_filter
+from runstore.results import revise
+from runstore.retry_candidates import RetryError, candidates
+from runstore.run_folder import RunFolder
+from storage.fs import exists, filesystem, join, read_bytes, write_atomically
 
 MANIFEST, INFO = "submitted/retry-weak.yaml", "retry.json"
 

@@ -22,7 +22,7 @@ from ltxcore.media import probe_audio
 from ltxcore.request import frames_for_duration
 from manifests.item import Item, arrow_schema, media_paths, merged
 from manifests.load import Manifest
-from manifests.storage import download, file_identity, is_uri
+from storage.fs import download, file_identity, is_uri
 
 SEED_SPACE = 2**31
 LABELS = ("id", "tags", "retry_of", "candidate")  # fields that name or label an item without changing its render

@@ -1,4 +1,4 @@
-"""Score one clip: ``score_video(mp4, reference_image) -> dict`` with the fields of ``quality.scores.FIELDS``.
+"""Score one clip: ``score_video(mp4, reference_image) -> dict`` with the fields of ``quality.score_fields.FIELDS``.
 
 Proxies, not SyncNet: lip sync correlates the inner-lip gap with the sound's loudness over a window of lags;
 flicker and jitter are temporal second differences outside the mouth; identity is dlib's face-embedding
@@ -16,7 +16,7 @@ from PIL import Image
 
 from quality import measures
 from quality.face import Box, FaceModel, QualityUnavailable
-from quality.scores import unscored
+from quality.score_fields import unscored
 from quality.video import read_clip
 
 DETECT_EVERY = 2  # frames between face searches while a face is in sight; the box is interpolated in between

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from manifests.plan import SEED_SPACE, PlannedItem
+from runstore.plan import SEED_SPACE, PlannedItem
 
 
 class RetryError(ValueError):

@@ -23,8 +23,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from manifests.item import Item, id_problem
-from manifests.plan import HASHED_WHEN_SET, PlannedItem, plan_from_table, plan_table
-from manifests.storage import filesystem, write_atomically
+from runstore.plan import HASHED_WHEN_SET, PlannedItem, plan_from_table, plan_table
+from storage.fs import filesystem, write_atomically
 
 
 def code_version() -> str:

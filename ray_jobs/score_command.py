@@ -1,6 +1,6 @@
 """``ltx-batch score``: (re)compute the quality scores of a run's clips, or of one mp4.
 
-A run's new scores are revisions (``manifests.results.revise``): the attempts' rows stay as recorded and
+A run's new scores are revisions (``runstore.results.revise``): the attempts' rows stay as recorded and
 every reader (resume, status, report, ``--where``) sees the latest scores. Clips in object storage are
 fetched to a temporary folder first. Several clips are scored at once with ``jobs`` child processes.
 """
@@ -13,15 +13,15 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from manifests.latest import latest_by_item, latest_rows
-from manifests.results import read_results, revise
-from manifests.run_folder import RunFolder
-from manifests.storage import download, is_uri
 from quality import process
-from quality.score import EXTRA_MISSING
-from quality.scores import FIELDS
+from quality.score_clip import EXTRA_MISSING
+from quality.score_fields import FIELDS
 from ray_jobs.quality_view import quality_lines
-from ray_jobs.retry import mark_best
+from ray_jobs.retry_weak import mark_best
+from runstore.latest import latest_by_item, latest_rows
+from runstore.results import read_results, revise
+from runstore.run_folder import RunFolder
+from storage.fs import download, is_uri
 
 
 class QualityExtraMissing(RuntimeError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from manifests.item import Item
-from manifests.plan import PlannedItem
+from runstore.plan import PlannedItem
 
 EnhancementKey = tuple[str, str | None, int]
 

@@ -3,7 +3,7 @@
 Each clip is scored (``quality.process``, child processes at low CPU priority) right after its mp4 is
 written, while the worker renders the next item. The row is recorded with the scores if they are ready and
 without them if not (the last item of a shard, or a render faster than scoring: a draft); late scores are
-then added to the results as revisions of their rows (``manifests.results.revise``), a batch at a time
+then added to the results as revisions of their rows (``runstore.results.revise``), a batch at a time
 (:class:`LateScores`). So the worker never waits for a score; ``timings["quality_wait"]`` records the (tiny)
 time it spent looking.
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quality.process import ScoringPool
-from quality.scores import unscored
+from quality.score_fields import unscored
 
 SCORERS = 2  # clips scored at once per worker
 FLUSH_SCORES = 32  # late scores written as one revision file once this many have arrived
@@ -99,7 +99,7 @@ class LateScores:
     A worker that dies loses the unwritten ones; ``ltx-batch score --missing-only`` computes them again."""
 
     def __init__(self, write: Callable[[list[dict]], None]):
-        self.write = write  # records revisions (the actor's: ``manifests.results.revise`` while it owns the run)
+        self.write = write  # records revisions (the actor's: ``runstore.results.revise`` while it owns the run)
         self.lock = threading.Lock()
         self.arrived: list[dict] = []
         self.oldest = 0.0

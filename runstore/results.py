@@ -27,13 +27,13 @@ import pyarrow.parquet as pq
 
 from ltxcore.recipes import DISTILLED_STEPS
 from manifests.item import GUIDER_FIELDS, Item, arrow_schema
-from manifests.plan import PROMOTED_FROM, PlannedItem
-from manifests.storage import filesystem, write_atomically
-from quality.scores import SCORES
+from quality.score_fields import SCORES
+from runstore.plan import PROMOTED_FROM, PlannedItem
+from storage.fs import filesystem, write_atomically
 
 STATUSES = ("ok", "failed")
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
-# quality.scores.FIELDS as Arrow: the scores (None where not measured), why any is missing, CPU seconds.
+# quality.score_fields.FIELDS as Arrow: the scores (None where not measured), why any is missing, CPU seconds.
 QUALITY_TYPE = pa.struct(
     [pa.field(s.name, pa.int64() if s.kind is int else pa.float64()) for s in SCORES]
     + [pa.field("reason", pa.string()), pa.field("seconds", pa.float64())]
@@ -151,7 +151,7 @@ class ShardRecorder:
 
 
 def write_invalid_rows(results_uri: str, run_id: str, session: str, rows: list[dict]) -> None:
-    """The InvalidInput rows of one driver session (see ``manifests/invalid.py``), in a file of their own
+    """The InvalidInput rows of one driver session (see ``runstore/invalid.py``), in a file of their own
     written once, atomically; nothing when there are none."""
     if not rows:
         return

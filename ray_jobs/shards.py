@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, replace
 
-from manifests.enhanced import enhancement_key
-from manifests.plan import PlannedItem
+from runstore.enhanced import enhancement_key
+from runstore.plan import PlannedItem
 
 
 @dataclass(frozen=True)
