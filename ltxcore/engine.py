@@ -35,7 +35,7 @@ from ltxcore.adapters import Adapters
 from ltxcore.blocks import BlockLoop
 from ltxcore.bundle import ModelBundle
 from ltxcore.conditioning_audio import conditioning_clip
-from ltxcore.enhance import PromptEnhancer, enhance_key, max_new_tokens
+from ltxcore.enhance import EnhanceKey, PromptEnhancer, enhance_key, max_new_tokens
 from ltxcore.errors import BundleError, RenderInputError
 from ltxcore.fp8 import quantize_blocks
 from ltxcore.guidance import PlainDenoiser, synthetic_inputs
@@ -208,21 +208,26 @@ class Engine:
             with self._text_path(resident=False):
                 self._encode(pairs)
 
-    def prepare_prompts(self, requests: list[RenderRequest]) -> list[RenderRequest]:
+    def prepare_prompts(self, requests: list[RenderRequest]) -> list[RenderRequest | Exception]:
         """A shard's prompts before its first item, in one visit of Gemma to the device: each enhancement the
         requests ask for and do not carry is generated once per (prompt, first image, seed), with Gemma
         resident (generation runs it once per token), then every prompt pair is encoded. Returns the requests
-        with their enhanced prompts; one whose enhancement failed has none, and its render reports why."""
+        with their enhanced prompts; in place of one whose enhancement failed, the exception that failed it
+        (one bad item must not stop the others, and its render must not generate it a second time)."""
         keys = self.enhancer.missing(requests)
+        failed: dict[EnhanceKey, Exception] = {}
         with self._text_path(resident=bool(keys)):
             for key in keys:
-                with contextlib.suppress(Exception):  # one bad item must not stop the others; its render re-raises
+                try:
                     self.enhancer.generate(key)
+                except Exception as e:  # the failure of its items, each told it with its traceback
+                    failed[key] = e
             requests = [self.enhancer.enhanced(r) for r in requests]
             ready = [r for r in requests if not r.enhance_prompt or r.prompt_enhanced is not None]
             self.prompts.capacity = max(self.prompts.capacity, len(requests))  # a shard's pairs all stay cached
             self._encode([prompt_pair(r) for r in ready])
-        return requests
+        unenhanced = [r.enhance_prompt and r.prompt_enhanced is None for r in requests]
+        return [failed.get(enhance_key(r), r) if bare else r for r, bare in zip(requests, unenhanced, strict=True)]
 
     def _text_path(self, resident: bool):
         """Gemma and the text connectors on the device: streamed layer by layer, or ``resident`` all at once."""

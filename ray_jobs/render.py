@@ -30,7 +30,7 @@ from ray_jobs.actor import RenderActor
 from ray_jobs.options import add_render_options
 from ray_jobs.progress import Progress
 from ray_jobs.retry_weak import mark_best
-from ray_jobs.scheduler import NoWorkers, Scheduler
+from ray_jobs.scheduler import WORKER_OPTIONS, NoWorkers, Scheduler
 from ray_jobs.shards import cache_key, make_shards
 from ray_jobs.summary import run_summary
 from runstore import invalid
@@ -223,7 +223,7 @@ def _render(
         actors = args.actors or max(1, int(ray.available_resources().get("CPU", 1)) // args.cpus_per_actor)
     shards = make_shards(pending, args.shard_size, actors)
     actors = min(actors, len(shards))
-    remote = ray.remote(RenderActor).options(max_restarts=0, max_task_retries=0, **options)
+    remote = ray.remote(RenderActor).options(**WORKER_OPTIONS, **options)
     threads = args.cpus_per_actor if device == "cpu" else 0
     warm = [] if device != "cuda" or args.no_compile else warm_requests(pending)
 
@@ -267,6 +267,8 @@ def _summary(run: RunFolder, planned) -> int:
     lines += [f"  failed {item_id}: not rendered" for item_id in summary.pending]
     throughput = summary.throughput_line()
     lines += [throughput] if throughput else []
+    if summary.unscored:
+        lines.append(f"quality: {summary.unscored} ok clip(s) without scores; ltx-batch score {run.uri} --missing-only")
     lines += [
         f"outputs: {run.uri.rstrip('/')}/videos/",
         f"results: {run.results_uri}/ (Parquet, one row per attempt)",

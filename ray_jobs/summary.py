@@ -22,7 +22,7 @@ from ray_jobs.progress import duration
 from runstore import invalid
 from runstore.latest import latest_by_item
 from runstore.plan import PlannedItem
-from runstore.results import read_results
+from runstore.results import error_summary, read_results
 from runstore.run_folder import RunFolder
 
 GROUP_MESSAGE_CHARS = 160
@@ -32,7 +32,7 @@ GROUP_MESSAGE_CHARS = 160
 class Failure:
     item_id: str
     error_type: str
-    message: str
+    message: str  # without the traceback its row keeps (``runstore.results.error_text``)
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class RunSummary:
     rendering_seconds: float  # wall time in which at least one attempt was rendering
     first_start: datetime | None
     last_end: datetime | None
+    unscored: int = 0  # ok items whose latest row has no quality record: still scoring, or their scores were lost
 
     @property
     def invalid(self) -> int:
@@ -127,7 +128,7 @@ def summarize(planned: list[PlannedItem], attempts: pa.Table, invalid_ids: tuple
     statuses = Counter(item_status(latest.get(i)) for i in order)
     failures = sorted(
         (
-            Failure(i, latest[i]["error_type"] or "error", latest[i]["error_message"] or "")
+            Failure(i, latest[i]["error_type"] or "error", error_summary(latest[i]["error_message"] or ""))
             for i in order
             if item_status(latest.get(i)) == "failed"
         ),
@@ -145,6 +146,7 @@ def summarize(planned: list[PlannedItem], attempts: pa.Table, invalid_ids: tuple
         rendering_seconds=rendering_seconds(spans),
         first_start=min((s for s, _ in spans), default=None),
         last_end=max((e for _, e in spans), default=None),
+        unscored=sum(r["status"] == "ok" and r["quality"] is None for r in latest.values()),
     )
 
 

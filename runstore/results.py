@@ -32,6 +32,7 @@ from runstore.plan import PROMOTED_FROM, PlannedItem
 from storage.fs import filesystem, write_atomically
 
 STATUSES = ("ok", "failed")
+TRACEBACK = "Traceback"  # how the traceback of a failed row's error_message starts (error_text)
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 # quality.score_fields.FIELDS as Arrow: the scores (None where not measured), why any is missing, CPU seconds.
 QUALITY_TYPE = pa.struct(
@@ -112,6 +113,22 @@ def result_row(planned: PlannedItem, **fields) -> dict:
     if row.get("status") not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {row.get('status')!r}")
     return row
+
+
+def error_text(message: str, trace: str = "") -> str:
+    """A failed row's ``error_message``: the message for the person running the batch, then (after a blank line)
+    the traceback for whoever fixes the code; ``error_summary`` gives the message back."""
+    trace = trace.strip()
+    if not trace:
+        return message
+    if not trace.startswith(TRACEBACK):  # Ray's text of a worker's exception starts with the task's name
+        trace = f"{TRACEBACK} (on the worker):\n{trace}"
+    return f"{message}\n\n{trace}"
+
+
+def error_summary(error_message: str) -> str:
+    """The message of an ``error_text``, without its traceback."""
+    return error_message.split(f"\n\n{TRACEBACK}", 1)[0]
 
 
 def attempt_path(root: str, session: str, shard_id: int, attempt: int) -> str:
