@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, RayError, RayTaskError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayError, RayTaskError
 from ray.util.queue import Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -54,6 +54,8 @@ class Loss:
 
     @staticmethod
     def of(error: RayError) -> Loss:
+        if isinstance(error, ActorUnavailableError):  # Ray's word while it restarts the worker
+            return Loss(WORKER_LOST, "the worker died while rendering (its process ended)")
         if isinstance(error, RayActorError):
             return Loss(WORKER_LOST, f"the worker died while rendering ({_short(error)})")
         if isinstance(error, RayTaskError):  # an exception of our code, raised outside any item
@@ -253,8 +255,8 @@ class Scheduler:
         try:
             ray.get(ref)
         except RayError as e:
-            if isinstance(e, RayActorError):  # Ray restarts it; ready() answers once it has (or fails)
-                self.starting[actor.ready.remote()] = (actor, True)
+            if isinstance(e, RayActorError):  # Ray restarts it: ready() answers once it has, or fails for good
+                self.starting[actor.ready.options(max_task_retries=-1).remote()] = (actor, True)
             else:
                 self.idle.append(actor)
             self.work.lost(shard, Loss.of(e))

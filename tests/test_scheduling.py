@@ -5,18 +5,21 @@ on a local Ray with workers whose items raise or kill them."""
 from __future__ import annotations
 
 import io
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
+from ltxcore.bundle import RELEASED_NAMES
 from manifests.load import load_manifest
+from ray_jobs.actor import RenderActor
 from ray_jobs.progress import Progress
-from ray_jobs.scheduler import Loss, WorkQueue
+from ray_jobs.scheduler import WORKER_OPTIONS, Loss, Scheduler, WorkQueue
 from ray_jobs.shards import Shard, cache_key, make_shards
 from runstore.plan import PlannedItem, plan
-from runstore.results import ShardRecorder, read_results, result_row, still_to_render
+from runstore.results import ShardRecorder, error_summary, latest_attempts, read_results, result_row, still_to_render
 from runstore.run_folder import RunFolder
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
@@ -46,6 +49,18 @@ def items(tmp_path) -> list[PlannedItem]:
 def _queue(tmp_path: Path, shards: list[Shard], max_attempts: int = 3) -> WorkQueue:
     progress = Progress(total=sum(len(s.items) for s in shards), stream=io.StringIO())
     return WorkQueue(shards, str(tmp_path / "results"), "run-1", "s1", progress, max_attempts)
+
+
+def _log(work: WorkQueue) -> str:
+    stream = work.progress.stream
+    assert isinstance(stream, io.StringIO)
+    return stream.getvalue()
+
+
+def _take(work: WorkQueue) -> Shard:
+    shard = work.take()
+    assert shard is not None, "a shard is ready"
+    return shard
 
 
 def _record_ok(work: WorkQueue, shard: Shard, done: list[PlannedItem]) -> None:
@@ -105,7 +120,7 @@ def test_lost_worker_requeues_only_unfinished_items_first_and_counts_the_one_ren
     assert [work.take(), work.take(), work.take()] == [Shard(7, tuple(items[1:3]), attempt=1), other, None]
     assert work.crashes == {"item-02": 1} and len(work) == 0
     note = f"shard 7 attempt 0: {DIED.reason} (item-02 in progress, attempt 1 of 3); 2 item(s) go back on the queue"
-    assert note in work.progress.stream.getvalue()
+    assert note in _log(work)
     assert {k: [r["status"] for r in v] for k, v in _rows(work.results_uri).items()} == {"item-00": ["ok"]}
 
 
@@ -125,13 +140,13 @@ def test_lost_worker_after_its_last_item_requeues_nothing(tmp_path, items):
 
 def test_item_that_keeps_killing_workers_fails_after_max_attempts_and_the_rest_still_renders(tmp_path, items):
     work = _queue(tmp_path, [Shard(0, tuple(items[:3]))], max_attempts=2)
-    work.lost(work.take(), DIED)  # item-00 was in progress: first crash, retried
-    retry = work.take()
+    work.lost(_take(work), DIED)  # item-00 was in progress: first crash, retried
+    retry = _take(work)
     assert [p.id for p in retry.items] == ["item-00", "item-01", "item-02"]
     assert _rows(work.results_uri) == {}
 
     work.lost(retry, DIED)  # second crash on item-00: it is the poison item
-    retry = work.take()
+    retry = _take(work)
     assert [p.id for p in retry.items] == ["item-01", "item-02"] and len(work) == 0
     [failed] = _rows(work.results_uri)["item-00"]
     assert (failed["status"], failed["error_type"]) == ("failed", "WorkerLost")
@@ -159,7 +174,7 @@ def test_give_up_fails_every_queued_item_with_the_reason_and_resume_renders_them
         ("failed", "NoWorkers", "no render worker is left to take the remaining items")
     }
     assert {r["item_id"]: r["attempt"] for r in rows} == {"item-00": 2, "item-01": 2, "item-02": 1, "item-03": 1}
-    assert work.progress.failed == 4 and work.progress.stream.getvalue().count('"status": "failed"') == 4
+    assert work.progress.failed == 4 and _log(work).count('"status": "failed"') == 4
     assert still_to_render(items, work.results_uri) == items
 
 
@@ -197,7 +212,7 @@ def test_a_prompt_being_enhanced_is_waited_for_not_enhanced_twice(tmp_path):
     assert [s.shard_id for s in handed if s] == [1, 3]
     assert [p.prompt_enhanced for s in handed if s for p in s.items] == ["A, enhanced", "A, enhanced"]
     assert work.known == {key_a: "A, enhanced"} and len(work) == 0
-    assert "w: 1 prompt(s) enhanced in 1.0s" in work.progress.stream.getvalue()
+    assert "w: 1 prompt(s) enhanced in 1.0s" in _log(work)
 
 
 def test_a_shard_that_ends_without_telling_its_prompts_frees_them_for_the_next(tmp_path):
@@ -228,3 +243,97 @@ def test_a_resumed_run_starts_from_the_recorded_enhancements(tmp_path):
     changed = [items[0], PlannedItem(items[1].item, "another-fingerprint")]  # item-01's inputs changed since
     known = recorded_enhancements(changed, read_results(work.results_uri))
     assert known == {enhancement_key(items[0].item): "kept"}
+
+
+# --- on Ray: what a worker's failures are recorded as -------------------------------------------
+
+FAST = {"video_stg_blocks": [1], "num_inference_steps": 2, "height": 128, "width": 192, "audio_max_duration": 1.0}
+BUG, SHARD_BUG, CRASH = "a bug in an item's render", "a bug in the shard's prompts", "an item that kills its worker"
+
+
+def _faulty_worker():
+    """A real render worker whose items fail as their prompts say: a TypeError raised in the item's render, one
+    raised in the shard's prompt preparation (outside any item), a process that exits in the item's render.
+    Defined in a function, so Ray ships the class itself to its workers."""
+
+    class FaultyWorker(RenderActor):
+        def __init__(self, *args):
+            super().__init__(*args)
+            render, prepare = self.engine.render, self.engine.prepare_prompts
+
+            def faulty_render(request, output, **kwargs):
+                if request.prompt == BUG:
+                    raise TypeError("expected a tensor, got None")
+                if request.prompt == CRASH:
+                    os._exit(1)
+                return render(request, output, **kwargs)
+
+            def faulty_prepare(requests):
+                if any(r.prompt == SHARD_BUG for r in requests):
+                    raise TypeError("the prompt cache is None")
+                return prepare(requests)
+
+            vars(self.engine).update(render=faulty_render, prepare_prompts=faulty_prepare)
+
+    return FaultyWorker
+
+
+def test_failures_on_ray_are_named_by_what_happened(local_ray, tiny_bundle, tmp_path):
+    """One worker, two attempts per item: its own TypeError fails an item with that type and its traceback,
+    one raised outside any item fails the item after its attempts with that type, and the item that kills
+    its worker (Ray restarts it) is WorkerLost after two; the items around them render ok."""
+    import ray
+
+    prompts = ["A presenter", BUG, CRASH, "A presenter", SHARD_BUG]
+    body = {
+        "defaults": {"audio": str(LESSON / "en.ogg")},
+        "items": [{"id": f"item-{i}", "prompt": p} for i, p in enumerate(prompts)],
+    }
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(body))
+    planned = plan(load_manifest(tmp_path / "m.yaml", overrides=FAST))
+    run = RunFolder(str(tmp_path / "run"))
+    run_id = run.record_submission([], planned, {})
+    run.claim("s1")
+    paths = {name: getattr(tiny_bundle, name) for name in RELEASED_NAMES}
+    remote = ray.remote(_faulty_worker()).options(**WORKER_OPTIONS, num_cpus=1)
+    progress = Progress(total=len(planned), stream=io.StringIO())
+    scheduler = Scheduler(
+        lambda: remote.remote(paths, "none", "cpu", run.uri, run_id, "s1", 1),
+        1,
+        [Shard(0, tuple(planned[:4])), Shard(1, tuple(planned[4:]))],
+        run.results_uri,
+        run_id,
+        "s1",
+        progress,
+        max_attempts=2,
+    )
+    scheduler.run()
+
+    latest = {r["item_id"]: r for r in latest_attempts(read_results(run.results_uri)).to_pylist()}
+    assert {i: latest[i]["status"] for i in latest} == {
+        "item-0": "ok",
+        "item-1": "failed",
+        "item-2": "failed",
+        "item-3": "ok",
+        "item-4": "failed",
+    }
+    bug = latest["item-1"]
+    assert bug["error_type"] == "TypeError" and error_summary(bug["error_message"]) == "expected a tensor, got None"
+    trace = bug["error_message"].split("\n\n", 1)[1]
+    assert trace.startswith("Traceback (most recent call last):") and "in faulty_render" in trace
+    assert trace.rstrip().endswith("TypeError: expected a tensor, got None")
+
+    crash = latest["item-2"]
+    assert crash["error_type"] == "WorkerLost" and crash["host"] == "driver"
+    assert crash["error_message"] == "gave up after 2 attempts: the worker died while rendering (its process ended)"
+
+    shard_bug = latest["item-4"]
+    assert shard_bug["error_type"] == "TypeError"
+    assert error_summary(shard_bug["error_message"]) == (
+        "gave up after 2 attempts: the shard failed: TypeError: the prompt cache is None"
+    )
+    assert "in faulty_prepare" in shard_bug["error_message"]
+
+    log = _log(scheduler.work)
+    assert "(item-2 in progress, attempt 2 of 2)" in log and "(item-4 in progress, attempt 2 of 2)" in log
+    assert log.count("worker ready on") == 3  # started, then restarted by Ray after each death
