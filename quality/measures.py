@@ -23,7 +23,6 @@ class Layout:
     right_eye: tuple[int, ...]
     left_eye: tuple[int, ...]
     inner_lip_pairs: tuple[tuple[int, int], ...]  # an upper inner lip point above its lower one
-    inner_lip_ring: tuple[int, ...]  # the inner lip contour in order (the mouth opening's outline)
     lips: tuple[int, ...]  # every lip point
     still: tuple[int, ...]  # brows, nose, eyes: they should not move with speech
     mouth_corners: tuple[int, int]
@@ -37,7 +36,6 @@ IBUG_68 = Layout(
     right_eye=tuple(range(36, 42)),
     left_eye=tuple(range(42, 48)),
     inner_lip_pairs=((61, 67), (62, 66), (63, 65)),
-    inner_lip_ring=tuple(range(60, 68)),
     lips=tuple(range(48, 68)),
     still=tuple(range(17, 48)),
     mouth_corners=(48, 54),
@@ -46,14 +44,13 @@ IBUG_68 = Layout(
     under_nose=33,
 )
 _MESH_UPPER_INNER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
-_MESH_LOWER_INNER = (95, 88, 178, 87, 14, 317, 402, 318, 324)  # right to left, without the corners
+_MESH_LOWER_INNER = (95, 88, 178, 87, 14, 317, 402, 318, 324)  # without the corners
 _MESH_OUTER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
 MESH_468 = Layout(
     points=468,
     right_eye=(33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246),
     left_eye=(263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466),
     inner_lip_pairs=((80, 88), (81, 178), (82, 87), (13, 14), (312, 317), (311, 402), (310, 318)),
-    inner_lip_ring=_MESH_UPPER_INNER + tuple(reversed(_MESH_LOWER_INNER)),
     lips=_MESH_OUTER + _MESH_UPPER_INNER + _MESH_LOWER_INNER,
     still=(70, 63, 105, 66, 107, 300, 293, 334, 296, 336, 6, 197, 195, 5, 33, 133, 362, 263),
     mouth_corners=(61, 291),
@@ -74,19 +71,10 @@ def eye_distance(landmarks: np.ndarray, layout: Layout) -> np.ndarray:
 
 
 def mouth_opening(landmarks: np.ndarray, layout: Layout) -> np.ndarray:
-    """Gap between the inner lips per frame (mean over the layout's pairs), in eye distances; NaN where a
-    frame has no landmarks."""
+    """Gap between the inner lips per frame (mean over the layout's pairs: 3 for dlib, 7 across the mesh's
+    mouth), in eye distances; NaN where a frame has no landmarks."""
     gaps = [landmarks[:, low, 1] - landmarks[:, up, 1] for up, low in layout.inner_lip_pairs]
     return np.mean(gaps, axis=0) / eye_distance(landmarks, layout)
-
-
-def mouth_area(landmarks: np.ndarray, layout: Layout) -> np.ndarray:
-    """Area inside the inner lip contour per frame (shoelace), in squared eye distances: the whole opening,
-    not a few vertical gaps, so a mouth that opens off-centre or widens counts too."""
-    ring = landmarks[:, layout.inner_lip_ring]
-    x, y = ring[..., 0], ring[..., 1]
-    area = 0.5 * np.abs(np.sum(x * np.roll(y, -1, axis=1) - np.roll(x, -1, axis=1) * y, axis=1))
-    return area / eye_distance(landmarks, layout) ** 2
 
 
 def loudness(samples: np.ndarray, rate: int, fps: float, frames: int) -> np.ndarray:

@@ -1,9 +1,8 @@
 """Score one clip: ``score_video(mp4, reference_image, boundaries=...) -> dict`` with the fields of
 ``quality.score_fields.FIELDS``.
 
-Proxies, not SyncNet: lip sync correlates the mouth's opening (the area inside the inner lips) with the
-sound's loudness over a window of lags; flicker and jitter are temporal second differences outside the mouth;
-identity compares faces with the reference image's (``quality.face``: the face models and their licences).
+Proxies, not SyncNet: lip sync correlates the gap between the inner lips with the sound's loudness over a
+window of lags; flicker and jitter are temporal second differences outside the mouth; identity compares faces with the reference image's (``quality.face``: the face models and their licences).
 A long item rendered as windows (``boundaries``: the frames where window 2, 3, ... begin) also gets each
 window's lip sync, identity and colour, a seam score per boundary and the drift from the first window to the
 last (``quality.windows``). A score that cannot be measured is None and ``reason`` says why; nothing here
@@ -25,6 +24,7 @@ from quality.video import read_clip
 from quality.windows import window_scores
 
 DETECT_EVERY = 2  # frames between face searches while a face is in sight; the box is interpolated in between
+SMOOTH_FRAMES = 3  # face boxes are averaged over this many frames either side
 SEEK_EVERY = 6  # frames between face searches while none is (a whole-frame search costs more)
 MAX_LAG_SECONDS = 0.6  # lip-sync offsets searched: +-15 frames at 25 fps
 MIN_FACE_FRACTION = 0.5  # below this, the mouth track is too holey to correlate
@@ -135,12 +135,17 @@ def track(model: FaceModel, gray: list[np.ndarray]) -> tuple[list[Box | None], l
         for t in range(before + 1, after):
             w = (t - before) / (after - before)
             boxes[t] = cast(Box, tuple((1 - w) * x + w * y for x, y in zip(a, b, strict=True))) if a and b else a or b
-    return boxes, searched
+    return smoothed(boxes), searched
 
 
-def mouth_signal(landmarks: np.ndarray, layout: measures.Layout) -> np.ndarray:
-    """What lip sync correlates with loudness: the inner-lip area (the whole opening) per frame."""
-    return measures.mouth_area(landmarks, layout)
+def smoothed(boxes: list[Box | None]) -> list[Box | None]:
+    """Each box averaged with its neighbours within ``SMOOTH_FRAMES`` (those that have one): a detector's
+    frame-to-frame wobble would otherwise move every landmark with it (jitter that the face does not have)."""
+    out: list[Box | None] = []
+    for t, box in enumerate(boxes):
+        near = [b for b in boxes[max(0, t - SMOOTH_FRAMES) : t + SMOOTH_FRAMES + 1] if b is not None]
+        out.append(None if box is None else cast(Box, tuple(np.mean(near, axis=0))))
+    return out
 
 
 def lipsync(
@@ -158,7 +163,7 @@ def lipsync(
     if envelope.std() < measures.MIN_STD:
         reasons.append("the audio is silent, so lip sync cannot be measured")
         return None, None
-    signal = mouth_signal(landmarks, layout)[frames.start : frames.stop]
+    signal = measures.mouth_opening(landmarks, layout)[frames.start : frames.stop]
     if np.isnan(signal).all():
         reasons.append("no face in these frames")
         return None, None
