@@ -3,10 +3,11 @@
 
 Proxies, not SyncNet: lip sync correlates the gap between the inner lips with the sound's loudness over a
 window of lags; flicker and jitter are temporal second differences outside the mouth; identity compares
-faces with the reference image's (``quality.face``: the face models and their licences). A long item rendered as windows (``boundaries``: the frames where window 2, 3, ... begin) also gets each
-window's lip sync, identity and colour, a seam score per boundary and the drift from the first window to the
-last (``quality.windows``). A score that cannot be measured is None and ``reason`` says why; nothing here
-raises for a bad clip, and nothing is downloaded.
+faces with the reference image's (``quality.face``: the face models and their licences). A long item
+rendered as windows (``boundaries``: the frames where window 2, 3, ... begin) also gets each window's lip
+sync, identity and colour, a seam score per boundary and the drift from the first window to the last
+(``quality.windows``). A score that cannot be measured is None and ``reason`` says why; nothing here raises
+for a bad clip, and nothing is downloaded.
 """
 
 from __future__ import annotations

