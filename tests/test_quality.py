@@ -92,3 +92,15 @@ def test_a_worker_and_ltx_batch_score_without_the_extra(talking, monkeypatch, ca
     assert record["reason"] == EXTRA_MISSING and record["lipsync_confidence"] is None
     assert main(["score", talking["aligned"]]) == 2
     assert "pip install 'ltx-batch[qa]'" in capsys.readouterr().err
+
+
+def test_the_opt_in_dlib_models_score_the_same_clips(talking):
+    """``LTX_BATCH_FACE_MODELS=dlib68`` (the ``qa-dlib`` extra, non-commercial): same answers, dlib's layout."""
+    pytest.importorskip("dlib", reason="the qa-dlib extra is part of the dev install")
+    aligned = score_video(talking["aligned"], face_models="dlib68")
+    late = score_video(talking["late4"], face_models="dlib68")
+    unrelated = score_video(talking["unrelated"], face_models="dlib68")
+    assert aligned["lipsync_offset_frames"] == 0 and abs(late["lipsync_offset_frames"] - 4) <= 1
+    assert aligned["lipsync_confidence"] > unrelated["lipsync_confidence"] + 0.3
+    other = score_video(talking["aligned"], talking["other_person"], face_models="dlib68")["identity_similarity"]
+    assert other < 0.4 < aligned["identity_similarity"]
