@@ -3,30 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import pytest
 import torch
+from conftest import tiny_request
 
 from ltxcore.engine import DISTILLED, Engine
 from ltxcore.errors import RenderInputError
 from ltxcore.media import probe_mp4
-from ltxcore.request import GuiderSettings, RenderRequest
+from ltxcore.request import GuiderSettings
 
-GUIDER = GuiderSettings(stg_blocks=(1,))
-
-
-def _request(audio: str, **overrides) -> RenderRequest:
-    fields = dict(
-        audio=audio,
-        prompt="A teacher explains fractions",
-        seed=3,
-        height=128,
-        width=192,
-        frame_rate=25.0,
-        num_inference_steps=3,
-        guider=GUIDER,
-    )
-    return RenderRequest(**{**fields, **overrides})
+# as long as the audio allows (num_frames None) unless a test says
+_request = partial(
+    tiny_request,
+    prompt="A teacher explains fractions",
+    seed=3,
+    width=192,
+    num_frames=None,
+    frame_rate=25.0,
+    num_inference_steps=3,
+)
 
 
 def test_renders_mp4_with_exact_frames_size_fps_and_audio(engine, media, tmp_path):

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import LESSON
 from PIL import Image
 
 from ltxcore.bundle import RELEASED_NAMES
@@ -24,7 +25,6 @@ from ray_jobs.render import _overrides
 from runstore.plan import HASHED_WHEN_SET, fingerprint, plan, plan_table
 from runstore.run_folder import RunFolder
 
-LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 EN = str(LESSON / "en.ogg")  # about 7 s: at 24 fps, 8k+1 frames up to 169
 
 

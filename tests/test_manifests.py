@@ -11,15 +11,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import EXAMPLES, LESSON
 
 from manifests.load import load_manifest
 from manifests.validate import main as validate_main
 from manifests.validate import validate
 from runstore.plan import derive_seed, plan, plan_from_table, plan_table
 from runstore.results import ShardRecorder, latest_attempts, read_results, result_row, still_to_render
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "manifests" / "examples"
-LESSON = EXAMPLES / "lesson"
 
 
 def _messages(path) -> list[str]:
