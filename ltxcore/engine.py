@@ -350,7 +350,8 @@ class Engine:
         clip = decode_audio(request.audio, request.audio_start_time, window).padded_to(seconds)
         noise, loudness = request.audio_conditioning_noise_db, request.audio_conditioning_loudness_lufs
         heard = conditioning_clip(clip, request.seed, noise, loudness)  # the mp4 gets ``clip``, the original
-        audio = Audio(waveform=heard.waveform(self.device), sampling_rate=clip.sample_rate)
+        waveform = torch.from_numpy(heard.samples).unsqueeze(0).to(self.device)  # (1, 2, samples), as upstream's
+        audio = Audio(waveform=waveform, sampling_rate=clip.sample_rate)
         latent = encode_audio(audio, self.audio_encoder)
         frames = AudioLatentShape.from_duration(1, seconds, AUDIO_LATENT_CHANNELS, AUDIO_MEL_BINS).frames
         if latent.shape[2] < frames:  # rounding at the tail: extend with the encoding of silence

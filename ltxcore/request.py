@@ -1,6 +1,8 @@
 """One fully resolved render request, with the upstream LTX-2.3 defaults and its checks.
 
-The engine takes nothing else: manifests, plans and schedulers all reduce to a ``RenderRequest``.
+The engine takes nothing else: manifests, plans and schedulers all reduce to a ``RenderRequest``. Nothing here
+imports torch (the defaults are ``ltxcore.upstream_defaults``), so the item model built on it, plans and results
+load without it.
 """
 
 from __future__ import annotations
@@ -8,23 +10,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
-from ltx_core.components.guiders import MultiModalGuiderParams
-from ltx_pipelines.utils.constants import (
-    DEFAULT_IMAGE_CRF,
-    DEFAULT_LORA_STRENGTH,
-    DEFAULT_NEGATIVE_PROMPT,
-    LTX_2_3_PARAMS,
-)
-
-from ltxcore import conditioning_audio
+from ltxcore import conditioning_audio, upstream_defaults
 from ltxcore.errors import RenderInputError
+
+if TYPE_CHECKING:
+    from ltx_core.components.guiders import MultiModalGuiderParams
 
 FRAME_STEP = 8  # the video VAE compresses time by 8: valid frame counts are 8k + 1
 SIZE_STEP = 64  # two-stage: half size must still be a multiple of 32
-UPSTREAM_GUIDER = LTX_2_3_PARAMS.video_guider_params
-MEDIA_FIELDS = ("audio", "image", "images")  # request fields that name input files (manifests/item.py derives the same)
 # final renders, and drafts (ltxcore/recipes.py says how stage 1 differs)
 Pipeline = Literal["two-stage", "distilled"]
 PIPELINES: tuple[str, ...] = get_args(Pipeline)
@@ -44,21 +39,23 @@ class ImageCondition:
     path: str
     frame: int = 0
     strength: float = 1.0
-    crf: int = DEFAULT_IMAGE_CRF
+    crf: int = upstream_defaults.IMAGE_CRF
 
 
 @dataclass(frozen=True)
 class GuiderSettings:
     """The video multimodal guider (upstream ``MultiModalGuiderParams``), LTX-2.3 defaults."""
 
-    cfg_scale: float = UPSTREAM_GUIDER.cfg_scale
-    stg_scale: float = UPSTREAM_GUIDER.stg_scale
-    rescale_scale: float = UPSTREAM_GUIDER.rescale_scale
-    modality_scale: float = UPSTREAM_GUIDER.modality_scale
-    skip_step: int = UPSTREAM_GUIDER.skip_step
-    stg_blocks: tuple[int, ...] = tuple(UPSTREAM_GUIDER.stg_blocks or ())
+    cfg_scale: float = upstream_defaults.CFG_SCALE
+    stg_scale: float = upstream_defaults.STG_SCALE
+    rescale_scale: float = upstream_defaults.RESCALE_SCALE
+    modality_scale: float = upstream_defaults.MODALITY_SCALE
+    skip_step: int = upstream_defaults.SKIP_STEP
+    stg_blocks: tuple[int, ...] = upstream_defaults.STG_BLOCKS
 
     def to_upstream(self) -> MultiModalGuiderParams:
+        from ltx_core.components.guiders import MultiModalGuiderParams  # torch: only where the engine guides
+
         return MultiModalGuiderParams(
             cfg_scale=self.cfg_scale,
             stg_scale=self.stg_scale,
@@ -93,7 +90,7 @@ class LoraSpec:
     naming, applied in both stages at ``strength``."""
 
     path: str
-    strength: float = DEFAULT_LORA_STRENGTH
+    strength: float = upstream_defaults.LORA_STRENGTH
 
     @classmethod
     def parse(cls, values: list[str]) -> LoraSpec:
@@ -112,18 +109,18 @@ class RenderRequest:
 
     audio: str
     prompt: str
-    seed: int = LTX_2_3_PARAMS.seed
-    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
+    seed: int = upstream_defaults.SEED
+    negative_prompt: str = upstream_defaults.NEGATIVE_PROMPT
     audio_start_time: float = 0.0
     audio_max_duration: float | None = None
     image: str | None = None
     image_frame: int = 0
     image_strength: float = 1.0
-    height: int = LTX_2_3_PARAMS.stage_2_height
-    width: int = LTX_2_3_PARAMS.stage_2_width
+    height: int = upstream_defaults.STAGE_2_HEIGHT
+    width: int = upstream_defaults.STAGE_2_WIDTH
     num_frames: int | None = None
-    frame_rate: float = LTX_2_3_PARAMS.frame_rate
-    num_inference_steps: int = LTX_2_3_PARAMS.num_inference_steps
+    frame_rate: float = upstream_defaults.FRAME_RATE
+    num_inference_steps: int = upstream_defaults.NUM_INFERENCE_STEPS
     pipeline: Pipeline = "two-stage"
     guider: GuiderSettings = field(default_factory=GuiderSettings)
     distilled_lora_strength: float = 1.0
