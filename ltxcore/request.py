@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 from ltxcore import conditioning_audio, upstream_defaults
 from ltxcore.errors import RenderInputError
@@ -29,6 +29,7 @@ MAX_CRF = 51  # H.264's CRF scale
 # gates match frozen conditioning") or the step's sigma (upstream 1.0.0). Per-token timesteps are 0 either way.
 FrozenAudioSigma = Literal["zero", "step"]
 FROZEN_AUDIO_SIGMAS: tuple[str, ...] = get_args(FrozenAudioSigma)
+EnhanceKey = tuple[str, str | None, int]  # (prompt, first image, seed): see RenderRequest.enhance_key
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,13 @@ class RenderRequest:
         return [("image", ImageCondition(self.image, self.image_frame, self.image_strength))]
 
     @property
+    def enhance_key(self) -> EnhanceKey:
+        """What an enhancement depends on: the prompt, the first conditioning image and the seed. One
+        enhancement serves every request (and every result row) with the same key."""
+        images = self.conditioning_images()
+        return self.prompt, images[0][1].path if images else None, self.seed
+
+    @property
     def encoded_prompt(self) -> str:
         """The prompt Gemma encodes: the enhanced one when the request asks for enhancement."""
         return self.prompt_enhanced if self.enhance_prompt and self.prompt_enhanced is not None else self.prompt
@@ -252,6 +260,40 @@ def frames_for_duration(seconds: float, frame_rate: float) -> int:
     """The largest valid frame count (8k+1) whose clip fits in ``seconds``."""
     fitting = math.floor(seconds * frame_rate + 1e-6)
     return max(1, (fitting - 1) // FRAME_STEP * FRAME_STEP + 1)
+
+
+class AudioWindowed(Protocol):
+    """What the audio window depends on: a ``RenderRequest``, or a manifest ``Item``."""
+
+    @property
+    def audio_start_time(self) -> float: ...
+    @property
+    def audio_max_duration(self) -> float | None: ...
+    @property
+    def frame_rate(self) -> float: ...
+
+
+def audio_window(clip: AudioWindowed, audio_seconds: float) -> float:
+    """Seconds of an ``audio_seconds`` long file the clip can use: from its start time to the end of the file,
+    at most ``audio_max_duration``."""
+    window = audio_seconds - clip.audio_start_time
+    return window if clip.audio_max_duration is None else min(window, clip.audio_max_duration)
+
+
+def frames_for_audio(clip: AudioWindowed, audio_seconds: float) -> int:
+    """The frame count of a clip that leaves ``num_frames`` to its audio: the longest 8k+1 its window holds.
+    The engine, the plan and validation all derive it here."""
+    return frames_for_duration(audio_window(clip, audio_seconds), clip.frame_rate)
+
+
+def pipeline_problem(pipeline: str, transformer: str) -> str | None:
+    """Why an item of ``pipeline`` cannot render on workers holding the ``transformer`` checkpoint, or None."""
+    if pipeline == "two-stage" and transformer == "distilled":
+        return (
+            "is two-stage, which needs the dev checkpoint, but this run's workers hold the distilled one "
+            "(--transformer distilled). Set pipeline: distilled (or render with --draft), or use --transformer dev."
+        )
+    return None
 
 
 def _finite(value: object) -> bool:
