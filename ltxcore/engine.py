@@ -180,8 +180,10 @@ class Engine:
     # --- public API -------------------------------------------------------------------------
 
     def resolve(self, request: RenderRequest) -> RenderRequest:
-        """Validate and fill ``num_frames`` from the audio window; raises ``RenderInputError``."""
-        problems = request.problems(self.num_layers)
+        """Check what needs this worker's model and the audio, and fill ``num_frames`` from the audio window;
+        raises ``RenderInputError``. The request's own rules (``RenderRequest.problems``) are validation's: every
+        item was checked, all problems at once, before it reached a worker."""
+        problems = request.guider.model_problems(self.num_layers)
         if problems:
             raise problems[0]
         if problem := pipeline_problem(request.pipeline, self.bundle.transformer):

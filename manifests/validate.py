@@ -100,12 +100,15 @@ def check_entry(
         return [Problem(entry.label, "", "must be a mapping of fields (id, audio, prompt, ...).", entry.index)], []
     item, problems = check_item(defaults, entry.data)
     found = list(problems)
-    if item is None:
+    reported = {name.split("[")[0] for name, _ in problems}
+    if item is None:  # the rest of the item is still checked, all at once, without the fields already reported
+        item, _ = check_item(_without(defaults, reported), _without(entry.data, reported))
+    if item is None:  # a required field is missing or unusable: nothing else can be known
         return [Problem(entry.label, name, message, entry.index) for name, message in found], []
     seconds = audio_seconds(item)
     known = {"seed": item.seed if item.seed is not None else 0, "num_frames": clip_frames(item, seconds)}
     request = item.model_copy(update=known).to_request()
-    for error in request.problems(num_layers):
+    for error in request.problems() + (request.guider.model_problems(num_layers) if num_layers else []):
         name = error.field if error.field.split("[")[0] in KINDS else GUIDER_PREFIX + error.field
         found.append((name, error.message))
     if not {"height", "width", "num_frames"} & {name for name, _ in found}:
@@ -116,7 +119,12 @@ def check_entry(
     if loras is not None:
         found += [("loras", message) for lora in item.loras for message in loras.problems(lora.path)]
     warnings = [Problem(entry.label, name, message, entry.index) for name, message in window_warnings(item, seconds)]
+    found = problems + [(name, text) for name, text in found[len(problems) :] if name.split("[")[0] not in reported]
     return [Problem(entry.label, name, message, entry.index) for name, message in found], warnings
+
+
+def _without(values: dict, names: set[str]) -> dict:
+    return {k: v for k, v in values.items() if k not in names}
 
 
 def check_model(manifest: Manifest) -> tuple[list[Problem], ModelBundle | None]:

@@ -258,3 +258,11 @@ def test_a_parquet_manifest_past_the_item_limit_is_refused(tmp_path, monkeypatch
     pq.write_table(pa.table({"id": ["a", "b", "c"]}), path)
     with pytest.raises(ManifestError, match="has 3 items, over the limit of 2"):
         load_manifest(path)
+
+
+def test_one_pass_reports_a_type_error_and_the_other_fields_problems_together(tmp_path):
+    path = tmp_path / "m.yaml"
+    item = {"id": "a", "audio": str(EXAMPLES / "lesson" / "en.ogg"), "prompt": "p", "height": "tall"}
+    path.write_text(yaml.safe_dump({"items": [{**item, "frame_rate": 500, "colour": "red", "image": "gone.png"}]}))
+    fields = [p.field for p in validate(load_manifest(path))]
+    assert fields == ["colour", "height", "frame_rate", "image"]
