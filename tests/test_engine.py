@@ -72,20 +72,23 @@ def test_short_audio_is_padded_and_reported(engine, media, tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
-        ({"num_frames": 20}, "num_frames"),
-        ({"height": 100}, "height"),
-        ({"guider": GuiderSettings(cfg_scale=float("nan"), stg_blocks=(1,))}, "cfg_scale"),
         ({"guider": GuiderSettings(stg_blocks=(28,))}, "stg_blocks"),
-        ({"audio_start_time": -1.0}, "audio_start_time"),
         ({"audio_start_time": 30.0}, "audio_start_time"),
         ({"image": "/nonexistent/face.png"}, "image"),
         ({"audio": "/nonexistent/voice.wav"}, "audio"),
     ],
 )
-def test_bad_inputs_raise_one_error_type_naming_the_field(engine, media, overrides, field):
+def test_what_needs_the_model_or_the_media_fails_in_the_engine_naming_the_field(engine, media, overrides, field):
     with pytest.raises(RenderInputError) as caught:
         engine.render(_request(**{"audio": media["stereo_wav"], **overrides}), None)
     assert caught.value.field == field
+
+
+def test_the_requests_own_rules_are_all_reported_at_once_before_any_model(media):
+    guider = GuiderSettings(cfg_scale=float("nan"), stg_blocks=(1,))
+    request = _request(media["stereo_wav"], num_frames=20, height=100, guider=guider, audio_start_time=-1.0)
+    fields = [problem.field for problem in request.problems()]
+    assert fields == ["height", "num_frames", "audio_start_time", "cfg_scale"]
 
 
 def test_audio_that_is_not_audio_is_refused(engine, tmp_path):
