@@ -13,9 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from quality.score_fields import SCORE_NAMES
-from runstore import invalid
 from runstore.plan import PlannedItem
-from runstore.results import RESULT_SCHEMA, latest_attempts, read_results
+from runstore.results import INVALID_INPUT, RESULT_SCHEMA, latest_attempts, read_results
 from runstore.run_folder import RunFolder
 from runstore.where import row_filter
 
@@ -32,7 +31,7 @@ def latest_by_item(
     ids = {p.id for p in planned}
     if attempts.num_rows:
         error_type = pc.field("error_type")
-        stale = pc.field("item_id").isin(list(ids)) & error_type.is_valid() & (error_type == invalid.ERROR_TYPE)
+        stale = pc.field("item_id").isin(list(ids)) & error_type.is_valid() & (error_type == INVALID_INPUT)
         attempts = attempts.filter(~stale)
     ids |= set(invalid_ids)
     return {r["item_id"]: r for r in latest_attempts(attempts).to_pylist() if r["item_id"] in ids}

@@ -4,6 +4,7 @@ files."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import av
 import numpy as np
@@ -16,6 +17,10 @@ from fixtures.random_bundle import make_tiny_bundle
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.request import GuiderSettings, RenderRequest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "manifests" / "examples"
+LESSON = EXAMPLES / "lesson"  # the example manifest, its speech and presenter image
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from quality.score_clip import EXTRA_MISSING, score_video
 from quality.score_fields import FIELDS, SCORE_NAMES
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +74,7 @@ def test_without_the_qa_extra_the_scores_are_null_and_say_so(talking):
         "from quality.score_clip import score_video\n"
         f"print(json.dumps(score_video({talking['aligned']!r})))"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     record = json.loads(done.stdout)
     assert record["reason"] == EXTRA_MISSING and all(record[name] is None for name in SCORE_NAMES)
 

@@ -21,9 +21,10 @@ import numpy as np
 
 from quality import face
 from quality.process import ScoringProcess
+from tools.reference_clip import REFERENCE
 from tools.talking_clip import AUDIO_RATE, make_clip, speech_envelope, voice, write_clip
 
-WIDTH, HEIGHT, FRAMES, FPS = 768, 512, 97, 25.0
+WIDTH, HEIGHT, FRAMES, FPS = REFERENCE.width, REFERENCE.height, REFERENCE.num_frames, REFERENCE.frame_rate
 LONG_FRAMES, WINDOW_FRAMES = 500, 121  # the long clip: 20 s, windows 2, 3, ... begin every 121 frames
 GPU_SECONDS_PER_CLIP = 7.9  # H200, worker steady state (BENCHMARKS.md)
 
