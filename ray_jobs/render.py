@@ -15,6 +15,7 @@ from pathlib import Path
 
 import ray
 import yaml
+from pyarrow.fs import FileType
 
 from ltxcore.bundle import OPTIONAL_NAMES, RELEASED_NAMES
 from ltxcore.checkpoint_header import transformer_layer_count
@@ -171,6 +172,7 @@ def run_render(args: argparse.Namespace) -> int:
     """Render (or, with ``args.resume``, resume) a run from parsed options; return the exit code."""
     run = RunFolder(args.out)
     lease = Lease(run.uri)
+    started_absent = not args.resume and run.fs.get_file_info(run.root).type == FileType.NotFound
     try:
         _take(args, run, lease)
     except (ManifestError, StorageError, RunTaken) as e:
@@ -180,6 +182,8 @@ def run_render(args: argparse.Namespace) -> int:
         return _render_held(args, run, lease.token)
     finally:
         lease.release()
+        if started_absent and not run.exists():  # refused before its plan: leave no folder behind
+            run.fs.delete_dir(run.root)
 
 
 def _take(args: argparse.Namespace, run: RunFolder, lease: Lease) -> None:
@@ -187,6 +191,11 @@ def _take(args: argparse.Namespace, run: RunFolder, lease: Lease) -> None:
     if args.resume:
         if not run.exists():
             raise ManifestError(f"{args.resume} is not a run folder (no plan.parquet); start it with MANIFEST --out.")
+        if args.set or args.defaults:
+            raise ManifestError(
+                f"--set, --draft and --defaults do not apply to a resume: {args.resume} renders its submitted plan. "
+                "Start a new run with MANIFEST --out NEW_RUN to change items."
+            )
     else:
         foreign = run.foreign_files()
         if foreign:

@@ -8,8 +8,9 @@ the token read back wins. With the read-after-write consistency of S3 and GCS th
 more than ``SETTLE_SECONDS`` apart within the same check window; it is a strong guard, not a proof.
 
 The lease. The holder touches its beat file every ``BEAT_SECONDS``; a claim whose beat is older than
-``STALE_SECONDS`` (or that has none) belongs to a driver that is gone. ``--take-over`` replaces a live claim too.
-Either way the old token is fenced (``RUN/fenced/<token>``): its workers stop writing and its results rows are
+``STALE_SECONDS`` (or that has none), or whose process on this host has exited, belongs to a driver that is
+gone: its rows stand, and the ``RUN/session`` file stops its leftover workers. ``--take-over`` replaces a live
+claim; then the old token is fenced (``RUN/fenced/<token>``): its workers stop writing and its results rows are
 not counted (``runstore.results.read_results``).
 """
 
@@ -86,6 +87,9 @@ class Lease:
             return None
 
     def is_stale(self, holder: Holder) -> bool:
+        """No beat for ``STALE_SECONDS``, or a holder on this host whose process is gone (killed, crashed)."""
+        if holder.host == socket.gethostname() and not _alive(holder.pid):
+            return True
         info = self.fs.get_file_info(self._path(BEATS, holder.token))
         if info.type != pafs.FileType.File or info.mtime is None:
             return True
@@ -97,9 +101,11 @@ class Lease:
         self._beat()  # a beat before the claim: a fresh claim is never judged stale
         held = self.current()
         if held is not None:
-            if not (take_over or self.is_stale(held)):
+            stale = self.is_stale(held)
+            if not (take_over or stale):
                 raise RunTaken(held.refusal(self.run_uri))
-            self._fence(held.token)
+            if not stale:  # a live driver taken over: its rows stop counting (a gone one's rows are good)
+                self._fence(held.token)
         local = isinstance(self.fs, pafs.LocalFileSystem)
         won = self._claim_local(held) if local else self._claim_remote(held)
         if not won:
@@ -170,6 +176,16 @@ class Lease:
             with contextlib.suppress(OSError):
                 self.fs.delete_file(self._path(CLAIM))
         self._drop_beat()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def fenced_tokens(run_uri: str) -> set[str]:
