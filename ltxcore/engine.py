@@ -35,7 +35,7 @@ from ltxcore.adapters import Adapters
 from ltxcore.blocks import BlockLoop
 from ltxcore.bundle import ModelBundle
 from ltxcore.conditioning_audio import conditioning_clip
-from ltxcore.enhance import PromptEnhancer, enhance_key, max_new_tokens
+from ltxcore.enhance import PromptEnhancer, max_new_tokens
 from ltxcore.errors import BundleError, RenderInputError
 from ltxcore.fp8 import quantize_blocks
 from ltxcore.guidance import PlainDenoiser, synthetic_inputs
@@ -45,7 +45,7 @@ from ltxcore.lora import LoraError
 from ltxcore.media import AudioClip, decode_audio, probe_audio, write_mp4
 from ltxcore.offload import StreamedModule
 from ltxcore.recipes import RECIPES, prompt_pair
-from ltxcore.request import RenderRequest, frames_for_duration
+from ltxcore.request import RenderRequest, frames_for_audio, pipeline_problem
 from ltxcore.text import PromptCache, PromptKey, encode_prompts
 
 DTYPE = torch.bfloat16
@@ -180,14 +180,14 @@ class Engine:
     # --- public API -------------------------------------------------------------------------
 
     def resolve(self, request: RenderRequest) -> RenderRequest:
-        """Validate and fill ``num_frames`` from the audio window; raises ``RenderInputError``."""
-        problems = request.problems(self.num_layers)
+        """Check what needs this worker's model and the audio, and fill ``num_frames`` from the audio window;
+        raises ``RenderInputError``. The request's own rules (``RenderRequest.problems``) are validation's: every
+        item was checked, all problems at once, before it reached a worker."""
+        problems = request.guider.model_problems(self.num_layers)
         if problems:
             raise problems[0]
-        if request.pipeline == "two-stage" and self.bundle.transformer != "dev":
-            raise RenderInputError(
-                "pipeline", "two-stage needs the dev checkpoint; this worker runs the distilled one (drafts only)."
-            )
+        if problem := pipeline_problem(request.pipeline, self.bundle.transformer):
+            raise RenderInputError("pipeline", problem)
         info = probe_audio(request.audio)
         if request.audio_start_time >= info.duration:
             raise RenderInputError(
@@ -195,10 +195,7 @@ class Engine:
             )
         if request.num_frames is not None:
             return request
-        window = info.duration - request.audio_start_time
-        if request.audio_max_duration is not None:
-            window = min(window, request.audio_max_duration)
-        return replace(request, num_frames=frames_for_duration(window, request.frame_rate))
+        return replace(request, num_frames=frames_for_audio(request, info.duration))
 
     def warm_prompts(self, pairs: list[tuple[str, str | None]]) -> None:
         """Encode every not-yet-cached (prompt, negative prompt) pair, e.g. all of a shard's up front; a
@@ -284,7 +281,7 @@ class Engine:
         request = self.enhancer.enhanced(request)
         if request.enhance_prompt and request.prompt_enhanced is None:
             with clock.phase("enhance"), self._text_path(resident=True):
-                self.enhancer.generate(enhance_key(request))
+                self.enhancer.generate(request.enhance_key)
             request = self.enhancer.enhanced(request)
         with clock.phase("loras"):
             user = self.user_loras(request)
@@ -350,7 +347,8 @@ class Engine:
         clip = decode_audio(request.audio, request.audio_start_time, window).padded_to(seconds)
         noise, loudness = request.audio_conditioning_noise_db, request.audio_conditioning_loudness_lufs
         heard = conditioning_clip(clip, request.seed, noise, loudness)  # the mp4 gets ``clip``, the original
-        audio = Audio(waveform=heard.waveform(self.device), sampling_rate=clip.sample_rate)
+        waveform = torch.from_numpy(heard.samples).unsqueeze(0).to(self.device)  # (1, 2, samples), as upstream's
+        audio = Audio(waveform=waveform, sampling_rate=clip.sample_rate)
         latent = encode_audio(audio, self.audio_encoder)
         frames = AudioLatentShape.from_duration(1, seconds, AUDIO_LATENT_CHANNELS, AUDIO_MEL_BINS).frames
         if latent.shape[2] < frames:  # rounding at the tail: extend with the encoding of silence

@@ -11,15 +11,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import av.audio
 import av.container
 import av.error
 import numpy as np
-import torch
 
 from ltxcore.errors import RenderInputError
+
+if TYPE_CHECKING:  # probing and decoding audio need no torch; the frames written are torch tensors
+    import torch
 
 AUDIO_CODECS = {
     "pcm_s16le",
@@ -72,10 +75,6 @@ class AudioClip:
             return self
         samples = np.pad(self.samples, ((0, 0), (0, missing)))
         return AudioClip(samples, self.sample_rate, self.padded_seconds + missing / self.sample_rate)
-
-    def waveform(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """(1, 2, samples) float32, the layout upstream's audio encoder takes."""
-        return torch.from_numpy(self.samples).unsqueeze(0).to(device)
 
 
 def _open(path: str, field: str) -> av.container.InputContainer:

@@ -18,10 +18,11 @@ import time
 import traceback
 import uuid
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import ray
 import ray.actor
@@ -43,6 +44,8 @@ from runstore.run_folder import RunFolder
 from storage.fs import StorageError, download, is_uri, upload
 
 HASH_CHUNK = 1 << 20
+Entry = TypeVar("Entry")  # what render_then_finish starts ...
+Row = TypeVar("Row")  # ... and what it yields
 
 
 def sha256_file(path: Path) -> str:
@@ -69,6 +72,33 @@ def _score_writer(run: RunFolder, session: str) -> Callable[[list[dict]], None]:
                 revise(run.results_uri, revisions, f"{session}-{uuid.uuid4().hex[:8]}")
 
     return write
+
+
+def render_then_finish(items: Iterable[Entry], start: Callable[[Entry], Callable[[], Row]]) -> Iterator[Row]:
+    """Each item's row, finished only once the next item's device work is done: ``start`` renders an item and
+    returns what finishes it (its mp4, written meanwhile on a CPU thread, then its scores and upload), so the
+    device never waits for an encode. The benchmarks run a worker's steady state through this loop too."""
+    finishing: Callable[[], Row] | None = None
+    for item in items:
+        started = start(item)
+        if finishing is not None:
+            yield finishing()
+        finishing = started
+    if finishing is not None:
+        yield finishing()
+
+
+def written_then_scores(result: RenderResult, scoring: PendingScore | None) -> dict | None:
+    """Wait for the mp4, then look (never wait) for its scores: their record, None while they still run (or
+    with no ``scoring``). The seconds spent looking are ``result.timings["quality_wait"]``."""
+    result.wait()
+    if scoring is None:
+        return None
+    waiting = time.perf_counter()
+    scoring.wait_linked()  # the scorer has its own link to the mp4 (right after the mux): upload may move it
+    quality = scoring.record()
+    result.timings["quality_wait"] = time.perf_counter() - waiting
+    return quality
 
 
 class RenderActor:
@@ -141,13 +171,8 @@ class RenderActor:
         recorder = ShardRecorder(self.run.results_uri, self.run_id, self.session, shard.shard_id, shard.attempt)
         self._prune_media(shard)
         requests = self._requests(shard, events)
-        summaries: list[dict] = []
-        finishing: Callable[[], dict] | None = None
-        for planned in [*shard.items, None]:
-            started = self._start(planned, requests[planned.id]) if planned is not None else None
-            if finishing is not None:
-                summaries.append(self._record(finishing(), recorder, events))
-            finishing = started
+        rows = render_then_finish(shard.items, lambda planned: self._start(planned, requests[planned.id]))
+        summaries = [self._record(row, recorder, events) for row in rows]
         self.late.flush()
         return summaries
 
@@ -254,11 +279,7 @@ class RenderActor:
     ) -> dict:
         uri = self.run.video_uri(planned.id)
         try:
-            result.wait()
-            waiting = time.perf_counter()
-            scoring.wait_linked()  # the scorer has its own link to the mp4 (right after the mux): upload may move it
-            quality = scoring.record()  # None while still running: added later, see _record
-            result.timings["quality_wait"] = time.perf_counter() - waiting
+            quality = written_then_scores(result, scoring)  # None while still running: added later, see _record
             if quality is None:
                 self.late_scores[planned.id] = scoring
             size, digest = local.stat().st_size, sha256_file(local)

@@ -20,11 +20,11 @@ from pyarrow.fs import FileType
 from ltxcore.bundle import OPTIONAL_NAMES, RELEASED_NAMES
 from ltxcore.checkpoint_header import transformer_layer_count
 from ltxcore.errors import BundleError
-from ltxcore.request import RenderRequest
+from ltxcore.request import RenderRequest, pipeline_problem
 from ltxcore.token_bound import MAX_TOKENS
 from manifests.load import ManifestError, load_manifest
 from manifests.model_section import Model, resolve_model
-from manifests.validate import check, pipeline_problem, report, warning_lines
+from manifests.validate import check, report, warning_lines
 from ray_jobs import local_ray
 from ray_jobs.actor import RenderActor
 from ray_jobs.options import add_render_options

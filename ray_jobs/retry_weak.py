@@ -22,15 +22,9 @@ from runstore.latest import latest_rows, matching_rows, where_filter
 from runstore.results import revise
 from runstore.retry_candidates import RetryError, candidates
 from runstore.run_folder import RunFolder
-from storage.fs import exists, filesystem, join, read_bytes, write_atomically
+from storage.fs import exists, join, read_bytes, write_bytes
 
 MANIFEST, INFO = "submitted/retry-weak.yaml", "retry.json"
-
-
-def _write(uri: str, data: bytes) -> None:
-    fs, path = filesystem(uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    write_atomically(fs, path, lambda stream: stream.write(data))
 
 
 def score_in(expression: str) -> str | None:
@@ -55,14 +49,14 @@ def plan_retry(args: argparse.Namespace, overrides: dict) -> tuple[str, int]:
         return "", 0
     info = source.run_info()
     manifest = join(args.out, MANIFEST)
-    _write(manifest, yaml.safe_dump({"model": info["model"], "items": entries}, sort_keys=False).encode())
+    write_bytes(manifest, yaml.safe_dump({"model": info["model"], "items": entries}, sort_keys=False).encode())
     originals = {
         row["item_id"]: {"output_uri": row["output_uri"], **{name: row[name] for name in SCORE_NAMES}}
         for row in selected
     }
     retry = {"source": args.run, "source_run_id": info["run_id"], "where": args.where, "by": by, "seeds": args.seeds}
     retry.update({"set": overrides, "originals": originals})
-    _write(join(args.out, INFO), json.dumps(retry, indent=1, default=str).encode())
+    write_bytes(join(args.out, INFO), json.dumps(retry, indent=1, default=str).encode())
     return manifest, len(entries)
 
 

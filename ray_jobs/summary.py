@@ -22,7 +22,7 @@ from ray_jobs.progress import duration
 from runstore import invalid
 from runstore.latest import latest_by_item
 from runstore.plan import PlannedItem
-from runstore.results import read_results
+from runstore.results import INVALID_INPUT, read_results
 from runstore.run_folder import RunFolder
 
 GROUP_MESSAGE_CHARS = 160
@@ -58,7 +58,7 @@ class RunSummary:
     @property
     def invalid(self) -> int:
         """Failed items whose input failed validation (``--skip-invalid``)."""
-        return sum(f.error_type == invalid.ERROR_TYPE for f in self.failures)
+        return sum(f.error_type == INVALID_INPUT for f in self.failures)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -82,7 +82,7 @@ class RunSummary:
             first_line = (f.message.splitlines() or [""])[0][:GROUP_MESSAGE_CHARS]
             groups.setdefault((f.error_type, first_line), []).append(f.item_id)
         # invalid inputs first, then the most common; stable: first seen first among equals
-        ranked = sorted(groups.items(), key=lambda kv: (kv[0][0] != invalid.ERROR_TYPE, -len(kv[1])))
+        ranked = sorted(groups.items(), key=lambda kv: (kv[0][0] != INVALID_INPUT, -len(kv[1])))
         return [FailureGroup(kind, message, tuple(ids)) for (kind, message), ids in ranked]
 
     def throughput_line(self) -> str | None:
@@ -131,7 +131,7 @@ def summarize(planned: list[PlannedItem], attempts: pa.Table, invalid_ids: tuple
             for i in order
             if item_status(latest.get(i)) == "failed"
         ),
-        key=lambda f: f.error_type != invalid.ERROR_TYPE,
+        key=lambda f: f.error_type != INVALID_INPUT,
     )
     rows = attempts.select(["item_id", "started_at", "finished_at"]).to_pylist()
     spans = [(r["started_at"], r["finished_at"]) for r in rows if r["item_id"] in ids and _timed(r)]

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from manifests.item import Item, id_problem
 from runstore.plan import HASHED_WHEN_SET, PlannedItem, plan_from_table, plan_table
-from storage.fs import filesystem, write_atomically
+from storage.fs import filesystem, write_bytes
 
 MARKER = ".ltx-batch-run"
 
@@ -103,9 +103,7 @@ class RunFolder:
         self._write_bytes(MARKER, b"ltx-batch run folder\n")
 
     def _write_bytes(self, name: str, data: bytes) -> None:
-        path = self._join(name)
-        self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        write_atomically(self.fs, path, lambda stream: stream.write(data))
+        write_bytes(self._sub_uri(name), data)
 
     def record_submission(self, manifest_files: list[Path], planned: list[PlannedItem], details: dict) -> str:
         """Save the manifest copy, the plan and run.json; return the new run id."""

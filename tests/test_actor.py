@@ -4,9 +4,9 @@ every clip gets its quality record without the worker waiting for it."""
 from __future__ import annotations
 
 import gc
-from pathlib import Path
 
 import yaml
+from conftest import LESSON
 
 from ltxcore.bundle import RELEASED_NAMES
 from manifests.load import load_manifest
@@ -16,7 +16,6 @@ from runstore.plan import plan
 from runstore.results import read_results
 from runstore.run_folder import RunFolder
 
-LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 FAST = {"video_stg_blocks": [1], "num_inference_steps": 2, "height": 128, "width": 192, "audio_max_duration": 1.0}
 
 

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
+from conftest import LESSON
 
 from fixtures.random_bundle import save_safetensors, write_random_lora
 from ltxcore.bundle import RELEASED_NAMES
@@ -28,7 +29,6 @@ from runstore.plan import fingerprint, plan
 from runstore.results import RESULT_SCHEMA, read_results, result_row
 from runstore.run_folder import RunFolder
 
-LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 EN = str(LESSON / "en.ogg")
 
 
