@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import uuid
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import ray
 import yaml
+from pyarrow.fs import FileType
 
 from ltxcore.bundle import OPTIONAL_NAMES, RELEASED_NAMES
 from ltxcore.checkpoint_header import transformer_layer_count
@@ -34,6 +34,7 @@ from ray_jobs.scheduler import WORKER_OPTIONS, NoWorkers, Scheduler
 from ray_jobs.shards import cache_key, make_shards
 from ray_jobs.summary import run_summary
 from runstore import invalid
+from runstore.claim import Lease, RunTaken
 from runstore.enhanced import recorded_enhancements
 from runstore.plan import plan, refresh_fingerprints
 from runstore.results import read_results, still_to_render
@@ -170,6 +171,44 @@ def main(argv: list[str] | None = None) -> int:
 def run_render(args: argparse.Namespace) -> int:
     """Render (or, with ``args.resume``, resume) a run from parsed options; return the exit code."""
     run = RunFolder(args.out)
+    lease = Lease(run.uri)
+    started_absent = not args.resume and run.fs.get_file_info(run.root).type == FileType.NotFound
+    try:
+        _take(args, run, lease)
+    except (ManifestError, StorageError, RunTaken) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return _render_held(args, run, lease.token)
+    finally:
+        lease.release()
+        if started_absent and not run.exists():  # refused before its plan: leave no folder behind
+            run.fs.delete_dir(run.root)
+
+
+def _take(args: argparse.Namespace, run: RunFolder, lease: Lease) -> None:
+    """Refuse a folder that is not ours before writing anything, then take the run (``runstore.claim``)."""
+    if args.resume:
+        if not run.exists():
+            raise ManifestError(f"{args.resume} is not a run folder (no plan.parquet); start it with MANIFEST --out.")
+        if args.set or args.defaults:
+            raise ManifestError(
+                f"--set, --draft and --defaults do not apply to a resume: {args.resume} renders its submitted plan. "
+                "Start a new run with MANIFEST --out NEW_RUN to change items."
+            )
+    else:
+        foreign = run.foreign_files()
+        if foreign:
+            shown = ", ".join(foreign[:10]) + (f" and {len(foreign) - 10} more" if len(foreign) > 10 else "")
+            raise ManifestError(
+                f"{args.out} is not empty and not an ltx-batch run folder (it holds {shown}); "
+                "nothing was written: pick an empty or new --out."
+            )
+        run.mark()
+    lease.acquire(take_over=getattr(args, "take_over", False))
+
+
+def _render_held(args: argparse.Namespace, run: RunFolder, session: str) -> int:
     try:
         _connect(args)
         device = _device(args)
@@ -177,7 +216,6 @@ def run_render(args: argparse.Namespace) -> int:
     except (ManifestError, BundleError, StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    session = uuid.uuid4().hex[:8]
     run.claim(session)  # before reading results: a leftover worker of an earlier session stops writing
     fixed, still_invalid = _settle_invalid(args, run, run_id, session, model)
     planned = refresh_fingerprints(run.plan(), model.identity)

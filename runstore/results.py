@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from ltxcore.upstream_defaults import DISTILLED_STEPS
 from manifests.item import GUIDER_FIELDS, Item, arrow_schema
 from quality.score_fields import SCORES, WINDOW_FIELDS
+from runstore.claim import fenced_tokens
 from runstore.plan import PROMOTED_FROM, PlannedItem
 from storage.fs import filesystem, write_atomically
 
@@ -196,8 +197,19 @@ def read_results(results_uri: str) -> pa.Table:
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.NotFound:
         return RESULT_SCHEMA.empty_table()
-    dataset = ds.dataset(root, filesystem=fs, format="parquet", schema=RESULT_SCHEMA)
+    fenced = fenced_tokens(results_uri.rstrip("/").rsplit("/", 1)[0])
+    files = [
+        i.path
+        for i in fs.get_file_info(pafs.FileSelector(root))
+        if i.type == pafs.FileType.File and _counted(i.base_name, fenced)
+    ]
+    dataset = ds.dataset(files, filesystem=fs, format="parquet", schema=RESULT_SCHEMA)
     return apply_revisions(dataset.to_table(), _read_revisions(fs, f"{root}/{REVISIONS}"))
+
+
+def _counted(name: str, fenced: set[str]) -> bool:
+    """An attempt file: Parquet, not hidden, not written by a fenced (taken-over) driver session."""
+    return name.endswith(".parquet") and not name.startswith((".", "_")) and name.split("-", 1)[0] not in fenced
 
 
 def revise(results_uri: str, revisions: list[dict], name: str) -> None:

@@ -6,6 +6,8 @@ RUN/run.json     who submitted what: CLI arguments, code version, bundle identit
                  its items render with where a later version changed them (``frozen_audio_sigma``)
 RUN/videos/      one mp4 per item, named <id>.mp4
 RUN/results/     the results dataset
+RUN/.ltx-batch-run  the marker, written first: a folder without it that holds files is not ours to write into
+RUN/lease.json   the driver that holds the run (runstore/claim.py)
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import pyarrow.parquet as pq
 from manifests.item import Item, id_problem
 from runstore.plan import HASHED_WHEN_SET, PlannedItem, plan_from_table, plan_table
 from storage.fs import filesystem, write_bytes
+
+MARKER = ".ltx-batch-run"
 
 
 def code_version() -> str:
@@ -79,6 +83,24 @@ class RunFolder:
         from pyarrow.fs import FileType
 
         return self.fs.get_file_info(self._join("plan.parquet")).type == FileType.File
+
+    def foreign_files(self) -> list[str]:
+        """Files in the folder when it is neither absent, empty, nor one of our runs (marker or plan)."""
+        from pyarrow.fs import FileSelector, FileType
+
+        info = self.fs.get_file_info(self.root)
+        if info.type == FileType.NotFound or self.exists():
+            return []
+        if info.type == FileType.File:
+            return [self.root]
+        if self.fs.get_file_info(self._join(MARKER)).type == FileType.File:
+            return []
+        found = self.fs.get_file_info(FileSelector(self.root, recursive=True))
+        return sorted(i.path[len(self.root) + 1 :] for i in found if i.type == FileType.File)
+
+    def mark(self) -> None:
+        """Write the marker: before anything else, so a folder we started is recognised as ours."""
+        self._write_bytes(MARKER, b"ltx-batch run folder\n")
 
     def _write_bytes(self, name: str, data: bytes) -> None:
         write_bytes(self._sub_uri(name), data)
