@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from ltxcore.upstream_defaults import DISTILLED_STEPS
 from manifests.item import GUIDER_FIELDS, Item, arrow_schema
-from quality.score_fields import SCORES
+from quality.score_fields import SCORES, WINDOW_FIELDS
 from runstore.plan import PROMOTED_FROM, PlannedItem
 from storage.fs import filesystem, write_atomically
 
@@ -35,9 +35,16 @@ STATUSES = ("ok", "failed")
 INVALID_INPUT = "InvalidInput"  # the error_type of items set aside by validation (runstore/invalid.py)
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 # quality.score_fields.FIELDS as Arrow: the scores (None where not measured), why any is missing, CPU seconds.
+_WINDOW_TYPE = pa.struct([pa.field(name, pa.int64() if kind is int else pa.float64()) for name, kind in WINDOW_FIELDS])
 QUALITY_TYPE = pa.struct(
     [pa.field(s.name, pa.int64() if s.kind is int else pa.float64()) for s in SCORES]
-    + [pa.field("reason", pa.string()), pa.field("seconds", pa.float64())]
+    + [
+        pa.field("worst_seam_frame", pa.int64()),
+        pa.field("windows", pa.list_(_WINDOW_TYPE)),
+        pa.field("seams", pa.list_(pa.float64())),
+        pa.field("reason", pa.string()),
+        pa.field("seconds", pa.float64()),
+    ]
 )
 REVISIONS = "_revisions"
 REVISION_SCHEMA = pa.schema(
