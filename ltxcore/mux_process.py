@@ -71,8 +71,8 @@ class MuxProcess:
         }
         stdin.write(json.dumps(header).encode() + b"\n")
         for array in arrays:
-            stdin.write(memoryview(array).cast("B"))
-        stdin.write(memoryview(samples).cast("B"))
+            stdin.write(array.data.cast("B"))
+        stdin.write(samples.data.cast("B"))
         stdin.flush()
         line = stdout.readline()
         if not line:
