@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -42,7 +43,8 @@ from ltxcore.guidance import PlainDenoiser, synthetic_inputs
 from ltxcore.images import ImageLatents
 from ltxcore.loading import build_component, build_embeddings_processor, build_text_encoder
 from ltxcore.lora import LoraError
-from ltxcore.media import AudioClip, decode_audio, probe_audio, write_mp4
+from ltxcore.media import AudioClip, decode_audio, probe_audio
+from ltxcore.mux_process import MuxProcess
 from ltxcore.offload import StreamedModule
 from ltxcore.recipes import RECIPES, prompt_pair
 from ltxcore.request import RenderRequest, frames_for_audio, pipeline_problem
@@ -163,7 +165,9 @@ class Engine:
         self.audio_patchifier = AudioPatchifier(patch_size=1)
         self.stepper = EulerDiffusionStep()
         self.tiling = TilingConfig.default()
-        self.muxer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mux")  # CPU encode beside the GPU
+        self.muxer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mux")  # waits on the encoder process
+        self.encoder = MuxProcess()
+        weakref.finalize(self, self.encoder.close)
 
     def _pin_distilled(self, path: str) -> None:
         try:
@@ -329,7 +333,8 @@ class Engine:
         if output is not None:
             with clock.phase("decode"):
                 frames = [chunk.cpu() for chunk in decode_video(latent, self.video_decoder, self.tiling, generator)]
-            result.muxing = self.muxer.submit(_timed_mux, output, frames, request.frame_rate, clip, request.frames)
+            mux = (output, frames, request.frame_rate, clip, request.frames)
+            result.muxing = self.muxer.submit(self.encoder.write, *mux)
         result.timings, result.peak_memory = clock.timings, clock.peaks
         return result if background_mux else result.wait()
 
@@ -380,12 +385,6 @@ class Engine:
             video = replace(video, latent=self.stepper.step(video.latent, denoised, sigmas, step))
         video = video_tools.clear_conditioning(video)
         return video_tools.unpatchify(video).latent
-
-
-def _timed_mux(output, frames, frame_rate: float, clip: AudioClip, num_frames: int) -> float:
-    start = time.perf_counter()
-    write_mp4(output, frames, frame_rate, clip, num_frames)
-    return time.perf_counter() - start
 
 
 def _keep_conditioned(denoised: torch.Tensor, state: LatentState) -> torch.Tensor:
