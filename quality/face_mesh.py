@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from quality.face import Box, QualityUnavailable
+from quality.face_model import Box, QualityUnavailable
 from quality.measures import MESH_468, Layout, aligned_patch
 
 DETECTOR = "face_detection_short_range.tflite"  # BlazeFace, 128x128 input, faces within about 2 m

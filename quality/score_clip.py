@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from quality import face, measures
-from quality.face import Box, FaceModel, QualityUnavailable
+from quality.face_model import Box, FaceModel, QualityUnavailable
 from quality.score_fields import FIELDS, unscored
 from quality.video import read_clip
 from quality.windows import window_scores
