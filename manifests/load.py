@@ -198,3 +198,14 @@ def _drop_nulls(row: dict) -> dict:
             value = [_drop_nulls(r) if isinstance(r, dict) else r for r in value]
         out[key] = value
     return out
+
+
+def set_overrides(pairs: list[str]) -> dict:
+    """``--set FIELD=VALUE`` pairs as item fields, each value read as YAML (``--set seed=7``)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ManifestError(f"--set {pair!r}: write FIELD=VALUE, e.g. --set num_inference_steps=20")
+        out[key.strip()] = yaml.safe_load(value)
+    return out

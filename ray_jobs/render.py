@@ -14,7 +14,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import ray
-import yaml
 from pyarrow.fs import FileType
 
 from ltxcore.bundle import OPTIONAL_NAMES, RELEASED_NAMES
@@ -22,18 +21,18 @@ from ltxcore.checkpoint_header import transformer_layer_count
 from ltxcore.errors import BundleError
 from ltxcore.request import RenderRequest, pipeline_problem
 from ltxcore.token_bound import MAX_TOKENS
-from manifests.load import ManifestError, load_manifest
+from manifests.load import ManifestError, load_manifest, set_overrides
 from manifests.model_section import Model, resolve_model
 from manifests.validate import check, report, warning_lines
 from ray_jobs import local_ray
 from ray_jobs.actor import RenderActor
 from ray_jobs.options import add_render_options
 from ray_jobs.progress import Progress
-from ray_jobs.retry_weak import mark_best
 from ray_jobs.scheduler import WORKER_OPTIONS, NoWorkers, Scheduler
 from ray_jobs.shards import cache_key, make_shards
 from ray_jobs.summary import run_summary
 from runstore import invalid
+from runstore.best_candidates import mark_best
 from runstore.claim import Lease, RunTaken
 from runstore.enhanced import recorded_enhancements
 from runstore.plan import plan, refresh_fingerprints
@@ -60,16 +59,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     elif not (args.manifest and args.out):
         parser.error("give MANIFEST --out RUN, or --resume RUN")
     return args
-
-
-def _overrides(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ManifestError(f"--set {pair!r}: write FIELD=VALUE, e.g. --set num_inference_steps=20")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 def _model_section(args: argparse.Namespace, base: dict) -> dict:
@@ -135,7 +124,7 @@ def _prepare(args: argparse.Namespace, run: RunFolder, device: str) -> tuple[Mod
         return _model(section, args, device, transformer), info["run_id"]
     if run.exists():
         raise ManifestError(f"{args.out} already holds a run; use --resume {args.out} or pick a new --out.")
-    manifest = load_manifest(args.manifest, args.defaults, _overrides(args.set))
+    manifest = load_manifest(args.manifest, args.defaults, set_overrides(args.set))
     manifest = replace(manifest, model=_model_section(args, manifest.model))
     transformer = args.transformer or "dev"
     problems, warnings = check(manifest, args.max_tokens or MAX_TOKENS, transformer)
@@ -236,7 +225,7 @@ def _render_held(args: argparse.Namespace, run: RunFolder, session: str) -> int:
     else:
         valid = "valid " if still_invalid else ""
         progress.note(f"run {run_id}: every {valid}item already has an ok result; nothing to render")
-    for line in mark_best(run):  # a retry run's best candidates (ray_jobs.retry_weak); nothing for other runs
+    for line in mark_best(run):  # a retry run's best candidates (runstore.best_candidates); nothing for other runs
         print(line)
     return _summary(run, planned)
 

@@ -35,8 +35,8 @@ from markupsafe import Markup
 from PIL import Image, UnidentifiedImageError
 
 from quality.score_fields import SCORES
-from ray_jobs.retry_weak import retry_info
 from ray_jobs.summary import RunSummary, invalid_ids, item_status, summarize
+from runstore.best_candidates import retry_info
 from runstore.latest import latest_by_item
 from runstore.plan import PlannedItem
 from runstore.results import read_results
