@@ -186,13 +186,9 @@ def _take(args: argparse.Namespace, run: RunFolder, lease: Lease) -> None:
                 "Start a new run with MANIFEST --out NEW_RUN to change items."
             )
     else:
-        foreign = run.foreign_files()
-        if foreign:
-            shown = ", ".join(foreign[:10]) + (f" and {len(foreign) - 10} more" if len(foreign) > 10 else "")
-            raise ManifestError(
-                f"{args.out} is not empty and not an ltx-batch run folder (it holds {shown}); "
-                "nothing was written: pick an empty or new --out."
-            )
+        problem = run.foreign_problem()
+        if problem:
+            raise ManifestError(problem)
         run.mark()
     lease.acquire(take_over=getattr(args, "take_over", False))
 

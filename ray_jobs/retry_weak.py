@@ -48,6 +48,7 @@ def plan_retry(args: argparse.Namespace, overrides: dict) -> tuple[str, int]:
     if not entries:
         return "", 0
     info = source.run_info()
+    RunFolder(args.out).mark()  # before the files below, so the render that follows knows the folder as ours
     manifest = join(args.out, MANIFEST)
     write_bytes(manifest, yaml.safe_dump({"model": info["model"], "items": entries}, sort_keys=False).encode())
     originals = {
@@ -67,6 +68,9 @@ def retry_weak(args: argparse.Namespace) -> int:
         raise RetryError(
             f"{args.out} already holds a run; pick a new --out (or resume it: ltx-batch resume {args.out})."
         )
+    problem = RunFolder(args.out).foreign_problem()
+    if problem:
+        raise RetryError(problem)
     manifest, count = plan_retry(args, set_overrides(args.set))
     if not count:
         print(f"no item of {args.run} matches --where {args.where!r}; nothing to re-render")

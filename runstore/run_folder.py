@@ -6,7 +6,7 @@ RUN/run.json     who submitted what: CLI arguments, code version, bundle identit
                  its items render with where a later version changed them (``frozen_audio_sigma``)
 RUN/videos/      one mp4 per item, named <id>.mp4
 RUN/results/     the results dataset
-RUN/.ltx-batch-run  the marker, written first: a folder without it that holds files is not ours to write into
+RUN/ltx-batch-run   the marker, written first: a folder without it that holds files is not ours to write into
 RUN/lease.json   the driver that holds the run (runstore/claim.py)
 """
 
@@ -28,7 +28,7 @@ from manifests.item import Item, id_problem
 from runstore.plan import HASHED_WHEN_SET, PlannedItem, plan_from_table, plan_table
 from storage.fs import filesystem, write_bytes
 
-MARKER = ".ltx-batch-run"
+MARKER = "ltx-batch-run"
 
 
 def code_version() -> str:
@@ -97,6 +97,17 @@ class RunFolder:
             return []
         found = self.fs.get_file_info(FileSelector(self.root, recursive=True))
         return sorted(i.path[len(self.root) + 1 :] for i in found if i.type == FileType.File)
+
+    def foreign_problem(self) -> str | None:
+        """Why the folder may not become a run (it holds files we did not write), or None when it may."""
+        foreign = self.foreign_files()
+        if not foreign:
+            return None
+        shown = ", ".join(foreign[:10]) + (f" and {len(foreign) - 10} more" if len(foreign) > 10 else "")
+        return (
+            f"{self.uri} is not empty and not an ltx-batch run folder (it holds {shown}); "
+            "nothing was written: pick an empty or new --out."
+        )
 
     def mark(self) -> None:
         """Write the marker: before anything else, so a folder we started is recognised as ours."""
