@@ -75,3 +75,20 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="render the valid items of a manifest and record each invalid one as a failed row (InvalidInput)",
     )
+
+
+def add_resume_options(parser: argparse.ArgumentParser) -> None:
+    """What a resume does when the manifest, the bundle or an input file changed since submission: it refuses,
+    listing the changes, unless one of these chooses."""
+    resume = parser.add_argument_group("resume").add_mutually_exclusive_group()
+    resume.add_argument(
+        "--replan",
+        action="store_true",
+        help="render the changes: edited and added items from the new manifest, removed ones dropped, "
+        "changed files re-render the items they touch",
+    )
+    resume.add_argument(
+        "--keep-plan",
+        action="store_true",
+        help="render the submitted plan as it was, ignoring the changes (finished items stay finished)",
+    )

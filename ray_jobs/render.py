@@ -26,8 +26,9 @@ from manifests.model_section import Model, resolve_model
 from manifests.validate import check, report, warning_lines
 from ray_jobs import local_ray
 from ray_jobs.actor import RenderActor
-from ray_jobs.options import add_render_options
+from ray_jobs.options import add_render_options, add_resume_options
 from ray_jobs.progress import Progress
+from ray_jobs.resume_check import KEEP_PLAN, REPLAN, settle_resume
 from ray_jobs.scheduler import WORKER_OPTIONS, NoWorkers, Scheduler
 from ray_jobs.shards import cache_key, make_shards
 from ray_jobs.summary import run_summary
@@ -37,6 +38,7 @@ from runstore.claim import Lease, RunTaken
 from runstore.enhanced import recorded_enhancements
 from runstore.plan import plan, refresh_fingerprints
 from runstore.results import read_results, still_to_render
+from runstore.resume_changes import bundle_digests
 from runstore.run_folder import RunFolder
 from storage.fs import StorageError, is_uri
 
@@ -49,10 +51,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Render every item of a manifest on a Ray cluster; resume a run with --resume RUN.",
         epilog="example: python -m ray_jobs.render lessons.yaml --out runs/lessons-0312 --bundle /models/ltx-2.3",
     )
-    parser.add_argument("manifest", nargs="?", help="a .yaml or .parquet manifest (not needed with --resume)")
+    parser.add_argument(
+        "manifest", nargs="?", help="a .yaml or .parquet manifest (with --resume: the edited manifest to compare)"
+    )
     parser.add_argument("--out", help="run folder (local path or s3:// / gs:// URI)")
     parser.add_argument("--resume", metavar="RUN", help="resume RUN: render only the items without an ok result")
     add_render_options(parser)
+    add_resume_options(parser)
     args = parser.parse_args(argv)
     if args.resume:
         args.out = args.out or args.resume
@@ -144,6 +149,7 @@ def _prepare(args: argparse.Namespace, run: RunFolder, device: str) -> tuple[Mod
         "args": vars(args),
         "model": manifest.model,
         "bundle": model.identity,
+        "bundle_digests": bundle_digests(model.paths),  # what a resume compares (runstore.resume_changes)
         "transformer": transformer,
         "manifest": manifest.source,
         "items": len(planned) + (len(set_aside.items) if set_aside else 0),
@@ -180,12 +186,15 @@ def _take(args: argparse.Namespace, run: RunFolder, lease: Lease) -> None:
     if args.resume:
         if not run.exists():
             raise ManifestError(f"{args.resume} is not a run folder (no plan.parquet); start it with MANIFEST --out.")
-        if args.set or args.defaults:
+        if args.set or args.defaults or args.skip_invalid:
             raise ManifestError(
-                f"--set, --draft and --defaults do not apply to a resume: {args.resume} renders its submitted plan. "
-                "Start a new run with MANIFEST --out NEW_RUN to change items."
+                f"--set, --draft, --defaults and --skip-invalid do not apply to a resume: {args.resume} renders its "
+                "submitted plan (and validates its set-aside items again). To change items, edit the manifest and "
+                "resume with --replan, or start a new run with MANIFEST --out NEW_RUN."
             )
     else:
+        if _resume_choice(args):
+            raise ManifestError("--replan and --keep-plan apply to a resume only (ltx-batch resume RUN).")
         problem = run.foreign_problem()
         if problem:
             raise ManifestError(problem)
@@ -198,12 +207,13 @@ def _render_held(args: argparse.Namespace, run: RunFolder, session: str) -> int:
         _connect(args)
         device = _device(args)
         model, run_id = _prepare(args, run, device)
+        keep_plan = args.resume and not _settle_resume(args, run, model)
     except (ManifestError, BundleError, StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     run.claim(session)  # before reading results: a leftover worker of an earlier session stops writing
     fixed, still_invalid = _settle_invalid(args, run, run_id, session, model)
-    planned = refresh_fingerprints(run.plan(), model.identity)
+    planned = run.plan() if keep_plan else refresh_fingerprints(run.plan(), model.identity)
     pending = still_to_render(planned, run.results_uri)
     progress = Progress(total=len(pending))
     if fixed:
@@ -226,13 +236,27 @@ def _render_held(args: argparse.Namespace, run: RunFolder, session: str) -> int:
     return _summary(run, planned)
 
 
+def _resume_choice(args: argparse.Namespace) -> str | None:
+    chosen = [name for name in (REPLAN, KEEP_PLAN) if getattr(args, name.replace("-", "_"), False)]
+    return chosen[0] if chosen else None
+
+
+def _max_tokens(args: argparse.Namespace, run: RunFolder) -> int:
+    """The token bound given, else the run's, else the default."""
+    return args.max_tokens or run.run_info().get("args", {}).get("max_tokens") or MAX_TOKENS
+
+
+def _settle_resume(args: argparse.Namespace, run: RunFolder, model: Model) -> bool:
+    """What changed since submission, refused or applied (``ray_jobs.resume_check``); False: ``--keep-plan``."""
+    section = _model_section(args, run.run_info()["model"])
+    return settle_resume(run, model, _resume_choice(args), args.manifest, _max_tokens(args, run), section)
+
+
 def _settle_invalid(args, run: RunFolder, run_id: str, session: str, model: Model) -> tuple[int, int]:
     """Validate the run's set-aside items (``--skip-invalid``) against this run's model and token bound."""
     checkpoint = model.paths["checkpoint_path"]
     num_layers = None if is_uri(checkpoint) else transformer_layer_count(checkpoint)
-    recorded = run.run_info().get("args", {}).get("max_tokens")
-    max_tokens = args.max_tokens or recorded or MAX_TOKENS
-    return invalid.settle(run, run_id, session, model.identity, num_layers, max_tokens)
+    return invalid.settle(run, run_id, session, model.identity, num_layers, _max_tokens(args, run))
 
 
 def _render(
