@@ -20,6 +20,7 @@ from ltx_pipelines.utils.constants import (
 
 from ltxcore import conditioning_audio
 from ltxcore.errors import RenderInputError
+from ltxcore.windows import DEFAULT_CONTEXT_FRAMES, DEFAULT_WINDOW_SECONDS, LongForm, WindowSettings
 
 FRAME_STEP = 8  # the video VAE compresses time by 8: valid frame counts are 8k + 1
 SIZE_STEP = 64  # two-stage: half size must still be a multiple of 32
@@ -135,6 +136,10 @@ class RenderRequest:
     enhance_prompt: bool = False
     prompt_enhanced: str | None = None  # the enhanced prompt when already known (a resumed run reuses it)
     frozen_audio_sigma: FrozenAudioSigma = "zero"
+    # a clip longer than one window renders as several (ltxcore/windows.py, ltxcore/long_form.py)
+    window_seconds: float = DEFAULT_WINDOW_SECONDS
+    context_frames: int = DEFAULT_CONTEXT_FRAMES
+    long_form: LongForm = "continuous"
 
     @property
     def frames(self) -> int:
@@ -142,6 +147,10 @@ class RenderRequest:
         if self.num_frames is None:
             raise ValueError("num_frames is not resolved yet: Engine.resolve fills it from the audio window")
         return self.num_frames
+
+    @property
+    def window_settings(self) -> WindowSettings:
+        return WindowSettings(self.window_seconds, self.context_frames, self.long_form)
 
     def conditioning_images(self) -> list[tuple[str, ImageCondition]]:
         """Every conditioning image with the field that names it: ``images[i]``, or the shorthand's ``image``."""
@@ -205,6 +214,8 @@ class RenderRequest:
         ]:
             if value is not None and "://" not in str(value) and not Path(value).is_file():
                 bad(name, f"file {value} does not exist or is not a file.")
+        if _finite(self.frame_rate) and self.frame_rate > 0:
+            out += [RenderInputError(name, message) for name, message in self.window_settings.problems(self.frame_rate)]
         out += conditioning_audio.problems(self.audio_conditioning_noise_db, self.audio_conditioning_loudness_lufs)
         return out + self._image_problems() + self._lora_problems() + self.guider.problems(num_layers)
 

@@ -13,6 +13,7 @@ from ltxcore.errors import RenderInputError
 from ltxcore.media import probe_audio
 from ltxcore.request import frames_for_duration
 from ltxcore.token_bound import MAX_TOKENS, token_problem
+from ltxcore.windows import WindowSettings
 from manifests.item import Item
 from storage.fs import is_uri
 
@@ -41,10 +42,14 @@ def clip_frames(item: Item, window: float | None) -> int | None:
 
 
 def size_problems(item: Item, window: float | None, max_tokens: int = MAX_TOKENS) -> list[tuple[str, str]]:
-    """The token bound, as (field, message); nothing when the frame count cannot be known yet."""
+    """The token bound of one window (a longer clip renders as several), as (field, message); nothing when the
+    frame count cannot be known yet."""
     frames = clip_frames(item, window)
     if frames is None:
         return []
+    if isinstance(item.window_seconds, (int, float)) and item.window_seconds > 0:
+        settings = WindowSettings(item.window_seconds, item.context_frames, item.long_form)
+        frames = min(frames, settings.window_frames(item.frame_rate))
     problem = token_problem(frames, item.height, item.width, max_tokens)
     return [("height", problem)] if problem else []
 
