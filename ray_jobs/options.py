@@ -31,6 +31,11 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
         default=4,
         help="user LoRAs a worker holds in memory at once, least recently used evicted (default 4)",
     )
+    workers.add_argument(
+        "--take-over",
+        action="store_true",
+        help="take the run from a driver that holds it (its later results are not counted); only if it is gone",
+    )
     workers.add_argument("--local-cpus", type=int, help="CPUs for a local Ray started by this command")
     model = parser.add_argument_group("model")
     model.add_argument(

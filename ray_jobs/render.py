@@ -9,31 +9,31 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import uuid
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import ray
-import yaml
+from pyarrow.fs import FileType
 
 from ltxcore.bundle import OPTIONAL_NAMES, RELEASED_NAMES
 from ltxcore.checkpoint_header import transformer_layer_count
 from ltxcore.errors import BundleError
-from ltxcore.request import RenderRequest
+from ltxcore.request import RenderRequest, pipeline_problem
 from ltxcore.token_bound import MAX_TOKENS
-from manifests.load import ManifestError, load_manifest
+from manifests.load import ManifestError, load_manifest, set_overrides
 from manifests.model_section import Model, resolve_model
-from manifests.validate import check, pipeline_problem, report, warning_lines
+from manifests.validate import check, report, warning_lines
 from ray_jobs import local_ray
 from ray_jobs.actor import RenderActor
 from ray_jobs.options import add_render_options
 from ray_jobs.progress import Progress
-from ray_jobs.retry_weak import mark_best
-from ray_jobs.scheduler import NoWorkers, Scheduler
+from ray_jobs.scheduler import WORKER_OPTIONS, NoWorkers, Scheduler
 from ray_jobs.shards import cache_key, make_shards
 from ray_jobs.summary import run_summary
 from runstore import invalid
+from runstore.best_candidates import mark_best
+from runstore.claim import Lease, RunTaken
 from runstore.enhanced import recorded_enhancements
 from runstore.plan import plan, refresh_fingerprints
 from runstore.results import read_results, still_to_render
@@ -59,16 +59,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     elif not (args.manifest and args.out):
         parser.error("give MANIFEST --out RUN, or --resume RUN")
     return args
-
-
-def _overrides(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ManifestError(f"--set {pair!r}: write FIELD=VALUE, e.g. --set num_inference_steps=20")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 def _model_section(args: argparse.Namespace, base: dict) -> dict:
@@ -134,7 +124,7 @@ def _prepare(args: argparse.Namespace, run: RunFolder, device: str) -> tuple[Mod
         return _model(section, args, device, transformer), info["run_id"]
     if run.exists():
         raise ManifestError(f"{args.out} already holds a run; use --resume {args.out} or pick a new --out.")
-    manifest = load_manifest(args.manifest, args.defaults, _overrides(args.set))
+    manifest = load_manifest(args.manifest, args.defaults, set_overrides(args.set))
     manifest = replace(manifest, model=_model_section(args, manifest.model))
     transformer = args.transformer or "dev"
     problems, warnings = check(manifest, args.max_tokens or MAX_TOKENS, transformer)
@@ -170,6 +160,40 @@ def main(argv: list[str] | None = None) -> int:
 def run_render(args: argparse.Namespace) -> int:
     """Render (or, with ``args.resume``, resume) a run from parsed options; return the exit code."""
     run = RunFolder(args.out)
+    lease = Lease(run.uri)
+    started_absent = not args.resume and run.fs.get_file_info(run.root).type == FileType.NotFound
+    try:
+        _take(args, run, lease)
+    except (ManifestError, StorageError, RunTaken) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return _render_held(args, run, lease.token)
+    finally:
+        lease.release()
+        if started_absent and not run.exists():  # refused before its plan: leave no folder behind
+            run.fs.delete_dir(run.root)
+
+
+def _take(args: argparse.Namespace, run: RunFolder, lease: Lease) -> None:
+    """Refuse a folder that is not ours before writing anything, then take the run (``runstore.claim``)."""
+    if args.resume:
+        if not run.exists():
+            raise ManifestError(f"{args.resume} is not a run folder (no plan.parquet); start it with MANIFEST --out.")
+        if args.set or args.defaults:
+            raise ManifestError(
+                f"--set, --draft and --defaults do not apply to a resume: {args.resume} renders its submitted plan. "
+                "Start a new run with MANIFEST --out NEW_RUN to change items."
+            )
+    else:
+        problem = run.foreign_problem()
+        if problem:
+            raise ManifestError(problem)
+        run.mark()
+    lease.acquire(take_over=getattr(args, "take_over", False))
+
+
+def _render_held(args: argparse.Namespace, run: RunFolder, session: str) -> int:
     try:
         _connect(args)
         device = _device(args)
@@ -177,7 +201,6 @@ def run_render(args: argparse.Namespace) -> int:
     except (ManifestError, BundleError, StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    session = uuid.uuid4().hex[:8]
     run.claim(session)  # before reading results: a leftover worker of an earlier session stops writing
     fixed, still_invalid = _settle_invalid(args, run, run_id, session, model)
     planned = refresh_fingerprints(run.plan(), model.identity)
@@ -198,7 +221,7 @@ def run_render(args: argparse.Namespace) -> int:
     else:
         valid = "valid " if still_invalid else ""
         progress.note(f"run {run_id}: every {valid}item already has an ok result; nothing to render")
-    for line in mark_best(run):  # a retry run's best candidates (ray_jobs.retry_weak); nothing for other runs
+    for line in mark_best(run):  # a retry run's best candidates (runstore.best_candidates); nothing for other runs
         print(line)
     return _summary(run, planned)
 
@@ -223,7 +246,7 @@ def _render(
         actors = args.actors or max(1, int(ray.available_resources().get("CPU", 1)) // args.cpus_per_actor)
     shards = make_shards(pending, args.shard_size, actors)
     actors = min(actors, len(shards))
-    remote = ray.remote(RenderActor).options(max_restarts=0, max_task_retries=0, **options)
+    remote = ray.remote(RenderActor).options(**WORKER_OPTIONS, **options)
     threads = args.cpus_per_actor if device == "cpu" else 0
     warm = [] if device != "cuda" or args.no_compile else warm_requests(pending)
 
@@ -267,6 +290,8 @@ def _summary(run: RunFolder, planned) -> int:
     lines += [f"  failed {item_id}: not rendered" for item_id in summary.pending]
     throughput = summary.throughput_line()
     lines += [throughput] if throughput else []
+    if summary.unscored:
+        lines.append(f"quality: {summary.unscored} ok clip(s) without scores; ltx-batch score {run.uri} --missing-only")
     lines += [
         f"outputs: {run.uri.rstrip('/')}/videos/",
         f"results: {run.results_uri}/ (Parquet, one row per attempt)",

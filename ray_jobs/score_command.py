@@ -17,7 +17,7 @@ from quality import process
 from quality.score_clip import EXTRA_MISSING
 from quality.score_fields import FIELDS
 from ray_jobs.quality_view import quality_lines
-from ray_jobs.retry_weak import mark_best
+from runstore.best_candidates import mark_best
 from runstore.latest import latest_by_item, latest_rows
 from runstore.results import read_results, revise
 from runstore.run_folder import RunFolder

@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import EXAMPLES, LESSON
 
 from manifests.builders import BuildError, build_lessons, build_personalization
 from manifests.load import load_manifest
@@ -15,9 +16,6 @@ from manifests.validate import validate
 from ray_jobs.cli import main, parser, render_args
 from ray_jobs.render import parse_args
 from tools.demo import QUICK as FAST
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "manifests" / "examples"
-LESSON = EXAMPLES / "lesson"
 
 
 def test_help_has_an_example_for_every_subcommand(capsys):

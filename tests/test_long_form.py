@@ -26,9 +26,7 @@ def audio(tmp_path_factory) -> str:
 
 
 def _long_request(audio: str, long_form: str = "continuous"):
-    return tiny_request(
-        audio, num_frames=65, frame_rate=FPS, window_seconds=1.5, context_frames=9, long_form=long_form
-    )
+    return tiny_request(audio, num_frames=65, frame_rate=FPS, window_seconds=1.5, context_frames=9, long_form=long_form)
 
 
 def _windows(request):
@@ -47,7 +45,11 @@ def test_one_window_item_renders_bit_identical_to_the_plain_path(engine, audio, 
 def test_next_window_is_conditioned_on_the_previous_windows_last_frames(engine, audio, tmp_path):
     request = _long_request(audio)
     windows = _windows(request)
-    assert [(w.start, w.frames, w.context, w.rendered) for w in windows] == [(0, 33, 0, 33), (33, 24, 9, 33), (57, 8, 9, 17)]
+    assert [(w.start, w.frames, w.context, w.rendered) for w in windows] == [
+        (0, 33, 0, 33),
+        (33, 24, 9, 33),
+        (57, 8, 9, 17),
+    ]
     folder = WindowFolder(tmp_path / "chain")
     render_windows(engine, request, windows, tmp_path / "out.mp4", folder, only={0})
     context = folder.context(0)
