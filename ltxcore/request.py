@@ -218,7 +218,7 @@ class RenderRequest:
         ]:
             if value is not None and "://" not in str(value) and not Path(value).is_file():
                 bad(name, f"file {value} does not exist or is not a file.")
-        if _finite(self.frame_rate) and self.frame_rate > 0:
+        if math.isfinite(self.frame_rate) and self.frame_rate > 0:
             out += [RenderInputError(name, message) for name, message in self.window_settings.problems(self.frame_rate)]
         out += conditioning_audio.problems(self.audio_conditioning_noise_db, self.audio_conditioning_loudness_lufs)
         return out + self._image_problems() + self._lora_problems() + self.guider.problems()

@@ -259,8 +259,7 @@ def window_lines(manifest: Manifest) -> list[str]:
     lines = []
     for entry in manifest.entries:
         item = Item.model_validate(merged(manifest.defaults, entry.data))
-        window = audio_window(item)
-        frames = clip_frames(item, window)
+        frames = clip_frames(item, audio_seconds(item))
         if frames is None:
             lines.append(f"{item.id}: windows are planned when the run starts (remote audio)")
             continue
