@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from ltxcore.engine import Engine, RenderResult
 from ltxcore.errors import RenderInputError
 from ltxcore.media import AudioClip, decode_audio, join_segments, probe_audio, write_segment
 from ltxcore.request import RenderRequest
-from ltxcore.windows import Window, window_seed
+from ltxcore.windows import Window, window_file, window_seed
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,14 @@ class WindowFolder:
     (its last context frames, continuous mode) and ``window-K.json`` (its record: written last, so a window
     with a record is whole)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, saved: Callable[[Path], None] | None = None):
+        """``saved`` is told each file once it is whole, the record last (e.g. to copy it to object storage)."""
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self.saved = saved or (lambda _: None)
 
     def _file(self, index: int, suffix: str) -> Path:
-        return self.path / f"window-{index:04d}{suffix}"
+        return self.path / window_file(index, suffix)
 
     def segment(self, index: int) -> Path:
         return self._file(index, ".mp4")
@@ -76,13 +79,16 @@ class WindowFolder:
 
     def save(self, record: WindowRecord, shown: torch.Tensor, fps: float, context: torch.Tensor | None) -> None:
         write_segment(self.segment(record.index), [shown], fps)
+        self.saved(self.segment(record.index))
         if context is not None:
             tmp = self._file(record.index, f".{os.getpid()}.partial.npy")
             np.save(tmp, context.numpy())
             os.replace(tmp, self._file(record.index, ".npy"))
+            self.saved(self._file(record.index, ".npy"))
         tmp = self._file(record.index, f".{os.getpid()}.partial.json")
         tmp.write_text(json.dumps(asdict(record)))
         os.replace(tmp, self._file(record.index, ".json"))
+        self.saved(self._file(record.index, ".json"))
 
 
 def window_request(request: RenderRequest, window: Window) -> RenderRequest:
@@ -117,8 +123,8 @@ def render_windows(
 ) -> RenderResult:
     """Render ``request`` as ``windows`` into ``output``. ``folder`` keeps finished windows (default: beside
     ``output``); windows already there are not rendered again. ``only``: render just these windows (``cuts``
-    windows spread over workers) and join the mp4 only once every window is in ``folder``; then
-    ``result.output`` is None until it is."""
+    windows spread over workers) and join nothing (``result.output`` is None): one call without ``only`` joins
+    them, so two workers never write one mp4."""
     request = engine.resolve(request)
     if len(windows) == 1:
         result = engine.render(request, output)
@@ -155,7 +161,7 @@ def render_windows(
         record = _record(request, window, this.seed, time.perf_counter() - started)
         folder.save(record, shown, request.frame_rate, keep)
         done[window.index] = record
-    complete = all(w.index in done for w in windows)
+    complete = only is None and all(w.index in done for w in windows)
     if complete:
         started = time.perf_counter()
         segments = [folder.segment(w.index) for w in windows]

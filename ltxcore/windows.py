@@ -146,6 +146,20 @@ def _grid_ceil(frame: int) -> int:
     return -(-(frame - 1) // FRAME_STEP) * FRAME_STEP + 1
 
 
+def window_file(index: int, suffix: str) -> str:
+    """The name of a finished window's file: ``.mp4`` (the frames it shows), ``.npy`` (the frames the next
+    window continues from), ``.json`` (its record, written last: a window with a record is whole)."""
+    return f"window-{index:04d}{suffix}"
+
+
+def window_index(name: str) -> int | None:
+    """The window a record file (``window-KKKK.json``) is of; None for any other name."""
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or suffix != "json" or not stem.startswith("window-") or not stem[7:].isdigit():
+        return None
+    return int(stem[7:])
+
+
 def window_seed(item_seed: int, index: int) -> int:
     """Window 0 keeps the item's seed (a one-window item renders exactly as a plain clip); later windows get
     their own, fixed by the item's seed and the window's index."""

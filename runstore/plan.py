@@ -29,6 +29,7 @@ from manifests.windows import WINDOW_STRUCT, from_rows, item_windows, settings_o
 from storage.fs import download, file_identity, is_uri
 
 SEED_SPACE = 2**31
+JOIN = -1  # the part of a ``cuts`` item that joins its finished windows into its mp4
 LABELS = ("id", "tags", "retry_of", "candidate")  # fields that name or label an item without changing its render
 # Settings added after runs were first planned, with the value that renders as before they existed. Resuming a
 # run planned before a setting existed gives its items this value (``plan_from_table``), and the fingerprint
@@ -57,6 +58,7 @@ class PlannedItem:
     promoted_from: dict | None = None  # {"run_id": ..., "item_id": ...}, see PROMOTED_FROM
     prompt_enhanced: str | None = None  # an enhancement an earlier attempt made and recorded; used, not redone
     windows: tuple[Window, ...] = ()  # the model windows it renders as (manifests/windows.py); () : one
+    part: int | None = None  # a ``cuts`` item's unit of work: the window it renders, JOIN; None: the whole item
 
     @property
     def window_plan(self) -> tuple[Window, ...]:

@@ -11,7 +11,7 @@ from conftest import tiny_request, write_tone
 
 from ltxcore.long_form import WindowFolder, render_windows, window_request
 from ltxcore.media import probe_mp4
-from ltxcore.windows import WindowSettings, plan_windows, window_seed
+from ltxcore.windows import plan_windows, window_seed
 
 FPS = 24.0
 
@@ -76,7 +76,7 @@ def test_stitched_mp4_matches_its_audio_and_a_resumed_chain_renders_only_the_mis
 
     folder = WindowFolder(tmp_path / "b")  # a worker lost after window 1: its folder holds window 0 only
     partial = render_windows(engine, request, windows, tmp_path / "resumed.mp4", folder, only={0})
-    assert partial.output is None
+    assert partial.output is None and not (tmp_path / "resumed.mp4").exists()
     first = (folder.path / "window-0000.json").stat().st_mtime_ns
     resumed = render_windows(engine, request, windows, tmp_path / "resumed.mp4", folder)
     assert (folder.path / "window-0000.json").stat().st_mtime_ns == first  # not rendered again
@@ -90,6 +90,9 @@ def test_cuts_windows_render_apart_and_join_once_all_are_there(engine, audio, tm
     assert [(w.start, w.frames, w.context, w.rendered) for w in windows] == [(0, 33, 0, 33), (33, 32, 0, 33)]
     folder = WindowFolder(tmp_path / "cuts")
     assert render_windows(engine, request, windows, tmp_path / "c.mp4", folder, only={1}).output is None
-    done = render_windows(engine, request, windows, tmp_path / "c.mp4", folder, only={0})
+    assert render_windows(engine, request, windows, tmp_path / "c.mp4", folder, only={0}).output is None
+    joined = (folder.path / "window-0000.json").stat().st_mtime_ns
+    done = render_windows(engine, request, windows, tmp_path / "c.mp4", folder)  # joins, renders nothing more
+    assert (folder.path / "window-0000.json").stat().st_mtime_ns == joined
     assert done.output is not None and probe_mp4(tmp_path / "c.mp4").frames == 65
     assert [w.index for w in done.windows] == [0, 1]
