@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -46,6 +47,7 @@ class WindowRecord:
     seed: int
     seconds: float
     boundary_in_pause: bool
+    rendered_by: str = ""  # host/pid of the worker that rendered it (cuts windows spread over workers)
 
 
 class WindowFolder:
@@ -185,7 +187,8 @@ def render_windows(
 
 def _record(request: RenderRequest, window: Window, seed: int, seconds: float) -> WindowRecord:
     start, end = window.seconds(request.frame_rate)
-    return WindowRecord(window.index, window.start, window.frames, start, end, seed, seconds, window.in_pause)
+    by = f"{socket.gethostname()}/{os.getpid()}"
+    return WindowRecord(window.index, window.start, window.frames, start, end, seed, seconds, window.in_pause, by)
 
 
 def _audio_reader(request: RenderRequest):

@@ -71,6 +71,7 @@ RENDERED_WINDOW = pa.struct(
         pa.field("seed", pa.int64()),
         pa.field("seconds", pa.float64()),
         pa.field("boundary_in_pause", pa.bool_()),
+        pa.field("rendered_by", pa.string()),  # host/pid of its worker
     ]
 )
 
