@@ -152,8 +152,9 @@ def render_windows(
         enhanced = enhanced or result.prompt_enhanced
         frames = torch.cat(chunks)
         del chunks
-        shown = frames[window.context : window.context + window.frames]
-        keep = frames[frames.shape[0] - request.context_frames :].clone() if request.long_form == "continuous" else None
+        end = window.context + window.frames  # past it: frames rendered to fill the window's length, dropped
+        shown = frames[window.context : end]
+        keep = frames[end - request.context_frames : end].clone() if request.long_form == "continuous" else None
         del frames
         padded = max(padded, result.audio_padded_seconds)
         for name, seconds in result.timings.items():

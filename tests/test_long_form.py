@@ -48,7 +48,7 @@ def test_next_window_is_conditioned_on_the_previous_windows_last_frames(engine, 
     assert [(w.start, w.frames, w.context, w.rendered) for w in windows] == [
         (0, 33, 0, 33),
         (33, 24, 9, 33),
-        (57, 8, 9, 17),
+        (57, 8, 9, 33),
     ]
     folder = WindowFolder(tmp_path / "chain")
     render_windows(engine, request, windows, tmp_path / "out.mp4", folder, only={0})

@@ -7,7 +7,7 @@ import pytest
 from conftest import write_tone
 
 from ltxcore.pauses import energy_pauses, find_pauses
-from ltxcore.windows import ROPE_MAX_SECONDS, WindowSettings, plan_windows, window_seed
+from ltxcore.windows import ROPE_MAX_SECONDS, SHAPE_STEP, WindowSettings, plan_windows, window_seed
 from manifests.item import Item
 from manifests.windows import describe, item_windows
 
@@ -45,9 +45,12 @@ def test_boundaries_fall_inside_the_pauses_and_frames_add_up(lesson, long_form):
     assert len(windows) > 1
     assert sum(w.frames for w in windows) == frames
     assert [w.start for w in windows] == [0, *np.cumsum([w.frames for w in windows])[:-1]]
+    longest = settings.window_frames(FPS)
     for w in windows:
-        assert (w.rendered - 1) % 8 == 0 and w.rendered <= settings.window_frames(FPS)
+        assert (w.rendered - 1) % 8 == 0 and w.rendered <= longest
         assert w.context == (9 if long_form == "continuous" and w.index else 0)
+        assert 0 <= w.rendered - (w.context + w.frames) <= SHAPE_STEP  # the frames rendered to fill its length
+        assert (longest - w.rendered) % SHAPE_STEP == 0  # one of a few lengths: compiled graphs are reused
     for w in windows[1:]:
         assert w.in_pause
         assert any(a <= w.start / FPS <= b for a, b in PAUSES), f"window {w.index} starts at {w.start / FPS:.2f} s"
