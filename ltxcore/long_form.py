@@ -22,6 +22,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -79,8 +80,16 @@ class WindowFolder:
         path = self._file(index, ".npy")
         return torch.from_numpy(np.load(path)) if path.is_file() else None
 
-    def save(self, record: WindowRecord, shown: torch.Tensor, fps: float, context: torch.Tensor | None) -> None:
-        write_segment(self.segment(record.index), [shown], fps)
+    def save(
+        self,
+        record: WindowRecord,
+        shown: torch.Tensor,
+        fps: float,
+        context: torch.Tensor | None,
+        encode: Callable[[Path, list[torch.Tensor], float], object] = write_segment,
+    ) -> None:
+        """Keep a finished window: ``encode`` writes its segment (the worker's encoder process, or here)."""
+        encode(self.segment(record.index), [shown], fps)
         self.saved(self.segment(record.index))
         if context is not None:
             tmp = self._file(record.index, f".{os.getpid()}.partial.npy")
@@ -138,6 +147,7 @@ def render_windows(
     peaks: dict[str, int] = {}
     enhanced = request.prompt_enhanced
     padded = 0.0
+    saving: Future | None = None  # the last window's segment, encoded while the next window renders
     for window in windows:
         if window.index in done or (only is not None and window.index not in only):
             continue
@@ -162,8 +172,12 @@ def render_windows(
         for name, peak in result.peak_memory.items():
             peaks[name] = max(peaks.get(name, 0), peak)
         record = _record(request, window, this.seed, time.perf_counter() - started)
-        folder.save(record, shown, request.frame_rate, keep)
+        if saving is not None:  # at most one window's encode in flight: host memory stays bounded
+            saving.result()
+        saving = engine.muxer.submit(folder.save, record, shown, request.frame_rate, keep, engine.encoder.write_segment)
         done[window.index] = record
+    if saving is not None:
+        saving.result()
     complete = only is None and all(w.index in done for w in windows)
     if complete:
         started = time.perf_counter()

@@ -26,7 +26,7 @@ def audio(tmp_path_factory) -> str:
 
 
 def _long_request(audio: str, long_form: str = "continuous"):
-    return tiny_request(audio, num_frames=65, frame_rate=FPS, window_seconds=1.5, context_frames=9, long_form=long_form)
+    return tiny_request(audio, num_frames=65, frame_rate=FPS, window_seconds=1.5, context_frames=1, long_form=long_form)
 
 
 def _windows(request):
@@ -45,23 +45,19 @@ def test_one_window_item_renders_bit_identical_to_the_plain_path(engine, audio, 
 def test_next_window_is_conditioned_on_the_previous_windows_last_frames(engine, audio, tmp_path):
     request = _long_request(audio)
     windows = _windows(request)
-    assert [(w.start, w.frames, w.context, w.rendered) for w in windows] == [
-        (0, 33, 0, 33),
-        (33, 24, 9, 33),
-        (57, 8, 9, 33),
-    ]
+    assert [(w.start, w.frames, w.context, w.rendered) for w in windows] == [(0, 33, 0, 33), (33, 32, 1, 33)]
     folder = WindowFolder(tmp_path / "chain")
     render_windows(engine, request, windows, tmp_path / "out.mp4", folder, only={0})
     context = folder.context(0)
-    assert context is not None and context.shape == (9, 128, 128, 3)
+    assert context is not None and context.shape == (1, 128, 128, 3)  # window 0's last frame
     second = window_request(request, windows[1])
-    assert (second.audio_start_time, second.num_frames, second.seed) == (24 / FPS, 33, window_seed(request.seed, 1))
+    assert (second.audio_start_time, second.num_frames, second.seed) == (32 / FPS, 33, window_seed(request.seed, 1))
     result, _ = engine.render_window(second, context)
-    expected = engine.context_latent(context, 128, 128)  # (1, 128, 2, 4, 4): 9 frames are 2 latent frames
-    assert expected.shape[2] == 2
+    expected = engine.context_latent(context, 128, 128)  # (1, 128, 1, 4, 4): one frame is one latent frame
+    assert expected.shape[2] == 1
     assert result.video_latent is not None
-    assert torch.equal(result.video_latent[:, :, :2], expected)  # held clean through both stages
-    assert not torch.equal(result.video_latent[:, :, 2:4], expected)
+    assert torch.equal(result.video_latent[:, :, :1], expected)  # held clean through both stages
+    assert not torch.equal(result.video_latent[:, :, 1:2], expected)
 
 
 def test_stitched_mp4_matches_its_audio_and_a_resumed_chain_renders_only_the_missing_windows(engine, audio, tmp_path):
@@ -72,7 +68,7 @@ def test_stitched_mp4_matches_its_audio_and_a_resumed_chain_renders_only_the_mis
     assert probe.frames == 65 and probe.fps == FPS
     slack = max(1 / FPS, 1024 / probe.audio_rate)  # a frame, or the AAC frame the encoder pads the end to
     assert abs(probe.audio_seconds - 65 / FPS) <= slack and abs(probe.video_seconds - probe.audio_seconds) <= slack
-    assert [w.index for w in whole.windows] == [0, 1, 2] and len({w.seed for w in whole.windows}) == 3
+    assert [w.index for w in whole.windows] == [0, 1] and len({w.seed for w in whole.windows}) == 2
 
     folder = WindowFolder(tmp_path / "b")  # a worker lost after window 1: its folder holds window 0 only
     partial = render_windows(engine, request, windows, tmp_path / "resumed.mp4", folder, only={0})

@@ -27,7 +27,7 @@ def _manifest(tmp_path: Path, seconds: float, long_form: str) -> Path:
     body = {
         "run_seed": 3,
         "defaults": {"prompt": "A presenter", "image": str(LESSON / "presenter.png"), "frame_rate": FPS},
-        "items": [{"id": "lesson", "audio": audio, "window_seconds": 1.5, "context_frames": 9, "long_form": long_form}],
+        "items": [{"id": "lesson", "audio": audio, "window_seconds": 1.5, "context_frames": 1, "long_form": long_form}],
     }
     path = tmp_path / "manifest.yaml"
     path.write_text(yaml.safe_dump(body))
@@ -72,7 +72,7 @@ def test_a_chain_whose_worker_dies_resumes_from_its_last_finished_window(local_r
     after = _records(run)
     assert {name: after[name] for name in before} == before  # finished windows were not rendered again
     row = _ok_row(run)
-    assert [w["index"] for w in row["windows"]] == list(range(len(after))) and len(after) == 4  # 89: 33+24+24+8
+    assert [w["index"] for w in row["windows"]] == list(range(len(after))) and len(after) == 3  # 89: 33+32+24
     assert len(after) > len(before)  # the rest rendered after the kill, on the restarted worker
     assert probe_mp4(run / "videos" / "lesson.mp4").frames == 89  # 4 s at 24 fps, 8k+1
 
