@@ -148,12 +148,14 @@ def render_windows(
     enhanced = request.prompt_enhanced
     padded = 0.0
     saving: Future | None = None  # the last window's segment, encoded while the next window renders
+    carried: dict[int, torch.Tensor] = {}  # its last frames, which the next window continues from
     for window in windows:
         if window.index in done or (only is not None and window.index not in only):
             continue
         context = None
-        if window.context:
-            context = folder.context(window.index - 1)
+        if window.context:  # the previous window's last frames: still in memory, or kept in the folder
+            context = carried.get(window.index - 1)
+            context = folder.context(window.index - 1) if context is None else context
             if context is None:
                 raise RenderInputError("long_form", f"window {window.index + 1} needs window {window.index}'s frames.")
         started = time.perf_counter()
@@ -176,6 +178,7 @@ def render_windows(
             saving.result()
         saving = engine.muxer.submit(folder.save, record, shown, request.frame_rate, keep, engine.encoder.write_segment)
         done[window.index] = record
+        carried = {window.index: keep} if keep is not None else {}
     if saving is not None:
         saving.result()
     complete = only is None and all(w.index in done for w in windows)

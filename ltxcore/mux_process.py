@@ -90,7 +90,8 @@ class MuxProcess:
         stdin.write(json.dumps(header).encode() + b"\n")
         for array in arrays:
             stdin.write(array.data.cast("B"))
-        stdin.write(samples.data.cast("B"))
+        if samples.size:  # a segment has none
+            stdin.write(samples.data.cast("B"))
         stdin.flush()
         line = stdout.readline()
         if not line:
