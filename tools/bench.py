@@ -61,6 +61,7 @@ def main() -> None:
     longform.add_argument("--seconds", type=float, default=60.0)
     longform.add_argument("--pipelines", nargs="+", default=["two-stage", "distilled"])
     longform.add_argument("--modes", nargs="+", default=["continuous", "cuts"])
+    longform.add_argument("--no-compile", action="store_true", help="eager: no compile per window length")
     longform.add_argument("--host-memory", action="store_true", help="peak host memory per item length instead")
     longform.add_argument("--lengths", type=float, nargs="+", default=[10.0, 120.0, 600.0])
     longform.add_argument("--device", default="cuda", help="with --host-memory")
@@ -100,7 +101,7 @@ def main() -> None:
         if args.host_memory:
             report = host_memory(args.bundle, args.lengths, out, args.device, tuple(args.size))
         else:
-            report = run(args.bundle, args.seconds, out, args.pipelines, args.modes)
+            report = run(args.bundle, args.seconds, out, args.pipelines, args.modes, not args.no_compile)
     else:
         from tools.bench_quality import run
 

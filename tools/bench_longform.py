@@ -72,7 +72,9 @@ def _timed(engine, request: RenderRequest, out: Path) -> tuple[float, RenderResu
     return time.perf_counter() - start, result
 
 
-def run(bundle_dir: str, seconds: float, out: Path, pipelines: list[str], modes: list[str]) -> dict:
+def run(
+    bundle_dir: str, seconds: float, out: Path, pipelines: list[str], modes: list[str], compile: bool = True
+) -> dict:
     """Per pipeline: one window of the default length, then the lesson in each of ``modes``."""
     import torch
 
@@ -83,8 +85,9 @@ def run(bundle_dir: str, seconds: float, out: Path, pipelines: list[str], modes:
     fps = 25.0
     audio = write_lesson(out.parent / "lesson.wav", seconds)
     folder, _ = ensure_bundle(Path(bundle_dir))
-    engine = Engine(ModelBundle.from_folder(folder, quantization="fp8-scaled"), "cuda", compile=True)
+    engine = Engine(ModelBundle.from_folder(folder, quantization="fp8-scaled"), "cuda", compile=compile)
     report: dict = {"seconds": seconds, "fps": fps, "size": "768x512", "device": torch.cuda.get_device_name()}
+    report["compile"] = compile
     report["runs"] = []
     for pipeline in pipelines:
         single = lesson_request(audio, 10.0, fps, pipeline=pipeline)
@@ -99,7 +102,7 @@ def run(bundle_dir: str, seconds: float, out: Path, pipelines: list[str], modes:
             started = time.perf_counter()  # compile and warm every window length first, as a worker would
             for frames in shapes:
                 engine.warm_up(replace(request, num_frames=frames))
-            if name == "continuous":  # its later windows add the image's keyframe tokens: other graphs
+            if compile and name == "continuous":  # its later windows add the image's keyframe tokens: other graphs
                 _timed(engine, request, path)
             warm_up = time.perf_counter() - started
             wall, result = _timed(engine, request, path)
