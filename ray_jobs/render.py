@@ -40,6 +40,7 @@ from runstore.plan import plan, refresh_fingerprints
 from runstore.results import read_results, still_to_render
 from runstore.resume_changes import bundle_digests
 from runstore.run_folder import RunFolder
+from runstore.window_store import units_of_work
 from storage.fs import StorageError, is_uri
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_BAD_INPUT, EXIT_NO_WORKERS = 0, 1, 2, 3
@@ -268,7 +269,7 @@ def _render(
     else:
         options = {"num_gpus": 0, "num_cpus": args.cpus_per_actor}
         actors = args.actors or max(1, int(ray.available_resources().get("CPU", 1)) // args.cpus_per_actor)
-    shards = make_shards(pending, args.shard_size, actors)
+    shards = make_shards(units_of_work(pending, run), args.shard_size, actors)
     actors = min(actors, len(shards))
     remote = ray.remote(RenderActor).options(**WORKER_OPTIONS, **options)
     threads = args.cpus_per_actor if device == "cpu" else 0
@@ -299,7 +300,8 @@ def most_common_request(pending) -> RenderRequest:
     """A request of the shape, LoRA set and settings most items use: what a worker compiles and warms
     before its first item (its media are never read; its LoRAs are loaded)."""
     shape = Counter(_shape(p) for p in pending).most_common(1)[0][0]
-    return next(p for p in pending if _shape(p) == shape).item.to_request()
+    planned = next(p for p in pending if _shape(p) == shape)
+    return replace(planned.item.to_request(), num_frames=planned.window_plan[0].rendered)
 
 
 def _shape(planned) -> tuple:
