@@ -28,7 +28,7 @@ from ray_jobs import local_ray
 from ray_jobs.actor import RenderActor
 from ray_jobs.options import add_render_options, add_resume_options
 from ray_jobs.progress import Progress
-from ray_jobs.resume_check import KEEP_PLAN, REPLAN, settle_resume
+from ray_jobs.resume_check import KEEP_PLAN, REPLAN, kept_plan, settle_resume
 from ray_jobs.scheduler import WORKER_OPTIONS, NoWorkers, Scheduler
 from ray_jobs.shards import cache_key, make_shards
 from ray_jobs.summary import run_summary
@@ -214,7 +214,7 @@ def _render_held(args: argparse.Namespace, run: RunFolder, session: str) -> int:
         return EXIT_BAD_INPUT
     run.claim(session)  # before reading results: a leftover worker of an earlier session stops writing
     fixed, still_invalid = _settle_invalid(args, run, run_id, session, model)
-    planned = run.plan() if keep_plan else refresh_fingerprints(run.plan(), model.identity)
+    planned = kept_plan(run) if keep_plan else refresh_fingerprints(run.plan(), model.identity)
     pending = still_to_render(planned, run.results_uri)
     progress = Progress(total=len(pending))
     if fixed:

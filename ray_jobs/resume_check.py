@@ -10,8 +10,17 @@ from manifests.load import Manifest, ManifestError, load_manifest, set_overrides
 from manifests.model_section import Model
 from manifests.validate import check, report
 from ray_jobs.summary import invalid_ids
-from runstore.plan import plan, refresh_fingerprints
-from runstore.resume_changes import Changes, bundle_changes, bundle_digests, input_changes, item_changes, replanned
+from runstore.plan import PlannedItem, plan, refresh_fingerprints
+from runstore.results import done_fingerprints, read_results
+from runstore.resume_changes import (
+    Changes,
+    bundle_changes,
+    bundle_digests,
+    input_changes,
+    item_changes,
+    kept,
+    replanned,
+)
 from runstore.run_folder import RunFolder
 from storage.fs import exists
 
@@ -46,15 +55,22 @@ def changes_since_submission(run: RunFolder, model: Model, manifest: Manifest | 
     recorded_digests = info.get("bundle_digests")
     digests = bundle_digests(model.paths) if recorded_digests else {}
     bundle = bundle_changes(info["bundle"], model.identity, recorded_digests, digests)
-    inputs = input_changes(planned, refresh_fingerprints(planned, info["bundle"]))
+    done = done_fingerprints(read_results(run.results_uri))
+    inputs = input_changes(refresh_fingerprints(planned, info["bundle"]), done)
     return replace(changes, bundle=bundle, inputs=inputs)
+
+
+def kept_plan(run: RunFolder) -> list[PlannedItem]:
+    """The plan ``--keep-plan`` renders: the submitted bundle's fingerprints, finished items finished."""
+    planned = refresh_fingerprints(run.plan(), run.run_info()["bundle"])
+    return kept(planned, done_fingerprints(read_results(run.results_uri)))
 
 
 def settle_resume(
     run: RunFolder, model: Model, choice: str | None, given: str | None, max_tokens: int, model_section: dict
 ) -> bool:
     """Compare, then refuse (``ManifestError``) or apply ``choice``. True: fingerprints follow the files as they
-    are now (unchanged, or ``--replan``); False: the plan's as submitted (``--keep-plan``)."""
+    are now (unchanged, or ``--replan``); False: render ``kept_plan`` (``--keep-plan``)."""
     manifest, note = current_manifest(run.run_info(), given)
     if note:
         print(f"note: {note}")

@@ -6,17 +6,18 @@ submission while it is still there) with the plan: items added, removed, and edi
 SHA-256 of its first and last MiB (``DIGEST_BYTES``), recorded at submission. The digest reads 2 MiB of a 22B
 checkpoint, not 40 GB: it cannot prove a file unchanged, but it tells "touched, same bytes at both ends" (a copy
 without ``-p``, a re-download) from "a different file", which size and mtime alone cannot. And each planned item's
-input files (audio, images, LoRAs), by the fingerprint the plan holds.
+input files (audio, images, LoRAs): a finished item whose fingerprint now (with the submitted bundle) is not
+the one its ok row holds.
 
 Then a choice, never a default: ``replan`` (edited and added items render from the new manifest, removed ones
 leave the plan, changed files re-render what they touched) or ``keep_plan`` (the plan and its fingerprints as
-submitted: finished items stay finished).
+submitted, with the submitted bundle's identity: finished items stay finished).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pydantic import ValidationError
 
@@ -125,9 +126,21 @@ def bundle_changes(recorded: dict, current: dict, recorded_digests: dict | None,
     return tuple(out)
 
 
-def input_changes(planned: list[PlannedItem], refreshed: list[PlannedItem]) -> tuple[str, ...]:
-    """Ids whose fingerprint moved, the bundle being the recorded one: their audio, image or LoRA files changed."""
-    return tuple(p.id for p, r in zip(planned, refreshed, strict=True) if p.fingerprint != r.fingerprint)
+def input_changes(refreshed: list[PlannedItem], done: set[tuple[str, str]]) -> tuple[str, ...]:
+    """Ids of finished items (an ok row) that would render again: no ok row has the fingerprint they get now with
+    the submitted bundle (``done``: ``runstore.results.done_fingerprints``), so an audio, image or LoRA changed."""
+    finished = {item_id for item_id, _ in done}
+    return tuple(p.id for p in refreshed if p.id in finished and (p.id, p.fingerprint) not in done)
+
+
+def kept(refreshed: list[PlannedItem], done: set[tuple[str, str]]) -> list[PlannedItem]:
+    """``--keep-plan``: a finished item keeps the fingerprint of its ok row, so it stays finished."""
+    finished = dict(sorted(done))
+    out = []
+    for p in refreshed:
+        stays = (p.id, p.fingerprint) in done or p.id not in finished
+        out.append(p if stays else replace(p, fingerprint=finished[p.id]))
+    return out
 
 
 def replanned(planned: list[PlannedItem], changes: Changes, fresh: dict[str, PlannedItem]) -> list[PlannedItem]:
