@@ -6,7 +6,6 @@ code is 0 only when every item of the run has an ``ok`` result.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import uuid
@@ -15,21 +14,20 @@ from dataclasses import replace
 from pathlib import Path
 
 import ray
-import yaml
 
-from ltxcore.bundle import OPTIONAL_NAMES, RELEASED_NAMES
 from ltxcore.checkpoint_header import transformer_layer_count
 from ltxcore.errors import BundleError
 from ltxcore.request import RenderRequest
 from ltxcore.token_bound import MAX_TOKENS
 from manifests.load import ManifestError, load_manifest
 from manifests.model_section import Model, resolve_model
+from manifests.overrides import parse_overrides
 from manifests.validate import check, pipeline_problem, report, warning_lines
 from ray_jobs import local_ray
-from ray_jobs.actor import RenderActor
-from ray_jobs.options import add_render_options
+from ray_jobs.actor import RenderActor, WorkerSettings
+from ray_jobs.options import parse_render_argv
 from ray_jobs.progress import Progress
-from ray_jobs.retry_weak import mark_best
+from ray_jobs.run_options import ModelOptions, RunOptions, WorkerOptions, recorded_options
 from ray_jobs.scheduler import NoWorkers, Scheduler
 from ray_jobs.shards import cache_key, make_shards
 from ray_jobs.summary import run_summary
@@ -37,62 +35,25 @@ from runstore import invalid
 from runstore.enhanced import recorded_enhancements
 from runstore.plan import plan, refresh_fingerprints
 from runstore.results import read_results, still_to_render
+from runstore.retry_record import mark_best
 from runstore.run_folder import RunFolder
 from storage.fs import StorageError, is_uri
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_BAD_INPUT, EXIT_NO_WORKERS = 0, 1, 2, 3
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m ray_jobs.render",
-        description="Render every item of a manifest on a Ray cluster; resume a run with --resume RUN.",
-        epilog="example: python -m ray_jobs.render lessons.yaml --out runs/lessons-0312 --bundle /models/ltx-2.3",
-    )
-    parser.add_argument("manifest", nargs="?", help="a .yaml or .parquet manifest (not needed with --resume)")
-    parser.add_argument("--out", help="run folder (local path or s3:// / gs:// URI)")
-    parser.add_argument("--resume", metavar="RUN", help="resume RUN: render only the items without an ok result")
-    add_render_options(parser)
-    args = parser.parse_args(argv)
-    if args.resume:
-        args.out = args.out or args.resume
-    elif not (args.manifest and args.out):
-        parser.error("give MANIFEST --out RUN, or --resume RUN")
-    return args
-
-
-def _overrides(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ManifestError(f"--set {pair!r}: write FIELD=VALUE, e.g. --set num_inference_steps=20")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
-def _model_section(args: argparse.Namespace, base: dict) -> dict:
-    model = dict(base)
-    if args.bundle:
-        model = {"bundle": args.bundle if is_uri(args.bundle) else str(Path(args.bundle).expanduser().resolve())}
-    for name in {**RELEASED_NAMES, **OPTIONAL_NAMES}:
-        if getattr(args, name):
-            model[name] = getattr(args, name)
-    return model
-
-
-def _connect(args: argparse.Namespace) -> None:
+def _connect(local_cpus: int | None) -> None:
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=False)
     else:
-        local_ray.start(args.local_cpus)
+        local_ray.start(local_cpus)
 
 
-def _device(args: argparse.Namespace) -> str:
-    if args.device != "auto":
-        return args.device
+def _device(device: str) -> str:
+    if device != "auto":
+        return device
     return "cuda" if ray.cluster_resources().get("GPU", 0) >= 1 else "cpu"
 
 
@@ -109,49 +70,51 @@ def default_quantization(device: str) -> str:
     return "fp8-scaled" if labels and labels <= set(FP8_ACCELERATORS) else "fp8-cast"
 
 
-def _model(model_section: dict, args: argparse.Namespace, device: str, transformer: str) -> Model:
+def _model(model_section: dict, given: ModelOptions, device: str, transformer: str) -> Model:
     if not model_section:
         raise ManifestError("no model given: add a model: section to the manifest or pass --bundle FOLDER.")
-    quantization = args.quantization or model_section.get("quantization") or default_quantization(device)
+    quantization = given.quantization or model_section.get("quantization") or default_quantization(device)
     return resolve_model(model_section, quantization, transformer)
 
 
-def _prepare(args: argparse.Namespace, run: RunFolder, device: str) -> tuple[Model, str]:
+def _prepare(options: RunOptions, run: RunFolder, device: str) -> tuple[Model, str]:
     """Create the run (validate, plan, record) or load it for resume; return (model, run id)."""
-    if args.resume:
+    given = options.model
+    if options.manifest is None:  # a resume
         if not run.exists():
-            raise ManifestError(f"{args.resume} is not a run folder (no plan.parquet); start it with MANIFEST --out.")
+            raise ManifestError(f"{options.out} is not a run folder (no plan.parquet); start it with MANIFEST --out.")
         info = run.run_info()
-        transformer = args.transformer or info.get("transformer", "dev")  # the recorded ones, unless given
+        transformer = given.transformer or info.get("transformer", "dev")  # the recorded ones, unless given
         problems = [
             f"item {p.id!r}, field 'pipeline': {problem}"
             for p in run.plan()
             if (problem := pipeline_problem(p.item.pipeline, transformer))
         ]
         if problems:
-            raise ManifestError("\n  ".join([f"{args.resume} cannot resume with this model:", *problems]))
-        section = {**_model_section(args, info["model"]), "quantization": info["bundle"]["quantization"]}
-        return _model(section, args, device, transformer), info["run_id"]
+            raise ManifestError("\n  ".join([f"{options.out} cannot resume with this model:", *problems]))
+        section = {**given.section(info["model"]), "quantization": info["bundle"]["quantization"]}
+        return _model(section, given, device, transformer), info["run_id"]
     if run.exists():
-        raise ManifestError(f"{args.out} already holds a run; use --resume {args.out} or pick a new --out.")
-    manifest = load_manifest(args.manifest, args.defaults, _overrides(args.set))
-    manifest = replace(manifest, model=_model_section(args, manifest.model))
-    transformer = args.transformer or "dev"
-    problems, warnings = check(manifest, args.max_tokens or MAX_TOKENS, transformer)
+        raise ManifestError(f"{options.out} already holds a run; use --resume {options.out} or pick a new --out.")
+    items = options.items
+    manifest = load_manifest(options.manifest, items.defaults, parse_overrides(items.overrides))
+    manifest = replace(manifest, model=given.section(manifest.model))
+    transformer = given.transformer or "dev"
+    problems, warnings = check(manifest, items.max_tokens or MAX_TOKENS, transformer)
     if warnings:
         print("\n".join(warning_lines(warnings)))
     set_aside = None
-    if problems and args.skip_invalid:  # the run goes on without the invalid items, unless the manifest is at fault
+    if problems and items.skip_invalid:  # the run goes on without the invalid items, unless the manifest is at fault
         manifest, set_aside, problems = invalid.set_aside(manifest, problems)
     if problems:
         raise ManifestError(report(problems, manifest, warnings))
-    model = _model(manifest.model, args, device, transformer)
+    model = _model(manifest.model, given, device, transformer)
     planned = plan(manifest, model.identity)
-    sidecars = (args.defaults, manifest.path.with_suffix(".yaml"))
+    sidecars = (items.defaults, manifest.path.with_suffix(".yaml"))
     files = [manifest.path, *(Path(p) for p in sidecars if p and Path(p).is_file())]
     details = {
         "argv": sys.argv,
-        "args": vars(args),
+        "options": options.record(),
         "model": manifest.model,
         "bundle": model.identity,
         "transformer": transformer,
@@ -164,22 +127,22 @@ def _prepare(args: argparse.Namespace, run: RunFolder, device: str) -> tuple[Mod
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_render(parse_args(argv))
+    return run_render(parse_render_argv(argv))
 
 
-def run_render(args: argparse.Namespace) -> int:
-    """Render (or, with ``args.resume``, resume) a run from parsed options; return the exit code."""
-    run = RunFolder(args.out)
+def run_render(options: RunOptions) -> int:
+    """Render (or, with ``options.resume``, resume) a run; return the exit code."""
+    run = RunFolder(options.out)
     try:
-        _connect(args)
-        device = _device(args)
-        model, run_id = _prepare(args, run, device)
+        _connect(options.workers.local_cpus)
+        device = _device(options.workers.device)
+        model, run_id = _prepare(options, run, device)
     except (ManifestError, BundleError, StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     session = uuid.uuid4().hex[:8]
     run.claim(session)  # before reading results: a leftover worker of an earlier session stops writing
-    fixed, still_invalid = _settle_invalid(args, run, run_id, session, model)
+    fixed, still_invalid = _settle_invalid(options.items.max_tokens, run, run_id, session, model)
     planned = refresh_fingerprints(run.plan(), model.identity)
     pending = still_to_render(planned, run.results_uri)
     progress = Progress(total=len(pending))
@@ -192,47 +155,68 @@ def run_render(args: argparse.Namespace) -> int:
         enhanced = {}
         if any(p.item.enhance_prompt for p in pending):  # a resumed run reuses what earlier attempts wrote
             enhanced = recorded_enhancements(planned, read_results(run.results_uri))
-        exit_code = _render(args, run, run_id, session, model, device, pending, progress, enhanced)
+        exit_code = _render(options.workers, run, run_id, session, model, device, pending, progress, enhanced)
         if exit_code:
             return exit_code
     else:
         valid = "valid " if still_invalid else ""
         progress.note(f"run {run_id}: every {valid}item already has an ok result; nothing to render")
-    for line in mark_best(run):  # a retry run's best candidates (ray_jobs.retry_weak); nothing for other runs
+    for line in mark_best(run):  # a retry run's best candidates (ltx-batch retry-weak); nothing for other runs
         print(line)
     return _summary(run, planned)
 
 
-def _settle_invalid(args, run: RunFolder, run_id: str, session: str, model: Model) -> tuple[int, int]:
-    """Validate the run's set-aside items (``--skip-invalid``) against this run's model and token bound."""
+def _settle_invalid(max_tokens: int | None, run: RunFolder, run_id: str, session: str, model: Model) -> tuple[int, int]:
+    """Validate the run's set-aside items (``--skip-invalid``) against this run's model and token bound (the
+    one given, else the run's)."""
     checkpoint = model.paths["checkpoint_path"]
     num_layers = None if is_uri(checkpoint) else transformer_layer_count(checkpoint)
-    recorded = run.run_info().get("args", {}).get("max_tokens")
-    max_tokens = args.max_tokens or recorded or MAX_TOKENS
+    max_tokens = max_tokens or recorded_options(run.run_info()).items.max_tokens or MAX_TOKENS
     return invalid.settle(run, run_id, session, model.identity, num_layers, max_tokens)
 
 
 def _render(
-    args, run: RunFolder, run_id: str, session: str, model: Model, device: str, pending, progress, enhanced: dict
+    workers: WorkerOptions,
+    run: RunFolder,
+    run_id: str,
+    session: str,
+    model: Model,
+    device: str,
+    pending,
+    progress,
+    enhanced: dict,
 ) -> int:
     if device == "cuda":
-        options = {"num_gpus": 1, "num_cpus": 1}
-        actors = args.actors or int(ray.cluster_resources().get("GPU", 1))
+        resources = {"num_gpus": 1, "num_cpus": 1}
+        actors = workers.actors or int(ray.cluster_resources().get("GPU", 1))
     else:
-        options = {"num_gpus": 0, "num_cpus": args.cpus_per_actor}
-        actors = args.actors or max(1, int(ray.available_resources().get("CPU", 1)) // args.cpus_per_actor)
-    shards = make_shards(pending, args.shard_size, actors)
+        resources = {"num_gpus": 0, "num_cpus": workers.cpus_per_actor}
+        actors = workers.actors or max(1, int(ray.available_resources().get("CPU", 1)) // workers.cpus_per_actor)
+    shards = make_shards(pending, workers.shard_size, actors)
     actors = min(actors, len(shards))
-    remote = ray.remote(RenderActor).options(max_restarts=0, max_task_retries=0, **options)
-    threads = args.cpus_per_actor if device == "cpu" else 0
-    warm = [] if device != "cuda" or args.no_compile else warm_requests(pending)
-
-    def make_actor():
-        init = (model.paths, model.quantization, device, run.uri, run_id, session, threads, warm, model.transformer)
-        return remote.remote(*init, args.max_loras)
-
+    remote = ray.remote(RenderActor).options(max_restarts=0, max_task_retries=0, **resources)
+    settings = WorkerSettings(
+        paths=model.paths,
+        quantization=model.quantization,
+        transformer=model.transformer,
+        device=device,
+        run_uri=run.uri,
+        run_id=run_id,
+        session=session,
+        threads=workers.cpus_per_actor if device == "cpu" else 0,
+        warm_requests=tuple(warm_requests(pending)) if device == "cuda" and workers.compile else (),
+        max_loras=workers.max_loras,
+    )
     scheduler = Scheduler(
-        make_actor, actors, shards, run.results_uri, run_id, session, progress, args.max_attempts, known=enhanced
+        lambda: remote.remote(settings),
+        actors,
+        shards,
+        run.results_uri,
+        run_id,
+        session,
+        progress,
+        workers.max_attempts,
+        known=enhanced,
     )
     try:
         scheduler.run()

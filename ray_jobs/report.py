@@ -35,13 +35,13 @@ from markupsafe import Markup
 from PIL import Image, UnidentifiedImageError
 
 from quality.score_fields import SCORES
-from ray_jobs.retry_weak import retry_info
 from ray_jobs.summary import RunSummary, invalid_ids, item_status, summarize
 from runstore.latest import latest_by_item
 from runstore.plan import PlannedItem
 from runstore.results import read_results
+from runstore.retry_record import retry_info
 from runstore.run_folder import RunFolder
-from storage.fs import filesystem, is_uri, join, write_atomically
+from storage.fs import filesystem, is_uri, join, local_or_uri, write_atomically
 
 POSTER_WIDTH = 256
 GUIDANCE = (
@@ -296,7 +296,7 @@ def build_report(run_uri: str) -> Path:
     planned, attempts, invalid = run.plan(), read_results(run.results_uri), invalid_ids(run)
     latest = latest_by_item(planned, attempts, invalid)
     cards = [invalid_card(i, latest.get(i)) for i in invalid] + collect_cards(run, planned, latest, fs, report_root)
-    folder = run_uri if is_uri(run_uri) else str(Path(run_uri).expanduser().resolve())
+    folder = local_or_uri(run_uri)
     command = f"python -m ray_jobs.render --resume {shlex.quote(folder)}"
     promote = f"ltx-batch promote {shlex.quote(folder)} --out {shlex.quote(folder.rstrip('/') + '-final')}"
     summary = summarize(planned, attempts, invalid)

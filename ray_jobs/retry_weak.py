@@ -1,30 +1,41 @@
-"""``ltx-batch retry-weak``: re-render the weak clips of a run as best-of-N candidates in a new run, and mark
-each item's best candidate when that run ends.
+"""``ltx-batch retry-weak``: re-render the weak clips of a run as best-of-N candidates in a new run, whose best
+candidates are marked when it ends (``runstore.retry_record``).
 
 The new run is an ordinary run (resume, status and report work on it): its manifest, written to
 ``NEW/submitted/retry-weak.yaml``, holds the candidates (``runstore.retry_candidates``), and ``NEW/retry.json`` says
-where they came from, the chosen score and each original clip's scores. The best candidate of an item is
-the one with the best value of that score; when the original clip scores better than every candidate, no
-candidate is marked and the original stays the one to use.
+where they came from, the chosen score and each original clip's scores.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
-import uuid
+from dataclasses import dataclass, replace
 
 import yaml
 
-from quality.score_fields import BY_NAME, SCORE_NAMES
-from runstore.latest import latest_rows, matching_rows, where_filter
-from runstore.results import revise
+from manifests.overrides import parse_overrides
+from quality.score_fields import SCORE_NAMES
+from ray_jobs.render import run_render
+from ray_jobs.run_options import RunOptions
+from runstore.latest import matching_rows, where_filter
 from runstore.retry_candidates import RetryError, candidates
+from runstore.retry_record import INFO
 from runstore.run_folder import RunFolder
-from storage.fs import exists, filesystem, join, read_bytes, write_atomically
+from storage.fs import filesystem, join, write_atomically
 
-MANIFEST, INFO = "submitted/retry-weak.yaml", "retry.json"
+MANIFEST = "submitted/retry-weak.yaml"
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Which clips of ``run`` to re-render (``where``), how many new seeds each (``seeds``), and the score
+    that picks the best candidate (``by``; default: the one ``where`` names)."""
+
+    run: str
+    where: str
+    seeds: int = 0
+    by: str | None = None
 
 
 def _write(uri: str, data: bytes) -> None:
@@ -40,82 +51,50 @@ def score_in(expression: str) -> str | None:
     return named[0] if len(named) == 1 else None
 
 
-def plan_retry(args: argparse.Namespace, overrides: dict) -> tuple[str, int]:
+def plan_retry(retry: Retry, out: str, overrides: dict) -> tuple[str, int]:
     """Write the new run's manifest and retry.json; return (manifest path, candidates planned)."""
-    keep = where_filter(args.where)
-    by = args.by or score_in(args.where)
+    keep = where_filter(retry.where)
+    by = retry.by or score_in(retry.where)
     if by not in SCORE_NAMES:
         raise RetryError(f"--by must name the score that picks the best candidate, one of: {', '.join(SCORE_NAMES)}.")
-    source = RunFolder(args.run)
+    source = RunFolder(retry.run)
     plan = source.plan()
     selected = matching_rows(source, keep, plan)
     planned = {p.id: p for p in plan}
-    entries = candidates([planned[row["item_id"]] for row in selected], args.seeds, overrides)
+    entries = candidates([planned[row["item_id"]] for row in selected], retry.seeds, overrides)
     if not entries:
         return "", 0
     info = source.run_info()
-    manifest = join(args.out, MANIFEST)
+    manifest = join(out, MANIFEST)
     _write(manifest, yaml.safe_dump({"model": info["model"], "items": entries}, sort_keys=False).encode())
     originals = {
         row["item_id"]: {"output_uri": row["output_uri"], **{name: row[name] for name in SCORE_NAMES}}
         for row in selected
     }
-    retry = {"source": args.run, "source_run_id": info["run_id"], "where": args.where, "by": by, "seeds": args.seeds}
-    retry.update({"set": overrides, "originals": originals})
-    _write(join(args.out, INFO), json.dumps(retry, indent=1, default=str).encode())
+    record = {"source": retry.run, "source_run_id": info["run_id"], "where": retry.where, "by": by}
+    record.update({"seeds": retry.seeds, "set": overrides, "originals": originals})
+    _write(join(out, INFO), json.dumps(record, indent=1, default=str).encode())
     return manifest, len(entries)
 
 
-def retry_weak(args: argparse.Namespace) -> int:
-    from ray_jobs.render import _overrides, run_render
-
-    if RunFolder(args.out).exists():
+def retry_weak(retry: Retry, options: RunOptions) -> int:
+    """Plan the candidates into the new run ``options.out`` and render it with ``options``; the ``--set``
+    overrides go into the candidates, and the run keeps the source run's quantization unless one is given."""
+    if RunFolder(options.out).exists():
         raise RetryError(
-            f"{args.out} already holds a run; pick a new --out (or resume it: ltx-batch resume {args.out})."
+            f"{options.out} already holds a run; pick a new --out (or resume it: ltx-batch resume {options.out})."
         )
-    manifest, count = plan_retry(args, _overrides(args.set))
+    manifest, count = plan_retry(retry, options.out, parse_overrides(options.items.overrides))
     if not count:
-        print(f"no item of {args.run} matches --where {args.where!r}; nothing to re-render")
+        print(f"no item of {retry.run} matches --where {retry.where!r}; nothing to re-render")
         return 0
-    print(f"{count} candidates for the items of {args.run} where {args.where}")
-    quantization = args.quantization or RunFolder(args.run).run_info()["bundle"]["quantization"]
-    options = {**vars(args), "manifest": manifest, "resume": None, "set": [], "quantization": quantization}
-    return run_render(argparse.Namespace(**{k: v for k, v in options.items() if k not in ("handler", "debug")}))
-
-
-def retry_info(run: RunFolder) -> dict | None:
-    """A retry run's ``retry.json``; None for other runs."""
-    return json.loads(read_bytes(join(run.uri, INFO))) if exists(join(run.uri, INFO)) else None
-
-
-def mark_best(run: RunFolder) -> list[str]:
-    """In a retry run, mark each item's best candidate (a revision of the candidates' rows); return what was
-    decided, one line per item. Nothing for other runs."""
-    retry = retry_info(run)
-    if retry is None:
-        return []
-    score = BY_NAME[retry["by"]]
-    groups: dict[str, list[dict]] = {}
-    for row in latest_rows(run):
-        if row["retry_of"] is not None and row["status"] == "ok":
-            groups.setdefault(row["retry_of"], []).append(row)
-    revisions, lines = [], [f"best of each item by {score.name}:"]
-    for origin, rows in groups.items():
-        scored = sorted((r for r in rows if r[score.name] is not None), key=lambda r: score.weakness(r[score.name]))
-        original = retry["originals"].get(origin, {}).get(score.name)
-        winner = scored[0] if scored else None
-        if (
-            winner is not None
-            and original is not None
-            and score.weakness(original) <= score.weakness(winner[score.name])
-        ):
-            winner = None
-        revisions += [{"item_id": r["item_id"], "output_sha256": r["output_sha256"], "best": r is winner} for r in rows]
-        if winner is not None:
-            lines.append(f"  {origin}: {winner['item_id']} ({score.name} {original} -> {winner[score.name]})")
-        else:
-            why = "no candidate has the score" if not scored else f"the original ({original}) is still the best"
-            lines.append(f"  {origin}: none of {len(rows)} candidates marked: {why}")
-    if revisions:
-        revise(run.results_uri, revisions, f"best-{uuid.uuid4().hex[:8]}")
-    return lines if groups else []
+    print(f"{count} candidates for the items of {retry.run} where {retry.where}")
+    quantization = options.model.quantization or RunFolder(retry.run).run_info()["bundle"]["quantization"]
+    return run_render(
+        replace(
+            options,
+            manifest=manifest,
+            model=replace(options.model, quantization=quantization),
+            items=replace(options.items, overrides=()),
+        )
+    )

@@ -19,8 +19,8 @@ from ltxcore.bundle import RELEASED_NAMES
 from ltxcore.request import ImageCondition
 from manifests.item import IMAGE_STRUCT, arrow_schema
 from manifests.load import load_manifest
+from manifests.overrides import parse_overrides
 from manifests.validate import validate
-from ray_jobs.render import _overrides
 from runstore.plan import HASHED_WHEN_SET, fingerprint, plan, plan_table
 from runstore.run_folder import RunFolder
 
@@ -74,7 +74,7 @@ def test_parquet_list_of_structs_with_nulls_taking_defaults(tmp_path):
 
 def test_set_gives_every_item_images_and_an_items_own_form_wins(tmp_path):
     _pose(tmp_path)
-    overrides = _overrides([f"images=[{{path: {tmp_path / 'pose.png'}, frame: 8}}]", "frozen_audio_sigma=step"])
+    overrides = parse_overrides([f"images=[{{path: {tmp_path / 'pose.png'}, frame: 8}}]", "frozen_audio_sigma=step"])
     items = [{"id": "a"}, {"id": "b", "image": str(LESSON / "presenter.png")}]
     path = tmp_path / "m.yaml"
     path.write_text(yaml.safe_dump({"defaults": {"prompt": "p", "audio": EN}, "items": items}))

@@ -18,10 +18,10 @@ from ltxcore.bundle import RELEASED_NAMES
 from manifests.builders import BuildError, build_personalization, parse_lora_cell
 from manifests.item import arrow_schema
 from manifests.load import load_manifest
+from manifests.overrides import parse_overrides
 from manifests.validate import validate
-from ray_jobs.actor import RenderActor
+from ray_jobs.actor import RenderActor, WorkerSettings
 from ray_jobs.cli import main
-from ray_jobs.render import _overrides
 from ray_jobs.report import Card, _card_view
 from ray_jobs.shards import Shard, make_shards
 from runstore.plan import fingerprint, plan
@@ -66,7 +66,7 @@ def test_yaml_set_and_parquet_give_the_same_resolved_loras(tmp_path, lora_files)
     assert validate(load_manifest(path)) == []
     assert _loras(plan(load_manifest(path))) == expected
 
-    overrides = _overrides(["loras=[{path: loras/anna.safetensors, strength: 0.8}]"])
+    overrides = parse_overrides(["loras=[{path: loras/anna.safetensors, strength: 0.8}]"])
     assert _loras(plan(load_manifest(path, overrides=overrides)))["a"] == [(local_anna, 0.8)]
 
     rows = [
@@ -213,7 +213,7 @@ def test_a_worker_fetches_a_lora_uri_once_and_records_it(tiny_bundle, tmp_path, 
     run_id = run.record_submission([], planned, {})
     run.claim("s1")
     paths = {name: getattr(tiny_bundle, name) for name in RELEASED_NAMES}
-    actor = RenderActor(paths, "none", "cpu", run.uri, run_id, "s1", max_loras=1)
+    actor = RenderActor(WorkerSettings(paths, "none", "cpu", run.uri, run_id, "s1", max_loras=1))
     assert [s["status"] for s in actor(Shard(0, tuple(planned)))] == ["ok"]
     assert sorted(p.name for p in actor.scratch.rglob("*.safetensors")) == ["anna.safetensors"]
     assert actor.engine.adapters.reads == 1 and list(actor.engine.adapters.loaded) == [actor.media[uri]]

@@ -1,0 +1,58 @@
+"""A retry run's record (``ltx-batch retry-weak``): ``RUN/retry.json`` says where its candidates came from, the
+score that picks among them and each original clip's scores; once the run's clips are rendered and scored,
+each item's best candidate is marked in the results (``mark_best``, after every render and every rescore).
+
+The best candidate of an item is the one with the best value of that score; when the original clip scores
+better than every candidate, no candidate is marked and the original stays the one to use.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from quality.score_fields import BY_NAME
+from runstore.latest import latest_rows
+from runstore.results import revise
+from runstore.run_folder import RunFolder
+from storage.fs import exists, join, read_bytes
+
+INFO = "retry.json"
+
+
+def retry_info(run: RunFolder) -> dict | None:
+    """A retry run's ``retry.json``; None for other runs."""
+    return json.loads(read_bytes(join(run.uri, INFO))) if exists(join(run.uri, INFO)) else None
+
+
+def mark_best(run: RunFolder) -> list[str]:
+    """In a retry run, mark each item's best candidate (a revision of the candidates' rows); return what was
+    decided, one line per item. Nothing for other runs."""
+    retry = retry_info(run)
+    if retry is None:
+        return []
+    score = BY_NAME[retry["by"]]
+    groups: dict[str, list[dict]] = {}
+    for row in latest_rows(run):
+        if row["retry_of"] is not None and row["status"] == "ok":
+            groups.setdefault(row["retry_of"], []).append(row)
+    revisions, lines = [], [f"best of each item by {score.name}:"]
+    for origin, rows in groups.items():
+        scored = sorted((r for r in rows if r[score.name] is not None), key=lambda r: score.weakness(r[score.name]))
+        original = retry["originals"].get(origin, {}).get(score.name)
+        winner = scored[0] if scored else None
+        if (
+            winner is not None
+            and original is not None
+            and score.weakness(original) <= score.weakness(winner[score.name])
+        ):
+            winner = None
+        revisions += [{"item_id": r["item_id"], "output_sha256": r["output_sha256"], "best": r is winner} for r in rows]
+        if winner is not None:
+            lines.append(f"  {origin}: {winner['item_id']} ({score.name} {original} -> {winner[score.name]})")
+        else:
+            why = "no candidate has the score" if not scored else f"the original ({original}) is still the best"
+            lines.append(f"  {origin}: none of {len(rows)} candidates marked: {why}")
+    if revisions:
+        revise(run.results_uri, revisions, f"best-{uuid.uuid4().hex[:8]}")
+    return lines if groups else []
