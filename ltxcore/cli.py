@@ -53,10 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output .mp4")
     args = parser.parse_args(argv)
     try:
-        bundle = ModelBundle.from_folder(args.bundle, quantization=args.quantization)
-        start = time.perf_counter()
-        engine = Engine(bundle, device=args.device)
-        loaded = time.perf_counter() - start
         request = RenderRequest(
             audio=args.audio,
             images=tuple(_image(values) for values in args.image),
@@ -72,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
             guider=GuiderSettings(stg_blocks=tuple(args.stg_blocks)),
             loras=tuple(map(LoraSpec.parse, args.lora)),
         )
+        if problems := request.problems():
+            print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
+            return 2
+        bundle = ModelBundle.from_folder(args.bundle, quantization=args.quantization)
+        start = time.perf_counter()
+        engine = Engine(bundle, device=args.device)
+        loaded = time.perf_counter() - start
         result = engine.render(request, args.out)
     except (BundleError, RenderInputError, argparse.ArgumentTypeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

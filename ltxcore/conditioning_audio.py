@@ -21,8 +21,8 @@ LOUDNESS_LUFS_RANGE = (-60.0, 0.0)
 LOUDNESS_BLOCK_SECONDS = 0.4  # ITU-R BS.1770 gating block: shorter audio has no integrated loudness
 
 
-def problems(noise_db: object, loudness_lufs: object) -> list[RenderInputError]:
-    """Range checks of the two options (None is off)."""
+def problems(noise_db: float | None, loudness_lufs: float | None) -> list[RenderInputError]:
+    """Range checks of the two options (None is off; their types are the item model's to check)."""
     out = []
     for name, value, (low, high) in (
         ("audio_conditioning_noise_db", noise_db, NOISE_DB_RANGE),
@@ -30,12 +30,7 @@ def problems(noise_db: object, loudness_lufs: object) -> list[RenderInputError]:
     ):
         if value is None:
             continue
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or not low <= value <= high
-        ):
+        if not math.isfinite(value) or not low <= value <= high:
             out.append(RenderInputError(name, f"must be between {low:g} and {high:g}, got {value!r}."))
     return out
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -35,17 +36,18 @@ from ltxcore.adapters import Adapters
 from ltxcore.blocks import BlockLoop
 from ltxcore.bundle import ModelBundle
 from ltxcore.conditioning_audio import conditioning_clip
-from ltxcore.enhance import PromptEnhancer, enhance_key, max_new_tokens
+from ltxcore.enhance import EnhanceKey, PromptEnhancer, max_new_tokens
 from ltxcore.errors import BundleError, RenderInputError
 from ltxcore.fp8 import quantize_blocks
 from ltxcore.guidance import PlainDenoiser, synthetic_inputs
 from ltxcore.images import ImageLatents
 from ltxcore.loading import build_component, build_embeddings_processor, build_text_encoder
 from ltxcore.lora import LoraError
-from ltxcore.media import AudioClip, decode_audio, probe_audio, write_mp4
+from ltxcore.media import AudioClip, decode_audio, probe_audio
+from ltxcore.mux_process import MuxProcess
 from ltxcore.offload import StreamedModule
 from ltxcore.recipes import RECIPES, prompt_pair
-from ltxcore.request import RenderRequest, frames_for_duration
+from ltxcore.request import RenderRequest, frames_for_audio, pipeline_problem
 from ltxcore.text import PromptCache, PromptKey, encode_prompts
 
 DTYPE = torch.bfloat16
@@ -163,7 +165,9 @@ class Engine:
         self.audio_patchifier = AudioPatchifier(patch_size=1)
         self.stepper = EulerDiffusionStep()
         self.tiling = TilingConfig.default()
-        self.muxer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mux")  # CPU encode beside the GPU
+        self.muxer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mux")  # waits on the encoder process
+        self.encoder = MuxProcess()
+        weakref.finalize(self, self.encoder.close)
 
     def _pin_distilled(self, path: str) -> None:
         try:
@@ -180,14 +184,14 @@ class Engine:
     # --- public API -------------------------------------------------------------------------
 
     def resolve(self, request: RenderRequest) -> RenderRequest:
-        """Validate and fill ``num_frames`` from the audio window; raises ``RenderInputError``."""
-        problems = request.problems(self.num_layers)
+        """Check what needs this worker's model and the audio, and fill ``num_frames`` from the audio window;
+        raises ``RenderInputError``. The request's own rules (``RenderRequest.problems``) are validation's: every
+        item was checked, all problems at once, before it reached a worker."""
+        problems = request.guider.model_problems(self.num_layers)
         if problems:
             raise problems[0]
-        if request.pipeline == "two-stage" and self.bundle.transformer != "dev":
-            raise RenderInputError(
-                "pipeline", "two-stage needs the dev checkpoint; this worker runs the distilled one (drafts only)."
-            )
+        if problem := pipeline_problem(request.pipeline, self.bundle.transformer):
+            raise RenderInputError("pipeline", problem)
         info = probe_audio(request.audio)
         if request.audio_start_time >= info.duration:
             raise RenderInputError(
@@ -195,10 +199,7 @@ class Engine:
             )
         if request.num_frames is not None:
             return request
-        window = info.duration - request.audio_start_time
-        if request.audio_max_duration is not None:
-            window = min(window, request.audio_max_duration)
-        return replace(request, num_frames=frames_for_duration(window, request.frame_rate))
+        return replace(request, num_frames=frames_for_audio(request, info.duration))
 
     def warm_prompts(self, pairs: list[tuple[str, str | None]]) -> None:
         """Encode every not-yet-cached (prompt, negative prompt) pair, e.g. all of a shard's up front; a
@@ -208,21 +209,26 @@ class Engine:
             with self._text_path(resident=False):
                 self._encode(pairs)
 
-    def prepare_prompts(self, requests: list[RenderRequest]) -> list[RenderRequest]:
+    def prepare_prompts(self, requests: list[RenderRequest]) -> list[RenderRequest | Exception]:
         """A shard's prompts before its first item, in one visit of Gemma to the device: each enhancement the
         requests ask for and do not carry is generated once per (prompt, first image, seed), with Gemma
         resident (generation runs it once per token), then every prompt pair is encoded. Returns the requests
-        with their enhanced prompts; one whose enhancement failed has none, and its render reports why."""
+        with their enhanced prompts; in place of one whose enhancement failed, the exception that failed it
+        (one bad item must not stop the others, and its render must not generate it a second time)."""
         keys = self.enhancer.missing(requests)
+        failed: dict[EnhanceKey, Exception] = {}
         with self._text_path(resident=bool(keys)):
             for key in keys:
-                with contextlib.suppress(Exception):  # one bad item must not stop the others; its render re-raises
+                try:
                     self.enhancer.generate(key)
+                except Exception as e:  # the failure of its items, each told it with its traceback
+                    failed[key] = e
             requests = [self.enhancer.enhanced(r) for r in requests]
             ready = [r for r in requests if not r.enhance_prompt or r.prompt_enhanced is not None]
             self.prompts.capacity = max(self.prompts.capacity, len(requests))  # a shard's pairs all stay cached
             self._encode([prompt_pair(r) for r in ready])
-        return requests
+        unenhanced = [r.enhance_prompt and r.prompt_enhanced is None for r in requests]
+        return [failed.get(r.enhance_key, r) if bare else r for r, bare in zip(requests, unenhanced, strict=True)]
 
     def _text_path(self, resident: bool):
         """Gemma and the text connectors on the device: streamed layer by layer, or ``resident`` all at once."""
@@ -284,7 +290,7 @@ class Engine:
         request = self.enhancer.enhanced(request)
         if request.enhance_prompt and request.prompt_enhanced is None:
             with clock.phase("enhance"), self._text_path(resident=True):
-                self.enhancer.generate(enhance_key(request))
+                self.enhancer.generate(request.enhance_key)
             request = self.enhancer.enhanced(request)
         with clock.phase("loras"):
             user = self.user_loras(request)
@@ -327,7 +333,8 @@ class Engine:
         if output is not None:
             with clock.phase("decode"):
                 frames = [chunk.cpu() for chunk in decode_video(latent, self.video_decoder, self.tiling, generator)]
-            result.muxing = self.muxer.submit(_timed_mux, output, frames, request.frame_rate, clip, request.frames)
+            mux = (output, frames, request.frame_rate, clip, request.frames)
+            result.muxing = self.muxer.submit(self.encoder.write, *mux)
         result.timings, result.peak_memory = clock.timings, clock.peaks
         return result if background_mux else result.wait()
 
@@ -350,7 +357,8 @@ class Engine:
         clip = decode_audio(request.audio, request.audio_start_time, window).padded_to(seconds)
         noise, loudness = request.audio_conditioning_noise_db, request.audio_conditioning_loudness_lufs
         heard = conditioning_clip(clip, request.seed, noise, loudness)  # the mp4 gets ``clip``, the original
-        audio = Audio(waveform=heard.waveform(self.device), sampling_rate=clip.sample_rate)
+        waveform = torch.from_numpy(heard.samples).unsqueeze(0).to(self.device)  # (1, 2, samples), as upstream's
+        audio = Audio(waveform=waveform, sampling_rate=clip.sample_rate)
         latent = encode_audio(audio, self.audio_encoder)
         frames = AudioLatentShape.from_duration(1, seconds, AUDIO_LATENT_CHANNELS, AUDIO_MEL_BINS).frames
         if latent.shape[2] < frames:  # rounding at the tail: extend with the encoding of silence
@@ -377,12 +385,6 @@ class Engine:
             video = replace(video, latent=self.stepper.step(video.latent, denoised, sigmas, step))
         video = video_tools.clear_conditioning(video)
         return video_tools.unpatchify(video).latent
-
-
-def _timed_mux(output, frames, frame_rate: float, clip: AudioClip, num_frames: int) -> float:
-    start = time.perf_counter()
-    write_mp4(output, frames, frame_rate, clip, num_frames)
-    return time.perf_counter() - start
 
 
 def _keep_conditioned(denoised: torch.Tensor, state: LatentState) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """Prompt enhancement: Gemma rewrites a prompt before it is encoded, with upstream's own functions.
 
 As upstream's ``generate_enhanced_prompt`` (ltx-pipelines): the text encoder's ``enhance_i2v`` (with the first
-conditioning image, decoded and resized by upstream's helpers) or ``enhance_t2v`` (without one) writes the
-rewrite, and upstream's ``clean_response`` tidies it. Two choices are ours:
+conditioning image, read by ``ltxcore.image_files`` in any mode and resized by upstream's helper) or
+``enhance_t2v`` (without one) writes the rewrite, and upstream's ``clean_response`` tidies it. Two choices are ours:
 
 - the sampling seed is the item's seed, as upstream's other pipelines pass theirs (its A2Vid leaves the default,
   42), so one enhancement serves every item with the same (prompt, first image, seed);
@@ -25,21 +25,15 @@ from pathlib import Path
 import torch
 from ltx_core.utils import find_matching_file
 from ltx_pipelines.utils.helpers import clean_response
-from ltx_pipelines.utils.media_io import decode_image, resize_aspect_ratio_preserving
+from ltx_pipelines.utils.media_io import resize_aspect_ratio_preserving
 from transformers import AutoTokenizer
 
 from ltxcore.errors import RenderInputError
-from ltxcore.request import RenderRequest
+from ltxcore.image_files import decode_rgb
+from ltxcore.request import EnhanceKey, RenderRequest
 
-EnhanceKey = tuple[str, str | None, int]
 MAX_NEW_TOKENS = 512  # upstream's enhance_t2v / enhance_i2v default
 IMAGE_LONG_SIDE = 896  # upstream generate_enhanced_prompt's image_long_side
-
-
-def enhance_key(request: RenderRequest) -> EnhanceKey:
-    """What an enhancement depends on: the prompt, the first conditioning image and the seed."""
-    images = request.conditioning_images()
-    return request.prompt, images[0][1].path if images else None, request.seed
 
 
 def chat_template_problem(tokenizer) -> str | None:
@@ -86,14 +80,14 @@ class PromptEnhancer:
 
     def missing(self, requests: list[RenderRequest]) -> list[EnhanceKey]:
         """The keys of ``requests`` that ask for enhancement, carry none and were not generated here yet."""
-        keys = (enhance_key(r) for r in requests if r.enhance_prompt and r.prompt_enhanced is None)
+        keys = (r.enhance_key for r in requests if r.enhance_prompt and r.prompt_enhanced is None)
         return [key for key in dict.fromkeys(keys) if key not in self._texts]
 
     def enhanced(self, request: RenderRequest) -> RenderRequest:
         """``request`` with its enhanced prompt filled in where one is known (given, or generated here)."""
         if not request.enhance_prompt or request.prompt_enhanced is not None:
             return request
-        text = self._texts.get(enhance_key(request))
+        text = self._texts.get(request.enhance_key)
         return request if text is None else replace(request, prompt_enhanced=text)
 
     def generate(self, key: EnhanceKey) -> str:
@@ -108,7 +102,7 @@ class PromptEnhancer:
                 if image is None:
                     text = encoder.enhance_t2v(prompt, max_new_tokens=limit, seed=seed)
                 else:
-                    pixels = resize_aspect_ratio_preserving(torch.tensor(decode_image(image)), IMAGE_LONG_SIDE)
+                    pixels = resize_aspect_ratio_preserving(torch.tensor(decode_rgb(image)), IMAGE_LONG_SIDE)
                     text = encoder.enhance_i2v(prompt, pixels.to(torch.uint8), max_new_tokens=limit, seed=seed)
         except (OSError, ValueError, IndexError) as e:
             with_image = f" with the image {image}" if image else ""

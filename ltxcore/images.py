@@ -3,9 +3,10 @@
 Upstream (``combined_image_conditionings``) loads each image at the stage's size, re-compresses it as one
 H.264 frame at its CRF, encodes it with the video VAE, and conditions frame 0 by latent index (it replaces the
 first latent frame) and any later frame as a keyframe (its tokens join the sequence at that frame's time).
-A batch conditions thousands of clips on the same few images at the same two sizes, so the encoded latent
-is kept: the key holds everything the latent depends on (the file's path, size and mtime, the target size
-and the CRF), so a hit returns exactly what encoding again would.
+Files are read by ``ltxcore.image_files`` (any mode, converted to RGB). A batch conditions thousands of clips
+on the same few images at the same two sizes, so the encoded latent is kept: the key holds everything the
+latent depends on (the file's path, size and mtime, the target size and the CRF), so a hit returns exactly
+what encoding again would.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from collections import OrderedDict
 
 import torch
 from ltx_core.conditioning import ConditioningItem, VideoConditionByKeyframeIndex, VideoConditionByLatentIndex
-from ltx_pipelines.utils.media_io import load_image_conditioning
+from ltx_pipelines.utils.media_io import normalize_latent, preprocess, resize_and_center_crop
 
 from ltxcore.errors import RenderInputError
+from ltxcore.image_files import decode_rgb
 from ltxcore.request import ImageCondition
 
 
@@ -38,7 +40,7 @@ class ImageLatents:
             key = (os.path.realpath(image.path), stat.st_size, stat.st_mtime_ns, height, width, image.crf)
             latent = self._entries.get(key)
             if latent is None:
-                pixels = load_image_conditioning(image.path, height, width, self.dtype, self.device, crf=image.crf)
+                pixels = self._pixels(image, height, width)
         except (OSError, ValueError, IndexError) as e:
             raise RenderInputError(field, f"{image.path} could not be read as an image: {e}.") from e
         if latent is None:
@@ -51,6 +53,14 @@ class ImageLatents:
             self.hits += 1
         self._entries.move_to_end(key)
         return latent
+
+    def _pixels(self, image: ImageCondition, height: int, width: int) -> torch.Tensor:
+        """Upstream's ``load_image_conditioning``, step by step, reading the file with ``decode_rgb`` (any mode,
+        not only RGB) in place of upstream's ``decode_image``."""
+        pixels = torch.tensor(
+            preprocess(decode_rgb(image.path), crf=image.crf), dtype=torch.float32, device=self.device
+        )
+        return normalize_latent(resize_and_center_crop(pixels, height, width), self.device, self.dtype)
 
     def conditions(self, images: list[tuple[str, ImageCondition]], height: int, width: int) -> list[ConditioningItem]:
         """Upstream's conditioning items for ``images`` (field, image) at one stage's size, in list order."""

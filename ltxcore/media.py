@@ -11,15 +11,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import av.audio
 import av.container
 import av.error
 import numpy as np
-import torch
 
 from ltxcore.errors import RenderInputError
+
+if TYPE_CHECKING:  # probing and decoding audio need no torch; the frames written are torch tensors
+    import torch
 
 AUDIO_CODECS = {
     "pcm_s16le",
@@ -72,10 +75,6 @@ class AudioClip:
             return self
         samples = np.pad(self.samples, ((0, 0), (0, missing)))
         return AudioClip(samples, self.sample_rate, self.padded_seconds + missing / self.sample_rate)
-
-    def waveform(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """(1, 2, samples) float32, the layout upstream's audio encoder takes."""
-        return torch.from_numpy(self.samples).unsqueeze(0).to(device)
 
 
 def _open(path: str, field: str) -> av.container.InputContainer:
@@ -154,7 +153,23 @@ def _aac_rate(rate: int) -> int:
     return rate if rate in AAC_RATES else 48000
 
 
-def write_mp4(path: str | Path, frames: Iterable[torch.Tensor], fps: float, audio: AudioClip, num_frames: int) -> None:
+@dataclass(frozen=True)
+class H264Settings:
+    """libx264's speed/size trade and its thread count (0: libx264 picks, 1.5 per core)."""
+
+    preset: str = "veryfast"
+    crf: int = 18
+    threads: int = 0
+
+
+def write_mp4(
+    path: str | Path,
+    frames: Iterable[torch.Tensor],
+    fps: float,
+    audio: AudioClip,
+    num_frames: int,
+    h264: H264Settings = H264Settings(),
+) -> None:
     """H.264 + AAC. Written to a temporary name beside ``path`` and renamed, so ``path`` is never partial.
 
     ``frames`` yields uint8 chunks shaped (f, h, w, 3). The audio track is cut to the video's length.
@@ -172,7 +187,8 @@ def write_mp4(path: str | Path, frames: Iterable[torch.Tensor], fps: float, audi
                     video = container.add_stream("libx264", rate=rate)
                     video.height, video.width = array.shape[1], array.shape[2]
                     video.pix_fmt = "yuv420p"
-                    video.options = {"crf": "18", "preset": "veryfast"}
+                    video.options = {"crf": str(h264.crf), "preset": h264.preset}
+                    video.codec_context.thread_count = h264.threads
                     sound = _add_audio(container, _aac_rate(audio.sample_rate))
                 for image in array:
                     container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))

@@ -22,8 +22,6 @@ from ltxcore.guidance import GuidedDenoiser, PlainDenoiser, batched_perturbation
 from ltxcore.request import RenderRequest
 from ltxcore.text import PromptEncoding
 
-DISTILLED_STEPS = len(DISTILLED_SIGMA_VALUES) - 1
-
 
 @dataclass(frozen=True)
 class StageOneRecipe:

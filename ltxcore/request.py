@@ -1,6 +1,8 @@
 """One fully resolved render request, with the upstream LTX-2.3 defaults and its checks.
 
-The engine takes nothing else: manifests, plans and schedulers all reduce to a ``RenderRequest``.
+The engine takes nothing else: manifests, plans and schedulers all reduce to a ``RenderRequest``. Nothing here
+imports torch (the defaults are ``ltxcore.upstream_defaults``), so the item model built on it, plans and results
+load without it.
 """
 
 from __future__ import annotations
@@ -8,23 +10,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
-from ltx_core.components.guiders import MultiModalGuiderParams
-from ltx_pipelines.utils.constants import (
-    DEFAULT_IMAGE_CRF,
-    DEFAULT_LORA_STRENGTH,
-    DEFAULT_NEGATIVE_PROMPT,
-    LTX_2_3_PARAMS,
-)
-
-from ltxcore import conditioning_audio
+from ltxcore import conditioning_audio, upstream_defaults
 from ltxcore.errors import RenderInputError
+
+if TYPE_CHECKING:
+    from ltx_core.components.guiders import MultiModalGuiderParams
 
 FRAME_STEP = 8  # the video VAE compresses time by 8: valid frame counts are 8k + 1
 SIZE_STEP = 64  # two-stage: half size must still be a multiple of 32
-UPSTREAM_GUIDER = LTX_2_3_PARAMS.video_guider_params
-MEDIA_FIELDS = ("audio", "image", "images")  # request fields that name input files (manifests/item.py derives the same)
 # final renders, and drafts (ltxcore/recipes.py says how stage 1 differs)
 Pipeline = Literal["two-stage", "distilled"]
 PIPELINES: tuple[str, ...] = get_args(Pipeline)
@@ -34,6 +29,7 @@ MAX_CRF = 51  # H.264's CRF scale
 # gates match frozen conditioning") or the step's sigma (upstream 1.0.0). Per-token timesteps are 0 either way.
 FrozenAudioSigma = Literal["zero", "step"]
 FROZEN_AUDIO_SIGMAS: tuple[str, ...] = get_args(FrozenAudioSigma)
+EnhanceKey = tuple[str, str | None, int]  # (prompt, first image, seed): see RenderRequest.enhance_key
 
 
 @dataclass(frozen=True)
@@ -44,21 +40,23 @@ class ImageCondition:
     path: str
     frame: int = 0
     strength: float = 1.0
-    crf: int = DEFAULT_IMAGE_CRF
+    crf: int = upstream_defaults.IMAGE_CRF
 
 
 @dataclass(frozen=True)
 class GuiderSettings:
     """The video multimodal guider (upstream ``MultiModalGuiderParams``), LTX-2.3 defaults."""
 
-    cfg_scale: float = UPSTREAM_GUIDER.cfg_scale
-    stg_scale: float = UPSTREAM_GUIDER.stg_scale
-    rescale_scale: float = UPSTREAM_GUIDER.rescale_scale
-    modality_scale: float = UPSTREAM_GUIDER.modality_scale
-    skip_step: int = UPSTREAM_GUIDER.skip_step
-    stg_blocks: tuple[int, ...] = tuple(UPSTREAM_GUIDER.stg_blocks or ())
+    cfg_scale: float = upstream_defaults.CFG_SCALE
+    stg_scale: float = upstream_defaults.STG_SCALE
+    rescale_scale: float = upstream_defaults.RESCALE_SCALE
+    modality_scale: float = upstream_defaults.MODALITY_SCALE
+    skip_step: int = upstream_defaults.SKIP_STEP
+    stg_blocks: tuple[int, ...] = upstream_defaults.STG_BLOCKS
 
     def to_upstream(self) -> MultiModalGuiderParams:
+        from ltx_core.components.guiders import MultiModalGuiderParams  # torch: only where the engine guides
+
         return MultiModalGuiderParams(
             cfg_scale=self.cfg_scale,
             stg_scale=self.stg_scale,
@@ -68,23 +66,29 @@ class GuiderSettings:
             stg_blocks=list(self.stg_blocks),
         )
 
-    def problems(self, num_layers: int | None = None) -> list[RenderInputError]:
+    def problems(self) -> list[RenderInputError]:
+        """The guider's ranges (its types are the item model's to check)."""
         out = []
         for name in ("cfg_scale", "stg_scale", "rescale_scale", "modality_scale"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
+            if not math.isfinite(value):
                 out.append(RenderInputError(name, f"must be a finite number, got {value!r}."))
             elif not 0 <= value <= 50:
                 out.append(RenderInputError(name, f"must be between 0 and 50, got {value}."))
-        if isinstance(self.rescale_scale, (int, float)) and not 0 <= self.rescale_scale <= 1:
+        if math.isfinite(self.rescale_scale) and not 0 <= self.rescale_scale <= 1:
             out.append(RenderInputError("rescale_scale", f"must be between 0 and 1, got {self.rescale_scale}."))
-        if not isinstance(self.skip_step, int) or self.skip_step < 0:
+        if self.skip_step < 0:
             out.append(RenderInputError("skip_step", f"must be a whole number >= 0, got {self.skip_step!r}."))
-        bad = [b for b in self.stg_blocks if not isinstance(b, int) or b < 0 or (num_layers and b >= num_layers)]
-        if bad:
-            limit = f" (the model has blocks 0..{num_layers - 1})" if num_layers else ""
-            out.append(RenderInputError("stg_blocks", f"has invalid block indices {bad}{limit}."))
+        if bad := [b for b in self.stg_blocks if b < 0]:
+            out.append(RenderInputError("stg_blocks", f"has invalid block indices {bad}."))
         return out
+
+    def model_problems(self, num_layers: int) -> list[RenderInputError]:
+        """Blocks the model does not have: the engine checks its own, validation the bundle's header."""
+        if bad := [b for b in self.stg_blocks if b >= num_layers]:
+            limit = f"the model has blocks 0..{num_layers - 1}"
+            return [RenderInputError("stg_blocks", f"has invalid block indices {bad} ({limit}).")]
+        return []
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ class LoraSpec:
     naming, applied in both stages at ``strength``."""
 
     path: str
-    strength: float = DEFAULT_LORA_STRENGTH
+    strength: float = upstream_defaults.LORA_STRENGTH
 
     @classmethod
     def parse(cls, values: list[str]) -> LoraSpec:
@@ -112,18 +116,18 @@ class RenderRequest:
 
     audio: str
     prompt: str
-    seed: int = LTX_2_3_PARAMS.seed
-    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
+    seed: int = upstream_defaults.SEED
+    negative_prompt: str = upstream_defaults.NEGATIVE_PROMPT
     audio_start_time: float = 0.0
     audio_max_duration: float | None = None
     image: str | None = None
     image_frame: int = 0
     image_strength: float = 1.0
-    height: int = LTX_2_3_PARAMS.stage_2_height
-    width: int = LTX_2_3_PARAMS.stage_2_width
+    height: int = upstream_defaults.STAGE_2_HEIGHT
+    width: int = upstream_defaults.STAGE_2_WIDTH
     num_frames: int | None = None
-    frame_rate: float = LTX_2_3_PARAMS.frame_rate
-    num_inference_steps: int = LTX_2_3_PARAMS.num_inference_steps
+    frame_rate: float = upstream_defaults.FRAME_RATE
+    num_inference_steps: int = upstream_defaults.NUM_INFERENCE_STEPS
     pipeline: Pipeline = "two-stage"
     guider: GuiderSettings = field(default_factory=GuiderSettings)
     distilled_lora_strength: float = 1.0
@@ -152,61 +156,61 @@ class RenderRequest:
         return [("image", ImageCondition(self.image, self.image_frame, self.image_strength))]
 
     @property
+    def enhance_key(self) -> EnhanceKey:
+        """What an enhancement depends on: the prompt, the first conditioning image and the seed. One
+        enhancement serves every request (and every result row) with the same key."""
+        images = self.conditioning_images()
+        return self.prompt, images[0][1].path if images else None, self.seed
+
+    @property
     def encoded_prompt(self) -> str:
         """The prompt Gemma encodes: the enhanced one when the request asks for enhancement."""
         return self.prompt_enhanced if self.enhance_prompt and self.prompt_enhanced is not None else self.prompt
 
-    def problems(self, num_layers: int | None = None) -> list[RenderInputError]:
-        """Every problem that can be seen without decoding media, as field-named errors."""
+    def problems(self) -> list[RenderInputError]:
+        """Every problem the request shows by itself (ranges, files that are not there, fields that contradict
+        each other), as field-named errors. Types are the item model's to check (``manifests.item``); what needs
+        the model or the media's contents, the engine's (``Engine.resolve``) and validation's."""
         out: list[RenderInputError] = []
 
         def bad(name: str, message: str) -> None:
             out.append(RenderInputError(name, message))
 
-        if not isinstance(self.prompt, str) or not self.prompt.strip():
+        if not self.prompt.strip():
             bad("prompt", "is empty; describe the shot, e.g. 'A presenter talks to the camera'.")
         for name in ("height", "width"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0 or value % SIZE_STEP:
+            if value <= 0 or value % SIZE_STEP:
                 bad(name, f"must be a positive multiple of {SIZE_STEP} for the two-stage pipeline, got {value!r}.")
-        if self.num_frames is not None and (
-            not isinstance(self.num_frames, int) or self.num_frames < 1 or (self.num_frames - 1) % FRAME_STEP
-        ):
+        if self.num_frames is not None and (self.num_frames < 1 or (self.num_frames - 1) % FRAME_STEP):
             bad("num_frames", f"must be 8k+1 (9, 17, ..., 97, 121), got {self.num_frames!r}.")
-        if not _finite(self.frame_rate) or not 1 <= self.frame_rate <= 120:
+        if not math.isfinite(self.frame_rate) or not 1 <= self.frame_rate <= 120:
             bad("frame_rate", f"must be between 1 and 120 frames per second, got {self.frame_rate!r}.")
-        if not isinstance(self.num_inference_steps, int) or not 1 <= self.num_inference_steps <= 200:
+        if not 1 <= self.num_inference_steps <= 200:
             bad("num_inference_steps", f"must be a whole number from 1 to 200, got {self.num_inference_steps!r}.")
-        if self.pipeline not in PIPELINES:
-            bad("pipeline", f"must be one of {', '.join(PIPELINES)}, got {self.pipeline!r}.")
-        if not _finite(self.audio_start_time) or self.audio_start_time < 0:
+        if not math.isfinite(self.audio_start_time) or self.audio_start_time < 0:
             bad("audio_start_time", f"must be a time in seconds >= 0, got {self.audio_start_time!r}.")
         if self.audio_max_duration is not None and (
-            not _finite(self.audio_max_duration) or self.audio_max_duration <= 0
+            not math.isfinite(self.audio_max_duration) or self.audio_max_duration <= 0
         ):
             bad("audio_max_duration", f"must be a positive number of seconds, got {self.audio_max_duration!r}.")
-        if not _finite(self.image_strength) or not 0 <= self.image_strength <= 1:
+        if not math.isfinite(self.image_strength) or not 0 <= self.image_strength <= 1:
             bad("image_strength", f"must be between 0 and 1, got {self.image_strength!r}.")
-        if not isinstance(self.image_frame, int) or self.image_frame < 0:
+        if self.image_frame < 0:
             bad("image_frame", f"must be a frame index >= 0, got {self.image_frame!r}.")
-        elif self.num_frames is not None and isinstance(self.num_frames, int) and self.image_frame >= self.num_frames:
+        elif self.num_frames is not None and self.image_frame >= self.num_frames:
             bad("image_frame", f"is {self.image_frame}, past the last frame ({self.num_frames - 1}).")
-        if not _finite(self.distilled_lora_strength) or not 0 <= self.distilled_lora_strength <= 2:
+        if not math.isfinite(self.distilled_lora_strength) or not 0 <= self.distilled_lora_strength <= 2:
             bad("distilled_lora_strength", f"must be between 0 and 2, got {self.distilled_lora_strength!r}.")
-        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+        if not 0 <= self.seed < 2**63:
             bad("seed", f"must be a whole number from 0 to 2**63-1, got {self.seed!r}.")
-        if self.frozen_audio_sigma not in FROZEN_AUDIO_SIGMAS:
-            choices = ", ".join(FROZEN_AUDIO_SIGMAS)
-            bad("frozen_audio_sigma", f"must be one of {choices}, got {self.frozen_audio_sigma!r}.")
-        if not isinstance(self.enhance_prompt, bool):
-            bad("enhance_prompt", f"must be true or false, got {self.enhance_prompt!r}.")
         for name, value in [("audio", self.audio), ("image", self.image)] + [
             (f"images[{i}].path", image.path) for i, image in enumerate(self.images)
         ]:
             if value is not None and "://" not in str(value) and not Path(value).is_file():
                 bad(name, f"file {value} does not exist or is not a file.")
         out += conditioning_audio.problems(self.audio_conditioning_noise_db, self.audio_conditioning_loudness_lufs)
-        return out + self._image_problems() + self._lora_problems() + self.guider.problems(num_layers)
+        return out + self._image_problems() + self._lora_problems() + self.guider.problems()
 
     def _lora_problems(self) -> list[RenderInputError]:
         """Strengths, repeats and files of the user LoRAs; whether they fit the model is the engine's check."""
@@ -216,7 +220,7 @@ class RenderRequest:
             out.append(RenderInputError("loras", message))
 
         for lora in self.loras:
-            if not _finite(lora.strength) or abs(lora.strength) > MAX_LORA_STRENGTH:
+            if not math.isfinite(lora.strength) or abs(lora.strength) > MAX_LORA_STRENGTH:
                 limit = f"between -{MAX_LORA_STRENGTH:g} and {MAX_LORA_STRENGTH:g}"
                 bad(f"{lora.path}: strength must be {limit}, got {lora.strength!r}.")
             if lora.path in seen:
@@ -237,15 +241,15 @@ class RenderRequest:
         out = []
         for i, image in enumerate(self.images):
             where = f"images[{i}]"
-            if not isinstance(image.frame, int) or image.frame < 0:
+            if image.frame < 0:
                 out.append(RenderInputError(f"{where}.frame", f"must be a frame index >= 0, got {image.frame!r}."))
-            elif isinstance(self.num_frames, int) and image.frame >= self.num_frames:
+            elif self.num_frames is not None and image.frame >= self.num_frames:
                 message = f"is {image.frame}, past the last frame of the clip ({self.num_frames - 1})."
                 out.append(RenderInputError(f"{where}.frame", message))
-            if not _finite(image.strength) or not 0 <= image.strength <= 1:
+            if not math.isfinite(image.strength) or not 0 <= image.strength <= 1:
                 message = f"must be between 0 and 1, got {image.strength!r}."
                 out.append(RenderInputError(f"{where}.strength", message))
-            if not isinstance(image.crf, int) or not 0 <= image.crf <= MAX_CRF:
+            if not 0 <= image.crf <= MAX_CRF:
                 message = f"must be a whole number from 0 to {MAX_CRF} (0: no re-compression), got {image.crf!r}."
                 out.append(RenderInputError(f"{where}.crf", message))
         return out
@@ -257,5 +261,35 @@ def frames_for_duration(seconds: float, frame_rate: float) -> int:
     return max(1, (fitting - 1) // FRAME_STEP * FRAME_STEP + 1)
 
 
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+class AudioWindowed(Protocol):
+    """What the audio window depends on: a ``RenderRequest``, or a manifest ``Item``."""
+
+    @property
+    def audio_start_time(self) -> float: ...
+    @property
+    def audio_max_duration(self) -> float | None: ...
+    @property
+    def frame_rate(self) -> float: ...
+
+
+def audio_window(clip: AudioWindowed, audio_seconds: float) -> float:
+    """Seconds of an ``audio_seconds`` long file the clip can use: from its start time to the end of the file,
+    at most ``audio_max_duration``."""
+    window = audio_seconds - clip.audio_start_time
+    return window if clip.audio_max_duration is None else min(window, clip.audio_max_duration)
+
+
+def frames_for_audio(clip: AudioWindowed, audio_seconds: float) -> int:
+    """The frame count of a clip that leaves ``num_frames`` to its audio: the longest 8k+1 its window holds.
+    The engine, the plan and validation all derive it here."""
+    return frames_for_duration(audio_window(clip, audio_seconds), clip.frame_rate)
+
+
+def pipeline_problem(pipeline: str, transformer: str) -> str | None:
+    """Why an item of ``pipeline`` cannot render on workers holding the ``transformer`` checkpoint, or None."""
+    if pipeline == "two-stage" and transformer == "distilled":
+        return (
+            "is two-stage, which needs the dev checkpoint, but this run's workers hold the distilled one "
+            "(--transformer distilled). Set pipeline: distilled (or render with --draft), or use --transformer dev."
+        )
+    return None

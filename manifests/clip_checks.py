@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ltxcore.errors import RenderInputError
 from ltxcore.media import probe_audio
-from ltxcore.request import frames_for_duration
+from ltxcore.request import audio_window, frames_for_audio
 from ltxcore.token_bound import MAX_TOKENS, token_problem
 from manifests.item import Item
 from storage.fs import is_uri
@@ -21,37 +21,35 @@ from storage.fs import is_uri
 WINDOW_MARGIN_SECONDS = 0.5
 
 
-def audio_window(item: Item) -> float | None:
-    """Seconds of audio the clip can use; None when the audio is remote or unreadable (reported elsewhere)."""
+def audio_seconds(item: Item) -> float | None:
+    """Seconds of the item's audio file; None when it is remote or unreadable (reported elsewhere)."""
     if not isinstance(item.audio, str) or is_uri(item.audio) or not Path(item.audio).is_file():
         return None
     try:
-        duration = probe_audio(item.audio).duration
+        return probe_audio(item.audio).duration
     except RenderInputError:
         return None
-    window = duration - item.audio_start_time
-    return window if item.audio_max_duration is None else min(window, item.audio_max_duration)
 
 
-def clip_frames(item: Item, window: float | None) -> int | None:
-    """The clip's frame count: as set, or as the plan will derive it from the audio window (None if unknown)."""
-    if item.num_frames is not None or window is None or window <= 0:
+def clip_frames(item: Item, seconds: float | None) -> int | None:
+    """The clip's frame count: as set, or as the plan will derive it from ``seconds`` of audio (None if unknown)."""
+    if item.num_frames is not None or seconds is None or audio_window(item, seconds) <= 0:
         return item.num_frames
-    return frames_for_duration(window, item.frame_rate)
+    return frames_for_audio(item, seconds)
 
 
-def size_problems(item: Item, window: float | None, max_tokens: int = MAX_TOKENS) -> list[tuple[str, str]]:
+def size_problems(item: Item, seconds: float | None, max_tokens: int = MAX_TOKENS) -> list[tuple[str, str]]:
     """The token bound, as (field, message); nothing when the frame count cannot be known yet."""
-    frames = clip_frames(item, window)
+    frames = clip_frames(item, seconds)
     if frames is None:
         return []
     problem = token_problem(frames, item.height, item.width, max_tokens)
     return [("height", problem)] if problem else []
 
 
-def window_warnings(item: Item, window: float | None) -> list[tuple[str, str]]:
+def window_warnings(item: Item, seconds: float | None) -> list[tuple[str, str]]:
     """A clip that runs past its audio window by more than the margin, as (field, message)."""
-    if item.num_frames is None or window is None or window <= 0:
+    if item.num_frames is None or seconds is None or (window := audio_window(item, seconds)) <= 0:
         return []
     seconds = item.num_frames / item.frame_rate
     if seconds <= window + WINDOW_MARGIN_SECONDS:

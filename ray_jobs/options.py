@@ -47,6 +47,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
             cpus_per_actor=args.cpus_per_actor,
             max_loras=args.max_loras,
             local_cpus=args.local_cpus,
+            take_over=args.take_over,
         ),
         model=ModelOptions(
             bundle=args.bundle,
@@ -81,6 +82,11 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=4,
         help="user LoRAs a worker holds in memory at once, least recently used evicted (default 4)",
+    )
+    workers.add_argument(
+        "--take-over",
+        action="store_true",
+        help="take the run from a driver that holds it (its later results are not counted); only if it is gone",
     )
     workers.add_argument("--local-cpus", type=int, help="CPUs for a local Ray started by this command")
     model = parser.add_argument_group("model")

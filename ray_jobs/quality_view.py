@@ -19,6 +19,17 @@ def weakest(rows: list[dict], n: int = WEAKEST) -> dict[str, list[tuple[str, flo
     return out
 
 
+def weakest_seams(rows: list[dict], n: int = WEAKEST) -> list[tuple[str, int, float]]:
+    """The ``n`` largest seam scores of the run's ok long items, one per boundary: (item id, frame, score)."""
+    seams = [
+        (r["item_id"], window["start"], score)
+        for r in rows
+        if r["status"] == "ok" and r.get("quality_seams")
+        for window, score in zip(r["quality_windows"][1:], r["quality_seams"], strict=False)
+    ]
+    return sorted(seams, key=lambda seam: seam[2], reverse=True)[:n]
+
+
 def _value(value: float) -> str:
     return f"{value:+d}" if isinstance(value, int) else f"{value:.3g}"
 
@@ -37,4 +48,8 @@ def quality_lines(rows: list[dict], n: int = WEAKEST) -> list[str]:
         if worst:
             items = ", ".join(f"{item_id} {_value(value)}" for item_id, value in worst)
             lines.append(f"  weakest {name} ({BY_NAME[name].weak} is weak): {items}")
+    seams = weakest_seams(ok, n)
+    if seams:
+        items = ", ".join(f"{item_id} at frame {frame} {score:.3g}" for item_id, frame, score in seams)
+        lines.append(f"  weakest seams (1 = no jump): {items}")
     return lines

@@ -8,34 +8,34 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import ray
+from pyarrow.fs import FileType
 
 from ltxcore.checkpoint_header import transformer_layer_count
 from ltxcore.errors import BundleError
-from ltxcore.request import RenderRequest
+from ltxcore.request import RenderRequest, pipeline_problem
 from ltxcore.token_bound import MAX_TOKENS
-from manifests.load import ManifestError, load_manifest
+from manifests.load import ManifestError, load_manifest, set_overrides
 from manifests.model_section import Model, resolve_model
-from manifests.overrides import parse_overrides
-from manifests.validate import check, pipeline_problem, report, warning_lines
+from manifests.validate import check, report, warning_lines
 from ray_jobs import local_ray
 from ray_jobs.actor import RenderActor, WorkerSettings
 from ray_jobs.options import parse_render_argv
 from ray_jobs.progress import Progress
 from ray_jobs.run_options import ModelOptions, RunOptions, WorkerOptions, recorded_options
-from ray_jobs.scheduler import NoWorkers, Scheduler
+from ray_jobs.scheduler import WORKER_OPTIONS, NoWorkers, Scheduler
 from ray_jobs.shards import cache_key, make_shards
 from ray_jobs.summary import run_summary
 from runstore import invalid
+from runstore.best_candidates import mark_best
+from runstore.claim import Lease, RunTaken
 from runstore.enhanced import recorded_enhancements
 from runstore.plan import plan, refresh_fingerprints
 from runstore.results import read_results, still_to_render
-from runstore.retry_record import mark_best
 from runstore.run_folder import RunFolder
 from storage.fs import StorageError, is_uri
 
@@ -97,7 +97,7 @@ def _prepare(options: RunOptions, run: RunFolder, device: str) -> tuple[Model, s
     if run.exists():
         raise ManifestError(f"{options.out} already holds a run; use --resume {options.out} or pick a new --out.")
     items = options.items
-    manifest = load_manifest(options.manifest, items.defaults, parse_overrides(items.overrides))
+    manifest = load_manifest(options.manifest, items.defaults, set_overrides(list(items.overrides)))
     manifest = replace(manifest, model=given.section(manifest.model))
     transformer = given.transformer or "dev"
     problems, warnings = check(manifest, items.max_tokens or MAX_TOKENS, transformer)
@@ -133,6 +133,40 @@ def main(argv: list[str] | None = None) -> int:
 def run_render(options: RunOptions) -> int:
     """Render (or, with ``options.resume``, resume) a run; return the exit code."""
     run = RunFolder(options.out)
+    lease = Lease(run.uri)
+    started_absent = not options.resume and run.fs.get_file_info(run.root).type == FileType.NotFound
+    try:
+        _take(options, run, lease)
+    except (ManifestError, StorageError, RunTaken) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return _render_held(options, run, lease.token)
+    finally:
+        lease.release()
+        if started_absent and not run.exists():  # refused before its plan: leave no folder behind
+            run.fs.delete_dir(run.root)
+
+
+def _take(options: RunOptions, run: RunFolder, lease: Lease) -> None:
+    """Refuse a folder that is not ours before writing anything, then take the run (``runstore.claim``)."""
+    if options.resume:
+        if not run.exists():
+            raise ManifestError(f"{options.out} is not a run folder (no plan.parquet); start it with MANIFEST --out.")
+        if options.items.overrides or options.items.defaults:
+            raise ManifestError(
+                f"--set, --draft and --defaults do not apply to a resume: {options.out} renders its submitted plan. "
+                "Start a new run with MANIFEST --out NEW_RUN to change items."
+            )
+    else:
+        problem = run.foreign_problem()
+        if problem:
+            raise ManifestError(problem)
+        run.mark()
+    lease.acquire(take_over=options.workers.take_over)
+
+
+def _render_held(options: RunOptions, run: RunFolder, session: str) -> int:
     try:
         _connect(options.workers.local_cpus)
         device = _device(options.workers.device)
@@ -140,7 +174,6 @@ def run_render(options: RunOptions) -> int:
     except (ManifestError, BundleError, StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    session = uuid.uuid4().hex[:8]
     run.claim(session)  # before reading results: a leftover worker of an earlier session stops writing
     fixed, still_invalid = _settle_invalid(options.items.max_tokens, run, run_id, session, model)
     planned = refresh_fingerprints(run.plan(), model.identity)
@@ -161,7 +194,7 @@ def run_render(options: RunOptions) -> int:
     else:
         valid = "valid " if still_invalid else ""
         progress.note(f"run {run_id}: every {valid}item already has an ok result; nothing to render")
-    for line in mark_best(run):  # a retry run's best candidates (ltx-batch retry-weak); nothing for other runs
+    for line in mark_best(run):  # a retry run's best candidates (runstore.best_candidates); nothing for other runs
         print(line)
     return _summary(run, planned)
 
@@ -194,7 +227,7 @@ def _render(
         actors = workers.actors or max(1, int(ray.available_resources().get("CPU", 1)) // workers.cpus_per_actor)
     shards = make_shards(pending, workers.shard_size, actors)
     actors = min(actors, len(shards))
-    remote = ray.remote(RenderActor).options(max_restarts=0, max_task_retries=0, **resources)
+    remote = ray.remote(RenderActor).options(**WORKER_OPTIONS, **resources)
     settings = WorkerSettings(
         paths=model.paths,
         quantization=model.quantization,
@@ -251,6 +284,8 @@ def _summary(run: RunFolder, planned) -> int:
     lines += [f"  failed {item_id}: not rendered" for item_id in summary.pending]
     throughput = summary.throughput_line()
     lines += [throughput] if throughput else []
+    if summary.unscored:
+        lines.append(f"quality: {summary.unscored} ok clip(s) without scores; ltx-batch score {run.uri} --missing-only")
     lines += [
         f"outputs: {run.uri.rstrip('/')}/videos/",
         f"results: {run.results_uri}/ (Parquet, one row per attempt)",

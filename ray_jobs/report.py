@@ -36,14 +36,15 @@ from PIL import Image, UnidentifiedImageError
 
 from quality.score_fields import SCORES
 from ray_jobs.summary import RunSummary, invalid_ids, item_status, summarize
+from runstore.best_candidates import retry_info
 from runstore.latest import latest_by_item
 from runstore.plan import PlannedItem
 from runstore.results import read_results
-from runstore.retry_record import retry_info
 from runstore.run_folder import RunFolder
 from storage.fs import filesystem, is_uri, join, local_or_uri, write_atomically
 
 POSTER_WIDTH = 256
+WEAK_SEAM = 2.0  # a seam score above this is drawn as a visible jump on the item's timeline
 GUIDANCE = (
     ("steps", "num_inference_steps"),
     ("cfg", "video_cfg_scale"),
@@ -207,10 +208,44 @@ def _quality_view(values: dict) -> dict:
         "scores": [(s.name, _fmt(raw[s.name]), s.meaning) for s in SCORES] if quality else [],
         "quality_reason": quality.get("reason"),
         "qdata": [(s.name, "" if raw[s.name] is None else repr(raw[s.name])) for s in SCORES],
+        "timeline": _timeline(quality),
         "best": bool(values.get("best")),
         "retry_of": values.get("retry_of"),
         "candidate": values.get("candidate"),
     }
+
+
+def _timeline(quality: dict) -> dict | None:
+    """A long item's windows as segments of a bar (left and width in % of its frames), each with its scores,
+    and its seams as marks at their boundaries; ``weak`` marks a seam above ``WEAK_SEAM``. None for one window."""
+    windows = quality.get("windows")
+    if not windows:
+        return None
+    total = sum(w["frames"] for w in windows)
+    segments = [
+        {
+            "left": round(100 * w["start"] / total, 3),
+            "width": round(100 * w["frames"] / total, 3),
+            "label": f"frames {w['start']}–{w['start'] + w['frames'] - 1}",
+            "scores": f"sync {_fmt(w['lipsync_confidence'])} ({_signed(w['lipsync_offset_frames'])}) · "
+            f"id {_fmt(w['identity_similarity'])} · colour {_fmt(w['colour_shift'])}",
+        }
+        for w in windows
+    ]
+    seams = [
+        {
+            "left": segments[k + 1]["left"],
+            "frame": windows[k + 1]["start"],
+            "score": _fmt(score),
+            "weak": score > WEAK_SEAM,
+        }
+        for k, score in enumerate(quality.get("seams") or [])
+    ]
+    return {"windows": segments, "seams": seams}
+
+
+def _signed(value: int | None) -> str:
+    return "–" if value is None else f"{value:+d}"
 
 
 def _groups(views: list[dict], retry: dict | None) -> list[dict]:

@@ -1,5 +1,5 @@
 """``ltx-batch retry-weak``: re-render the weak clips of a run as best-of-N candidates in a new run, whose best
-candidates are marked when it ends (``runstore.retry_record``).
+candidates are marked when it ends (``runstore.best_candidates``).
 
 The new run is an ordinary run (resume, status and report work on it): its manifest, written to
 ``NEW/submitted/retry-weak.yaml``, holds the candidates (``runstore.retry_candidates``), and ``NEW/retry.json`` says
@@ -14,15 +14,14 @@ from dataclasses import dataclass, replace
 
 import yaml
 
-from manifests.overrides import parse_overrides
+from manifests.load import set_overrides
 from quality.score_fields import SCORE_NAMES
-from ray_jobs.render import run_render
 from ray_jobs.run_options import RunOptions
+from runstore.best_candidates import INFO
 from runstore.latest import matching_rows, where_filter
 from runstore.retry_candidates import RetryError, candidates
-from runstore.retry_record import INFO
 from runstore.run_folder import RunFolder
-from storage.fs import filesystem, join, write_atomically
+from storage.fs import join, write_bytes
 
 MANIFEST = "submitted/retry-weak.yaml"
 
@@ -36,12 +35,6 @@ class Retry:
     where: str
     seeds: int = 0
     by: str | None = None
-
-
-def _write(uri: str, data: bytes) -> None:
-    fs, path = filesystem(uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    write_atomically(fs, path, lambda stream: stream.write(data))
 
 
 def score_in(expression: str) -> str | None:
@@ -65,26 +58,32 @@ def plan_retry(retry: Retry, out: str, overrides: dict) -> tuple[str, int]:
     if not entries:
         return "", 0
     info = source.run_info()
+    RunFolder(out).mark()  # before the files below, so the render that follows knows the folder as ours
     manifest = join(out, MANIFEST)
-    _write(manifest, yaml.safe_dump({"model": info["model"], "items": entries}, sort_keys=False).encode())
+    write_bytes(manifest, yaml.safe_dump({"model": info["model"], "items": entries}, sort_keys=False).encode())
     originals = {
         row["item_id"]: {"output_uri": row["output_uri"], **{name: row[name] for name in SCORE_NAMES}}
         for row in selected
     }
     record = {"source": retry.run, "source_run_id": info["run_id"], "where": retry.where, "by": by}
     record.update({"seeds": retry.seeds, "set": overrides, "originals": originals})
-    _write(join(out, INFO), json.dumps(record, indent=1, default=str).encode())
+    write_bytes(join(out, INFO), json.dumps(record, indent=1, default=str).encode())
     return manifest, len(entries)
 
 
 def retry_weak(retry: Retry, options: RunOptions) -> int:
     """Plan the candidates into the new run ``options.out`` and render it with ``options``; the ``--set``
     overrides go into the candidates, and the run keeps the source run's quantization unless one is given."""
+    from ray_jobs.render import run_render
+
     if RunFolder(options.out).exists():
         raise RetryError(
             f"{options.out} already holds a run; pick a new --out (or resume it: ltx-batch resume {options.out})."
         )
-    manifest, count = plan_retry(retry, options.out, parse_overrides(options.items.overrides))
+    problem = RunFolder(options.out).foreign_problem()
+    if problem:
+        raise RetryError(problem)
+    manifest, count = plan_retry(retry, options.out, set_overrides(list(options.items.overrides)))
     if not count:
         print(f"no item of {retry.run} matches --where {retry.where!r}; nothing to re-render")
         return 0

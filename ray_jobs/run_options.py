@@ -26,6 +26,7 @@ class WorkerOptions:
     cpus_per_actor: int = 1
     max_loras: int = 4
     local_cpus: int | None = None  # CPUs of a local Ray started by the command
+    take_over: bool = False  # take the run from a driver that holds it (``runstore.claim``)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
 """Dynamic scheduling: a queue of shards, each handed to whichever worker is free.
 
 There is no static split, so a slow GPU or a long clip never holds the run back. When a worker dies
-(a SIGKILL, a lost node, an out-of-memory kill), the results file of its shard attempt says exactly
-which items finished; the rest of the shard goes back on the queue as the next attempt. The item that
-was in progress is counted against it: one that keeps killing workers is marked failed with the reason.
+(a SIGKILL, a lost node, an out-of-memory kill), Ray starts it again with the same arguments
+(``WORKER_OPTIONS``), at most ``RESTARTS`` times per worker. Ray does not run the shard again itself
+(``max_task_retries=0``): it would rerun all of it, blind to which item killed the worker. Instead the results
+file of the shard attempt says which items finished and the worker's ``started`` event which one was
+rendering; the rest of the shard goes back on the queue as the next attempt, and the item that was rendering
+is counted against it: one that keeps killing workers is failed after ``max_attempts``, named in its row.
 
 Enhanced prompts are generated once per run: a worker tells the enhanced prompts it wrote as soon as it wrote
 them, shards handed out later carry them, and a shard that would generate one another running shard is
@@ -12,7 +15,7 @@ generating waits for it (its worker takes another shard meanwhile, if there is o
 
 from __future__ import annotations
 
-import contextlib
+import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,151 +23,130 @@ from datetime import UTC, datetime
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, RayError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayError, RayTaskError
 from ray.util.queue import Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ray_jobs.progress import Progress
 from ray_jobs.shards import Shard
-from runstore.results import ShardRecorder, read_attempt, result_row
+from runstore.results import ShardRecorder, error_summary, error_text, read_attempt, result_row
 
 SETTLE_SECONDS = 120  # at the end, how long workers may take to record their last quality scores
+EVENT_SECONDS = 1.0  # the longest the driver waits before showing what workers told (items done, prompts)
+RESTARTS = 2  # times Ray starts a dead worker again, per worker
+WORKER_OPTIONS = {"max_restarts": RESTARTS, "max_task_retries": 0}  # for ray.remote(RenderActor).options
+WORKER_LOST = "WorkerLost"
+_COLOR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class NoWorkers(RuntimeError):
-    """No render worker could start, or every one died and none could be replaced."""
+    """No render worker could start, or every one died and none could be restarted."""
+
+
+@dataclass(frozen=True)
+class Loss:
+    """Why a shard attempt ended before its items did: ``error_type`` is ``WorkerLost`` when the worker died,
+    else the type of the exception the shard raised, whose worker-side traceback is ``trace``."""
+
+    error_type: str
+    reason: str
+    trace: str = ""
+
+    @staticmethod
+    def of(error: RayError) -> Loss:
+        if isinstance(error, ActorUnavailableError):  # Ray's word while it restarts the worker
+            return Loss(WORKER_LOST, "the worker died while rendering (its process ended)")
+        if isinstance(error, RayActorError):
+            return Loss(WORKER_LOST, f"the worker died while rendering ({_short(error)})")
+        if isinstance(error, RayTaskError):  # an exception of our code, raised outside any item
+            return Loss(type(error.cause).__name__, f"the shard failed: {_short(error)}", _COLOR.sub("", str(error)))
+        return Loss(WORKER_LOST, f"the shard failed: {_short(error)}")  # its objects or node were lost
 
 
 @dataclass
-class Scheduler:
-    make_actor: Callable[[], Any]  # a Ray actor handle
-    num_actors: int
+class WorkQueue:
+    """The shards still to render and what their workers told, without Ray: which shard goes next, what goes
+    back after an attempt was lost, and which item fails for good."""
+
     shards: list[Shard]
     results_uri: str
     run_id: str
     session: str
     progress: Progress
     max_attempts: int = 3
-    max_replacements: int | None = None  # workers started to replace dead ones; default 2 per actor
-    startup_errors: list[str] = field(default_factory=list)
     known: dict = field(default_factory=dict)  # enhancement key -> enhanced prompt: recorded earlier, then told
 
     def __post_init__(self):
-        self.queue = deque(self.shards)
-        self.crashes: dict[str, int] = {}
-        self.replacements = 0
-        self.events: Queue | None = None  # made by run(): the retry bookkeeping below needs no Ray
-        self.starting: dict = {}  # ready ref -> actor
-        self.idle: list = []
-        self.busy: dict = {}  # shard ref -> (actor, shard)
-        self.enhancing: dict = {}  # enhancement key -> ref of the shard generating it
-        self.replacement_limit = 2 * self.num_actors if self.max_replacements is None else self.max_replacements
+        self.waiting = deque(self.shards)
+        self.crashes: dict[str, int] = {}  # item id -> attempts lost while it was rendering
+        self.enhancing: dict = {}  # enhancement key -> (shard id, attempt) generating it
+        self.rendering: dict[tuple[int, int], str] = {}  # (shard id, attempt) -> the item it last started
 
-    def _start_actor(self) -> None:
-        actor = self.make_actor()
-        self.starting[actor.ready.remote()] = actor
+    def __len__(self) -> int:
+        return len(self.waiting)
 
-    def run(self) -> None:
-        # Progress events live on the driver's own node with no CPU claim, so losing a worker node never
-        # takes the queue (and with it every worker's event calls) down.
-        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
-        self.events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
-        for _ in range(min(self.num_actors, max(1, len(self.queue)))):
-            self._start_actor()
-        while self.queue or self.busy:
-            self._dispatch()
-            if not self.busy and not self.starting:
-                self._give_up("no render worker is left to take the remaining items")
-                return
-            refs = [*self.starting, *self.busy]
-            finished, _ = ray.wait(refs, num_returns=1, timeout=1.0)
-            self._drain_events()
-            for ref in finished:
-                if ref in self.starting:
-                    self._on_started(ref)
-                else:
-                    self._on_shard_done(ref)
-            self.progress.tick()
-        self._drain_events()
-        with contextlib.suppress(RayError):  # workers record the scores still running for their last items
-            ray.get([actor.settle.remote() for actor in self.idle], timeout=SETTLE_SECONDS)
-        for actor in self.idle + list(self.starting.values()):
-            ray.kill(actor)
-
-    def _dispatch(self) -> None:
-        """Hand queued shards to idle workers, each with the enhanced prompts known so far."""
-        while self.idle:
-            shard = self._next_shard()
-            if shard is None:
-                return
-            actor = self.idle.pop()
-            ref = actor.__call__.remote(shard, self.events)
-            self.busy[ref] = (actor, shard)
-            self.enhancing.update(dict.fromkeys(shard.enhancements(self.known), ref))
-
-    def _next_shard(self) -> Shard | None:
-        """The first queued shard that would generate no enhanced prompt another shard is generating."""
-        for index, shard in enumerate(self.queue):
-            if not shard.enhancements(self.known) & self.enhancing.keys():
-                del self.queue[index]
+    def take(self) -> Shard | None:
+        """The first queued shard that would generate no enhanced prompt another shard is generating, with the
+        enhanced prompts known so far; None while every queued shard waits for one."""
+        for index, shard in enumerate(self.waiting):
+            keys = shard.enhancements(self.known)
+            if not keys & self.enhancing.keys():
+                del self.waiting[index]
+                self.enhancing.update(dict.fromkeys(keys, (shard.shard_id, shard.attempt)))
                 return shard.with_enhanced(self.known)
         return None
 
-    def _on_started(self, ref) -> None:
-        actor = self.starting.pop(ref)
-        try:
-            info: dict[str, Any] = ray.get(ref)
-        except RayError as e:
-            message = _short(e)
-            self.startup_errors.append(message)
-            self.progress.note(f"a render worker failed to start: {message}")
-            if not self.idle and not self.busy and not self.starting:
-                raise NoWorkers(f"no render worker could start. First error: {self.startup_errors[0]}") from e
-            return
-        self.progress.note(
-            f"worker ready on {info['host']} ({info['device']}, pid {info['pid']}), model loaded "
-            f"in {info['load_seconds']:.1f}s, warmed up in {info['warm_up_seconds']:.1f}s"
-        )
-        self.idle.append(actor)
+    def told(self, event: dict) -> None:
+        """What a worker told (``ray_jobs.actor``): an item started or done, prompts enhanced."""
+        kind = event.get("event")
+        if kind == "started":
+            self.rendering[tuple(event["shard"])] = event["item_id"]
+        elif kind == "done":
+            self.progress.item(event)
+        elif kind == "enhanced":
+            texts = {tuple(key): text for key, text in event["texts"]}
+            self.known.update(texts)
+            for key in texts:
+                self.enhancing.pop(key, None)
+            self.progress.note(f"{event['host']}: {len(texts)} prompt(s) enhanced in {event['seconds']:.1f}s")
 
-    def _on_shard_done(self, ref) -> None:
-        actor, shard = self.busy.pop(ref)
-        self._drain_events()  # what its worker told, before the keys it was generating are released
-        self.enhancing = {key: owner for key, owner in self.enhancing.items() if owner != ref}
-        try:
-            ray.get(ref)
-            self.idle.append(actor)
-            return
-        except RayActorError as e:
-            reason = f"the worker died while rendering ({_short(e)})"
-            if self.replacements < self.replacement_limit:
-                self.replacements += 1
-                self._start_actor()
-        except RayError as e:  # the shard raised outside any item: keep the worker, retry the rest
-            reason = f"the shard failed: {_short(e)}"
-            self.idle.append(actor)
-        self._drain_events()
-        self._requeue(shard, reason)
+    def finished(self, shard: Shard) -> str | None:
+        """``shard``'s attempt ended: its enhancement keys are free again. Returns the item it last started."""
+        owner = (shard.shard_id, shard.attempt)
+        self.enhancing = {key: by for key, by in self.enhancing.items() if by != owner}
+        return self.rendering.pop(owner, None)
 
-    def _requeue(self, shard: Shard, reason: str) -> None:
+    def lost(self, shard: Shard, loss: Loss) -> None:
+        """Put back the items a lost attempt of ``shard`` did not finish, first in the queue as its next attempt,
+        and count the loss against the item that was rendering: the ``max_attempts``-th fails it."""
+        rendering = self.finished(shard)
         written = {
             row["item_id"] for row in read_attempt(self.results_uri, self.session, shard.shard_id, shard.attempt)
         }
         remaining = [p for p in shard.items if p.id not in written]
         if not remaining:
             return
-        suspect = remaining[0]  # items run in order: the first without a row was in progress
+        # a row is written once the next item has rendered, so the one started last is the one in progress
+        # (the first without a row when its event was lost, or when the shard failed before any item)
+        suspect = next((p for p in remaining if p.id == rendering), remaining[0])
         self.crashes[suspect.id] = self.crashes.get(suspect.id, 0) + 1
         self.progress.note(
-            f"shard {shard.shard_id} attempt {shard.attempt}: {reason}; {len(remaining)} item(s) go back on the queue"
+            f"shard {shard.shard_id} attempt {shard.attempt}: {loss.reason} ({suspect.id} in progress, attempt "
+            f"{self.crashes[suspect.id]} of {self.max_attempts}); {len(remaining)} item(s) go back on the queue"
         )
         if self.crashes[suspect.id] >= self.max_attempts:
-            message = f"gave up after {self.crashes[suspect.id]} attempts: {reason}"
+            message = error_text(f"gave up after {self.crashes[suspect.id]} attempts: {loss.reason}", loss.trace)
             shard = shard.retry([])  # the failure row gets an attempt file of its own, which the retry never rewrites
-            self._fail([suspect], shard, "WorkerLost", message)
-            remaining = remaining[1:]
+            self._fail([suspect], shard, loss.error_type, message)
+            remaining.remove(suspect)
         if remaining:
-            self.queue.appendleft(shard.retry(remaining))
+            self.waiting.appendleft(shard.retry(remaining))
+
+    def give_up(self, message: str) -> None:
+        """Fail every queued item with ``message`` (``NoWorkers``); a resume renders them."""
+        while self.waiting:
+            shard = self.waiting.popleft()
+            self._fail(list(shard.items), shard.retry([]), "NoWorkers", message)
 
     def _fail(self, items, shard: Shard, error_type: str, message: str) -> None:
         recorder = ShardRecorder(self.results_uri, self.run_id, self.session, shard.shard_id, shard.attempt)
@@ -181,34 +163,119 @@ class Scheduler:
                     host="driver",
                 )
             )
-            self.progress.item(
-                {"item_id": planned.id, "status": "failed", "host": "driver", "pid": 0, "error": message}
-            )
+            summary = {"item_id": planned.id, "status": "failed", "host": "driver", "pid": 0}
+            self.progress.item({**summary, "error": error_summary(message)})
 
-    def _give_up(self, message: str) -> None:
-        while self.queue:
-            shard = self.queue.popleft()
-            self._fail(list(shard.items), shard.retry([]), "NoWorkers", message)
+
+@dataclass
+class Scheduler:
+    make_actor: Callable[[], Any]  # a Ray actor handle, of a class given WORKER_OPTIONS
+    num_actors: int
+    shards: list[Shard]
+    results_uri: str
+    run_id: str
+    session: str
+    progress: Progress
+    max_attempts: int = 3
+    known: dict = field(default_factory=dict)  # enhancement key -> enhanced prompt recorded by earlier attempts
+    startup_errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.work = WorkQueue(
+            self.shards, self.results_uri, self.run_id, self.session, self.progress, self.max_attempts, self.known
+        )
+        self.events: Queue | None = None  # made by run()
+        self.starting: dict = {}  # ready ref -> (actor, whether Ray restarted it)
+        self.idle: list = []
+        self.busy: dict = {}  # shard ref -> (actor, shard)
+
+    def run(self) -> None:
+        """Render every shard; items that cannot be rendered end as failed rows. Raises ``NoWorkers`` when no
+        worker could start at all."""
+        # Progress events live on the driver's own node with no CPU claim, so losing a worker node never
+        # takes the queue (and with it every worker's event calls) down.
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        self.events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
+        for _ in range(min(self.num_actors, max(1, len(self.work)))):
+            actor = self.make_actor()
+            self.starting[actor.ready.remote()] = (actor, False)
+        while self.work or self.busy:
+            self._dispatch()
+            if not self.busy and not self.starting:
+                self.work.give_up("no render worker is left to take the remaining items")
+                return
+            finished, _ = ray.wait([*self.starting, *self.busy], num_returns=1, timeout=EVENT_SECONDS)
+            self._drain_events()
+            for ref in finished:
+                if ref in self.starting:
+                    self._on_started(ref)
+                else:
+                    self._on_shard_done(ref)
+            self.progress.tick()
+        self._drain_events()
+        try:  # workers record the scores still running for their last items
+            ray.get([actor.settle.remote() for actor in self.idle], timeout=SETTLE_SECONDS)
+        except RayError as e:
+            self.progress.note(f"a worker did not record its last quality scores ({_short(e)}); see ltx-batch status")
+        for actor in self.idle + [actor for actor, _ in self.starting.values()]:
+            ray.kill(actor)
+
+    def _dispatch(self) -> None:
+        """Hand queued shards to idle workers, each with the enhanced prompts known so far."""
+        while self.idle:
+            shard = self.work.take()
+            if shard is None:
+                return
+            actor = self.idle.pop()
+            self.busy[actor.__call__.remote(shard, self.events)] = (actor, shard)
+
+    def _on_started(self, ref) -> None:
+        actor, restarted = self.starting.pop(ref)
+        try:
+            info: dict[str, Any] = ray.get(ref)
+        except RayError as e:
+            message = _short(e)
+            if restarted:  # its restarts are spent, or it failed to load again
+                self.progress.note(f"a render worker that died could not be restarted: {message}")
+                return
+            self.startup_errors.append(message)
+            self.progress.note(f"a render worker failed to start: {message}")
+            if not self.idle and not self.busy and not self.starting:
+                raise NoWorkers(f"no render worker could start. First error: {self.startup_errors[0]}") from e
+            return
+        self.progress.note(
+            f"worker ready on {info['host']} ({info['device']}, pid {info['pid']}), model loaded "
+            f"in {info['load_seconds']:.1f}s, warmed up in {info['warm_up_seconds']:.1f}s"
+        )
+        self.idle.append(actor)
+
+    def _on_shard_done(self, ref) -> None:
+        actor, shard = self.busy.pop(ref)
+        self._drain_events()  # what its worker told, before the keys it was generating are released
+        try:
+            ray.get(ref)
+        except RayError as e:
+            if isinstance(e, RayActorError):  # Ray restarts it: ready() answers once it has, or fails for good
+                self.starting[actor.ready.options(max_task_retries=-1).remote()] = (actor, True)
+            else:
+                self.idle.append(actor)
+            self.work.lost(shard, Loss.of(e))
+            return
+        self.work.finished(shard)
+        self.idle.append(actor)
 
     def _drain_events(self) -> None:
         if self.events is None:
             return
         try:
             events = self.events.get_nowait_batch(self.events.qsize())
-        except Exception:  # the queue actor can be briefly unavailable; events are advisory
+        except Exception:  # the queue actor can be briefly unavailable; the next drain gets what it holds
             return
         for event in events:
-            if event.get("event") == "done":
-                self.progress.item(event)
-            elif event.get("event") == "enhanced":
-                texts = {tuple(key): text for key, text in event["texts"]}
-                self.known.update(texts)
-                for key in texts:
-                    self.enhancing.pop(key, None)
-                self.progress.note(f"{event['host']}: {len(texts)} prompt(s) enhanced in {event['seconds']:.1f}s")
+            self.work.told(event)
 
 
 def _short(error: Exception) -> str:
-    text = str(error).strip().splitlines()
+    text = _COLOR.sub("", str(error)).strip().splitlines()
     meaningful = [line for line in text if line.strip() and not line.startswith(("Traceback", "  File", "    "))]
     return (meaningful[-1] if meaningful else type(error).__name__)[:500]

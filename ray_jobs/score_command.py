@@ -17,9 +17,9 @@ from quality import process
 from quality.score_clip import EXTRA_MISSING
 from quality.score_fields import FIELDS
 from ray_jobs.quality_view import quality_lines
+from runstore.best_candidates import mark_best
 from runstore.latest import latest_by_item, latest_rows
 from runstore.results import read_results, revise
-from runstore.retry_record import mark_best
 from runstore.run_folder import RunFolder
 from storage.fs import download, is_uri
 

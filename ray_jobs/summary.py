@@ -22,7 +22,7 @@ from ray_jobs.progress import duration
 from runstore import invalid
 from runstore.latest import latest_by_item
 from runstore.plan import PlannedItem
-from runstore.results import read_results
+from runstore.results import INVALID_INPUT, error_summary, read_results
 from runstore.run_folder import RunFolder
 
 GROUP_MESSAGE_CHARS = 160
@@ -32,7 +32,7 @@ GROUP_MESSAGE_CHARS = 160
 class Failure:
     item_id: str
     error_type: str
-    message: str
+    message: str  # without the traceback its row keeps (``runstore.results.error_text``)
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,12 @@ class RunSummary:
     rendering_seconds: float  # wall time in which at least one attempt was rendering
     first_start: datetime | None
     last_end: datetime | None
+    unscored: int = 0  # ok items whose latest row has no quality record: still scoring, or their scores were lost
 
     @property
     def invalid(self) -> int:
         """Failed items whose input failed validation (``--skip-invalid``)."""
-        return sum(f.error_type == invalid.ERROR_TYPE for f in self.failures)
+        return sum(f.error_type == INVALID_INPUT for f in self.failures)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -82,7 +83,7 @@ class RunSummary:
             first_line = (f.message.splitlines() or [""])[0][:GROUP_MESSAGE_CHARS]
             groups.setdefault((f.error_type, first_line), []).append(f.item_id)
         # invalid inputs first, then the most common; stable: first seen first among equals
-        ranked = sorted(groups.items(), key=lambda kv: (kv[0][0] != invalid.ERROR_TYPE, -len(kv[1])))
+        ranked = sorted(groups.items(), key=lambda kv: (kv[0][0] != INVALID_INPUT, -len(kv[1])))
         return [FailureGroup(kind, message, tuple(ids)) for (kind, message), ids in ranked]
 
     def throughput_line(self) -> str | None:
@@ -127,11 +128,11 @@ def summarize(planned: list[PlannedItem], attempts: pa.Table, invalid_ids: tuple
     statuses = Counter(item_status(latest.get(i)) for i in order)
     failures = sorted(
         (
-            Failure(i, latest[i]["error_type"] or "error", latest[i]["error_message"] or "")
+            Failure(i, latest[i]["error_type"] or "error", error_summary(latest[i]["error_message"] or ""))
             for i in order
             if item_status(latest.get(i)) == "failed"
         ),
-        key=lambda f: f.error_type != invalid.ERROR_TYPE,
+        key=lambda f: f.error_type != INVALID_INPUT,
     )
     rows = attempts.select(["item_id", "started_at", "finished_at"]).to_pylist()
     spans = [(r["started_at"], r["finished_at"]) for r in rows if r["item_id"] in ids and _timed(r)]
@@ -145,6 +146,7 @@ def summarize(planned: list[PlannedItem], attempts: pa.Table, invalid_ids: tuple
         rendering_seconds=rendering_seconds(spans),
         first_start=min((s for s, _ in spans), default=None),
         last_end=max((e for _, e in spans), default=None),
+        unscored=sum(r["status"] == "ok" and r["quality"] is None for r in latest.values()),
     )
 
 

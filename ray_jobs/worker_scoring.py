@@ -63,8 +63,11 @@ class ClipScorer:
     def _threads(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=self.pool.size, thread_name_prefix="quality")
 
-    def start(self, video: Path, reference: str | None, written: Future | None) -> PendingScore:
-        """Score ``video`` once ``written`` (the mux) is done; ``reference`` is the item's local image."""
+    def start(
+        self, video: Path, reference: str | None, written: Future | None, boundaries: list[int] | None = None
+    ) -> PendingScore:
+        """Score ``video`` once ``written`` (the mux) is done; ``reference`` is the item's local image and
+        ``boundaries`` the frames where windows 2, 3, ... of a long item begin."""
         keep = self.folder / video.name
 
         def link() -> None:
@@ -75,7 +78,7 @@ class ClipScorer:
         def score() -> dict:
             try:
                 linked.result()
-                return self.pool.score(str(keep), reference)
+                return self.pool.score(str(keep), reference, boundaries)
             finally:
                 keep.unlink(missing_ok=True)
 

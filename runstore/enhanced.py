@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from ltxcore.request import EnhanceKey
 from manifests.item import Item
 from runstore.plan import PlannedItem
 
-EnhancementKey = tuple[str, str | None, int]
 
-
-def enhancement_key(item: Item) -> EnhancementKey | None:
-    """The item's (prompt, first image, seed), or None when it does not ask for enhancement."""
+def enhancement_key(item: Item) -> EnhanceKey | None:
+    """The key of the item's request (``RenderRequest.enhance_key``), or None when it does not ask for
+    enhancement."""
     if not item.enhance_prompt or item.seed is None:  # planning sets every seed
         return None
-    return item.prompt, item.first_image, item.seed
+    return item.to_request().enhance_key
 
 
-def recorded_enhancements(planned: list[PlannedItem], results: pa.Table) -> dict[EnhancementKey, str]:
+def recorded_enhancements(planned: list[PlannedItem], results: pa.Table) -> dict[EnhanceKey, str]:
     """The enhanced prompts earlier attempts of this plan's items recorded, by key."""
     current = {p.id: p for p in planned if p.item.enhance_prompt}
     if not current or results.num_rows == 0:

@@ -20,10 +20,8 @@ from manifests.item import KINDS, Item, id_problem, merged
 from manifests.load import Entry, Manifest
 from manifests.validate import Problem, check_entry
 from runstore.plan import PlannedItem, refresh_fingerprints, resolve_item
-from runstore.results import write_invalid_rows
+from runstore.results import INVALID_INPUT, write_invalid_rows
 from runstore.run_folder import RunFolder
-
-ERROR_TYPE = "InvalidInput"
 
 
 @dataclass(frozen=True)
@@ -153,7 +151,7 @@ def invalid_row(s: SetAside, defaults: dict, message: str) -> dict:
         "item_id": s.item_id,
         **parsed_fields(merged(defaults, s.entry.data)),
         "status": "failed",
-        "error_type": ERROR_TYPE,
+        "error_type": INVALID_INPUT,
         "error_message": message,
         "finished_at": datetime.now(UTC),
         "host": "driver",

@@ -13,14 +13,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from quality.score_fields import SCORE_NAMES
-from runstore import invalid
 from runstore.plan import PlannedItem
-from runstore.results import RESULT_SCHEMA, latest_attempts, read_results
+from runstore.results import INVALID_INPUT, RESULT_SCHEMA, latest_attempts, read_results
 from runstore.run_folder import RunFolder
 from runstore.where import row_filter
 
-# Every column a --where can name: the results table's, the scores by their own names, and why they are missing.
-COLUMNS = (*(n for n in RESULT_SCHEMA.names if n != "quality"), *SCORE_NAMES, "quality_reason")
+# Every column a --where can name: the results table's, the scores by their own names (a long item's too:
+# ``worst_seam > 2``), the boundary of its worst seam, and why scores are missing.
+COLUMNS = (*(n for n in RESULT_SCHEMA.names if n != "quality"), *SCORE_NAMES, "worst_seam_frame", "quality_reason")
 
 
 def latest_by_item(
@@ -31,18 +31,20 @@ def latest_by_item(
     ids = {p.id for p in planned}
     if attempts.num_rows:
         error_type = pc.field("error_type")
-        stale = pc.field("item_id").isin(list(ids)) & error_type.is_valid() & (error_type == invalid.ERROR_TYPE)
+        stale = pc.field("item_id").isin(list(ids)) & error_type.is_valid() & (error_type == INVALID_INPUT)
         attempts = attempts.filter(~stale)
     ids |= set(invalid_ids)
     return {r["item_id"]: r for r in latest_attempts(attempts).to_pylist() if r["item_id"] in ids}
 
 
 def flat(row: dict) -> dict:
-    """A result row with its scores as top-level columns (None when not scored)."""
+    """A result row with its scores as top-level columns (None when not scored); a long item's per-window
+    scores and seams ride along as ``quality_windows`` and ``quality_seams``."""
     quality = row.get("quality") or {}
     out = {k: v for k, v in row.items() if k != "quality"}
-    out.update({name: quality.get(name) for name in SCORE_NAMES})
-    out["quality_reason"] = quality.get("reason")
+    out.update({name: quality.get(name) for name in (*SCORE_NAMES, "worst_seam_frame")})
+    out.update(quality_reason=quality.get("reason"), quality_windows=quality.get("windows"))
+    out["quality_seams"] = quality.get("seams")
     return out
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from ltxcore.media import probe_audio
-from ltxcore.request import frames_for_duration
+from ltxcore.request import frames_for_audio
 from manifests.item import Item, arrow_schema, media_paths, merged
 from manifests.load import Manifest
 from storage.fs import download, file_identity, is_uri
@@ -79,12 +79,7 @@ def fingerprint(values: dict, media: dict, bundle_identity: dict | None) -> str:
 def resolve_item(item: Item, run_seed: int) -> Item:
     """Fill the seed and the frame count (the longest 8k+1 that fits the audio window)."""
     seed = item.seed if item.seed is not None else derive_seed(run_seed, item.id)
-    num_frames = item.num_frames
-    if num_frames is None:
-        window = audio_duration(item.audio) - item.audio_start_time
-        if item.audio_max_duration is not None:
-            window = min(window, item.audio_max_duration)
-        num_frames = frames_for_duration(window, item.frame_rate)
+    num_frames = item.num_frames if item.num_frames is not None else frames_for_audio(item, audio_duration(item.audio))
     return item.model_copy(update={"seed": seed, "num_frames": num_frames})
 
 

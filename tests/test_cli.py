@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import EXAMPLES, LESSON
 
 from manifests.builders import BuildError, build_lessons, build_personalization
 from manifests.load import load_manifest
@@ -17,9 +18,6 @@ from ray_jobs.cli import main, parser
 from ray_jobs.options import parse_render_argv, run_options
 from ray_jobs.run_options import recorded_options
 from tools.demo import QUICK as FAST
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "manifests" / "examples"
-LESSON = EXAMPLES / "lesson"
 
 
 def test_help_has_an_example_for_every_subcommand(capsys):

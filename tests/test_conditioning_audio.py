@@ -3,6 +3,8 @@ keeps the original audio, packet for packet."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import av
 import numpy as np
 import pytest
@@ -89,7 +91,7 @@ def test_the_model_hears_the_options_and_the_mp4_keeps_the_original(engine, medi
     )
     plain = engine.render(base, tmp_path / "plain.mp4", keep_latent=True)
     options = {"audio_conditioning_noise_db": -20.0, "audio_conditioning_loudness_lufs": -16.0}
-    treated = engine.render(RenderRequest(**{**base.__dict__, **options}), tmp_path / "treated.mp4", keep_latent=True)
+    treated = engine.render(replace(base, **options), tmp_path / "treated.mp4", keep_latent=True)
     assert not torch.equal(plain.video_latent, treated.video_latent)  # the model was conditioned on other audio
     packets = _audio_packets(tmp_path / "plain.mp4")
     assert packets and _audio_packets(tmp_path / "treated.mp4") == packets

@@ -3,10 +3,12 @@ about draft settings, and what the results row records. Parity with upstream's h
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import LESSON, tiny_request
 from test_engine import _record_transformer_calls
 
 import ltxcore.engine as engine_module
@@ -14,7 +16,6 @@ from fixtures.random_bundle import add_distilled_checkpoint
 from ltxcore.bundle import RELEASED_NAMES, ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.errors import BundleError, RenderInputError
-from ltxcore.request import GuiderSettings, RenderRequest
 from manifests.item import GUIDER_FIELDS
 from manifests.load import load_manifest
 from manifests.model_section import resolve_model
@@ -26,13 +27,9 @@ from runstore.plan import PlannedItem, fingerprint, plan
 from runstore.results import result_row
 from tools.bench_draft import measure_draft
 
-LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
-
-
-def _draft(audio: str, **overrides) -> RenderRequest:
-    fields = dict(audio=audio, prompt="A draft of a presenter", seed=5, height=64, width=128, num_frames=9)
-    fields.update(pipeline="distilled", guider=GuiderSettings(stg_blocks=(1,)), distilled_lora_strength=0.75)
-    return RenderRequest(**{**fields, **overrides})
+_draft = partial(
+    tiny_request, prompt="A draft of a presenter", height=64, pipeline="distilled", distilled_lora_strength=0.75
+)
 
 
 def test_draft_stage_1_is_8_plain_batch_1_forwards_with_the_lora_in_both_stages(engine, media, monkeypatch):

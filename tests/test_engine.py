@@ -3,30 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import pytest
 import torch
+from conftest import tiny_request
 
 from ltxcore.engine import DISTILLED, Engine
 from ltxcore.errors import RenderInputError
 from ltxcore.media import probe_mp4
-from ltxcore.request import GuiderSettings, RenderRequest
+from ltxcore.request import GuiderSettings
 
-GUIDER = GuiderSettings(stg_blocks=(1,))
-
-
-def _request(audio: str, **overrides) -> RenderRequest:
-    fields = dict(
-        audio=audio,
-        prompt="A teacher explains fractions",
-        seed=3,
-        height=128,
-        width=192,
-        frame_rate=25.0,
-        num_inference_steps=3,
-        guider=GUIDER,
-    )
-    return RenderRequest(**{**fields, **overrides})
+# as long as the audio allows (num_frames None) unless a test says
+_request = partial(
+    tiny_request,
+    prompt="A teacher explains fractions",
+    seed=3,
+    width=192,
+    num_frames=None,
+    frame_rate=25.0,
+    num_inference_steps=3,
+)
 
 
 def test_renders_mp4_with_exact_frames_size_fps_and_audio(engine, media, tmp_path):
@@ -75,20 +72,23 @@ def test_short_audio_is_padded_and_reported(engine, media, tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
-        ({"num_frames": 20}, "num_frames"),
-        ({"height": 100}, "height"),
-        ({"guider": GuiderSettings(cfg_scale=float("nan"), stg_blocks=(1,))}, "cfg_scale"),
         ({"guider": GuiderSettings(stg_blocks=(28,))}, "stg_blocks"),
-        ({"audio_start_time": -1.0}, "audio_start_time"),
         ({"audio_start_time": 30.0}, "audio_start_time"),
         ({"image": "/nonexistent/face.png"}, "image"),
         ({"audio": "/nonexistent/voice.wav"}, "audio"),
     ],
 )
-def test_bad_inputs_raise_one_error_type_naming_the_field(engine, media, overrides, field):
+def test_what_needs_the_model_or_the_media_fails_in_the_engine_naming_the_field(engine, media, overrides, field):
     with pytest.raises(RenderInputError) as caught:
         engine.render(_request(**{"audio": media["stereo_wav"], **overrides}), None)
     assert caught.value.field == field
+
+
+def test_the_requests_own_rules_are_all_reported_at_once_before_any_model(media):
+    guider = GuiderSettings(cfg_scale=float("nan"), stg_blocks=(1,))
+    request = _request(media["stereo_wav"], num_frames=20, height=100, guider=guider, audio_start_time=-1.0)
+    fields = [problem.field for problem in request.problems()]
+    assert fields == ["height", "num_frames", "audio_start_time", "cfg_scale"]
 
 
 def test_audio_that_is_not_audio_is_refused(engine, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import tiny_request
 
-from ltxcore.enhance import enhance_key, generation_problem
+from ltxcore.enhance import generation_problem
 from ltxcore.errors import RenderInputError
 from ltxcore.request import ImageCondition, RenderRequest
 
@@ -39,7 +39,7 @@ def test_each_key_is_enhanced_once_per_shard_with_the_first_image(engine, media)
     texts = [r.prompt_enhanced for r in prepared]
     assert texts[0] == texts[1] != texts[2] and texts[3] == texts[4] and None not in texts[:5]
     assert texts[5] is None and texts[6] == "given by an earlier attempt"
-    assert enhance_key(requests[3]) == (requests[3].prompt, media["image"], 21)
+    assert requests[3].enhance_key == (requests[3].prompt, media["image"], 21)
     assert all((r.encoded_prompt, r.negative_prompt) in engine.prompts for r in prepared)
     assert engine.prepare_prompts(requests) == prepared and engine.enhancer.generated - before == 3
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
+from conftest import tiny_request
 
 from ltxcore.fp8 import Fp8Linear, quantize_rows
-from ltxcore.request import GuiderSettings, RenderRequest
 
 
 def test_quantize_rows_round_trip_is_within_fp8_precision():
@@ -33,15 +33,8 @@ def test_engine_with_fp8_scaled_renders_close_to_bf16(tiny_bundle, engine, media
     from ltxcore.engine import Engine
     from ltxcore.fp8 import Fp8Linear as F
 
-    request = RenderRequest(
-        audio=media["stereo_wav"],
-        prompt="p",
-        height=128,
-        width=192,
-        num_frames=17,
-        frame_rate=25.0,
-        num_inference_steps=4,
-        guider=GuiderSettings(stg_blocks=(1,)),
+    request = tiny_request(
+        media["stereo_wav"], prompt="p", width=192, num_frames=17, frame_rate=25.0, num_inference_steps=4
     )
     reference = engine.render(request, None, keep_latent=True).video_latent.float()
     fp8 = Engine(replace(tiny_bundle, quantization="fp8-scaled"))

@@ -3,9 +3,12 @@ stages: 0 (``zero``, upstream 1.2.0) or the step's sigma (``step``, upstream 1.0
 
 from __future__ import annotations
 
-import torch
+from dataclasses import replace
 
-from ltxcore.request import GuiderSettings, RenderRequest
+import torch
+from conftest import tiny_request
+
+from ltxcore.request import RenderRequest
 
 
 def _forwards(engine, request: RenderRequest) -> list[dict]:
@@ -24,10 +27,9 @@ def _forwards(engine, request: RenderRequest) -> list[dict]:
 
 
 def test_zero_gives_the_frozen_audio_sigma_0_in_every_forward_and_leaves_timesteps(engine, media):
-    fields = dict(audio=media["stereo_wav"], prompt="A presenter", seed=5, height=128, width=128, num_frames=9)
-    request = RenderRequest(**fields, num_inference_steps=3, guider=GuiderSettings(stg_blocks=(1,)))
+    request = tiny_request(media["stereo_wav"], prompt="A presenter", num_inference_steps=3)
     zero = _forwards(engine, request)
-    step = _forwards(engine, RenderRequest(**{**request.__dict__, "frozen_audio_sigma": "step"}))
+    step = _forwards(engine, replace(request, frozen_audio_sigma="step"))
     assert request.frozen_audio_sigma == "zero"  # the default
     assert len(zero) == len(step) == 3 + 3  # three stage-1 steps, three stage-2 (distilled) steps
     for z, s in zip(zero, step, strict=True):

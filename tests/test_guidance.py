@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_request
 from ltx_core.components.guiders import MultiModalGuider, MultiModalGuiderParams
 from ltx_pipelines.utils.helpers import multi_modal_guider_denoising_func
 
 from ltxcore.engine import Engine
 from ltxcore.guidance import GuidedDenoiser, guidance_passes
-from ltxcore.request import GuiderSettings, RenderRequest
 
 
 def _states(engine: Engine, media):
@@ -19,17 +19,7 @@ def _states(engine: Engine, media):
     from ltx_core.tools import AudioLatentTools, VideoLatentTools
     from ltx_core.types import AudioLatentShape, VideoLatentShape, VideoPixelShape
 
-    request = engine.resolve(
-        RenderRequest(
-            audio=media["stereo_wav"],
-            prompt="p",
-            height=128,
-            width=192,
-            num_frames=17,
-            frame_rate=25.0,
-            guider=GuiderSettings(stg_blocks=(1,)),
-        )
-    )
+    request = engine.resolve(tiny_request(media["stereo_wav"], prompt="p", width=192, num_frames=17, frame_rate=25.0))
     _, audio_latent = engine._encode_audio(request)
     shape = VideoPixelShape(1, 17, 64, 96, 25.0)
     noiser = GaussianNoiser(torch.Generator().manual_seed(0))

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_request
+from ltx_pipelines.utils.media_io import load_image_conditioning
 from PIL import Image
 
 from ltxcore.errors import RenderInputError
+from ltxcore.image_files import MIN_SIDE, decode_rgb, image_problem
 from ltxcore.images import ImageLatents
 from ltxcore.request import ImageCondition, RenderRequest
 
@@ -79,3 +81,57 @@ def test_an_undecodable_image_fails_its_render_naming_the_field(engine, media, t
     with pytest.raises(RenderInputError) as caught:
         engine.render(request, None)
     assert caught.value.field == "images[1].path" and str(fake) in caught.value.message
+
+
+def test_an_rgb_image_reads_exactly_as_upstream_reads_it(engine, media):
+    cache = ImageLatents(engine.video_encoder, torch.bfloat16, engine.device)
+    for crf in (0, 33):
+        ours = cache._pixels(ImageCondition(media["image"], crf=crf), 64, 96)
+        theirs = load_image_conditioning(media["image"], 64, 96, torch.bfloat16, engine.device, crf=crf)
+        assert torch.equal(ours, theirs)
+
+
+def test_every_mode_reads_as_the_rgb_an_image_editor_exports(tmp_path):
+    grey = np.arange(0, 240, 5, dtype=np.uint8).reshape(6, 8)
+    cases = {
+        "l.png": Image.fromarray(grey),
+        "p.png": Image.fromarray(np.stack([grey] * 3, axis=-1)).convert("P", palette=Image.Palette.ADAPTIVE),
+        "l16.png": Image.fromarray(grey.astype(np.uint16) * 257),
+        "i.tif": Image.fromarray(grey.astype(np.int32) * 257),
+    }
+    for name, image in cases.items():
+        image.save(tmp_path / name)
+        assert np.array_equal(decode_rgb(str(tmp_path / name)), np.stack([grey] * 3, axis=-1)), name
+    rgba = np.zeros((2, 2, 4), dtype=np.uint8)
+    rgba[0, 0] = (200, 10, 10, 255)  # opaque: kept
+    rgba[0, 1] = (200, 10, 10, 0)  # transparent: the white background
+    rgba[1, 0] = (0, 0, 0, 128)  # half black over white: mid grey
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    Image.fromarray(rgba[..., [0, 3]]).save(tmp_path / "la.png")
+    pixels = decode_rgb(str(tmp_path / "rgba.png"))
+    assert pixels[0, 0].tolist() == [200, 10, 10] and pixels[0, 1].tolist() == pixels[1, 1].tolist() == [255] * 3
+    assert pixels[1, 0].tolist() == [127] * 3
+    assert decode_rgb(str(tmp_path / "la.png"))[:, :, 0].tolist() == [[200, 255], [127, 255]]
+
+
+def test_a_palette_image_with_a_transparent_colour_conditions_a_render(engine, media, tmp_path):
+    rgb = Image.open(media["image"]).convert("P")
+    rgb.save(tmp_path / "presenter.png", transparency=0)
+    assert Image.open(tmp_path / "presenter.png").has_transparency_data
+    result = engine.render(_request(media, images=(ImageCondition(str(tmp_path / "presenter.png")),)), None)
+    assert result.num_frames == 9
+
+
+def test_the_smallest_image_the_engine_takes_is_the_one_validation_allows(engine, media, tmp_path):
+    for width, height in ((1, 64), (2, 2)):
+        path = tmp_path / f"{width}x{height}.png"
+        Image.new("RGB", (width, height), (90, 120, 150)).save(path)
+        allowed = image_problem(str(path), crf=33) is None
+        try:
+            engine.render(_request(media, images=(ImageCondition(str(path)),)), None)
+            rendered = True
+        except RenderInputError as e:
+            assert "tuple index out of range" in e.message  # what the worker said before validation refused it
+            rendered = False
+        assert allowed == rendered == (min(width, height) >= MIN_SIDE)
+    assert image_problem(str(tmp_path / "1x64.png"), crf=0) is None

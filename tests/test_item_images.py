@@ -13,18 +13,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import LESSON
 from PIL import Image
 
 from ltxcore.bundle import RELEASED_NAMES
 from ltxcore.request import ImageCondition
 from manifests.item import IMAGE_STRUCT, arrow_schema
-from manifests.load import load_manifest
-from manifests.overrides import parse_overrides
+from manifests.load import load_manifest, set_overrides
 from manifests.validate import validate
 from runstore.plan import HASHED_WHEN_SET, fingerprint, plan, plan_table
 from runstore.run_folder import RunFolder
 
-LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 EN = str(LESSON / "en.ogg")  # about 7 s: at 24 fps, 8k+1 frames up to 169
 
 
@@ -74,7 +73,7 @@ def test_parquet_list_of_structs_with_nulls_taking_defaults(tmp_path):
 
 def test_set_gives_every_item_images_and_an_items_own_form_wins(tmp_path):
     _pose(tmp_path)
-    overrides = parse_overrides([f"images=[{{path: {tmp_path / 'pose.png'}, frame: 8}}]", "frozen_audio_sigma=step"])
+    overrides = set_overrides([f"images=[{{path: {tmp_path / 'pose.png'}, frame: 8}}]", "frozen_audio_sigma=step"])
     items = [{"id": "a"}, {"id": "b", "image": str(LESSON / "presenter.png")}]
     path = tmp_path / "m.yaml"
     path.write_text(yaml.safe_dump({"defaults": {"prompt": "p", "audio": EN}, "items": items}))
@@ -102,12 +101,16 @@ def test_set_gives_every_item_images_and_an_items_own_form_wins(tmp_path):
             [{"path": "P"}, {"path": "not-an-image.png"}],
             "field 'images[1].path': {tmp}/not-an-image.png is not a readable image",
         ),
-        ([{"path": "grey.png"}], "field 'images[0].path': {tmp}/grey.png is a L image; save it as RGB (PNG or JPEG)."),
+        (
+            [{"path": "P"}, {"path": "sliver.png", "frame": 8}],
+            "field 'images[1].path': {tmp}/sliver.png is 1x64 pixels, too small to condition on: re-compressed as "
+            "H.264 (crf 33), which keeps colour per 2x2 block of pixels, an image needs at least 2 pixels each way.",
+        ),
     ],
 )
 def test_image_list_problems_name_the_item_index_and_field(tmp_path, images, expected):
     _pose(tmp_path)
-    _pose(tmp_path, "grey.png", mode="L")
+    Image.new("RGB", (1, 64)).save(tmp_path / "sliver.png")
     (tmp_path / "not-an-image.png").write_bytes(b"no pixels here" * 10)
     images = [{**i, "path": "pose.png"} if isinstance(i, dict) and i.get("path") == "P" else i for i in images]
     messages = _messages(tmp_path, [{"id": "a", "images": images}])
@@ -169,3 +172,34 @@ def test_a_run_planned_before_these_settings_keeps_its_fingerprints_and_semantic
     assert {(p.item.frozen_audio_sigma, p.item.images, p.item.enhance_prompt) for p in run.plan()} == {
         ("step", None, False)
     }
+
+
+# (file name, mode): each saved in a format that keeps the mode; "P+alpha" is a palette with a transparent colour
+IMAGE_MODES = [("p.png", "P"), ("p-alpha.png", "P+alpha"), ("l.png", "L"), ("l16.png", "I;16"), ("i.tif", "I")]
+IMAGE_MODES += [("bw.png", "1"), ("rgba.png", "RGBA"), ("la.png", "LA"), ("cmyk.jpg", "CMYK")]
+
+
+def image_file(folder: Path, name: str, mode: str) -> Path:
+    """A 64x96 image of ``mode`` (converted from random RGB pixels), written as ``name``."""
+    rgb = Image.fromarray(np.random.default_rng(3).integers(0, 255, (64, 96, 3), dtype=np.uint8))
+    if mode in ("I;16", "I"):
+        levels = np.asarray(rgb.convert("L"), dtype=np.uint16) * 257  # 16-bit grey levels
+        image = Image.fromarray(levels if mode == "I;16" else levels.astype(np.int32))
+    else:
+        image = rgb.convert("P" if mode == "P+alpha" else mode)
+    if mode == "P+alpha":
+        image.save(folder / name, transparency=0)
+    else:
+        image.save(folder / name)
+    return folder / name
+
+
+@pytest.mark.parametrize(("name", "mode"), IMAGE_MODES)
+def test_an_image_of_any_mode_passes_validation(tmp_path, name, mode):
+    image_file(tmp_path, name, mode)
+    assert _messages(tmp_path, [{"id": "a", "image": name}, {"id": "b", "images": [{"path": name, "frame": 8}]}]) == []
+
+
+def test_a_sliver_of_an_image_conditions_without_re_compression(tmp_path):
+    Image.new("RGB", (1, 64)).save(tmp_path / "sliver.png")
+    assert _messages(tmp_path, [{"id": "a", "images": [{"path": "sliver.png", "crf": 0}]}]) == []

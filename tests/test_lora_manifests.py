@@ -12,13 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
+from conftest import LESSON
 
 from fixtures.random_bundle import save_safetensors, write_random_lora
 from ltxcore.bundle import RELEASED_NAMES
 from manifests.builders import BuildError, build_personalization, parse_lora_cell
 from manifests.item import arrow_schema
-from manifests.load import load_manifest
-from manifests.overrides import parse_overrides
+from manifests.load import load_manifest, set_overrides
 from manifests.validate import validate
 from ray_jobs.actor import RenderActor, WorkerSettings
 from ray_jobs.cli import main
@@ -28,7 +28,6 @@ from runstore.plan import fingerprint, plan
 from runstore.results import RESULT_SCHEMA, read_results, result_row
 from runstore.run_folder import RunFolder
 
-LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 EN = str(LESSON / "en.ogg")
 
 
@@ -66,7 +65,7 @@ def test_yaml_set_and_parquet_give_the_same_resolved_loras(tmp_path, lora_files)
     assert validate(load_manifest(path)) == []
     assert _loras(plan(load_manifest(path))) == expected
 
-    overrides = parse_overrides(["loras=[{path: loras/anna.safetensors, strength: 0.8}]"])
+    overrides = set_overrides(["loras=[{path: loras/anna.safetensors, strength: 0.8}]"])
     assert _loras(plan(load_manifest(path, overrides=overrides)))["a"] == [(local_anna, 0.8)]
 
     rows = [

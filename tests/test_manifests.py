@@ -5,21 +5,22 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import EXAMPLES, LESSON
 
-from manifests.load import load_manifest
+from manifests.load import ManifestError, load_manifest
 from manifests.validate import main as validate_main
 from manifests.validate import validate
 from runstore.plan import derive_seed, plan, plan_from_table, plan_table
 from runstore.results import ShardRecorder, latest_attempts, read_results, result_row, still_to_render
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "manifests" / "examples"
-LESSON = EXAMPLES / "lesson"
 
 
 def _messages(path) -> list[str]:
@@ -197,3 +198,69 @@ def test_results_read_with_plain_pyarrow_and_pandas_without_this_project(tmp_pat
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=True)
     assert out.stdout.split()[:2] == ["3", "3"]
     assert pq.read_schema(next((tmp_path / "results").iterdir())).field("seed").type == "int64"
+
+
+def _laughs(tmp_path: Path, levels: int = 9) -> Path:
+    """A "billion laughs" manifest: each level a list of ten aliases of the one before, 10**levels values."""
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, levels + 1)]
+    lines += ["items:", "  - id: a", "    audio: a.ogg", "    prompt: p", f"    video_stg_blocks: *l{levels}"]
+    path = tmp_path / "laughs.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_billion_laughs_manifest_fails_fast_naming_the_file_and_the_limit(tmp_path, capsys):
+    path = _laughs(tmp_path)
+    tracemalloc.start()
+    start = time.perf_counter()
+    assert validate_main([str(path)]) == 1
+    seconds, (_, peak) = time.perf_counter() - start, tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    message = capsys.readouterr().err
+    assert str(path) in message and "expands to more than 5,000,000 values" in message and "aliases" in message
+    assert seconds < 2 and peak < 20 * 2**20
+
+
+def test_aliases_within_the_limit_load_as_written(tmp_path):
+    manifest = load_manifest(_laughs(tmp_path, levels=1))
+    assert manifest.entries[0].data["video_stg_blocks"] == [["lol"] * 10] * 10
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "words"),
+    [
+        ("items: " + "[" * 200 + "]" * 200, None, "deeper than 64 levels"),
+        ("items: &a [*a]", None, "deeper than 64 levels"),  # an alias of itself nests without end
+        ("items: [{id: a}, {id: b}, {id: c}]", ("manifests.load.MAX_ITEMS", 2), "has 3 items, over the limit of 2"),
+        (
+            "items: []\n#" + "-" * 2**20,
+            ("manifests.safe_yaml.MAX_FILE_BYTES", 2**20),
+            "is 1.0 MiB, over the 1 MiB limit",
+        ),
+    ],
+)
+def test_yaml_past_a_limit_is_refused_with_the_limit(tmp_path, monkeypatch, text, limit, words):
+    if limit:
+        monkeypatch.setattr(*limit)
+    path = tmp_path / "big.yaml"
+    path.write_text(text)
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    assert str(path) in str(caught.value) and words in str(caught.value)
+
+
+def test_a_parquet_manifest_past_the_item_limit_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("manifests.load.MAX_ITEMS", 2)
+    path = tmp_path / "big.parquet"
+    pq.write_table(pa.table({"id": ["a", "b", "c"]}), path)
+    with pytest.raises(ManifestError, match="has 3 items, over the limit of 2"):
+        load_manifest(path)
+
+
+def test_one_pass_reports_a_type_error_and_the_other_fields_problems_together(tmp_path):
+    path = tmp_path / "m.yaml"
+    item = {"id": "a", "audio": str(EXAMPLES / "lesson" / "en.ogg"), "prompt": "p", "height": "tall"}
+    path.write_text(yaml.safe_dump({"items": [{**item, "frame_rate": 500, "colour": "red", "image": "gone.png"}]}))
+    fields = [p.field for p in validate(load_manifest(path))]
+    assert fields == ["colour", "height", "frame_rate", "image"]

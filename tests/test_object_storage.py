@@ -15,14 +15,12 @@ import pyarrow.fs as pafs
 import pytest
 import ray
 import yaml
-from conftest import start_local_ray
+from conftest import LESSON, start_local_ray
 
 from ltxcore.media import probe_mp4
 from ray_jobs.render import main
 from storage.fs import download
 from tools.demo import QUICK as FAST
-
-LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 
 pytestmark = pytest.mark.own_ray
 

@@ -4,35 +4,30 @@
 
 from __future__ import annotations
 
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import tiny_request
 from ltx_core.loader import LTXV_LORA_COMFY_RENAMING_MAP, LoraPathStrengthAndSDOps
 from ltx_core.model.video_vae import TilingConfig
 from ltx_pipelines.utils.args import ImageConditioningInput
 
 from ltxcore.engine import DISTILLED
 from ltxcore.media import decode_audio, probe_mp4
-from ltxcore.request import GuiderSettings, ImageCondition, RenderRequest
+from ltxcore.request import ImageCondition, RenderRequest
 
-GUIDER = GuiderSettings(stg_blocks=(1,))  # the tiny transformer has blocks 0 and 1
-
-
-def _request(audio: str, **overrides) -> RenderRequest:
-    fields = dict(
-        audio=audio,
-        prompt="A presenter speaks to the camera",
-        seed=7,
-        height=128,
-        width=192,
-        num_frames=17,
-        frame_rate=25.0,
-        num_inference_steps=4,
-        guider=GUIDER,
-        frozen_audio_sigma="step",
-    )
-    return RenderRequest(**{**fields, **overrides})
+_request = partial(  # frozen_audio_sigma "step": as upstream 1.0.0 tells the transformer
+    tiny_request,
+    prompt="A presenter speaks to the camera",
+    seed=7,
+    width=192,
+    num_frames=17,
+    frame_rate=25.0,
+    num_inference_steps=4,
+    frozen_audio_sigma="step",
+)
 
 
 @pytest.fixture()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import LESSON
 
 from manifests.load import load_manifest
 from manifests.model_section import resolve_model
@@ -22,7 +23,6 @@ from runstore.plan import plan
 from runstore.results import ShardRecorder, read_results, result_row
 from runstore.run_folder import RunFolder
 
-LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 IDS = ("d0", "d1", "d2", "d3")
 STATUSES = ("ok", "ok", "failed", "ok")
 SYNC = (0.91, 0.42, None, 0.87)  # lip-sync confidence as the worker scored the drafts

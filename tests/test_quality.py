@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from quality.score_clip import EXTRA_MISSING, score_video
 from quality.score_fields import FIELDS, SCORE_NAMES
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +68,13 @@ def test_no_face_gives_null_scores_and_says_why(scores):
 
 
 def test_without_the_qa_extra_the_scores_are_null_and_say_so(talking):
-    """In a fresh interpreter where ``import dlib`` fails, as it does when the extra is not installed."""
+    """In a fresh interpreter where ``import ai_edge_litert`` fails, as it does when the extra is not installed."""
     code = (
-        "import json, sys; sys.modules['dlib'] = None\n"  # a None entry makes the import raise ImportError
+        "import json, sys; sys.modules['ai_edge_litert'] = None\n"  # a None entry makes the import raise ImportError
         "from quality.score_clip import score_video\n"
         f"print(json.dumps(score_video({talking['aligned']!r})))"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     record = json.loads(done.stdout)
     assert record["reason"] == EXTRA_MISSING and all(record[name] is None for name in SCORE_NAMES)
 
@@ -92,3 +90,15 @@ def test_a_worker_and_ltx_batch_score_without_the_extra(talking, monkeypatch, ca
     assert record["reason"] == EXTRA_MISSING and record["lipsync_confidence"] is None
     assert main(["score", talking["aligned"]]) == 2
     assert "pip install 'ltx-batch[qa]'" in capsys.readouterr().err
+
+
+def test_the_opt_in_dlib_models_score_the_same_clips(talking):
+    """``LTX_BATCH_FACE_MODELS=dlib68`` (the ``qa-dlib`` extra, non-commercial): same answers, dlib's layout."""
+    pytest.importorskip("dlib", reason="the qa-dlib extra is part of the dev install")
+    aligned = score_video(talking["aligned"], face_models="dlib68")
+    late = score_video(talking["late4"], face_models="dlib68")
+    unrelated = score_video(talking["unrelated"], face_models="dlib68")
+    assert aligned["lipsync_offset_frames"] == 0 and abs(late["lipsync_offset_frames"] - 4) <= 1
+    assert aligned["lipsync_confidence"] > unrelated["lipsync_confidence"] + 0.3
+    other = score_video(talking["aligned"], talking["other_person"], face_models="dlib68")["identity_similarity"]
+    assert other < 0.4 < aligned["identity_similarity"]

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+from conftest import LESSON
 from PIL import Image
 
 from fixtures.random_bundle import write_random_lora
@@ -19,8 +20,6 @@ from ray_jobs.render import main
 from ray_jobs.report import build_report
 from runstore.results import read_results
 from tools.demo import QUICK
-
-LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 
 
 def _manifest(tmp_path: Path, lora: str) -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 import yaml
+from conftest import LESSON, REPO
 
 from ltxcore.media import probe_mp4
 from manifests.load import load_manifest
@@ -26,7 +27,6 @@ from ray_jobs.report import build_report
 from runstore.results import read_results
 from tools.demo import set_flags
 
-LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 FAST = set_flags(video_stg_blocks="[1]", num_inference_steps=2, height=128, width=192)  # clip lengths as written
 
 
@@ -163,14 +163,13 @@ def test_driver_killed_leaves_no_ray_behind_and_resume_renders_only_missing(tiny
         "2",
         *FAST,
     ]
-    root = Path(__file__).resolve().parent.parent
     driver = subprocess.Popen(
         command,
-        cwd=root,
+        cwd=REPO,
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(root)},
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     local_ray = []
     try:
@@ -193,11 +192,11 @@ def test_driver_killed_leaves_no_ray_behind_and_resume_renders_only_missing(tiny
     resume_started = datetime.now(UTC)
     resumed = subprocess.run(
         [sys.executable, "-m", "ray_jobs.render", "--resume", str(run), "--local-cpus", "2"],
-        cwd=root,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": str(root)},
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     ok = [r for r in read_results(str(run / "results")).to_pylist() if r["status"] == "ok"]

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import LESSON, LONG_BOUNDARIES
 
 from ray_jobs.cli import main as cli_main
 from ray_jobs.render import main as render_main
@@ -30,7 +31,6 @@ from runstore.retry_candidates import candidate_seed
 from runstore.run_folder import RunFolder
 from tools.demo import set_flags
 
-LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 FAST = set_flags(video_stg_blocks="[1]", num_inference_steps=2, height=128, width=192)  # clip lengths as written
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 IDS = [f"clip-{i}" for i in range(4)]
@@ -334,3 +334,82 @@ def test_retry_weak_renders_candidates_and_marks_the_best(scored, talking, tiny_
         '<span class="badge best">best</span>' in best and "badge best" not in group.split('id="item-clip-1-retry2"')[0]
     )
     assert cli_main(["retry-weak", str(scored), "--out", str(new), *where]) == 2  # never over an existing run
+
+
+@pytest.fixture(scope="module")
+def windowed(scored, long_clips, tmp_path_factory) -> Path:
+    """A copy of the scored run whose clip-0 is a long clip of three windows with a jump at frame 80 and clip-3
+    one with clean joins, scored window by window (as a worker scores a long item: its boundaries passed in)."""
+    from quality.process import ScoringProcess
+    from runstore.results import revise
+
+    copy = tmp_path_factory.mktemp("windowed") / "run"
+    shutil.copytree(scored, copy)
+    scorer = ScoringProcess()
+    revisions = []
+    try:
+        for item, clip in (("clip-0", "jump"), ("clip-3", "clean")):
+            video = copy / "videos" / f"{item}.mp4"
+            shutil.copy(long_clips[clip], video)
+            record = scorer.score(str(video), None, LONG_BOUNDARIES)
+            assert record["reason"] is None and len(record["windows"]) == 3, record
+            revisions.append(
+                {"item_id": item, "output_sha256": _latest(copy)[item]["output_sha256"], "quality": record}
+            )
+    finally:
+        scorer.close()
+    revise(str(copy / "results"), revisions, "windows")
+    return copy
+
+
+def test_long_items_windows_in_the_quality_column_status_and_where(windowed, tmp_path, capsys):
+    import argparse
+
+    from ray_jobs.retry_weak import plan_retry
+    from runstore.latest import matching_rows, where_filter
+
+    quality = {item: row["quality"] for item, row in _latest(windowed).items()}
+    assert quality["clip-0"]["worst_seam"] > 4 and quality["clip-0"]["worst_seam_frame"] == 80
+    assert quality["clip-3"]["worst_seam"] < 2 and quality["clip-1"]["windows"] is None  # a one-window clip
+    assert [w["start"] for w in quality["clip-0"]["windows"]] == [0, *LONG_BOUNDARIES]
+    assert cli_main(["status", str(windowed), "--weakest", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    seams = next(line for line in lines if line.startswith("  weakest seams"))
+    assert seams.split(": ", 1)[1].startswith("clip-0 at frame 80 "), seams
+    assert next(line for line in lines if "weakest worst_seam " in line).split(": ")[1].startswith("clip-0 ")
+    keep = where_filter("worst_seam > 2")
+    assert [row["item_id"] for row in matching_rows(RunFolder(str(windowed)), keep)] == ["clip-0"]
+    args = argparse.Namespace(run=str(windowed), out=str(tmp_path / "retry"), where="worst_seam > 2", by=None, seeds=2)
+    assert plan_retry(args, {})[1] == 2  # retry-weak --where "worst_seam > 2": two candidates of clip-0
+    info = json.loads((tmp_path / "retry" / "retry.json").read_text())
+    assert info["by"] == "worst_seam" and list(info["originals"]) == ["clip-0"]
+
+
+def test_report_timeline_of_a_long_item_in_chromium(windowed, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    index = build_report(str(windowed))
+    with _chromium(tmp_path) as driver:
+        driver.get(index.as_uri())
+        timeline = driver.find_element(By.CSS_SELECTOR, "#item-clip-0 .timeline")
+        windows = timeline.find_elements(By.CSS_SELECTOR, ".window")
+        assert timeline.is_displayed() and len(windows) == 3 and all(w.is_displayed() for w in windows)
+        assert "sync" in windows[1].text and "colour" in windows[1].text
+        widths = [w.size["width"] for w in windows]
+        assert max(widths) - min(widths) <= 2 and sum(widths) <= timeline.size["width"] + 2  # equal, side by side
+        seams = timeline.find_elements(By.CSS_SELECTOR, ".seam")
+        assert [s.get_attribute("data-frame") for s in seams] == ["40", "80"]
+        weak = timeline.find_elements(By.CSS_SELECTOR, ".seam.weak")
+        assert [s.get_attribute("data-frame") for s in weak] == ["80"] and float(weak[0].text) > 4
+        assert weak[0].value_of_css_property("background-color") == "rgba(217, 45, 32, 1)"  # drawn red
+        left = seams[1].location["x"] + seams[1].size["width"] / 2 - timeline.location["x"]
+        assert abs(left / timeline.size["width"] - 80 / 120) < 0.02  # at its frame on the bar
+        clean = driver.find_elements(By.CSS_SELECTOR, "#item-clip-3 .timeline .seam.weak")
+        assert clean == [] and driver.find_elements(By.CSS_SELECTOR, "#item-clip-1 .timeline") == []
+        Select(driver.find_element(By.ID, "sort-by")).select_by_value("worst_seam")
+        assert _shown(driver)[:2] == ["clip-0", "clip-3"]
+        screenshot = tmp_path / "timeline.png"
+        assert driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        assert errors == [], errors

@@ -1,25 +1,29 @@
-"""The driver's bookkeeping without Ray: shards, retries after a lost worker, poison items, giving up,
-and the session fence that stops a leftover worker of an earlier driver."""
+"""The driver's bookkeeping without Ray (shards, retries after a lost worker, poison items, giving up, enhanced
+prompts once per run, the session fence that stops a leftover worker of an earlier driver), then the scheduler
+on a local Ray with workers whose items raise or kill them."""
 
 from __future__ import annotations
 
 import io
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
+from ltxcore.bundle import RELEASED_NAMES
 from manifests.load import load_manifest
+from ray_jobs.actor import RenderActor, WorkerSettings
 from ray_jobs.progress import Progress
-from ray_jobs.scheduler import Scheduler
+from ray_jobs.scheduler import WORKER_OPTIONS, Loss, Scheduler, WorkQueue
 from ray_jobs.shards import Shard, cache_key, make_shards
 from runstore.plan import PlannedItem, plan
-from runstore.results import ShardRecorder, read_results, result_row, still_to_render
+from runstore.results import ShardRecorder, error_summary, latest_attempts, read_results, result_row, still_to_render
 from runstore.run_folder import RunFolder
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
-DIED = "the worker died while rendering (the actor process exited)"
+DIED = Loss("WorkerLost", "the worker died while rendering (the actor process exited)")
 
 
 def _items(tmp_path: Path, specs: list[tuple[str, int]]) -> list[PlannedItem]:
@@ -42,31 +46,34 @@ def items(tmp_path) -> list[PlannedItem]:
     return _items(tmp_path, [("A presenter", 17)] * 4)
 
 
-def _scheduler(tmp_path: Path, shards: list[Shard], max_attempts: int = 3) -> Scheduler:
+def _queue(tmp_path: Path, shards: list[Shard], max_attempts: int = 3) -> WorkQueue:
     progress = Progress(total=sum(len(s.items) for s in shards), stream=io.StringIO())
-    return Scheduler(
-        make_actor=lambda: None,
-        num_actors=1,
-        shards=shards,
-        results_uri=str(tmp_path / "results"),
-        run_id="run-1",
-        session="s1",
-        progress=progress,
-        max_attempts=max_attempts,
-    )
+    return WorkQueue(shards, str(tmp_path / "results"), "run-1", "s1", progress, max_attempts)
 
 
-def _record_ok(scheduler: Scheduler, shard: Shard, done: list[PlannedItem]) -> None:
+def _log(work: WorkQueue) -> str:
+    stream = work.progress.stream
+    assert isinstance(stream, io.StringIO)
+    return stream.getvalue()
+
+
+def _take(work: WorkQueue) -> Shard:
+    shard = work.take()
+    assert shard is not None, "a shard is ready"
+    return shard
+
+
+def _record_ok(work: WorkQueue, shard: Shard, done: list[PlannedItem]) -> None:
     """What a worker writes as it finishes items of ``shard``."""
-    recorder = ShardRecorder(scheduler.results_uri, scheduler.run_id, scheduler.session, shard.shard_id, shard.attempt)
+    recorder = ShardRecorder(work.results_uri, work.run_id, work.session, shard.shard_id, shard.attempt)
     for planned in done:
         now = datetime.now(UTC)
         recorder.add(result_row(planned, status="ok", started_at=now, finished_at=now, host="worker"))
 
 
-def _rows(scheduler: Scheduler) -> dict[str, list[dict]]:
+def _rows(results_uri: str) -> dict[str, list[dict]]:
     rows: dict[str, list[dict]] = {}
-    for row in read_results(scheduler.results_uri).to_pylist():
+    for row in read_results(results_uri).to_pylist():
         rows.setdefault(row["item_id"], []).append(row)
     return rows
 
@@ -103,62 +110,72 @@ def test_retry_numbers_the_next_attempt_of_the_same_shard(items):
 # --- retries -----------------------------------------------------------------------------------
 
 
-def test_lost_worker_requeues_only_unfinished_items_first_and_counts_the_one_in_progress(tmp_path, items):
+def test_lost_worker_requeues_only_unfinished_items_first_and_counts_the_one_rendering(tmp_path, items):
     shard, other = Shard(7, tuple(items[:3])), Shard(8, tuple(items[3:]))
-    scheduler = _scheduler(tmp_path, [other])
-    _record_ok(scheduler, shard, items[:1])
-    scheduler._requeue(shard, DIED)
-    assert list(scheduler.queue) == [Shard(7, tuple(items[1:3]), attempt=1), other]
-    assert scheduler.crashes == {"item-01": 1}
-    assert f"shard 7 attempt 0: {DIED}; 2 item(s) go back on the queue" in scheduler.progress.stream.getvalue()
-    assert {k: [r["status"] for r in v] for k, v in _rows(scheduler).items()} == {"item-00": ["ok"]}
+    work = _queue(tmp_path, [other])
+    _record_ok(work, shard, items[:1])  # item-01 rendered too, but its row waits for item-02's render
+    for planned in items[:3]:
+        work.told({"event": "started", "shard": (7, 0), "item_id": planned.id})
+    work.lost(shard, DIED)
+    assert [work.take(), work.take(), work.take()] == [Shard(7, tuple(items[1:3]), attempt=1), other, None]
+    assert work.crashes == {"item-02": 1} and len(work) == 0
+    note = f"shard 7 attempt 0: {DIED.reason} (item-02 in progress, attempt 1 of 3); 2 item(s) go back on the queue"
+    assert note in _log(work)
+    assert {k: [r["status"] for r in v] for k, v in _rows(work.results_uri).items()} == {"item-00": ["ok"]}
+
+
+def test_a_shard_lost_before_any_item_started_counts_its_first_unfinished_item(tmp_path, items):
+    work = _queue(tmp_path, [])
+    work.lost(Shard(0, tuple(items[:2])), DIED)  # no started event: it died fetching media, say
+    assert work.crashes == {"item-00": 1} and work.take() == Shard(0, tuple(items[:2]), attempt=1)
 
 
 def test_lost_worker_after_its_last_item_requeues_nothing(tmp_path, items):
     shard = Shard(0, tuple(items[:2]))
-    scheduler = _scheduler(tmp_path, [])
-    _record_ok(scheduler, shard, items[:2])
-    scheduler._requeue(shard, DIED)
-    assert not scheduler.queue and scheduler.crashes == {}
+    work = _queue(tmp_path, [])
+    _record_ok(work, shard, items[:2])
+    work.lost(shard, DIED)
+    assert len(work) == 0 and work.crashes == {}
 
 
 def test_item_that_keeps_killing_workers_fails_after_max_attempts_and_the_rest_still_renders(tmp_path, items):
-    scheduler = _scheduler(tmp_path, [Shard(0, tuple(items[:3]))], max_attempts=2)
-    scheduler._requeue(scheduler.queue.popleft(), DIED)  # item-00 was in progress: first crash, retried
-    assert [p.id for p in scheduler.queue[0].items] == ["item-00", "item-01", "item-02"]
-    assert _rows(scheduler) == {}
+    work = _queue(tmp_path, [Shard(0, tuple(items[:3]))], max_attempts=2)
+    work.lost(_take(work), DIED)  # item-00 was in progress: first crash, retried
+    retry = _take(work)
+    assert [p.id for p in retry.items] == ["item-00", "item-01", "item-02"]
+    assert _rows(work.results_uri) == {}
 
-    scheduler._requeue(scheduler.queue.popleft(), DIED)  # second crash on item-00: it is the poison item
-    retry = scheduler.queue.popleft()
-    assert [p.id for p in retry.items] == ["item-01", "item-02"] and not scheduler.queue
-    [failed] = _rows(scheduler)["item-00"]
+    work.lost(retry, DIED)  # second crash on item-00: it is the poison item
+    retry = _take(work)
+    assert [p.id for p in retry.items] == ["item-01", "item-02"] and len(work) == 0
+    [failed] = _rows(work.results_uri)["item-00"]
     assert (failed["status"], failed["error_type"]) == ("failed", "WorkerLost")
-    assert failed["error_message"] == f"gave up after 2 attempts: {DIED}"
-    assert scheduler.progress.failed == 1
+    assert failed["error_message"] == f"gave up after 2 attempts: {DIED.reason}"
+    assert work.progress.failed == 1
 
-    _record_ok(scheduler, retry, list(retry.items))  # a worker renders the rest: the failure row stays
-    rows = _rows(scheduler)
+    _record_ok(work, retry, list(retry.items))  # a worker renders the rest: the failure row stays
+    rows = _rows(work.results_uri)
     assert {k: [r["status"] for r in v] for k, v in rows.items()} == {
         "item-00": ["failed"],
         "item-01": ["ok"],
         "item-02": ["ok"],
     }
-    assert [p.id for p in still_to_render(items[:3], scheduler.results_uri)] == ["item-00"]  # resume retries it
+    assert [p.id for p in still_to_render(items[:3], work.results_uri)] == ["item-00"]  # resume retries it
 
 
 def test_give_up_fails_every_queued_item_with_the_reason_and_resume_renders_them(tmp_path, items):
     shards = [Shard(0, tuple(items[:2]), attempt=1), Shard(1, tuple(items[2:]))]
-    scheduler = _scheduler(tmp_path, shards)
-    scheduler._give_up("no render worker is left to take the remaining items")
-    assert not scheduler.queue
-    rows = [r for v in _rows(scheduler).values() for r in v]
+    work = _queue(tmp_path, shards)
+    work.give_up("no render worker is left to take the remaining items")
+    assert len(work) == 0
+    rows = [r for v in _rows(work.results_uri).values() for r in v]
     assert sorted(r["item_id"] for r in rows) == [p.id for p in items]
     assert {(r["status"], r["error_type"], r["error_message"]) for r in rows} == {
         ("failed", "NoWorkers", "no render worker is left to take the remaining items")
     }
     assert {r["item_id"]: r["attempt"] for r in rows} == {"item-00": 2, "item-01": 2, "item-02": 1, "item-03": 1}
-    assert scheduler.progress.failed == 4 and scheduler.progress.stream.getvalue().count('"status": "failed"') == 4
-    assert still_to_render(items, scheduler.results_uri) == items
+    assert work.progress.failed == 4 and _log(work).count('"status": "failed"') == 4
+    assert still_to_render(items, work.results_uri) == items
 
 
 # --- the session fence -------------------------------------------------------------------------
@@ -177,27 +194,6 @@ def test_a_newer_session_fences_out_the_older_one(tmp_path):
 # --- enhanced prompts, once per run --------------------------------------------------------------
 
 
-class _Events:
-    """The progress queue as the scheduler reads it, filled by the test."""
-
-    def __init__(self):
-        self.items: list[dict] = []
-
-    def qsize(self) -> int:
-        return len(self.items)
-
-    def get_nowait_batch(self, n: int) -> list[dict]:
-        batch, self.items = self.items[:n], self.items[n:]
-        return batch
-
-
-class _Worker:
-    """A worker handle that records the shards it is handed."""
-
-    def __init__(self, handed: list):
-        self.__call__ = type("Remote", (), {"remote": lambda _self, shard, _events: handed.append(shard) or object()})()
-
-
 def test_a_prompt_being_enhanced_is_waited_for_not_enhanced_twice(tmp_path):
     entries = [("A", 5), ("A", 5), ("B", 5), ("A", 5)]  # (prompt, seed): three items share one key
     body = {
@@ -206,24 +202,31 @@ def test_a_prompt_being_enhanced_is_waited_for_not_enhanced_twice(tmp_path):
     }
     (tmp_path / "m.yaml").write_text(yaml.safe_dump(body))
     planned = plan(load_manifest(tmp_path / "m.yaml"))
-    shards = [Shard(i, (p,)) for i, p in enumerate(planned)]
-    scheduler = _scheduler(tmp_path, shards)
-    scheduler.events, handed = _Events(), []
-    scheduler.idle = [_Worker(handed), _Worker(handed), _Worker(handed)]
-    scheduler._dispatch()
-    assert [s.shard_id for s in handed] == [0, 2]  # shards 1 and 3 would enhance what shard 0 is enhancing
-    assert len(scheduler.idle) == 1 and [s.shard_id for s in scheduler.queue] == [1, 3]
+    work = _queue(tmp_path, [Shard(i, (p,)) for i, p in enumerate(planned)])
+    handed = [work.take(), work.take(), work.take()]
+    assert [s.shard_id for s in handed if s] == [0, 2] and handed[2] is None  # 1 and 3 would enhance what 0 does
+    assert len(work) == 2
     key_a = ("A", None, 5)
-    scheduler.events.items.append(
-        {"event": "enhanced", "texts": [[list(key_a), "A, enhanced"]], "seconds": 1.0, "host": "w"}
-    )
-    scheduler._drain_events()
-    scheduler.idle.append(_Worker(handed))
-    scheduler._dispatch()
-    assert [s.shard_id for s in handed] == [0, 2, 1, 3]
-    assert [p.prompt_enhanced for s in handed[2:] for p in s.items] == ["A, enhanced", "A, enhanced"]
-    assert handed[0].items[0].prompt_enhanced is None and scheduler.known == {key_a: "A, enhanced"}
-    assert "w: 1 prompt(s) enhanced in 1.0s" in scheduler.progress.stream.getvalue()
+    work.told({"event": "enhanced", "texts": [[list(key_a), "A, enhanced"]], "seconds": 1.0, "host": "w"})
+    handed = [work.take(), work.take()]
+    assert [s.shard_id for s in handed if s] == [1, 3]
+    assert [p.prompt_enhanced for s in handed if s for p in s.items] == ["A, enhanced", "A, enhanced"]
+    assert work.known == {key_a: "A, enhanced"} and len(work) == 0
+    assert "w: 1 prompt(s) enhanced in 1.0s" in _log(work)
+
+
+def test_a_shard_that_ends_without_telling_its_prompts_frees_them_for_the_next(tmp_path):
+    body = {
+        "defaults": {"audio": str(LESSON / "en.ogg"), "num_frames": 17, "enhance_prompt": True, "prompt": "A"},
+        "items": [{"id": f"item-{i}", "seed": 5} for i in range(2)],
+    }
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(body))
+    planned = plan(load_manifest(tmp_path / "m.yaml"))
+    work = _queue(tmp_path, [Shard(i, (p,)) for i, p in enumerate(planned)])
+    first = work.take()
+    assert first is not None and work.take() is None
+    work.finished(first)  # its enhancement failed, say: the item's row says why, and the other shard tries
+    assert work.take() == Shard(1, (planned[1],))
 
 
 def test_a_resumed_run_starts_from_the_recorded_enhancements(tmp_path):
@@ -231,12 +234,106 @@ def test_a_resumed_run_starts_from_the_recorded_enhancements(tmp_path):
 
     items = _items(tmp_path, [("A presenter", 17)] * 2)
     items = [PlannedItem(p.item.model_copy(update={"enhance_prompt": True}), p.fingerprint) for p in items]
-    scheduler = _scheduler(tmp_path, [Shard(0, tuple(items))])
-    recorder = ShardRecorder(scheduler.results_uri, "run-1", "s1", 0, 0)
+    work = _queue(tmp_path, [Shard(0, tuple(items))])
+    recorder = ShardRecorder(work.results_uri, "run-1", "s1", 0, 0)
     now = datetime.now(UTC)
     recorder.add(result_row(items[0], status="failed", prompt_enhanced="old", started_at=now, finished_at=now))
     recorder.add(result_row(items[0], status="ok", prompt_enhanced="kept", started_at=now, finished_at=now))
     recorder.add(result_row(items[1], status="ok", prompt_enhanced="stale", started_at=now, finished_at=now))
     changed = [items[0], PlannedItem(items[1].item, "another-fingerprint")]  # item-01's inputs changed since
-    known = recorded_enhancements(changed, read_results(scheduler.results_uri))
+    known = recorded_enhancements(changed, read_results(work.results_uri))
     assert known == {enhancement_key(items[0].item): "kept"}
+
+
+# --- on Ray: what a worker's failures are recorded as -------------------------------------------
+
+FAST = {"video_stg_blocks": [1], "num_inference_steps": 2, "height": 128, "width": 192, "audio_max_duration": 1.0}
+BUG, SHARD_BUG, CRASH = "a bug in an item's render", "a bug in the shard's prompts", "an item that kills its worker"
+
+
+def _faulty_worker():
+    """A real render worker whose items fail as their prompts say: a TypeError raised in the item's render, one
+    raised in the shard's prompt preparation (outside any item), a process that exits in the item's render.
+    Defined in a function, so Ray ships the class itself to its workers."""
+
+    class FaultyWorker(RenderActor):
+        def __init__(self, *args):
+            super().__init__(*args)
+            render, prepare = self.engine.render, self.engine.prepare_prompts
+
+            def faulty_render(request, output, **kwargs):
+                if request.prompt == BUG:
+                    raise TypeError("expected a tensor, got None")
+                if request.prompt == CRASH:
+                    os._exit(1)
+                return render(request, output, **kwargs)
+
+            def faulty_prepare(requests):
+                if any(r.prompt == SHARD_BUG for r in requests):
+                    raise TypeError("the prompt cache is None")
+                return prepare(requests)
+
+            vars(self.engine).update(render=faulty_render, prepare_prompts=faulty_prepare)
+
+    return FaultyWorker
+
+
+def test_failures_on_ray_are_named_by_what_happened(local_ray, tiny_bundle, tmp_path):
+    """One worker, two attempts per item: its own TypeError fails an item with that type and its traceback,
+    one raised outside any item fails the item after its attempts with that type, and the item that kills
+    its worker (Ray restarts it) is WorkerLost after two; the items around them render ok."""
+    import ray
+
+    prompts = ["A presenter", BUG, CRASH, "A presenter", SHARD_BUG]
+    body = {
+        "defaults": {"audio": str(LESSON / "en.ogg")},
+        "items": [{"id": f"item-{i}", "prompt": p} for i, p in enumerate(prompts)],
+    }
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(body))
+    planned = plan(load_manifest(tmp_path / "m.yaml", overrides=FAST))
+    run = RunFolder(str(tmp_path / "run"))
+    run_id = run.record_submission([], planned, {})
+    run.claim("s1")
+    paths = {name: getattr(tiny_bundle, name) for name in RELEASED_NAMES}
+    remote = ray.remote(_faulty_worker()).options(**WORKER_OPTIONS, num_cpus=1)
+    progress = Progress(total=len(planned), stream=io.StringIO())
+    scheduler = Scheduler(
+        lambda: remote.remote(WorkerSettings(paths, "none", "cpu", run.uri, run_id, "s1", threads=1)),
+        1,
+        [Shard(0, tuple(planned[:4])), Shard(1, tuple(planned[4:]))],
+        run.results_uri,
+        run_id,
+        "s1",
+        progress,
+        max_attempts=2,
+    )
+    scheduler.run()
+
+    latest = {r["item_id"]: r for r in latest_attempts(read_results(run.results_uri)).to_pylist()}
+    assert {i: latest[i]["status"] for i in latest} == {
+        "item-0": "ok",
+        "item-1": "failed",
+        "item-2": "failed",
+        "item-3": "ok",
+        "item-4": "failed",
+    }
+    bug = latest["item-1"]
+    assert bug["error_type"] == "TypeError" and error_summary(bug["error_message"]) == "expected a tensor, got None"
+    trace = bug["error_message"].split("\n\n", 1)[1]
+    assert trace.startswith("Traceback (most recent call last):") and "in faulty_render" in trace
+    assert trace.rstrip().endswith("TypeError: expected a tensor, got None")
+
+    crash = latest["item-2"]
+    assert crash["error_type"] == "WorkerLost" and crash["host"] == "driver"
+    assert crash["error_message"] == "gave up after 2 attempts: the worker died while rendering (its process ended)"
+
+    shard_bug = latest["item-4"]
+    assert shard_bug["error_type"] == "TypeError"
+    assert error_summary(shard_bug["error_message"]) == (
+        "gave up after 2 attempts: the shard failed: TypeError: the prompt cache is None"
+    )
+    assert "in faulty_prepare" in shard_bug["error_message"]
+
+    log = _log(scheduler.work)
+    assert "(item-2 in progress, attempt 2 of 2)" in log and "(item-4 in progress, attempt 2 of 2)" in log
+    assert log.count("worker ready on") == 3  # started, then restarted by Ray after each death

@@ -4,16 +4,15 @@ from a real results table written the way workers write it."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
+from conftest import LESSON
 
 from manifests.load import load_manifest
 from ray_jobs.summary import rendering_seconds, summarize
 from runstore.plan import plan
 from runstore.results import ShardRecorder, read_results, result_row
 
-LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson" / "lesson.yaml"
 T0 = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
 
 
@@ -23,7 +22,7 @@ def _at(seconds: float) -> datetime:
 
 @pytest.fixture(scope="module")
 def planned():
-    return plan(load_manifest(LESSON))  # lesson03-en, lesson03-de, lesson03-es
+    return plan(load_manifest(LESSON / "lesson.yaml"))  # lesson03-en, lesson03-de, lesson03-es
 
 
 def _record(results: str, planned, attempts: list[tuple]) -> None:

@@ -11,6 +11,7 @@
     python -m tools.bench enhance --out enhance.json   # prompt enhancement, Gemma 12B resident vs streamed
     python -m tools.bench tokens --bundle DIR --out tokens.json  # stage-2 memory per video token
     python -m tools.bench quality --out quality.json    # CPU seconds to score a clip (no GPU needed)
+    python -m tools.bench mux --out mux.json            # CPU seconds to encode a clip per setting (no GPU)
 
 ``DIR`` holds a random bundle with the released LTX-2.3 sizes; it is written there first if missing.
 How each figure is taken is said in ``tools/bench_forward.py``, ``bench_clip.py``, ``bench_lora.py``,
@@ -51,7 +52,9 @@ def main() -> None:
     tokens.add_argument("--bundle", required=True)
     quality = sub.add_parser("quality", help="CPU seconds to score one clip at the reference size")
     quality.add_argument("--repeat", type=int, default=3)
-    for p in (forward, clip, scaling, enhance, tokens, quality):
+    mux = sub.add_parser("mux", help="CPU seconds to encode the reference clip's mp4 per encoder setting")
+    mux.add_argument("--repeat", type=int, default=3)
+    for p in (forward, clip, scaling, enhance, tokens, quality, mux):
         p.add_argument("--out", required=True, help="JSON results file (its folder also holds any outputs)")
     args = parser.parse_args()
     out = Path(args.out).resolve()
@@ -76,6 +79,10 @@ def main() -> None:
         from tools.bench_tokens import run
 
         report = run(args.bundle)
+    elif args.what == "mux":
+        from tools.bench_mux import run
+
+        report = run(args.repeat)
     else:
         from tools.bench_quality import run
 

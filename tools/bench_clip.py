@@ -6,19 +6,18 @@ its fastest single-GPU settings (the anchor in ``../shared/anchors/upstream-head
     python -m tools.bench clip --bundle /tmp/ref-bundle --part upstream --out upstream.json
     python -m tools.bench clip --bundle /tmp/ref-bundle --part head --anchor ANCHOR_COPY --out head.json
 
-The bundle is a random one with the released 22B configs (``python -m fixtures.random_bundle DIR --size
-reference``; written here if missing), so every load, including upstream's per-call rebuild from disk,
-reads real-size files. Reference clip: 768x512, 97 frames at 25 fps, the lesson example's speech, a
-presenter image at frame 0, 30 stage-1 steps with cfg 3 / stg 1 / modality 3, 3 distilled stage-2 steps.
-Every clip has its own prompt, so prompt caching helps neither side.
+The clip and the bundle are the reference ones (``tools/reference_clip.py``: 768x512, 97 frames at 25 fps,
+a prompt of its own per clip; random weights with the released 22B configs, written if missing), so every
+load, including upstream's per-call rebuild from disk, reads real-size files.
 
 ``ours``: the default engine (``fp8-scaled``, compiled); worker-ready time (load + compile warm-up) and
 the load's peak memory; prompts encoded as a worker does per shard; per-phase medians, wall, peak memory
-per phase over ``--clips`` clips after one untimed clip; the steady state of a worker (the same clips with
-each mp4 written in the background while the next clip runs: seconds per clip); the same clips as drafts
-(the distilled pipeline, ``report["draft"]``, see ``tools/bench_draft.py``); a torch.profiler read of
-one stage-1 forward (kernels, launch calls, GEMM share of GPU time); then the same clip with every block in
-FP8, and in bf16 (eager) as the reference of the final-latent errors and for the FLOPs per clip.
+per phase over ``--clips`` clips after one untimed clip; the steady state of a worker (the same clips
+through the worker's own loop, each mp4 written in the background while the next clip runs: seconds per
+clip); the same clips as drafts (the distilled pipeline, ``report["draft"]``, see ``tools/bench_draft.py``);
+a torch.profiler read of one stage-1 forward (kernels, launch calls, GEMM share of GPU time); then the same
+clip with every block in FP8, and in bf16 (eager) as the reference of the final-latent errors and for the
+FLOPs per clip.
 ``upstream``: wall per clip (pipeline call + its mp4 encode). ``head``: the anchor script's own report.
 """
 
@@ -31,58 +30,22 @@ from pathlib import Path
 
 import torch
 
-from ltxcore.bundle import RELEASED_NAMES, ModelBundle
+from ltxcore.bundle import ModelBundle
 from ltxcore.engine import DISTILLED, Engine
 from ltxcore.fp8 import quantize_blocks
 from ltxcore.guidance import synthetic_inputs
-from ltxcore.request import GuiderSettings, RenderRequest
 from tools.bench_draft import measure_draft
 from tools.bench_worker import steady_state
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "manifests" / "examples" / "lesson"
-SPEECH, IMAGE = EXAMPLES / "en.ogg", EXAMPLES / "presenter.png"
-AUDIO = Path("/tmp/ltx-bench-speech-stereo.wav")  # upstream's audio encoder takes stereo files only
-REFERENCE = {"height": 512, "width": 768, "num_frames": 97, "frame_rate": 25.0, "num_inference_steps": 30}
-PROMPT = "A presenter speaks to the camera in a bright studio, natural light, calm gestures. Take {}."
-
-
-def write_stereo_speech() -> None:
-    """The lesson example's (mono) speech as a stereo WAV, which both sides read."""
-    import av
-
-    from ltxcore.media import decode_audio
-
-    clip = decode_audio(str(SPEECH), 0.0, None)
-    with av.open(str(AUDIO), "w") as container:
-        stream = container.add_stream("pcm_s16le", rate=clip.sample_rate)
-        stream.layout = "stereo"
-        frame = av.AudioFrame.from_ndarray(clip.samples.astype("float32"), format="fltp", layout="stereo")
-        frame.sample_rate = clip.sample_rate
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            container.mux(packet)
-
-
-def reference_request(index: int) -> RenderRequest:
-    return RenderRequest(
-        audio=str(AUDIO),
-        prompt=PROMPT.format(index),
-        seed=index,
-        image=str(IMAGE),
-        guider=GuiderSettings(),
-        **REFERENCE,
-    )
-
-
-def ensure_bundle(folder: Path) -> tuple[Path, float | None]:
-    """The reference-size bundle in ``folder``, written on the GPU first if it is not there."""
-    if (folder / RELEASED_NAMES["checkpoint_path"]).exists():
-        return folder, None
-    from fixtures.random_bundle import make_bundle
-
-    start = time.perf_counter()
-    make_bundle(folder, "reference", seed=0, device="cuda")
-    torch.cuda.empty_cache()
-    return folder, time.perf_counter() - start
+from tools.reference_clip import (
+    AUDIO,
+    GUIDER,
+    IMAGE,
+    REFERENCE,
+    ensure_bundle,
+    reference_request,
+    write_stereo_speech,
+)
+from tools.timing import GIB, medians
 
 
 def transformer_flops(engine: Engine, passes: int) -> dict[str, float]:
@@ -90,30 +53,24 @@ def transformer_flops(engine: Engine, passes: int) -> dict[str, float]:
     from ltx_core.types import VideoPixelShape
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ltxcore.guidance import synthetic_inputs
-
     per_stage = {}
     shapes = {
-        "stage_1": (REFERENCE["height"] // 2, REFERENCE["width"] // 2, passes, 0.0),
-        "stage_2": (REFERENCE["height"], REFERENCE["width"], 1, 1.0),
+        "stage_1": (REFERENCE.height // 2, REFERENCE.width // 2, passes, 0.0),
+        "stage_2": (REFERENCE.height, REFERENCE.width, 1, 1.0),
     }
     for stage, (height, width, batch, strength) in shapes.items():
-        shape = VideoPixelShape(1, REFERENCE["num_frames"], height, width, REFERENCE["frame_rate"])
+        shape = VideoPixelShape(1, REFERENCE.num_frames, height, width, REFERENCE.frame_rate)
         video, audio = synthetic_inputs(engine.transformer, shape, batch)
         counter = FlopCounterMode(display=False)
         with torch.inference_mode(), engine.adapters.active({DISTILLED: strength}), counter:
             engine.transformer(video=video, audio=audio, perturbations=None)
         per_stage[stage] = counter.get_total_flops()
-    steps_1 = REFERENCE["num_inference_steps"]
+    steps_1 = REFERENCE.num_inference_steps
     return {
         "stage_1_tflop_per_forward": per_stage["stage_1"] / 1e12,
         "stage_2_tflop_per_forward": per_stage["stage_2"] / 1e12,
         "tflop_per_clip": (steps_1 * per_stage["stage_1"] + 3 * per_stage["stage_2"]) / 1e12,
     }
-
-
-def _median_phases(results: list[dict]) -> dict[str, float]:
-    return {name: statistics.median(r[name] for r in results) for name in results[0]}
 
 
 def profile_stage_1(engine: Engine) -> dict:
@@ -124,8 +81,8 @@ def profile_stage_1(engine: Engine) -> dict:
 
     from ltxcore.guidance import batched_perturbations, guidance_passes
 
-    passes = guidance_passes(MultiModalGuider(params=GuiderSettings().to_upstream()))
-    shape = VideoPixelShape(1, REFERENCE["num_frames"], REFERENCE["height"] // 2, REFERENCE["width"] // 2, 25.0)
+    passes = guidance_passes(MultiModalGuider(params=GUIDER.to_upstream()))
+    shape = VideoPixelShape(1, REFERENCE.num_frames, REFERENCE.height // 2, REFERENCE.width // 2, REFERENCE.frame_rate)
     video, audio = synthetic_inputs(engine.transformer, shape, len(passes))
     perturbations = batched_perturbations(passes)
     with torch.inference_mode():
@@ -167,13 +124,13 @@ def measure_ours(folder: Path, clips: int, out: Path) -> dict:
     start = time.perf_counter()
     engine = Engine(ModelBundle.from_folder(folder, quantization="fp8-scaled"), "cuda", compile=True)
     report["load_s"] = time.perf_counter() - start
-    report["load_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    report["load_peak_gib"] = torch.cuda.max_memory_allocated() / GIB
     report["load_breakdown_s"] = engine.load_seconds
     torch.cuda.reset_peak_memory_stats()
     report["warm_up_s"] = engine.warm_up(reference_request(0))
-    report["warm_up_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    report["warm_up_peak_gib"] = torch.cuda.max_memory_allocated() / GIB
     report["actor_ready_s"] = report["load_s"] + report["warm_up_s"]
-    report["resident_gib_after_load"] = torch.cuda.memory_allocated() / 2**30
+    report["resident_gib_after_load"] = torch.cuda.memory_allocated() / GIB
 
     requests = [reference_request(i) for i in range(clips + 1)]
     torch.cuda.synchronize()
@@ -183,7 +140,7 @@ def measure_ours(folder: Path, clips: int, out: Path) -> dict:
     torch.cuda.synchronize()
     report["shard_prompt_encode_s"] = time.perf_counter() - start
     report["shard_prompt_encode_prompts"] = len(requests) + 1
-    report["shard_prompt_encode_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    report["shard_prompt_encode_peak_gib"] = torch.cuda.max_memory_allocated() / GIB
 
     walls, phases, peaks, latents = [], [], [], {}
     for i, request in enumerate(requests):
@@ -196,14 +153,14 @@ def measure_ours(folder: Path, clips: int, out: Path) -> dict:
             continue
         walls.append(wall)
         phases.append(result.timings)
-        peaks.append({k: v / 2**30 for k, v in result.peak_memory.items()})
+        peaks.append({k: v / GIB for k, v in result.peak_memory.items()})
         if result.video_latent is not None:
             latents["fp8-scaled"] = result.video_latent.float().cpu()
     report["clips"] = clips
     report["wall_s_median"] = statistics.median(walls)
     report["wall_s_all"] = walls
-    report["phases_s_median"] = _median_phases(phases)
-    report["stage_1_step_s"] = report["phases_s_median"]["stage_1"] / REFERENCE["num_inference_steps"]
+    report["phases_s_median"] = medians(phases)
+    report["stage_1_step_s"] = report["phases_s_median"]["stage_1"] / REFERENCE.num_inference_steps
     report["peak_gib_by_phase_max"] = {k: max(p[k] for p in peaks) for k in peaks[0]}
     report["peak_gib"] = max(report["peak_gib_by_phase_max"].values())
     report["steady_s_per_clip"] = steady_state(engine, requests[1:], out.parent, "ours-steady")["steady_s_per_clip"]
@@ -313,7 +270,7 @@ def measure_upstream(folder: Path, clips: int, out: Path) -> dict:
         device=torch.device("cuda"),
     )
     tiling = TilingConfig.default()
-    frames: int = REFERENCE["num_frames"]
+    frames = REFERENCE.num_frames
     walls = []
     torch.cuda.reset_peak_memory_stats()
     for i in range(clips):
@@ -353,7 +310,7 @@ def measure_upstream(folder: Path, clips: int, out: Path) -> dict:
         "wall_s_median": statistics.median(walls),
         "wall_s_all": walls,
         "clips_per_hour": 3600 / statistics.median(walls),
-        "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "peak_gib": torch.cuda.max_memory_allocated() / GIB,
     }
 
 

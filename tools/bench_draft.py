@@ -16,21 +16,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from ltxcore.engine import Engine
 from ltxcore.recipes import prompt_pair
 from ltxcore.request import RenderRequest
 from tools.bench_worker import steady_state
-
-
-def _sync(engine: Engine) -> None:
-    if engine.device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _peak_gib(peaks: list[dict[str, int]]) -> float:
-    return max((value for peak in peaks for value in peak.values()), default=0) / 2**30
+from tools.timing import GIB, medians, synchronize
 
 
 def measure_draft(engine: Engine, requests: list[RenderRequest], out: Path, final: dict) -> dict:
@@ -42,7 +32,7 @@ def measure_draft(engine: Engine, requests: list[RenderRequest], out: Path, fina
     engine.warm_prompts([prompt_pair(r) for r in drafts])  # as a worker does per shard (the finals' are cached)
     walls, phases, peaks = [], [], []
     for i, request in enumerate(drafts):
-        _sync(engine)
+        synchronize(engine.device)
         start = time.perf_counter()
         result = engine.render(request, out.parent / f"draft-{i}.mp4")
         if i > 0:
@@ -52,9 +42,9 @@ def measure_draft(engine: Engine, requests: list[RenderRequest], out: Path, fina
     report["clips"] = len(walls)
     report["wall_s_median"] = statistics.median(walls)
     report["wall_s_all"] = walls
-    report["phases_s_median"] = {name: statistics.median(p[name] for p in phases) for name in phases[0]}
-    report["peak_gib_by_phase_max"] = {k: max(p[k] for p in peaks) / 2**30 for k in peaks[0]}
-    report["peak_gib"] = _peak_gib(peaks)
+    report["phases_s_median"] = medians(phases)
+    report["peak_gib_by_phase_max"] = {k: max(p[k] for p in peaks) / GIB for k in peaks[0]}
+    report["peak_gib"] = max(report["peak_gib_by_phase_max"].values(), default=0.0)
     report["steady_s_per_clip"] = steady_state(engine, drafts[1:], out.parent, "draft-steady")["steady_s_per_clip"]
     report["clips_per_hour"] = 3600 / report["steady_s_per_clip"]
     report["final_clips_per_hour"] = 3600 / final["steady_s_per_clip"]

@@ -35,6 +35,7 @@ from fixtures.random_bundle import load_configs, make_tiny_bundle, random_model
 from ltxcore.enhance import MAX_NEW_TOKENS, PromptEnhancer
 from ltxcore.offload import StreamedModule
 from ltxcore.text import gemma_model_from_config
+from tools.reference_clip import REFERENCE
 
 GEMMA_3_12B_LAYERS = 48
 PROMPT = "A friendly teacher explains fractions to the camera in a bright classroom"
@@ -77,7 +78,8 @@ def run(size: str, device_name: str, prompts: int, streamed_tokens: int) -> dict
     folder = Path(tempfile.mkdtemp(prefix="ltx-batch-bench-enhance-"))
     root = make_tiny_bundle(folder / "tiny").gemma_root
     image = folder / "presenter.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (512, 768, 3), dtype=np.uint8)).save(image)
+    pixels = np.random.default_rng(0).integers(0, 255, (REFERENCE.height, REFERENCE.width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(image)
     start = _sync(device)
     encoder = _gemma(size, device, root)
     stream = StreamedModule(torch.nn.ModuleList([encoder]), device)  # weights to pinned host memory

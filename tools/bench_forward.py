@@ -30,9 +30,11 @@ import torch
 from fixtures.random_bundle import load_configs, random_lora, random_model
 from ltxcore.blocks import BlockLoop
 from ltxcore.engine import DISTILLED
+from tools.reference_clip import REFERENCE
+from tools.timing import GIB
 
-FPS, FRAMES, HEIGHT, WIDTH = 25.0, 97, 512, 768
-STEPS_1, STEPS_2, LORA_RANK = 30, 3, 384
+FPS, FRAMES, HEIGHT, WIDTH = REFERENCE.frame_rate, REFERENCE.num_frames, REFERENCE.height, REFERENCE.width
+STEPS_1, STEPS_2, LORA_RANK = REFERENCE.num_inference_steps, 3, 384
 
 
 def build(variant: str, lora: bool):
@@ -152,7 +154,7 @@ def measure(variant: str, repeat: int) -> dict:
     else:
         result["s2_b1"] = time_forward(model, *stage_2, repeat)
     result["first_pass_and_timing_seconds"] = time.perf_counter() - started
-    result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    result["peak_gib"] = torch.cuda.max_memory_allocated() / GIB
     if variant == "bf16":
         result["linear_tflop_s1_b1"] = linear_flops(model, *stage_1[1]) / 1e12
         result["linear_tflop_s2_b1"] = linear_flops(model, *stage_2) / 1e12

@@ -2,7 +2,7 @@
 
     python -m tools.bench clip --bundle /tmp/ref-bundle --part lora --out lora.json
 
-The default engine (``fp8-scaled``, compiled, CUDA graphs) renders the reference clip (``bench_clip``)
+The default engine (``fp8-scaled``, compiled, CUDA graphs) renders the reference clip (``reference_clip``)
 without and with a random rank-32 LoRA on every block linear of the reference transformer, written once
 beside the bundle (``user-lora-rank32.safetensors``, ~0.7 GB). Reported: the LoRA's first load and the
 warm-up of its graphs, then per-phase medians over ``--clips`` clips each way (after one untimed clip),
@@ -12,7 +12,6 @@ and mux: the LoRA costs transformer time only.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +20,8 @@ import torch
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.request import LoraSpec, RenderRequest
+from tools.reference_clip import reference_request
+from tools.timing import GIB, medians
 
 LORA_RANK = 32
 PHASES = ("stage_1", "stage_2")
@@ -37,10 +38,6 @@ def ensure_lora(bundle: ModelBundle, folder: Path) -> Path:
     return path
 
 
-def _median(results: list[dict[str, float]]) -> dict[str, float]:
-    return {name: statistics.median(r[name] for r in results) for name in results[0]}
-
-
 def lora_cost(engine: Engine, requests: list[RenderRequest], lora: Path, strength: float = 1.0) -> dict:
     """``requests`` rendered without, then with the LoRA (the first of each untimed); medians and differences."""
     report: dict = {"lora": str(lora), "rank": LORA_RANK, "strength": strength, "clips": len(requests) - 1}
@@ -51,15 +48,15 @@ def lora_cost(engine: Engine, requests: list[RenderRequest], lora: Path, strengt
         layer.down[: adapters.capacity].nbytes + layer.up[:, : adapters.capacity].nbytes
         for layer in adapters.layers.values()
     )
-    report["staged_ranks"], report["staged_device_gib"] = adapters.capacity, staged / 2**30
+    report["staged_ranks"], report["staged_device_gib"] = adapters.capacity, staged / GIB
     for name, batch in (("without", requests), ("with", with_lora)):
         engine.render(batch[0], None)
         timings, peaks = [], []
         for request in batch[1:]:
             result = engine.render(request, None)
             timings.append({**result.timings, "total": sum(result.timings.values())})
-            peaks.append(max(result.peak_memory.values(), default=0) / 2**30)
-        report[f"{name}_s_median"] = _median(timings)
+            peaks.append(max(result.peak_memory.values(), default=0) / GIB)
+        report[f"{name}_s_median"] = medians(timings)
         report[f"{name}_peak_gib"] = max(peaks)
     without, with_ = report["without_s_median"], report["with_s_median"]
     report["added_s"] = {phase: with_[phase] - without[phase] for phase in (*PHASES, "total")}
@@ -70,8 +67,6 @@ def lora_cost(engine: Engine, requests: list[RenderRequest], lora: Path, strengt
 
 
 def measure_lora(folder: Path, clips: int) -> dict:
-    from tools.bench_clip import reference_request
-
     bundle = ModelBundle.from_folder(folder, quantization="fp8-scaled")
     lora = ensure_lora(bundle, folder)
     engine = Engine(bundle, "cuda", compile=True)

@@ -3,7 +3,7 @@
     python -m tools.bench scaling --bundle DIR --gpus 1 2 4 --clips-per-gpu 3 --out scaling.json
 
 For each GPU count N it writes one manifest of ``N x clips-per-gpu`` reference clips (the same clip
-settings as ``bench_clip``, a prompt of their own each) and runs the real command,
+settings as ``reference_clip``, a prompt of their own each) and runs the real command,
 ``python -m ray_jobs.render MANIFEST --out RUN --actors N --shard-size 1`` (the manifest asks for
 ``fp8-scaled``), on a local Ray that sees every GPU of the host. From the run's results table it takes
 the rendering window (first item started to last item finished) and reports clips per hour over that
@@ -25,22 +25,16 @@ from pathlib import Path
 import yaml
 
 from runstore.results import read_results
-from tools.bench_clip import AUDIO, IMAGE, PROMPT, REFERENCE, ensure_bundle, write_stereo_speech
+from tools.reference_clip import PROMPT, ensure_bundle, reference_defaults, write_stereo_speech
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def write_manifest(path: Path, bundle: Path, clips: int) -> Path:
-    defaults = {
-        **REFERENCE,
-        "image": str(IMAGE),
-        "audio": str(AUDIO),
-        "video_guider": {"cfg_scale": 3.0, "stg_scale": 1.0, "modality_scale": 3.0},
-    }
     manifest = {
         "run_seed": 7,
         "model": {"bundle": str(bundle), "quantization": "fp8-scaled"},
-        "defaults": defaults,
+        "defaults": reference_defaults(),
         "items": [{"id": f"clip-{i:03d}", "prompt": PROMPT.format(i)} for i in range(clips)],
     }
     path.write_text(yaml.safe_dump(manifest, sort_keys=False))

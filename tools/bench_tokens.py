@@ -20,18 +20,19 @@ from ltxcore.bundle import ModelBundle
 from ltxcore.engine import DISTILLED, Engine
 from ltxcore.guidance import synthetic_inputs
 from ltxcore.token_bound import ACTIVATION_MIB_PER_TOKEN, video_tokens
+from tools.reference_clip import REFERENCE, ensure_bundle
+from tools.timing import GIB
 
-SIZES = ((97, 512, 768), (161, 704, 1280), (257, 1088, 1920))  # (frames, height, width): 4,992 to 67,320 tokens
-FPS = 25.0
+# (frames, height, width), the reference clip first: 4,992 to 67,320 tokens
+SIZES = ((REFERENCE.num_frames, REFERENCE.height, REFERENCE.width), (161, 704, 1280), (257, 1088, 1920))
+FPS = REFERENCE.frame_rate
 
 
 @torch.inference_mode()
 def run(bundle: str) -> dict:
-    from tools.bench_clip import ensure_bundle
-
     folder, _ = ensure_bundle(Path(bundle))
     engine = Engine(ModelBundle.from_folder(folder, quantization="fp8-scaled"), "cuda")
-    report: dict = {"resident_gib": torch.cuda.memory_allocated() / 2**30, "sizes": []}
+    report: dict = {"resident_gib": torch.cuda.memory_allocated() / GIB, "sizes": []}
     for frames, height, width in SIZES:
         video, audio = synthetic_inputs(engine.transformer, VideoPixelShape(1, frames, height, width, FPS), 1)
         torch.cuda.synchronize()
@@ -50,7 +51,7 @@ def run(bundle: str) -> dict:
                 "width": width,
                 "video_tokens": tokens,
                 "forward_s": time.perf_counter() - start,
-                "added_gib": added / 2**30,
+                "added_gib": added / GIB,
                 "mib_per_token": added / 2**20 / tokens,
             }
         )

@@ -3,10 +3,11 @@
 One resident engine serves finals and drafts, as a worker whose shards mix both does. After a warm-up of
 both pipelines and a shard's prompt encoding (finals' and drafts' prompt pairs, as ``warm_prompts`` does
 per shard), each pipeline is timed in a worker's steady state (each mp4 written in the background while the
-next clip renders), without quality scoring, then with one and with ``SCORERS`` scoring processes. Scoring
-runs as the worker runs it (``ray_jobs.worker_scoring.ClipScorer``, started on each clip after its mux), and each
-clip's row is taken once the next clip is rendered, as ``RenderActor`` does: the seconds spent looking for
-the scores are the worker's ``quality_wait``, a clip whose scores were not ready yet is "late", and the
+next clip renders), without quality scoring, then with one and with ``SCORERS`` scoring processes.
+Scoring runs as the worker runs it (``ray_jobs.worker_scoring.ClipScorer``, started on each clip after its
+mux), and each clip's row is taken once the next clip is rendered, by the worker's own loop
+(``ray_jobs.actor.render_then_finish`` and ``written_then_scores``): the seconds spent looking for the
+scores are the worker's ``quality_wait``, a clip whose scores were not ready yet is "late", and the
 seconds from the last row until every score is in measure the scorer's backlog.
 
 The figures it answers: the draft's peak memory against the final's in one worker (issue 13: no extra), and
@@ -17,96 +18,67 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from ltxcore.bundle import ModelBundle
-from ltxcore.engine import Engine
+from ltxcore.engine import Engine, RenderResult
 from ltxcore.recipes import prompt_pair
 from ltxcore.request import RenderRequest
-from ray_jobs.worker_scoring import SCORERS, ClipScorer
-
-GIB = 2**30
-
-
-def _on_gpu(engine: Engine) -> bool:
-    return engine.device.type == "cuda"
-
-
-def _reset_peak(engine: Engine) -> None:
-    if _on_gpu(engine):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-
-
-def _peak_since_reset(engine: Engine) -> float:
-    """GiB; 0 on the CPU (where ``steady_state`` runs in the tests)."""
-    if not _on_gpu(engine):
-        return 0.0
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() / GIB
+from ray_jobs.actor import render_then_finish, written_then_scores
+from ray_jobs.worker_scoring import SCORERS, ClipScorer, PendingScore
+from tools.reference_clip import reference_request
+from tools.timing import GIB, peak_gib_since_reset, reset_peak
 
 
 def steady_state(
     engine: Engine, requests: list[RenderRequest], folder: Path, prefix: str, scorer: ClipScorer | None = None
 ) -> dict:
-    """A worker's steady state over ``requests`` (the mp4s ``folder/PREFIX-N.mp4``, each written in the
-    background while the next clip renders): seconds per clip, the peak memory, and (with ``scorer``) what the
-    worker's rows saw of the scores."""
-    _reset_peak(engine)
-    start, previous, waits, late, pending = time.perf_counter(), None, [], 0, []
+    """A worker's steady state over ``requests``, through the worker's own loop (``ray_jobs.actor``: each mp4,
+    ``folder/PREFIX-N.mp4``, written in the background while the next clip renders): seconds per clip, the peak
+    memory, and (with ``scorer``) what the worker's rows saw of the scores."""
     phase_peaks: dict[str, float] = {}
-    for i, request in enumerate(requests):
+    pending: list[PendingScore] = []
+
+    def start(entry: tuple[int, RenderRequest]) -> Callable[[], tuple[RenderResult, dict | None]]:
+        i, request = entry
         video = folder / f"{prefix}-{i}.mp4"
         result = engine.render(request, video, background_mux=True)
         for name, value in result.peak_memory.items():
             phase_peaks[name] = max(phase_peaks.get(name, 0.0), value / GIB)
         scoring = scorer.start(video, request.image, result.muxing) if scorer else None
-        if previous is not None:
-            late += _take_row(*previous, waits)
-        previous = (result, scoring)
         if scoring is not None:
             pending.append(scoring)
-    if previous is not None:
-        late += _take_row(*previous, waits)
-    seconds = (time.perf_counter() - start) / len(requests)
+        return lambda: (result, written_then_scores(result, scoring))
+
+    reset_peak(engine.device)
+    started = time.perf_counter()
+    rows = list(render_then_finish(enumerate(requests), start))
+    seconds = (time.perf_counter() - started) / len(requests)
     report: dict = {
         "steady_s_per_clip": seconds,
         "clips_per_hour": 3600 / seconds,
-        "peak_gib": _peak_since_reset(engine),
+        "peak_gib": peak_gib_since_reset(engine.device),
+        "peak_gib_by_phase": phase_peaks,
     }
-    report["peak_gib_by_phase"] = phase_peaks
     if scorer is not None:
         settling = time.perf_counter()
         scorer.settle()
         report["scores_done_s_after_last_row"] = time.perf_counter() - settling  # the scorer's backlog
         records = [p.record() or {} for p in pending]
-        report["quality_wait_s_max"] = max(waits)
-        report["late_scores"] = late
+        report["quality_wait_s_max"] = max(result.timings["quality_wait"] for result, _ in rows)
+        report["late_scores"] = sum(quality is None for _, quality in rows)  # rows taken before their scores
         report["scoring_cpu_s_per_clip"] = statistics.median(r.get("seconds", 0.0) for r in records)
         report["scoring_reasons"] = sorted({str(r.get("reason")) for r in records})
     return report
 
 
-def _take_row(result, scoring, waits: list[float]) -> int:
-    """The actor's ``_finish``: wait for the mp4, then look (never wait) for its scores; 1 if not ready."""
-    result.wait()
-    if scoring is None:
-        return 0
-    looking = time.perf_counter()
-    scoring.wait_linked()
-    ready = scoring.record() is not None
-    waits.append(time.perf_counter() - looking)
-    return 0 if ready else 1
-
-
 def measure_worker(folder: Path, clips: int, out: Path, transformer: str = "dev") -> dict:
     """Finals and drafts on a ``dev`` worker; drafts alone on a ``distilled`` one (the released distilled
     checkpoint, no LoRA), which renders nothing else."""
-    from tools.bench_clip import reference_request  # it imports this module
-
     bundle = ModelBundle.from_folder(folder, quantization="fp8-scaled", transformer=transformer)
     engine = Engine(bundle, "cuda", compile=True)
     finals = [reference_request(i) for i in range(clips + 1)]
@@ -117,9 +89,9 @@ def measure_worker(folder: Path, clips: int, out: Path, transformer: str = "dev"
     report["warm_up_s"] = {name: engine.warm_up(batch[0]) for name, batch in requests.items()}
     torch.cuda.synchronize()
     report["resident_gib_after_warm_up"] = torch.cuda.memory_allocated() / GIB
-    _reset_peak(engine)
+    reset_peak(engine.device)
     engine.warm_prompts([prompt_pair(r) for batch in requests.values() for r in batch])
-    report["shard_prompt_encode_peak_gib"] = _peak_since_reset(engine)
+    report["shard_prompt_encode_peak_gib"] = peak_gib_since_reset(engine.device)
     for batch in requests.values():  # one untimed clip each, so mux and scorer threads are warm too
         engine.render(batch[0], out.parent / f"first-{batch[0].pipeline}.mp4")
     scorers = {count: ClipScorer(count) for count in sorted({1, SCORERS})}

@@ -10,7 +10,8 @@ unrelated sound; ``--noise-frame T`` replaces frame T by noise.
     python tools/talking_clip.py clip.mp4 --reference presenter.png       # 768x512, 97 frames at 25 fps
     ltx-batch score clip.mp4 --reference presenter.png
 
-Needs the ``qa`` extra (for the landmarks) and scikit-image (for the photograph); both are in ``dev``.
+Needs the extra of the chosen face models (``quality.face``; ``qa`` by default) for the landmarks and
+scikit-image for the photograph; both are in ``dev``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pathlib import Path
 import av
 import numpy as np
 from PIL import Image
+
+from quality.measures import eye_distance
 
 AUDIO_RATE = 16000
 FACE_HEIGHT = 0.34  # the face box's share of the frame height: a presenter framed from the chest up
@@ -81,15 +84,17 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3 - 2 * x)
 
 
-def open_mouth(image: np.ndarray, landmarks: np.ndarray, drop: float) -> np.ndarray:
+def open_mouth(image: np.ndarray, landmarks: np.ndarray, layout, drop: float) -> np.ndarray:
     """``image`` with the lower lip and chin pulled down by ``drop`` pixels: rows between the upper inner lip
     and the lower lip's bottom stretch, rows below down to the chin close up again (no fold: the ramp is
     longer than the largest drop)."""
     if drop <= 0:
         return image.copy()
-    cx = landmarks[48:68, 0].mean()
-    half_width = (landmarks[54, 0] - landmarks[48, 0]) / 2
-    upper, lower, chin = landmarks[61:64, 1].mean(), landmarks[57, 1], landmarks[8, 1] + 0.3 * half_width
+    right_corner, left_corner = landmarks[list(layout.mouth_corners)]
+    cx = landmarks[list(layout.lips), 0].mean()
+    half_width = (left_corner[0] - right_corner[0]) / 2
+    upper = np.mean([landmarks[up, 1] for up, _ in layout.inner_lip_pairs])
+    lower, chin = landmarks[layout.lower_lip_bottom, 1], landmarks[layout.chin, 1] + 0.3 * half_width
     ys, xs = np.mgrid[0 : image.shape[0], 0 : image.shape[1]].astype(np.float64)
     across = np.exp(-0.5 * ((xs - cx) / (0.9 * half_width)) ** 2)
     down = _smoothstep((ys - upper) / (lower - upper)) * (1 - _smoothstep((ys - lower) / (chin - lower)))
@@ -143,8 +148,8 @@ def talking_frames(image: np.ndarray, opening: np.ndarray, width: int, height: i
     if box is None:
         raise ValueError("no face found in the framed photograph")
     landmarks = model.landmarks(gray, box)
-    eyes = np.linalg.norm(landmarks[42:48].mean(axis=0) - landmarks[36:42].mean(axis=0))
-    return [open_mouth(still, landmarks, MAX_OPENING * eyes * o) for o in opening], still
+    eyes = float(eye_distance(landmarks[None], model.layout)[0])
+    return [open_mouth(still, landmarks, model.layout, MAX_OPENING * eyes * o) for o in opening], still
 
 
 def make_clip(

@@ -1,10 +1,7 @@
-"""A retry run's record (``ltx-batch retry-weak``): ``RUN/retry.json`` says where its candidates came from, the
-score that picks among them and each original clip's scores; once the run's clips are rendered and scored,
-each item's best candidate is marked in the results (``mark_best``, after every render and every rescore).
-
-The best candidate of an item is the one with the best value of that score; when the original clip scores
-better than every candidate, no candidate is marked and the original stays the one to use.
-"""
+"""A retry run's best candidates: ``retry.json`` says where its items came from and by which score they are
+judged, and when the run's renders (or late scores) end, each item's best candidate is marked as a revision
+of its rows. Here, below the commands, so rendering, scoring and the report use it without importing
+``ltx-batch retry-weak``."""
 
 from __future__ import annotations
 
