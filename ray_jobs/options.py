@@ -11,7 +11,8 @@ import argparse
 
 from ltxcore.bundle import OPTIONAL_NAMES, QUANTIZATIONS, TRANSFORMERS
 from ltxcore.token_bound import MAX_TOKENS_HELP
-from ray_jobs.run_options import MODEL_FILES, ItemOptions, ModelOptions, RunOptions, WorkerOptions
+from manifests.model_options import ModelOptions
+from ray_jobs.run_options import MODEL_FILES, ItemOptions, RunOptions, WorkerOptions
 
 
 def parse_render_argv(argv: list[str] | None) -> RunOptions:
@@ -34,6 +35,8 @@ def parse_render_argv(argv: list[str] | None) -> RunOptions:
 def run_options(args: argparse.Namespace) -> RunOptions:
     """The ``RunOptions`` of a parsed render or resume: of ``python -m ray_jobs.render`` (``--resume RUN``),
     of ``ltx-batch render`` / ``ltx-batch resume RUN``, or of ``ltx-batch retry-weak`` (no manifest yet)."""
+    from storage.fs import local_or_uri  # here, not above: pyarrow would slow every ``ltx-batch --help``
+
     resume = getattr(args, "resume", None)
     return RunOptions(
         out=args.out if getattr(args, "out", None) else args.resume,
@@ -50,7 +53,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
             take_over=args.take_over,
         ),
         model=ModelOptions(
-            bundle=args.bundle,
+            bundle=local_or_uri(args.bundle) if args.bundle else None,
             files=tuple((name, getattr(args, name)) for name in MODEL_FILES if getattr(args, name)),
             quantization=args.quantization,
             transformer=args.transformer,

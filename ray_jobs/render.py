@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import ray
@@ -19,14 +18,15 @@ from ltxcore.checkpoint_header import transformer_layer_count
 from ltxcore.errors import BundleError
 from ltxcore.request import RenderRequest, pipeline_problem
 from ltxcore.token_bound import MAX_TOKENS
-from manifests.load import ManifestError, load_manifest, set_overrides
+from manifests.load import ManifestError, ManifestSource
+from manifests.model_options import ModelOptions
 from manifests.model_section import Model, resolve_model
 from manifests.validate import check, report, warning_lines
 from ray_jobs import local_ray
 from ray_jobs.actor import RenderActor, WorkerSettings
 from ray_jobs.options import parse_render_argv
 from ray_jobs.progress import Progress
-from ray_jobs.run_options import ModelOptions, RunOptions, WorkerOptions, recorded_options
+from ray_jobs.run_options import RunOptions, WorkerOptions, recorded_options
 from ray_jobs.scheduler import WORKER_OPTIONS, NoWorkers, Scheduler
 from ray_jobs.shards import cache_key, make_shards
 from ray_jobs.summary import run_summary
@@ -97,8 +97,7 @@ def _prepare(options: RunOptions, run: RunFolder, device: str) -> tuple[Model, s
     if run.exists():
         raise ManifestError(f"{options.out} already holds a run; use --resume {options.out} or pick a new --out.")
     items = options.items
-    manifest = load_manifest(options.manifest, items.defaults, set_overrides(list(items.overrides)))
-    manifest = replace(manifest, model=given.section(manifest.model))
+    manifest = ManifestSource(options.manifest, items.defaults, items.overrides, given).read()
     transformer = given.transformer or "dev"
     problems, warnings = check(manifest, items.max_tokens or MAX_TOKENS, transformer)
     if warnings:

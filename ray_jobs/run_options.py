@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from ltxcore.bundle import OPTIONAL_NAMES, RELEASED_NAMES
+from manifests.model_options import ModelOptions
 
 VERSION = 1
 MODEL_FILES = tuple({**RELEASED_NAMES, **OPTIONAL_NAMES})  # the bundle's files, each overridable by its path
@@ -27,23 +28,6 @@ class WorkerOptions:
     max_loras: int = 4
     local_cpus: int | None = None  # CPUs of a local Ray started by the command
     take_over: bool = False  # take the run from a driver that holds it (``runstore.claim``)
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    """The model given on the command line; what is not given comes from the manifest (or the run)."""
-
-    bundle: str | None = None
-    files: tuple[tuple[str, str], ...] = ()  # (bundle file name, path) for each file given on its own
-    quantization: str | None = None
-    transformer: str | None = None
-
-    def section(self, base: dict) -> dict:
-        """``base`` (a manifest's or a run's model section) with the bundle and the files given here."""
-        from storage.fs import local_or_uri  # here, not above: pyarrow would slow every ``ltx-batch --help``
-
-        model = {"bundle": local_or_uri(self.bundle)} if self.bundle else dict(base)
-        return {**model, **dict(self.files)}
 
 
 @dataclass(frozen=True)
