@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray
@@ -19,14 +20,13 @@ from ltxcore.errors import BundleError
 from ltxcore.request import RenderRequest, pipeline_problem
 from ltxcore.token_bound import MAX_TOKENS
 from manifests.load import ManifestError, ManifestSource
-from manifests.model_options import ModelOptions
-from manifests.model_section import Model, resolve_model
+from manifests.model_section import Model, chosen_model
 from manifests.validate import check, report, warning_lines
 from ray_jobs import local_ray
 from ray_jobs.actor import RenderActor, WorkerSettings
 from ray_jobs.options import parse_render_argv
 from ray_jobs.progress import Progress
-from ray_jobs.run_options import RunOptions, WorkerOptions, recorded_options
+from ray_jobs.run_options import RunOptions, recorded_options
 from ray_jobs.scheduler import WORKER_OPTIONS, NoWorkers, Scheduler
 from ray_jobs.shards import cache_key, make_shards
 from ray_jobs.summary import run_summary
@@ -70,15 +70,9 @@ def default_quantization(device: str) -> str:
     return "fp8-scaled" if labels and labels <= set(FP8_ACCELERATORS) else "fp8-cast"
 
 
-def _model(model_section: dict, given: ModelOptions, device: str, transformer: str) -> Model:
-    if not model_section:
-        raise ManifestError("no model given: add a model: section to the manifest or pass --bundle FOLDER.")
-    quantization = given.quantization or model_section.get("quantization") or default_quantization(device)
-    return resolve_model(model_section, quantization, transformer)
-
-
-def _prepare(options: RunOptions, run: RunFolder, device: str) -> tuple[Model, str]:
-    """Create the run (validate, plan, record) or load it for resume; return (model, run id)."""
+def _prepare(options: RunOptions, run: RunFolder, cluster_quantization: str) -> tuple[Model, str]:
+    """Create the run (validate, plan, record) or load it for resume; return (model, run id). A quantization
+    neither given nor in the model section is ``cluster_quantization``."""
     given = options.model
     if options.manifest is None:  # a resume
         if not run.exists():
@@ -93,11 +87,12 @@ def _prepare(options: RunOptions, run: RunFolder, device: str) -> tuple[Model, s
         if problems:
             raise ManifestError("\n  ".join([f"{options.out} cannot resume with this model:", *problems]))
         section = {**given.section(info["model"]), "quantization": info["bundle"]["quantization"]}
-        return _model(section, given, device, transformer), info["run_id"]
+        return chosen_model(section, given, cluster_quantization, transformer), info["run_id"]
     if run.exists():
         raise ManifestError(f"{options.out} already holds a run; use --resume {options.out} or pick a new --out.")
     items = options.items
-    manifest = ManifestSource(options.manifest, items.defaults, items.overrides, given).read()
+    source = ManifestSource(options.manifest, items.defaults, items.overrides, given)
+    manifest = source.read()
     transformer = given.transformer or "dev"
     problems, warnings = check(manifest, items.max_tokens or MAX_TOKENS, transformer)
     if warnings:
@@ -107,7 +102,7 @@ def _prepare(options: RunOptions, run: RunFolder, device: str) -> tuple[Model, s
         manifest, set_aside, problems = invalid.set_aside(manifest, problems)
     if problems:
         raise ManifestError(report(problems, manifest, warnings))
-    model = _model(manifest.model, given, device, transformer)
+    model = chosen_model(manifest.model, given, cluster_quantization, transformer)
     planned = plan(manifest, model.identity)
     sidecars = (items.defaults, manifest.path.with_suffix(".yaml"))
     files = [manifest.path, *(Path(p) for p in sidecars if p and Path(p).is_file())]
@@ -126,7 +121,8 @@ def _prepare(options: RunOptions, run: RunFolder, device: str) -> tuple[Model, s
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_render(parse_render_argv(argv))
+    options = parse_render_argv(argv)
+    return run_render(options)
 
 
 def run_render(options: RunOptions) -> int:
@@ -169,13 +165,31 @@ def _render_held(options: RunOptions, run: RunFolder, session: str) -> int:
     try:
         _connect(options.workers.local_cpus)
         device = _device(options.workers.device)
-        model, run_id = _prepare(options, run, device)
+        model, run_id = _prepare(options, run, default_quantization(device))
     except (ManifestError, BundleError, StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    run.claim(session)  # before reading results: a leftover worker of an earlier session stops writing
-    fixed, still_invalid = _settle_invalid(options.items.max_tokens, run, run_id, session, model)
-    planned = refresh_fingerprints(run.plan(), model.identity)
+    held = HeldRun(run, run_id, session, model, device, options)
+    return _render_prepared(held)
+
+
+@dataclass(frozen=True)
+class HeldRun:
+    """A run this driver session holds, prepared: what settling, rendering and the summary work from."""
+
+    run: RunFolder
+    run_id: str
+    session: str
+    model: Model
+    device: str
+    options: RunOptions
+
+
+def _render_prepared(held: HeldRun) -> int:
+    run, run_id = held.run, held.run_id
+    run.claim(held.session)  # before reading results: a leftover worker of an earlier session stops writing
+    fixed, still_invalid = _settle_invalid(held)
+    planned = refresh_fingerprints(run.plan(), held.model.identity)
     pending = still_to_render(planned, run.results_uri)
     progress = Progress(total=len(pending))
     if fixed:
@@ -183,11 +197,11 @@ def _render_held(options: RunOptions, run: RunFolder, session: str) -> int:
     if still_invalid:
         progress.note(f"{still_invalid} invalid item(s) not rendered: each has an InvalidInput row (see below)")
     if pending:
-        progress.note(f"run {run_id}: {len(pending)} of {len(planned)} items to render on {device}")
+        progress.note(f"run {run_id}: {len(pending)} of {len(planned)} items to render on {held.device}")
         enhanced = {}
         if any(p.item.enhance_prompt for p in pending):  # a resumed run reuses what earlier attempts wrote
             enhanced = recorded_enhancements(planned, read_results(run.results_uri))
-        exit_code = _render(options.workers, run, run_id, session, model, device, pending, progress, enhanced)
+        exit_code = _render(held, pending, progress, enhanced)
         if exit_code:
             return exit_code
     else:
@@ -198,26 +212,18 @@ def _render_held(options: RunOptions, run: RunFolder, session: str) -> int:
     return _summary(run, planned)
 
 
-def _settle_invalid(max_tokens: int | None, run: RunFolder, run_id: str, session: str, model: Model) -> tuple[int, int]:
+def _settle_invalid(held: HeldRun) -> tuple[int, int]:
     """Validate the run's set-aside items (``--skip-invalid``) against this run's model and token bound (the
     one given, else the run's)."""
+    run, model = held.run, held.model
     checkpoint = model.paths["checkpoint_path"]
     num_layers = None if is_uri(checkpoint) else transformer_layer_count(checkpoint)
-    max_tokens = max_tokens or recorded_options(run.run_info()).items.max_tokens or MAX_TOKENS
-    return invalid.settle(run, run_id, session, model.identity, num_layers, max_tokens)
+    max_tokens = held.options.items.max_tokens or recorded_options(run.run_info()).items.max_tokens or MAX_TOKENS
+    return invalid.settle(run, held.run_id, held.session, model.identity, num_layers, max_tokens)
 
 
-def _render(
-    workers: WorkerOptions,
-    run: RunFolder,
-    run_id: str,
-    session: str,
-    model: Model,
-    device: str,
-    pending,
-    progress,
-    enhanced: dict,
-) -> int:
+def _render(held: HeldRun, pending, progress, enhanced: dict) -> int:
+    workers, device, model, run = held.options.workers, held.device, held.model, held.run
     if device == "cuda":
         resources = {"num_gpus": 1, "num_cpus": 1}
         actors = workers.actors or int(ray.cluster_resources().get("GPU", 1))
@@ -233,8 +239,8 @@ def _render(
         transformer=model.transformer,
         device=device,
         run_uri=run.uri,
-        run_id=run_id,
-        session=session,
+        run_id=held.run_id,
+        session=held.session,
         threads=workers.cpus_per_actor if device == "cpu" else 0,
         warm_requests=tuple(warm_requests(pending)) if device == "cuda" and workers.compile else (),
         max_loras=workers.max_loras,
@@ -244,8 +250,8 @@ def _render(
         actors,
         shards,
         run.results_uri,
-        run_id,
-        session,
+        held.run_id,
+        held.session,
         progress,
         workers.max_attempts,
         known=enhanced,

@@ -7,9 +7,10 @@ import json
 
 import pytest
 
+from manifests.model_options import ModelOptions
 from ray_jobs.cli import parser
 from ray_jobs.options import parse_render_argv, run_options
-from ray_jobs.run_options import ItemOptions, ModelOptions, RunOptions, WorkerOptions, recorded_options
+from ray_jobs.run_options import ItemOptions, RunOptions, WorkerOptions, recorded_options
 
 ARGV = ["m.yaml", "--out", "runs/r", "--actors", "2", "--shard-size", "3", "--device", "cpu", "--no-compile"]
 ARGV += ["--max-attempts", "5", "--cpus-per-actor", "2", "--max-loras", "1", "--local-cpus", "4"]
