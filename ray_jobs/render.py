@@ -26,7 +26,7 @@ from ray_jobs import local_ray
 from ray_jobs.actor import RenderActor, WorkerSettings
 from ray_jobs.options import parse_render_argv
 from ray_jobs.progress import Progress
-from ray_jobs.run_options import RunOptions, recorded_options
+from ray_jobs.run_options import RunOptions, RunOptionsError, WorkerOptions, recorded_options
 from ray_jobs.scheduler import WORKER_OPTIONS, NoWorkers, Scheduler
 from ray_jobs.shards import cache_key, make_shards
 from ray_jobs.summary import run_summary
@@ -166,10 +166,12 @@ def _render_held(options: RunOptions, run: RunFolder, session: str) -> int:
         _connect(options.workers.local_cpus)
         device = _device(options.workers.device)
         model, run_id = _prepare(options, run, default_quantization(device))
-    except (ManifestError, BundleError, StorageError) as e:
+        recorded = recorded_options(run.run_info())
+    except (ManifestError, BundleError, StorageError, RunOptionsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    held = HeldRun(run, run_id, session, model, device, options)
+    max_tokens = options.items.max_tokens or recorded.items.max_tokens or MAX_TOKENS  # the one given, else the run's
+    held = HeldRun(run, run_id, session, model, device, options.workers, max_tokens)
     return _render_prepared(held)
 
 
@@ -182,7 +184,8 @@ class HeldRun:
     session: str
     model: Model
     device: str
-    options: RunOptions
+    workers: WorkerOptions
+    max_tokens: int  # the token bound of this session's validation
 
 
 def _render_prepared(held: HeldRun) -> int:
@@ -213,17 +216,15 @@ def _render_prepared(held: HeldRun) -> int:
 
 
 def _settle_invalid(held: HeldRun) -> tuple[int, int]:
-    """Validate the run's set-aside items (``--skip-invalid``) against this run's model and token bound (the
-    one given, else the run's)."""
+    """Validate the run's set-aside items (``--skip-invalid``) against this run's model and token bound."""
     run, model = held.run, held.model
     checkpoint = model.paths["checkpoint_path"]
     num_layers = None if is_uri(checkpoint) else transformer_layer_count(checkpoint)
-    max_tokens = held.options.items.max_tokens or recorded_options(run.run_info()).items.max_tokens or MAX_TOKENS
-    return invalid.settle(run, held.run_id, held.session, model.identity, num_layers, max_tokens)
+    return invalid.settle(run, held.run_id, held.session, model.identity, num_layers, held.max_tokens)
 
 
 def _render(held: HeldRun, pending, progress, enhanced: dict) -> int:
-    workers, device, model, run = held.options.workers, held.device, held.model, held.run
+    workers, device, model, run = held.workers, held.device, held.model, held.run
     if device == "cuda":
         resources = {"num_gpus": 1, "num_cpus": 1}
         actors = workers.actors or int(ray.cluster_resources().get("GPU", 1))

@@ -15,6 +15,10 @@ VERSION = 1
 MODEL_FILES = tuple({**RELEASED_NAMES, **OPTIONAL_NAMES})  # the bundle's files, each overridable by its path
 
 
+class RunOptionsError(ValueError):
+    """A run.json whose options this version cannot read."""
+
+
 @dataclass(frozen=True)
 class WorkerOptions:
     """How many render workers, of what size, and how they treat their items."""
@@ -65,7 +69,10 @@ def recorded_options(info: dict) -> RunOptions:
     if "options" in info:
         data = info["options"]
         if data.get("version") != VERSION:
-            raise ValueError(f"run.json options of version {data.get('version')!r}; this version reads {VERSION}")
+            raise RunOptionsError(
+                f"run.json records its options in version {data.get('version')!r}; this ltx-batch reads version "
+                f"{VERSION}: resume the run with the ltx-batch that started it."
+            )
         model = data["model"]
         return RunOptions(
             out=data["out"],
@@ -77,18 +84,18 @@ def recorded_options(info: dict) -> RunOptions:
     return _from_args(info.get("args", {}))
 
 
-def _from_args(args: dict) -> RunOptions:
+def _from_args(parsed: dict) -> RunOptions:
     """Options from the ``args`` of an older run.json: the parsed command line, one flat dict."""
 
     def taken(cls) -> dict:
-        return {f.name: args[f.name] for f in fields(cls) if f.name in args}
+        return {f.name: parsed[f.name] for f in fields(cls) if f.name in parsed}
 
-    workers = {**taken(WorkerOptions), "compile": not args.get("no_compile", False)}
-    files = tuple((name, args[name]) for name in MODEL_FILES if args.get(name))
+    workers = {**taken(WorkerOptions), "compile": not parsed.get("no_compile", False)}
+    files = tuple((name, parsed[name]) for name in MODEL_FILES if parsed.get(name))
     return RunOptions(
-        out=args.get("out") or args.get("resume") or "",
-        manifest=None if args.get("resume") else args.get("manifest"),
+        out=parsed.get("out") or parsed.get("resume") or "",
+        manifest=None if parsed.get("resume") else parsed.get("manifest"),
         workers=WorkerOptions(**workers),
         model=ModelOptions(**{**taken(ModelOptions), "files": files}),
-        items=ItemOptions(**{**taken(ItemOptions), "overrides": tuple(args.get("set") or ())}),
+        items=ItemOptions(**{**taken(ItemOptions), "overrides": tuple(parsed.get("set") or ())}),
     )

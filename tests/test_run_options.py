@@ -10,7 +10,7 @@ import pytest
 from manifests.model_options import ModelOptions
 from ray_jobs.cli import parser
 from ray_jobs.options import parse_render_argv, run_options
-from ray_jobs.run_options import ItemOptions, RunOptions, WorkerOptions, recorded_options
+from ray_jobs.run_options import ItemOptions, RunOptions, RunOptionsError, WorkerOptions, recorded_options
 
 ARGV = ["m.yaml", "--out", "runs/r", "--actors", "2", "--shard-size", "3", "--device", "cpu", "--no-compile"]
 ARGV += ["--max-attempts", "5", "--cpus-per-actor", "2", "--max-loras", "1", "--local-cpus", "4"]
@@ -49,7 +49,7 @@ def test_options_round_trip_through_run_json_with_their_version():
     resumed = parse_render_argv(["--resume", "runs/r"])
     assert recorded_options(json.loads(json.dumps({"options": resumed.record()}))) == resumed
     written["options"]["version"] = 2
-    with pytest.raises(ValueError, match="version 2"):
+    with pytest.raises(RunOptionsError, match="version 2"):
         recorded_options(written)
 
 
