@@ -20,7 +20,7 @@ import traceback
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -32,6 +32,7 @@ import torch
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine, RenderResult
 from ltxcore.errors import RenderInputError
+from ltxcore.long_form import WindowFolder, render_windows
 from ltxcore.request import RenderRequest
 from manifests.item import media_files
 from manifests.model_section import bundle_identity
@@ -39,9 +40,10 @@ from ray_jobs.shards import Shard
 from ray_jobs.weights import localize
 from ray_jobs.worker_scoring import ClipScorer, LateScores, PendingScore
 from runstore.enhanced import enhancement_key
-from runstore.plan import PlannedItem
+from runstore.plan import JOIN, PlannedItem
 from runstore.results import ShardRecorder, error_summary, error_text, result_row, revise
 from runstore.run_folder import RunFolder
+from runstore.window_store import local_windows
 from storage.fs import StorageError, download, is_uri, upload
 
 HASH_CHUNK = 1 << 20
@@ -201,6 +203,9 @@ class RenderActor:
     def _record(self, row: dict, recorder: ShardRecorder, events) -> dict:
         if not self.run.owned_by(self.session):
             ray.actor.exit_actor()  # a newer driver session owns the run: write nothing more
+        if row.get("event") == "window":  # a cuts window is in the run folder; its item has no row yet
+            _tell(events, row)
+            return row
         recorder.add(row)
         pending = self.late_scores.pop(row["item_id"], None)
         if pending is not None:
@@ -281,19 +286,34 @@ class RenderActor:
             "prompt_enhanced": getattr(request, "prompt_enhanced", None) if planned.item.enhance_prompt else None,
         }
         local = self.scratch / f"{planned.id}.mp4"
+        windows = planned.window_plan
         try:
             if isinstance(request, Exception):
                 raise request
-            result = self.engine.render(request, local, background_mux=True)
+            if len(windows) > 1:
+                result = self._render_windows(planned, request, local)
+            else:
+                result = self.engine.render(request, local, background_mux=True)
             common["prompt_enhanced"] = result.prompt_enhanced
         except Exception as e:  # one bad item must never stop the shard
             row = self._failed(planned, e, local, common)
             return lambda: row
+        if result.output is None:  # a cuts window, in the run folder: the item is joined once all are there
+            told = {"event": "window", "item_id": planned.id, "window": planned.part, "host": self.host}
+            return lambda: told
         rendered_at = datetime.now(UTC)
         first = planned.item.first_image
         reference = self.media.get(first, first) if first is not None else None
-        scoring = self.scorer.start(local, reference, result.muxing)
+        boundaries = [w.start for w in windows[1:]]
+        scoring = self.scorer.start(local, reference, result.muxing, boundaries)
         return lambda: self._finish(planned, result, local, common, rendered_at, scoring)
+
+    def _render_windows(self, planned: PlannedItem, request: RenderRequest, local: Path) -> RenderResult:
+        """A long item, window by window, its finished windows kept in the run folder: a chain resumes from its
+        last finished window, and a ``cuts`` part renders just its window (the JOIN part joins them all)."""
+        path, saved = local_windows(self.run, planned, self.scratch)
+        only = None if planned.part in (None, JOIN) else {planned.part}
+        return render_windows(self.engine, request, planned.window_plan, local, WindowFolder(path, saved), only)
 
     def _finish(
         self,
@@ -327,6 +347,7 @@ class RenderActor:
             peak_memory_bytes=result.peak_memory,
             finished_at=written_at,
             quality=quality,
+            windows=[asdict(w) for w in result.windows] if len(result.windows) > 1 else None,
             **common,
         )
 

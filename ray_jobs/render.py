@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ray
@@ -37,6 +37,7 @@ from runstore.enhanced import recorded_enhancements
 from runstore.plan import plan, refresh_fingerprints
 from runstore.results import read_results, still_to_render
 from runstore.run_folder import RunFolder
+from runstore.window_store import units_of_work
 from storage.fs import StorageError, is_uri
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_BAD_INPUT, EXIT_NO_WORKERS = 0, 1, 2, 3
@@ -231,7 +232,7 @@ def _render(held: HeldRun, pending, progress, enhanced: dict) -> int:
     else:
         resources = {"num_gpus": 0, "num_cpus": workers.cpus_per_actor}
         actors = workers.actors or max(1, int(ray.available_resources().get("CPU", 1)) // workers.cpus_per_actor)
-    shards = make_shards(pending, workers.shard_size, actors)
+    shards = make_shards(units_of_work(pending, run), workers.shard_size, actors)
     actors = min(actors, len(shards))
     remote = ray.remote(RenderActor).options(**WORKER_OPTIONS, **resources)
     settings = WorkerSettings(
@@ -275,7 +276,8 @@ def most_common_request(pending) -> RenderRequest:
     """A request of the shape, LoRA set and settings most items use: what a worker compiles and warms
     before its first item (its media are never read; its LoRAs are loaded)."""
     shape = Counter(_shape(p) for p in pending).most_common(1)[0][0]
-    return next(p for p in pending if _shape(p) == shape).item.to_request()
+    planned = next(p for p in pending if _shape(p) == shape)
+    return replace(planned.item.to_request(), num_frames=planned.window_plan[0].rendered)
 
 
 def _shape(planned) -> tuple:

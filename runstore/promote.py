@@ -62,7 +62,10 @@ def promote(draft_uri: str, out_uri: str, selection: Selection, argv: list[str])
     model = resolve_model(info["model"], info["bundle"]["quantization"])  # two-stage needs the dev transformer
     finals = [
         PlannedItem(
-            p.item.model_copy(update={"pipeline": "two-stage"}), "", {"run_id": info["run_id"], "item_id": p.id}
+            p.item.model_copy(update={"pipeline": "two-stage"}),
+            "",
+            {"run_id": info["run_id"], "item_id": p.id},
+            windows=p.windows,  # the draft's windows: the same audio, frames and window settings
         )
         for p in chosen
     ]
