@@ -39,7 +39,7 @@ from manifests.load import Entry, Manifest, ManifestError, load_manifest
 from manifests.lora_files import LoraFiles
 from manifests.model_section import MODEL_KEYS, model_paths, open_bundle
 from manifests.windows import describe, item_windows
-from storage.fs import StorageError, exists, is_uri
+from storage.fs import StorageError, exists, is_uri, local_or_uri
 
 
 @dataclass(frozen=True)
@@ -239,14 +239,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--defaults", help="YAML with model/defaults for a Parquet manifest")
     add_model_check_options(parser)
     args = parser.parse_args(argv)
+    return validate_file(args.manifest, args.defaults, args.bundle, args.max_tokens)
+
+
+def validate_file(path: str, defaults: str | None, bundle: str | None, max_tokens: int | None) -> int:
+    """Print every problem of the manifest at ``path`` (against ``bundle``, when given); 1 if there is any."""
     try:
-        manifest = load_manifest(args.manifest, args.defaults)
+        manifest = load_manifest(path, defaults)
     except ManifestError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    if args.bundle:
-        manifest = replace(manifest, model={"bundle": local_or_uri(args.bundle)})
-    problems, warnings = check(manifest, args.max_tokens or MAX_TOKENS)
+    if bundle:
+        manifest = replace(manifest, model={"bundle": local_or_uri(bundle)})
+    problems, warnings = check(manifest, max_tokens or MAX_TOKENS)
     print(report(problems, manifest, warnings))
     if not problems:
         print("\n".join(window_lines(manifest)))
@@ -265,11 +270,6 @@ def window_lines(manifest: Manifest) -> list[str]:
             continue
         lines += describe(item, item_windows(item, frames, item.audio))
     return ["windows (GPU seconds estimated for one H200):", *lines] if lines else []
-
-
-def local_or_uri(path: str) -> str:
-    """A URI as given; a local path made absolute."""
-    return path if is_uri(path) else str(Path(path).expanduser().resolve())
 
 
 def add_model_check_options(parser: argparse.ArgumentParser) -> None:

@@ -19,8 +19,8 @@ import time
 import traceback
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, replace
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -87,6 +87,25 @@ def _score_writer(run: RunFolder, session: str) -> Callable[[list[dict]], None]:
     return write
 
 
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What every render worker of a driver session is built with (the driver derives it from the run's options
+    and model)."""
+
+    paths: dict  # the bundle's files, local paths or URIs
+    quantization: str
+    device: str
+    run_uri: str
+    run_id: str
+    session: str
+    threads: int = 0  # torch threads on a CPU worker; 0: torch's default
+    # compile the transformer and warm it as these requests will run (per pipeline, the most common shape, LoRA
+    # set and settings of the run) before the first item; none: run eagerly
+    warm_requests: tuple[RenderRequest, ...] = ()
+    transformer: str = "dev"  # the checkpoint to hold, dev or distilled
+    max_loras: int = 4  # user LoRAs held at once
+
+
 def render_then_finish(items: Iterable[Entry], start: Callable[[Entry], Callable[[], Row]]) -> Iterator[Row]:
     """Each item's row, finished only once the next item's device work is done: ``start`` renders an item and
     returns what finishes it (its mp4, written meanwhile on a CPU thread, then its scores and upload), so the
@@ -115,38 +134,26 @@ def written_then_scores(result: RenderResult, scoring: PendingScore | None) -> d
 
 
 class RenderActor:
-    def __init__(
-        self,
-        paths: dict,
-        quantization: str,
-        device: str,
-        run_uri: str,
-        run_id: str,
-        session: str,
-        threads: int = 0,
-        warm_requests: Sequence[RenderRequest] = (),
-        transformer: str = "dev",
-        max_loras: int = 4,
-    ):
-        """``warm_requests``: compile the transformer and warm it as these requests will run (per pipeline, the
-        most common shape, LoRA set and settings of the run) before the first item; none: run eagerly.
-        ``transformer``: the checkpoint to hold, ``dev`` or ``distilled``. ``max_loras``: user LoRAs held at once."""
-        if threads:
-            torch.set_num_threads(threads)
+    def __init__(self, settings: WorkerSettings):
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
         started = time.perf_counter()
-        bundle = ModelBundle.from_paths(**localize(paths), quantization=quantization, transformer=transformer)
+        quantization, transformer = settings.quantization, settings.transformer
+        bundle = ModelBundle.from_paths(**localize(settings.paths), quantization=quantization, transformer=transformer)
         identity = bundle_identity(bundle.paths(), quantization, transformer)
         self.identity = {"model_version": bundle.model_version(), **identity}
-        self.engine = Engine(bundle, device=device, compile=bool(warm_requests), max_loras=max_loras)
+        self.engine = Engine(
+            bundle, device=settings.device, compile=bool(settings.warm_requests), max_loras=settings.max_loras
+        )
         self.load_seconds = time.perf_counter() - started
         self.scratch = Path(tempfile.mkdtemp(prefix="ltx-batch-"))
         weakref.finalize(self, shutil.rmtree, self.scratch, ignore_errors=True)  # also at interpreter exit
         self.media: dict[str, str] = {}
-        self.warm_up_seconds = sum(self._warm_up(request) for request in warm_requests)
-        self.run = RunFolder(run_uri)
-        self.run_id, self.session = run_id, session
+        self.warm_up_seconds = sum(self._warm_up(request) for request in settings.warm_requests)
+        self.run = RunFolder(settings.run_uri)
+        self.run_id, self.session = settings.run_id, settings.session
         self.host = socket.gethostname()
-        self.device = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
+        self.device = torch.cuda.get_device_name() if settings.device.startswith("cuda") else "cpu"
         self.scorer = ClipScorer()  # quality scores, in child processes, after each mp4 is written
         weakref.finalize(self, self.scorer.close)
         self.late_scores: dict[str, PendingScore] = {}  # item id -> scores still running when its row was due

@@ -24,7 +24,7 @@ from runstore.resume_changes import (
 from runstore.run_folder import RunFolder
 from storage.fs import exists
 
-REPLAN, KEEP_PLAN = "replan", "keep-plan"
+KEEP_PLAN = "keep-plan"
 
 
 def _recorded_items(info: dict) -> tuple[str | None, list[str]]:

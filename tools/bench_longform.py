@@ -117,6 +117,8 @@ def run(
                 "warm_up_s": warm_up,
                 "wall_s": wall,
                 "gpu_s_per_video_s": wall / video_s,
+                "phases_s": result.timings,  # summed over windows; mux is the encode (overlapped for windows)
+                "device_phases_per_video_s": sum(v for k, v in result.timings.items() if k != "mux") / video_s,
                 "window_seconds": [w.seconds for w in result.windows],
             }
             report["runs"].append(row)
