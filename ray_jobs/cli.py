@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ltxcore.token_bound import MAX_TOKENS_HELP
-from ray_jobs.options import add_render_options, run_options
+from ray_jobs.options import add_render_options, add_resume_options, run_options
 
 EXAMPLES = {
     "validate": "ltx-batch validate lessons.yaml",
@@ -235,7 +235,9 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_render)
     p = add("resume", "Render only the items of RUN without an ok result.")
     p.add_argument("resume", metavar="run", help="the run folder")
+    p.add_argument("--manifest", help="the edited manifest to compare (default: the path it was submitted from)")
     add_render_options(p)
+    add_resume_options(p)
     p.set_defaults(handler=_render)
     p = add("status", "Counts, failures grouped by error, throughput, ETA and the weakest clips of a run.")
     p.add_argument("run")

@@ -12,7 +12,7 @@ import argparse
 from ltxcore.bundle import OPTIONAL_NAMES, QUANTIZATIONS, TRANSFORMERS
 from ltxcore.token_bound import MAX_TOKENS_HELP
 from manifests.model_options import ModelOptions
-from ray_jobs.run_options import MODEL_FILES, ItemOptions, RunOptions, WorkerOptions
+from ray_jobs.run_options import MODEL_FILES, ItemOptions, ResumeOptions, RunOptions, WorkerOptions
 
 
 def parse_render_argv(argv: list[str] | None) -> RunOptions:
@@ -22,10 +22,13 @@ def parse_render_argv(argv: list[str] | None) -> RunOptions:
         description="Render every item of a manifest on a Ray cluster; resume a run with --resume RUN.",
         epilog="example: python -m ray_jobs.render lessons.yaml --out runs/lessons-0312 --bundle /models/ltx-2.3",
     )
-    parser.add_argument("manifest", nargs="?", help="a .yaml or .parquet manifest (not needed with --resume)")
+    parser.add_argument(
+        "manifest", nargs="?", help="a .yaml or .parquet manifest (with --resume: the edited manifest to compare)"
+    )
     parser.add_argument("--out", help="run folder (local path or s3:// / gs:// URI)")
     parser.add_argument("--resume", metavar="RUN", help="resume RUN: render only the items without an ok result")
     add_render_options(parser)
+    add_resume_options(parser)
     args = parser.parse_args(argv)
     if not args.resume and not (args.manifest and args.out):
         parser.error("give MANIFEST --out RUN, or --resume RUN")
@@ -63,6 +66,10 @@ def run_options(args: argparse.Namespace) -> RunOptions:
             overrides=tuple(args.set),
             max_tokens=args.max_tokens,
             skip_invalid=args.skip_invalid,
+        ),
+        resume_with=ResumeOptions(
+            choice=next((c for c in ("replan", "keep-plan") if getattr(args, c.replace("-", "_"), False)), None),
+            manifest=getattr(args, "manifest", None) if resume else None,
         ),
     )
 
@@ -129,4 +136,21 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
         "--skip-invalid",
         action="store_true",
         help="render the valid items of a manifest and record each invalid one as a failed row (InvalidInput)",
+    )
+
+
+def add_resume_options(parser: argparse.ArgumentParser) -> None:
+    """What a resume does when the manifest, the bundle or an input file changed since submission: it refuses,
+    listing the changes, unless one of these chooses."""
+    resume = parser.add_argument_group("resume").add_mutually_exclusive_group()
+    resume.add_argument(
+        "--replan",
+        action="store_true",
+        help="render the changes: edited and added items from the new manifest, removed ones dropped, "
+        "changed files re-render the items they touch",
+    )
+    resume.add_argument(
+        "--keep-plan",
+        action="store_true",
+        help="render the submitted plan as it was, ignoring the changes (finished items stay finished)",
     )

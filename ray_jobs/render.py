@@ -26,6 +26,7 @@ from ray_jobs import local_ray
 from ray_jobs.actor import RenderActor, WorkerSettings
 from ray_jobs.options import parse_render_argv
 from ray_jobs.progress import Progress
+from ray_jobs.resume_check import kept_plan, settle_resume
 from ray_jobs.run_options import RunOptions, RunOptionsError, WorkerOptions, recorded_options
 from ray_jobs.scheduler import WORKER_OPTIONS, NoWorkers, Scheduler
 from ray_jobs.shards import cache_key, make_shards
@@ -36,6 +37,7 @@ from runstore.claim import Lease, RunTaken
 from runstore.enhanced import recorded_enhancements
 from runstore.plan import plan, refresh_fingerprints
 from runstore.results import read_results, still_to_render
+from runstore.resume_changes import bundle_digests
 from runstore.run_folder import RunFolder
 from runstore.window_store import units_of_work
 from storage.fs import StorageError, is_uri
@@ -112,6 +114,7 @@ def _prepare(options: RunOptions, run: RunFolder, cluster_quantization: str) -> 
         "options": options.record(),
         "model": manifest.model,
         "bundle": model.identity,
+        "bundle_digests": bundle_digests(model.paths),  # what a resume compares (runstore.resume_changes)
         "transformer": transformer,
         "manifest": manifest.source,
         "items": len(planned) + (len(set_aside.items) if set_aside else 0),
@@ -149,12 +152,15 @@ def _take(options: RunOptions, run: RunFolder, lease: Lease) -> None:
     if options.resume:
         if not run.exists():
             raise ManifestError(f"{options.out} is not a run folder (no plan.parquet); start it with MANIFEST --out.")
-        if options.items.overrides or options.items.defaults:
+        if options.items.overrides or options.items.defaults or options.items.skip_invalid:
             raise ManifestError(
-                f"--set, --draft and --defaults do not apply to a resume: {options.out} renders its submitted plan. "
-                "Start a new run with MANIFEST --out NEW_RUN to change items."
+                f"--set, --draft, --defaults and --skip-invalid do not apply to a resume: {options.out} renders its "
+                "submitted plan (and validates its set-aside items again). To change items, edit the manifest and "
+                "resume with --replan, or start a new run with MANIFEST --out NEW_RUN."
             )
     else:
+        if options.resume_with.choice:
+            raise ManifestError("--replan and --keep-plan apply to a resume only (ltx-batch resume RUN).")
         problem = run.foreign_problem()
         if problem:
             raise ManifestError(problem)
@@ -168,11 +174,12 @@ def _render_held(options: RunOptions, run: RunFolder, session: str) -> int:
         device = _device(options.workers.device)
         model, run_id = _prepare(options, run, default_quantization(device))
         recorded = recorded_options(run.run_info())
+        max_tokens = options.items.max_tokens or recorded.items.max_tokens or MAX_TOKENS  # given, else the run's
+        keep_plan = options.resume and not _settle_resume(options, run, model, max_tokens)
     except (ManifestError, BundleError, StorageError, RunOptionsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    max_tokens = options.items.max_tokens or recorded.items.max_tokens or MAX_TOKENS  # the one given, else the run's
-    held = HeldRun(run, run_id, session, model, device, options.workers, max_tokens)
+    held = HeldRun(run, run_id, session, model, device, options.workers, max_tokens, keep_plan)
     return _render_prepared(held)
 
 
@@ -187,13 +194,21 @@ class HeldRun:
     device: str
     workers: WorkerOptions
     max_tokens: int  # the token bound of this session's validation
+    keep_plan: bool = False  # ``--keep-plan``: render ``resume_check.kept_plan``
+
+
+def _settle_resume(options: RunOptions, run: RunFolder, model: Model, max_tokens: int) -> bool:
+    """What changed since submission, refused or applied (``ray_jobs.resume_check``); False: ``--keep-plan``."""
+    section = options.model.section(run.run_info()["model"])
+    with_ = options.resume_with
+    return settle_resume(run, model, with_.choice, with_.manifest, max_tokens, section)
 
 
 def _render_prepared(held: HeldRun) -> int:
     run, run_id = held.run, held.run_id
     run.claim(held.session)  # before reading results: a leftover worker of an earlier session stops writing
     fixed, still_invalid = _settle_invalid(held)
-    planned = refresh_fingerprints(run.plan(), held.model.identity)
+    planned = kept_plan(run) if held.keep_plan else refresh_fingerprints(run.plan(), held.model.identity)
     pending = still_to_render(planned, run.results_uri)
     progress = Progress(total=len(pending))
     if fixed:

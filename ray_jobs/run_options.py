@@ -45,6 +45,14 @@ class ItemOptions:
 
 
 @dataclass(frozen=True)
+class ResumeOptions:
+    """What a resume does when something changed since submission (``ray_jobs.resume_check``)."""
+
+    choice: str | None = None  # "replan" or "keep-plan"; None: refuse, listing the changes
+    manifest: str | None = None  # the edited manifest to compare (None: the path it was submitted from)
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """A render of ``manifest`` into the run folder ``out``, or (no manifest) the rest of the run at ``out``."""
 
@@ -53,6 +61,7 @@ class RunOptions:
     workers: WorkerOptions = field(default_factory=WorkerOptions)
     model: ModelOptions = field(default_factory=ModelOptions)
     items: ItemOptions = field(default_factory=ItemOptions)
+    resume_with: ResumeOptions = field(default_factory=ResumeOptions)
 
     @property
     def resume(self) -> bool:

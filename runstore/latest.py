@@ -31,7 +31,8 @@ def latest_by_item(
     ids = {p.id for p in planned}
     if attempts.num_rows:
         error_type = pc.field("error_type")
-        stale = pc.field("item_id").isin(list(ids)) & error_type.is_valid() & (error_type == INVALID_INPUT)
+        planned_ids = pa.array(sorted(ids), type=pa.string())  # typed: a plan with no items is still a plan
+        stale = pc.field("item_id").isin(planned_ids) & error_type.is_valid() & (error_type == INVALID_INPUT)
         attempts = attempts.filter(~stale)
     ids |= set(invalid_ids)
     return {r["item_id"]: r for r in latest_attempts(attempts).to_pylist() if r["item_id"] in ids}

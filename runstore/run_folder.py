@@ -31,6 +31,11 @@ from storage.fs import filesystem, write_bytes
 MARKER = "ltx-batch-run"
 
 
+def _marker_being_written(name: str) -> bool:
+    """Another driver's marker on its way into place (``write_atomically``): the folder is a run starting."""
+    return name.startswith(f".{MARKER}.") and name.endswith(".tmp") and "/" not in name
+
+
 def code_version() -> str:
     """The git commit when run from a checkout, else the installed package version."""
     try:
@@ -96,7 +101,8 @@ class RunFolder:
         if self.fs.get_file_info(self._join(MARKER)).type == FileType.File:
             return []
         found = self.fs.get_file_info(FileSelector(self.root, recursive=True))
-        return sorted(i.path[len(self.root) + 1 :] for i in found if i.type == FileType.File)
+        names = (i.path[len(self.root) + 1 :] for i in found if i.type == FileType.File)
+        return sorted(n for n in names if not _marker_being_written(n))
 
     def foreign_problem(self) -> str | None:
         """Why the folder may not become a run (it holds files we did not write), or None when it may."""

@@ -21,6 +21,11 @@ from ltxcore.request import GuiderSettings, RenderRequest
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "manifests" / "examples"
 LESSON = EXAMPLES / "lesson"  # the example manifest, its speech and presenter image
+# Where a test needs a render but not its pictures: 0.3 s clips (9 frames) at 128x128 in 2 steps, one worker.
+SHORT_RENDER = [
+    *("--set", "video_stg_blocks=[1]", "--set", "num_inference_steps=2", "--set", "height=128", "--set", "width=128"),
+    *("--set", "audio_max_duration=0.3", "--actors", "1"),
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:

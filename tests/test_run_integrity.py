@@ -1,12 +1,19 @@
-"""Run folders that never lie and never clobber: one driver per run (claim and lease), foreign folders refused."""
+"""Run folders that never lie and never clobber: one driver per run (claim and lease), foreign folders refused,
+every run folder readable (an all-invalid run too)."""
 
 from __future__ import annotations
 
 import multiprocessing
+import re
 import threading
+import time
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
+import yaml
+from conftest import LESSON, SHORT_RENDER
 
 from runstore import claim
 from runstore.claim import Lease, RunTaken
@@ -122,3 +129,81 @@ def test_a_foreign_file_under_results_is_not_read_as_parquet(tmp_path):
     results.mkdir()
     (results / "notes.txt").write_text("hello")
     assert read_results(str(results)).num_rows == 0
+
+
+def _manifest(path: Path, ids: list[str]) -> Path:
+    defaults = {"prompt": "A presenter", "image": str(LESSON / "presenter.png"), "audio": str(LESSON / "en.ogg")}
+    path.write_text(yaml.safe_dump({"defaults": defaults, "items": [{"id": i} for i in ids]}))
+    return path
+
+
+def test_two_full_drivers_started_together_one_renders_and_a_resume_meanwhile_is_refused(
+    local_ray, tiny_bundle, tmp_path, capsys
+):
+    """The claim-level races above repeat many times; here the whole driver, once: two renders released by a
+    barrier at the same instant on one --out, and a resume while the winner renders."""
+    from ray_jobs.cli import status_lines
+    from ray_jobs.render import EXIT_BAD_INPUT, main
+
+    run = tmp_path / "run"
+    args = [str(_manifest(tmp_path / "m.yaml", ["a", "b"])), "--out", str(run), "--bundle"]
+    args += [str(Path(tiny_bundle.checkpoint_path).parent), *SHORT_RENDER]
+    barrier = threading.Barrier(2)
+    codes: list[int] = []
+
+    def driver() -> None:
+        barrier.wait()
+        codes.append(main(args))
+
+    drivers = [threading.Thread(target=driver) for _ in range(2)]
+    for t in drivers:
+        t.start()
+    deadline = time.monotonic() + 120
+    while not ((run / "plan.parquet").is_file() and (run / "lease.json").is_file()):
+        assert time.monotonic() < deadline and any(t.is_alive() for t in drivers), "no driver held the run"
+        time.sleep(0.02)
+    resumed = main(["--resume", str(run)])
+    for t in drivers:
+        t.join(300)
+    assert sorted(codes) == [0, EXIT_BAD_INPUT] and resumed == EXIT_BAD_INPUT
+    refusals = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(refusals) == 2, refusals
+    message = rf"error: run {re.escape(str(run))} is being rendered by \S+/\d+ since \S+; wait, or pass --take-over if "
+    assert all(re.fullmatch(message + "that driver is gone", refusal) for refusal in refusals), refusals
+    assert status_lines(str(run))[0].endswith(": 2 items, 2 ok, 0 failed, 0 not rendered yet")
+
+
+def _all_invalid_manifest(folder: Path, kind: str) -> Path:
+    rows = [{"id": "a", "audio": str(folder / "gone.wav"), "prompt": "x"}, {"id": "b", "audio": None, "prompt": None}]
+    if kind == "parquet":
+        pq.write_table(pa.Table.from_pylist(rows), folder / "m.parquet")
+        return folder / "m.parquet"
+    (folder / "m.yaml").write_text(yaml.safe_dump({"items": [{k: v for k, v in r.items() if v} for r in rows]}))
+    return folder / "m.yaml"
+
+
+@pytest.mark.parametrize("kind", ["yaml", "parquet"])
+def test_an_all_invalid_run_is_still_a_run_that_status_report_and_resume_read(
+    kind, local_ray, tiny_bundle, tmp_path, capsys
+):
+    from ray_jobs.cli import status_lines
+    from ray_jobs.render import main
+    from ray_jobs.report import build_report
+    from runstore.plan import PLAN_SCHEMA
+
+    run = tmp_path / "run"
+    bundle = str(Path(tiny_bundle.checkpoint_path).parent)
+    manifest = _all_invalid_manifest(tmp_path, kind)
+    assert main([str(manifest), "--out", str(run), "--bundle", bundle, "--skip-invalid", *SHORT_RENDER]) == 1
+    assert "0 ok, 2 not ok, 2 items in the run" in capsys.readouterr().out
+    assert pq.read_schema(run / "plan.parquet").remove_metadata() == PLAN_SCHEMA
+    [rows] = list((run / "results").glob("*.parquet"))
+    assert pq.read_schema(rows).remove_metadata() == RESULT_SCHEMA
+    lines = status_lines(str(run))
+    assert lines[0].endswith(": 2 items, 0 ok, 2 failed (2 with invalid input), 0 not rendered yet")
+    assert any("InvalidInput" in line and "field 'audio'" in line for line in lines)
+    page = build_report(str(run)).read_text()
+    assert 'id="item-a"' in page and 'id="item-b"' in page
+    assert main(["--resume", str(run)]) == 1
+    out = capsys.readouterr().out
+    assert "2 invalid item(s) not rendered" in out and "0 ok, 2 not ok, 2 items in the run" in out
