@@ -21,7 +21,7 @@ import numpy as np
 
 from ltxcore.errors import RenderInputError
 
-if TYPE_CHECKING:  # probing and decoding audio need no torch; the frames written are torch tensors
+if TYPE_CHECKING:  # probing, decoding and the mux child need no torch; a worker writes torch tensors
     import torch
 
 AUDIO_CODECS = {
@@ -164,7 +164,7 @@ class H264Settings:
 
 def write_mp4(
     path: str | Path,
-    frames: Iterable[torch.Tensor],
+    frames: Iterable[torch.Tensor | np.ndarray],
     fps: float,
     audio: AudioClip,
     num_frames: int,
@@ -172,7 +172,8 @@ def write_mp4(
 ) -> None:
     """H.264 + AAC. Written to a temporary name beside ``path`` and renamed, so ``path`` is never partial.
 
-    ``frames`` yields uint8 chunks shaped (f, h, w, 3). The audio track is cut to the video's length.
+    ``frames`` yields uint8 chunks shaped (f, h, w, 3), torch tensors or numpy arrays (the mux child's, which
+    never imports torch). The audio track is cut to the video's length.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
@@ -182,7 +183,7 @@ def write_mp4(
         with av.open(str(tmp), mode="w", format="mp4") as container:
             video = None
             for chunk in frames:
-                array = chunk.to("cpu").numpy()
+                array = chunk if isinstance(chunk, np.ndarray) else chunk.to("cpu").numpy()
                 if video is None:
                     video = container.add_stream("libx264", rate=rate)
                     video.height, video.width = array.shape[1], array.shape[2]

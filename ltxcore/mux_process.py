@@ -21,11 +21,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ltxcore.media import AudioClip, write_mp4, write_segment
+
+if TYPE_CHECKING:  # the child never imports torch: its start-up is the first clip's mux time
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -133,14 +136,13 @@ def _read_exactly(stream, size: int) -> bytearray:
 
 def serve(stdin, stdout) -> None:
     """The child's loop: one clip per header until the worker closes the pipe."""
-    torch.set_num_threads(1)  # the encoder's threads are x264's own
     while line := stdin.readline():
         header = json.loads(line)
         frames, height, width, channels = header["frames"]
         pixels = np.frombuffer(_read_exactly(stdin, frames * height * width * channels), dtype=np.uint8)
         samples = np.frombuffer(_read_exactly(stdin, 2 * header["samples"] * 4), dtype=np.float32)
         clip = AudioClip(samples.reshape(2, -1), header["sample_rate"], header["padded_seconds"])
-        chunks = [torch.from_numpy(pixels.reshape(frames, height, width, channels))] if frames else []
+        chunks = [pixels.reshape(frames, height, width, channels)] if frames else []
         start = time.perf_counter()
         try:
             if header.get("segment"):

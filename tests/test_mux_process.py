@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import av
 import numpy as np
 import torch
@@ -73,3 +77,10 @@ def test_a_dead_child_is_replaced_for_the_next_clip(tmp_path, media):
         assert (tmp_path / "fallback.mp4").read_bytes() == (tmp_path / "plain.mp4").read_bytes()
     finally:
         encoder.close()
+
+
+def test_the_child_imports_no_torch():
+    """Every Ray worker starts its own child, so torch's import would be every worker's first-clip mux time."""
+    code = "import sys, ltxcore.mux_process\nprint('torch' in sys.modules)\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True)
+    assert done.stdout.strip() == "False"
