@@ -206,7 +206,7 @@ def write_mp4(
         tmp.unlink(missing_ok=True)
 
 
-def write_segment(path: str | Path, frames: Iterable[torch.Tensor], fps: float) -> int:
+def write_segment(path: str | Path, frames: Iterable[torch.Tensor | np.ndarray], fps: float) -> int:
     """One window's frames as a video-only H.264 file, to be joined by :func:`join_segments`; written under a
     temporary name and renamed. No B-frames, so that segments join by copying packets, in order. Returns the
     frame count."""
@@ -217,7 +217,7 @@ def write_segment(path: str | Path, frames: Iterable[torch.Tensor], fps: float) 
         with av.open(str(tmp), mode="w", format="mp4") as container:
             video = None
             for chunk in frames:
-                array = chunk.to("cpu").numpy()
+                array = chunk if isinstance(chunk, np.ndarray) else chunk.to("cpu").numpy()
                 if video is None:
                     video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
                     video.height, video.width = array.shape[1], array.shape[2]
