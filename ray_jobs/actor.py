@@ -29,6 +29,7 @@ import ray
 import ray.actor
 import torch
 
+from ltxcore import compile_cache
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine, RenderResult
 from ltxcore.errors import RenderInputError
@@ -125,10 +126,13 @@ class RenderActor:
         warm_requests: Sequence[RenderRequest] = (),
         transformer: str = "dev",
         max_loras: int = 4,
+        compile_cache_uri: str | None = None,
     ):
         """``warm_requests``: compile the transformer and warm it as these requests will run (per pipeline, the
         most common shape, LoRA set and settings of the run) before the first item; none: run eagerly.
-        ``transformer``: the checkpoint to hold, ``dev`` or ``distilled``. ``max_loras``: user LoRAs held at once."""
+        ``transformer``: the checkpoint to hold, ``dev`` or ``distilled``. ``max_loras``: user LoRAs held at once.
+        ``compile_cache_uri``: the folder of shared compile artifacts (default ``RUN/compile-cache``), loaded
+        before the warm-up and written after it by a worker that compiled (``ltxcore.compile_cache``)."""
         if threads:
             torch.set_num_threads(threads)
         started = time.perf_counter()
@@ -140,8 +144,17 @@ class RenderActor:
         self.scratch = Path(tempfile.mkdtemp(prefix="ltx-batch-"))
         weakref.finalize(self, shutil.rmtree, self.scratch, ignore_errors=True)  # also at interpreter exit
         self.media: dict[str, str] = {}
-        self.warm_up_seconds = sum(self._warm_up(request) for request in warm_requests)
         self.run = RunFolder(run_uri)
+        self.compile_cache: str | None = None  # hit or miss; None: nothing compiled
+        if warm_requests:
+            folder = compile_cache_uri or self.run.compile_cache_uri
+            shapes = [compile_cache.request_shapes(r) for r in warm_requests]
+            key = compile_cache.CompileKey.of(self.engine.device, quantization, transformer, shapes)
+            loaded = compile_cache.load(folder, key)
+            self.compile_cache = "hit" if loaded.hit else "miss"
+        self.warm_up_seconds = sum(self._warm_up(request) for request in warm_requests)
+        if warm_requests:
+            compile_cache.save(folder, key, loaded)
         self.run_id, self.session = run_id, session
         self.host = socket.gethostname()
         self.device = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
@@ -171,6 +184,7 @@ class RenderActor:
             "pid": os.getpid(),
             "load_seconds": self.load_seconds,
             "warm_up_seconds": self.warm_up_seconds,
+            "compile_cache": self.compile_cache,
         }
 
     def __call__(self, shard: Shard, events=None) -> list[dict]:
