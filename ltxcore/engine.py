@@ -23,6 +23,7 @@ import torch
 from ltx_core.components.diffusion_steps import EulerDiffusionStep
 from ltx_core.components.noisers import GaussianNoiser
 from ltx_core.components.patchifiers import AudioPatchifier, VideoLatentPatchifier
+from ltx_core.conditioning import VideoConditionByLatentIndex
 from ltx_core.model.audio_vae import encode_audio
 from ltx_core.model.transformer import X0Model
 from ltx_core.model.upsampler import upsample_video
@@ -77,6 +78,7 @@ class RenderResult:
     video_latent: torch.Tensor | None = None
     prompt_enhanced: str | None = None  # the prompt Gemma wrote, when the request asked for enhancement
     muxing: Future | None = None  # set when the mp4 is still being written in the background
+    windows: list = field(default_factory=list)  # a long clip's finished windows (ltxcore.long_form.WindowRecord)
 
     def wait(self) -> RenderResult:
         """Block until the mp4 is written (re-raising its error), and add the mux time to ``timings``."""
@@ -284,6 +286,32 @@ class Engine:
         item's GPU work); ``result.wait()`` then finishes it."""
         request = self.resolve(request)
         clock = PhaseClock(self.device)
+        request, generator, clip, latent = self._generate(request, clock, None)
+
+        result = RenderResult(
+            output=None if output is None else str(output),
+            num_frames=request.frames,
+            height=request.height,
+            width=request.width,
+            frame_rate=request.frame_rate,
+            seed=request.seed,
+            audio_padded_seconds=clip.padded_seconds,
+            video_latent=latent.clone() if keep_latent else None,
+            prompt_enhanced=request.prompt_enhanced if request.enhance_prompt else None,
+        )
+        if output is not None:
+            with clock.phase("decode"):
+                frames = [chunk.cpu() for chunk in decode_video(latent, self.video_decoder, self.tiling, generator)]
+            mux = (output, frames, request.frame_rate, clip, request.frames)
+            result.muxing = self.muxer.submit(self.encoder.write, *mux)
+        result.timings, result.peak_memory = clock.timings, clock.peaks
+        return result if background_mux else result.wait()
+
+    def _generate(
+        self, request: RenderRequest, clock: PhaseClock, context: torch.Tensor | None
+    ) -> tuple[RenderRequest, torch.Generator, AudioClip, torch.Tensor]:
+        """The stage-2 latent of a resolved request (with its enhanced prompt, generator and audio clip);
+        ``context``: decoded frames that continue an earlier window (see :meth:`render_window`)."""
         generator = torch.Generator(device=self.device).manual_seed(request.seed)
         noiser = GaussianNoiser(generator=generator)
 
@@ -304,7 +332,7 @@ class Engine:
         half = VideoPixelShape(1, request.frames, request.height // 2, request.width // 2, request.frame_rate)
         full = VideoPixelShape(1, request.frames, request.height, request.width, request.frame_rate)
         with clock.phase("image_conditioning"):
-            stage_1_conditions = self.images.conditions(request.conditioning_images(), half.height, half.width)
+            stage_1_conditions = self._conditions(request, context, half.height, half.width)
         recipe = RECIPES[request.pipeline]
         with clock.phase("stage_1"), self.adapters.active(self._with_distilled(user, recipe.lora_strength(request))):
             denoiser = recipe.denoiser(self.transformer, request, positive, negative)
@@ -313,30 +341,57 @@ class Engine:
         with clock.phase("upsample"):
             latent = upsample_video(latent=latent[:1], video_encoder=self.video_encoder, upsampler=self.upsampler)
         with clock.phase("image_conditioning"):
-            stage_2_conditions = self.images.conditions(request.conditioning_images(), full.height, full.width)
+            stage_2_conditions = self._conditions(request, context, full.height, full.width)
         with clock.phase("stage_2"), self.adapters.active(self._with_distilled(user, request.distilled_lora_strength)):
             sigmas = torch.tensor(STAGE_2_DISTILLED_SIGMA_VALUES, device=self.device)
             denoiser = PlainDenoiser(self.transformer, positive.video, positive.audio, request.frozen_audio_sigma)
             latent = self._denoise(full, stage_2_conditions, noiser, sigmas, denoiser, audio_latent, latent)
 
+        return request, generator, clip, latent
+
+    @torch.inference_mode()
+    def render_window(self, request: RenderRequest, context: torch.Tensor | None) -> tuple[RenderResult, list]:
+        """One window of a long clip (``ltxcore/long_form.py``): its decoded frames as uint8 chunks on the host,
+        not an mp4. ``context`` (uint8 frames, (f, h, w, 3), ``f`` = 8k+1): the previous window's last frames,
+        which this window's first frames are conditioned on (by latent index 0, as upstream conditions a first
+        image); its frame-0 images then condition as keyframes at frame 0, so identity still holds."""
+        request = self.resolve(request)
+        clock = PhaseClock(self.device)
+        request, generator, clip, latent = self._generate(request, clock, context)
+        with clock.phase("decode"):
+            frames = [chunk.cpu() for chunk in decode_video(latent, self.video_decoder, self.tiling, generator)]
         result = RenderResult(
-            output=None if output is None else str(output),
+            output=None,
             num_frames=request.frames,
             height=request.height,
             width=request.width,
             frame_rate=request.frame_rate,
             seed=request.seed,
             audio_padded_seconds=clip.padded_seconds,
-            video_latent=latent.clone() if keep_latent else None,
+            video_latent=latent.clone(),
             prompt_enhanced=request.prompt_enhanced if request.enhance_prompt else None,
         )
-        if output is not None:
-            with clock.phase("decode"):
-                frames = [chunk.cpu() for chunk in decode_video(latent, self.video_decoder, self.tiling, generator)]
-            mux = (output, frames, request.frame_rate, clip, request.frames)
-            result.muxing = self.muxer.submit(self.encoder.write, *mux)
         result.timings, result.peak_memory = clock.timings, clock.peaks
-        return result if background_mux else result.wait()
+        return result, frames
+
+    def context_latent(self, frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """The VAE latent of decoded frames (uint8, (f, h, w, 3)) at ``height`` x ``width``: how a window's last
+        frames condition the next window."""
+        pixels = frames.to(self.device, torch.float32).permute(3, 0, 1, 2)  # (3, f, h, w)
+        if pixels.shape[2:] != (height, width):
+            pixels = torch.nn.functional.interpolate(pixels, size=(height, width), mode="bilinear", antialias=True)
+        pixels = (pixels / 127.5 - 1.0).clamp(-1.0, 1.0).unsqueeze(0).to(DTYPE)
+        return self.video_encoder(pixels)
+
+    def _conditions(self, request: RenderRequest, context: torch.Tensor | None, height: int, width: int) -> list:
+        """A stage's conditioning items: the request's images as upstream applies them; with ``context``, the
+        context's latent at index 0 and every image as a keyframe at its frame."""
+        images = request.conditioning_images()
+        if context is None:
+            return self.images.conditions(images, height, width)
+        items = self.images.conditions(images, height, width, keyframes=True)
+        latent = self.context_latent(context, height, width)
+        return [VideoConditionByLatentIndex(latent=latent, strength=1.0, latent_idx=0), *items]
 
     def user_loras(self, request: RenderRequest) -> dict[str, float]:
         """The request's LoRAs made resident, as ``{adapter name: strength}`` for :meth:`Adapters.active`."""

@@ -62,13 +62,16 @@ class ImageLatents:
         )
         return normalize_latent(resize_and_center_crop(pixels, height, width), self.device, self.dtype)
 
-    def conditions(self, images: list[tuple[str, ImageCondition]], height: int, width: int) -> list[ConditioningItem]:
-        """Upstream's conditioning items for ``images`` (field, image) at one stage's size, in list order."""
+    def conditions(
+        self, images: list[tuple[str, ImageCondition]], height: int, width: int, keyframes: bool = False
+    ) -> list[ConditioningItem]:
+        """Upstream's conditioning items for ``images`` (field, image) at one stage's size, in list order;
+        ``keyframes``: frame 0 too is a keyframe (latent index 0 holds something else: a window's context)."""
         out: list[ConditioningItem] = []
         for field, image in images:
             latent = self.get(image, height, width, f"{field}.path" if field.startswith("images") else field)
             strength = image.strength
-            if image.frame == 0:
+            if image.frame == 0 and not keyframes:
                 out.append(VideoConditionByLatentIndex(latent=latent, strength=strength, latent_idx=0))
             else:
                 out.append(VideoConditionByKeyframeIndex(keyframes=latent, frame_idx=image.frame, strength=strength))

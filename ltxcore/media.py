@@ -7,7 +7,7 @@ downmixed, and short audio padded with silence (reported, not asserted).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -203,6 +203,95 @@ def write_mp4(
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_segment(path: str | Path, frames: Iterable[torch.Tensor], fps: float) -> int:
+    """One window's frames as a video-only H.264 file, to be joined by :func:`join_segments`; written under a
+    temporary name and renamed. No B-frames, so that segments join by copying packets, in order. Returns the
+    frame count."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    written = 0
+    try:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            video = None
+            for chunk in frames:
+                array = chunk.to("cpu").numpy()
+                if video is None:
+                    video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+                    video.height, video.width = array.shape[1], array.shape[2]
+                    video.pix_fmt = "yuv420p"
+                    video.options = {"crf": "18", "preset": "veryfast", "bf": "0"}
+                for image in array:
+                    container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+                    written += 1
+            if video is None:
+                raise RuntimeError("the window has no frames to write")
+            container.mux(video.encode())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return written
+
+
+def join_segments(
+    path: str | Path, segments: Sequence[str | Path], fps: float, audio: Callable[[int, int], AudioClip]
+) -> int:
+    """One mp4 from window segments (:func:`write_segment`), their packets copied in order, with the item's
+    audio encoded once: ``audio(first_frame, frames)`` gives each segment's own stretch of it, so host memory
+    holds one window's audio at a time. Returns the frame count."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    frames_so_far = 0
+    try:
+        with av.open(str(tmp), mode="w", format="mp4") as out:
+            video = sound = resampler = None
+            samples_so_far = 0
+            for segment in segments:
+                with av.open(str(segment)) as source:
+                    stream = source.streams.video[0]
+                    count = stream.frames  # the mp4 header's count, which write_segment wrote
+                    clip = audio(frames_so_far, count)
+                    if video is None or sound is None or resampler is None:  # every stream before the first packet
+                        video = out.add_stream_from_template(stream)
+                        video.time_base = stream.time_base
+                        sound = _add_audio(out, _aac_rate(clip.sample_rate))
+                        resampler = av.AudioResampler(
+                            format=sound.codec_context.format, layout="stereo", rate=sound.rate
+                        )
+                    time_base = stream.time_base or Fraction(1, 90000)
+                    shift = round(frames_so_far / fps / time_base)
+                    for packet in source.demux(stream):
+                        if packet.dts is None:
+                            continue
+                        packet.pts, packet.dts = (packet.pts or 0) + shift, packet.dts + shift
+                        packet.stream, packet.time_base = video, time_base
+                        out.mux(packet)
+                end = round((frames_so_far + count) / fps * clip.sample_rate)
+                frame = av.AudioFrame.from_ndarray(
+                    _exactly(clip.samples, end - samples_so_far), format="fltp", layout="stereo"
+                )
+                frame.sample_rate, frame.pts = clip.sample_rate, samples_so_far
+                for chunk in resampler.resample(frame):
+                    out.mux(sound.encode(chunk))
+                samples_so_far, frames_so_far = end, frames_so_far + count
+            if sound is None or resampler is None:
+                raise RuntimeError("no segments to join")
+            for chunk in resampler.resample(None):
+                out.mux(sound.encode(chunk))
+            out.mux(sound.encode())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return frames_so_far
+
+
+def _exactly(samples: np.ndarray, count: int) -> np.ndarray:
+    """``count`` samples: cut, or padded with silence."""
+    samples = samples[:, :count]
+    if samples.shape[1] < count:
+        samples = np.pad(samples, ((0, 0), (0, count - samples.shape[1])))
+    return np.ascontiguousarray(samples, dtype=np.float32)
 
 
 def _add_audio(container: av.container.OutputContainer, rate: int) -> av.audio.AudioStream:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ltxcore.media import AudioClip, write_mp4
+from ltxcore.media import AudioClip, write_mp4, write_segment
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,28 @@ class MuxProcess:
             raise RuntimeError(answer["error"])
         return time.perf_counter() - start
 
-    def _send(self, output, arrays: list[np.ndarray], fps: float, clip: AudioClip, num_frames: int) -> dict:
+    def write_segment(self, output: str | Path, frames: list[torch.Tensor], fps: float) -> float:
+        """Write a long clip's window as ``write_segment`` does (video only); returns the seconds taken."""
+        start = time.perf_counter()
+        arrays = [np.ascontiguousarray(chunk.numpy()) for chunk in frames]
+        with self.lock:
+            try:
+                answer = self._send(output, arrays, fps, None, sum(a.shape[0] for a in arrays))
+            except (OSError, EOFError, ValueError) as e:
+                self.close()
+                log.warning("the mp4 encoder process failed (%s); encoding %s in the worker instead", e, output)
+                write_segment(output, frames, fps)
+                return time.perf_counter() - start
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        return time.perf_counter() - start
+
+    def _send(self, output, arrays: list[np.ndarray], fps: float, clip: AudioClip | None, num_frames: int) -> dict:
+        """One clip to the child; ``clip`` None: a video-only window segment."""
         child = self._child()
         stdin, stdout = child.stdin, child.stdout
         assert stdin is not None and stdout is not None, "the child is started with pipes"
-        samples = np.ascontiguousarray(clip.samples, dtype=np.float32)
+        samples = np.ascontiguousarray(clip.samples if clip else np.zeros((2, 0)), dtype=np.float32)
         shape = [sum(a.shape[0] for a in arrays), *arrays[0].shape[1:]] if arrays else [0, 0, 0, 3]
         header = {
             "output": str(output),
@@ -66,13 +83,15 @@ class MuxProcess:
             "num_frames": num_frames,
             "frames": shape,
             "samples": samples.shape[1],
-            "sample_rate": clip.sample_rate,
-            "padded_seconds": clip.padded_seconds,
+            "sample_rate": clip.sample_rate if clip else 0,
+            "padded_seconds": clip.padded_seconds if clip else 0.0,
+            "segment": clip is None,
         }
         stdin.write(json.dumps(header).encode() + b"\n")
         for array in arrays:
             stdin.write(array.data.cast("B"))
-        stdin.write(samples.data.cast("B"))
+        if samples.size:  # a segment has none
+            stdin.write(samples.data.cast("B"))
         stdin.flush()
         line = stdout.readline()
         if not line:
@@ -124,7 +143,10 @@ def serve(stdin, stdout) -> None:
         chunks = [torch.from_numpy(pixels.reshape(frames, height, width, channels))] if frames else []
         start = time.perf_counter()
         try:
-            write_mp4(header["output"], chunks, header["fps"], clip, header["num_frames"])
+            if header.get("segment"):
+                write_segment(header["output"], chunks, header["fps"])
+            else:
+                write_mp4(header["output"], chunks, header["fps"], clip, header["num_frames"])
             answer = {"seconds": time.perf_counter() - start}
         except Exception as e:  # the worker turns it into the clip's error
             answer = {"error": f"{type(e).__name__}: {e}"}

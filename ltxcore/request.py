@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 from ltxcore import conditioning_audio, upstream_defaults
 from ltxcore.errors import RenderInputError
+from ltxcore.windows import DEFAULT_CONTEXT_FRAMES, DEFAULT_WINDOW_SECONDS, LongForm, WindowSettings
 
 if TYPE_CHECKING:
     from ltx_core.components.guiders import MultiModalGuiderParams
@@ -139,6 +140,10 @@ class RenderRequest:
     enhance_prompt: bool = False
     prompt_enhanced: str | None = None  # the enhanced prompt when already known (a resumed run reuses it)
     frozen_audio_sigma: FrozenAudioSigma = "zero"
+    # a clip longer than one window renders as several (ltxcore/windows.py, ltxcore/long_form.py)
+    window_seconds: float = DEFAULT_WINDOW_SECONDS
+    context_frames: int = DEFAULT_CONTEXT_FRAMES
+    long_form: LongForm = "continuous"
 
     @property
     def frames(self) -> int:
@@ -146,6 +151,10 @@ class RenderRequest:
         if self.num_frames is None:
             raise ValueError("num_frames is not resolved yet: Engine.resolve fills it from the audio window")
         return self.num_frames
+
+    @property
+    def window_settings(self) -> WindowSettings:
+        return WindowSettings(self.window_seconds, self.context_frames, self.long_form)
 
     def conditioning_images(self) -> list[tuple[str, ImageCondition]]:
         """Every conditioning image with the field that names it: ``images[i]``, or the shorthand's ``image``."""
@@ -209,6 +218,8 @@ class RenderRequest:
         ]:
             if value is not None and "://" not in str(value) and not Path(value).is_file():
                 bad(name, f"file {value} does not exist or is not a file.")
+        if math.isfinite(self.frame_rate) and self.frame_rate > 0:
+            out += [RenderInputError(name, message) for name, message in self.window_settings.problems(self.frame_rate)]
         out += conditioning_audio.problems(self.audio_conditioning_noise_db, self.audio_conditioning_loudness_lufs)
         return out + self._image_problems() + self._lora_problems() + self.guider.problems()
 

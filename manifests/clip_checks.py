@@ -13,6 +13,7 @@ from ltxcore.errors import RenderInputError
 from ltxcore.media import probe_audio
 from ltxcore.request import audio_window, frames_for_audio
 from ltxcore.token_bound import MAX_TOKENS, token_problem
+from ltxcore.windows import WindowSettings
 from manifests.item import Item
 from storage.fs import is_uri
 
@@ -39,10 +40,14 @@ def clip_frames(item: Item, seconds: float | None) -> int | None:
 
 
 def size_problems(item: Item, seconds: float | None, max_tokens: int = MAX_TOKENS) -> list[tuple[str, str]]:
-    """The token bound, as (field, message); nothing when the frame count cannot be known yet."""
+    """The token bound of one window (a longer clip renders as several), as (field, message); nothing when the
+    frame count cannot be known yet."""
     frames = clip_frames(item, seconds)
     if frames is None:
         return []
+    if isinstance(item.window_seconds, (int, float)) and item.window_seconds > 0:
+        settings = WindowSettings(item.window_seconds, item.context_frames, item.long_form)
+        frames = min(frames, settings.window_frames(item.frame_rate))
     problem = token_problem(frames, item.height, item.width, max_tokens)
     return [("height", problem)] if problem else []
 

@@ -47,6 +47,7 @@ from ltxcore.request import (
     Pipeline,
     RenderRequest,
 )
+from ltxcore.windows import LONG_FORMS, LongForm
 
 GUIDER_PREFIX = "video_"
 GUIDER_SECTION = "video_guider"
@@ -108,6 +109,7 @@ class Lora(BaseModel):
 
 Loras = Annotated[list[Lora], Kind("a list of {path, strength} entries", pa.list_(_struct(Lora)))]
 Flag = Annotated[bool, Strict(), Kind("true or false", pa.bool_())]
+LongFormField = Annotated[LongForm, Kind(f"one of {', '.join(LONG_FORMS)}", pa.string())]
 FrozenSigma = Annotated[FrozenAudioSigma, Kind(f"one of {', '.join(FROZEN_AUDIO_SIGMAS)}", pa.string())]
 
 
@@ -201,6 +203,19 @@ class Item(BaseModel):
     enhance_prompt: Flag = _engine("enhance_prompt", "Gemma rewrites the prompt first (with the first image)")
     frozen_audio_sigma: FrozenSigma = _engine(
         "frozen_audio_sigma", "sigma the model is told for the frozen audio: zero (upstream 1.2.0) or step (1.0.0)"
+    )
+    window_seconds: Number = _engine(
+        "window_seconds",
+        "longest model window in seconds (at most 20, the model's positional range); a longer clip renders as "
+        "several windows joined in speech pauses into one mp4",
+    )
+    context_frames: Whole = _engine(
+        "context_frames", "8k+1 frames of each window that condition the next one (long_form continuous)"
+    )
+    long_form: LongFormField = _engine(
+        "long_form",
+        "continuous: each window continues the previous one's last frames (one chain per item); cuts: windows "
+        "independent, each anchored on the image only, so one item's windows render on many GPUs at once",
     )
     tags: Labels = Field({}, description="free-form labels (language, campaign, customer); not part of the render")
     retry_of: Text | None = Field(None, description="set by ltx-batch retry-weak: the id of the item this re-renders")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -19,6 +19,7 @@ import yaml
 
 from manifests import safe_yaml
 from manifests.item import RECORDS, flatten, map_media
+from manifests.model_options import ModelOptions
 from storage.fs import StorageError, download, exists, is_uri, join
 
 TOP_LEVEL_KEYS = ("run_seed", "model", "defaults", "items")
@@ -209,3 +210,19 @@ def set_overrides(pairs: list[str]) -> dict:
             raise ManifestError(f"--set {pair!r}: write FIELD=VALUE, e.g. --set num_inference_steps=20")
         out[key.strip()] = yaml.safe_load(value)
     return out
+
+
+@dataclass(frozen=True)
+class ManifestSource:
+    """What a new run's items are read from: the manifest (a path or URI), the defaults YAML a Parquet manifest
+    takes, the ``--set FIELD=VALUE`` overrides as given, and the model given on the command line."""
+
+    path: str
+    defaults: str | None = None
+    overrides: tuple[str, ...] = ()
+    model: ModelOptions = field(default_factory=ModelOptions)
+
+    def read(self) -> Manifest:
+        """The manifest with the overrides as its defaults' last word and the given model over its own."""
+        manifest = load_manifest(self.path, self.defaults, set_overrides(list(self.overrides)))
+        return replace(manifest, model=self.model.section(manifest.model))

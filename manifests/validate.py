@@ -38,7 +38,8 @@ from manifests.item import (
 from manifests.load import Entry, Manifest, ManifestError, load_manifest
 from manifests.lora_files import LoraFiles
 from manifests.model_section import MODEL_KEYS, model_paths, open_bundle
-from storage.fs import StorageError, exists, is_uri
+from manifests.windows import describe, item_windows
+from storage.fs import StorageError, exists, is_uri, local_or_uri
 
 
 @dataclass(frozen=True)
@@ -238,21 +239,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--defaults", help="YAML with model/defaults for a Parquet manifest")
     add_model_check_options(parser)
     args = parser.parse_args(argv)
+    return validate_file(args.manifest, args.defaults, args.bundle, args.max_tokens)
+
+
+def validate_file(path: str, defaults: str | None, bundle: str | None, max_tokens: int | None) -> int:
+    """Print every problem of the manifest at ``path`` (against ``bundle``, when given); 1 if there is any."""
     try:
-        manifest = load_manifest(args.manifest, args.defaults)
+        manifest = load_manifest(path, defaults)
     except ManifestError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    if args.bundle:
-        manifest = replace(manifest, model={"bundle": local_or_uri(args.bundle)})
-    problems, warnings = check(manifest, args.max_tokens or MAX_TOKENS)
+    if bundle:
+        manifest = replace(manifest, model={"bundle": local_or_uri(bundle)})
+    problems, warnings = check(manifest, max_tokens or MAX_TOKENS)
     print(report(problems, manifest, warnings))
+    if not problems:
+        print("\n".join(window_lines(manifest)))
     return 1 if problems else 0
 
 
-def local_or_uri(path: str) -> str:
-    """A URI as given; a local path made absolute."""
-    return path if is_uri(path) else str(Path(path).expanduser().resolve())
+def window_lines(manifest: Manifest) -> list[str]:
+    """Each item's windows and estimated GPU time, for a manifest without problems (local audio only: a remote
+    file is searched for pauses when the run is planned)."""
+    lines = []
+    for entry in manifest.entries:
+        item = Item.model_validate(merged(manifest.defaults, entry.data))
+        frames = clip_frames(item, audio_seconds(item))
+        if frames is None:
+            lines.append(f"{item.id}: windows are planned when the run starts (remote audio)")
+            continue
+        lines += describe(item, item_windows(item, frames, item.audio))
+    return ["windows (GPU seconds estimated for one H200):", *lines] if lines else []
 
 
 def add_model_check_options(parser: argparse.ArgumentParser) -> None:

@@ -19,8 +19,8 @@ import time
 import traceback
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -33,6 +33,7 @@ from ltxcore import compile_cache
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine, RenderResult
 from ltxcore.errors import RenderInputError
+from ltxcore.long_form import WindowFolder, render_windows
 from ltxcore.request import RenderRequest
 from manifests.item import media_files
 from manifests.model_section import bundle_identity
@@ -40,9 +41,10 @@ from ray_jobs.shards import Shard
 from ray_jobs.weights import localize
 from ray_jobs.worker_scoring import ClipScorer, LateScores, PendingScore
 from runstore.enhanced import enhancement_key
-from runstore.plan import PlannedItem
+from runstore.plan import JOIN, PlannedItem
 from runstore.results import ShardRecorder, error_summary, error_text, result_row, revise
 from runstore.run_folder import RunFolder
+from runstore.window_store import local_windows
 from storage.fs import StorageError, download, is_uri, upload
 
 HASH_CHUNK = 1 << 20
@@ -86,6 +88,25 @@ def _score_writer(run: RunFolder, session: str) -> Callable[[list[dict]], None]:
     return write
 
 
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What every render worker of a driver session is built with (the driver derives it from the run's options
+    and model)."""
+
+    paths: dict  # the bundle's files, local paths or URIs
+    quantization: str
+    device: str
+    run_uri: str
+    run_id: str
+    session: str
+    threads: int = 0  # torch threads on a CPU worker; 0: torch's default
+    # compile the transformer and warm it as these requests will run (per pipeline, the most common shape, LoRA
+    # set and settings of the run) before the first item; none: run eagerly
+    warm_requests: tuple[RenderRequest, ...] = ()
+    transformer: str = "dev"  # the checkpoint to hold, dev or distilled
+    max_loras: int = 4  # user LoRAs held at once
+
+
 def render_then_finish(items: Iterable[Entry], start: Callable[[Entry], Callable[[], Row]]) -> Iterator[Row]:
     """Each item's row, finished only once the next item's device work is done: ``start`` renders an item and
     returns what finishes it (its mp4, written meanwhile on a CPU thread, then its scores and upload), so the
@@ -114,50 +135,38 @@ def written_then_scores(result: RenderResult, scoring: PendingScore | None) -> d
 
 
 class RenderActor:
-    def __init__(
-        self,
-        paths: dict,
-        quantization: str,
-        device: str,
-        run_uri: str,
-        run_id: str,
-        session: str,
-        threads: int = 0,
-        warm_requests: Sequence[RenderRequest] = (),
-        transformer: str = "dev",
-        max_loras: int = 4,
-        compile_cache_uri: str | None = None,
-    ):
-        """``warm_requests``: compile the transformer and warm it as these requests will run (per pipeline, the
-        most common shape, LoRA set and settings of the run) before the first item; none: run eagerly.
-        ``transformer``: the checkpoint to hold, ``dev`` or ``distilled``. ``max_loras``: user LoRAs held at once.
-        ``compile_cache_uri``: the folder of shared compile artifacts (default ``RUN/compile-cache``), loaded
-        before the warm-up and written after it by a worker that compiled (``ltxcore.compile_cache``)."""
-        if threads:
-            torch.set_num_threads(threads)
+    def __init__(self, settings: WorkerSettings):
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
         started = time.perf_counter()
-        bundle = ModelBundle.from_paths(**localize(paths), quantization=quantization, transformer=transformer)
+        quantization, transformer = settings.quantization, settings.transformer
+        bundle = ModelBundle.from_paths(**localize(settings.paths), quantization=quantization, transformer=transformer)
         identity = bundle_identity(bundle.paths(), quantization, transformer)
         self.identity = {"model_version": bundle.model_version(), **identity}
-        self.engine = Engine(bundle, device=device, compile=bool(warm_requests), max_loras=max_loras)
+        self.engine = Engine(
+            bundle, device=settings.device, compile=bool(settings.warm_requests), max_loras=settings.max_loras
+        )
         self.load_seconds = time.perf_counter() - started
         self.scratch = Path(tempfile.mkdtemp(prefix="ltx-batch-"))
         weakref.finalize(self, shutil.rmtree, self.scratch, ignore_errors=True)  # also at interpreter exit
         self.media: dict[str, str] = {}
-        self.run = RunFolder(run_uri)
-        self.compile_cache: str | None = None  # hit or miss; None: nothing compiled
-        if warm_requests:
-            folder = compile_cache_uri or self.run.compile_cache_uri
-            shapes = [compile_cache.request_shapes(r) for r in warm_requests]
-            key = compile_cache.CompileKey.of(self.engine.device, quantization, transformer, shapes)
+        self.run = RunFolder(settings.run_uri)
+        warm = settings.warm_requests
+        self.compile_cache: str | None = None  # hit or miss of the run's shared compile cache; None: no compile
+        if warm:
+            folder = self.run.compile_cache_uri
+            shapes = [compile_cache.request_shapes(r) for r in warm]
+            bundle_settings = self.engine.bundle.quantization, self.engine.bundle.transformer
+            key = compile_cache.CompileKey.of(self.engine.device, *bundle_settings, shapes)
             loaded = compile_cache.load(folder, key)
             self.compile_cache = "hit" if loaded.hit else "miss"
-        self.warm_up_seconds = sum(self._warm_up(request) for request in warm_requests)
-        if warm_requests:
+            self.warm_up_seconds = sum(self._warm_up(request) for request in warm)
             compile_cache.save(folder, key, loaded)
-        self.run_id, self.session = run_id, session
+        else:
+            self.warm_up_seconds = 0.0
+        self.run_id, self.session = settings.run_id, settings.session
         self.host = socket.gethostname()
-        self.device = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
+        self.device = torch.cuda.get_device_name() if settings.device.startswith("cuda") else "cpu"
         self.scorer = ClipScorer()  # quality scores, in child processes, after each mp4 is written
         weakref.finalize(self, self.scorer.close)
         self.late_scores: dict[str, PendingScore] = {}  # item id -> scores still running when its row was due
@@ -208,6 +217,9 @@ class RenderActor:
     def _record(self, row: dict, recorder: ShardRecorder, events) -> dict:
         if not self.run.owned_by(self.session):
             ray.actor.exit_actor()  # a newer driver session owns the run: write nothing more
+        if row.get("event") == "window":  # a cuts window is in the run folder; its item has no row yet
+            _tell(events, row)
+            return row
         recorder.add(row)
         pending = self.late_scores.pop(row["item_id"], None)
         if pending is not None:
@@ -288,19 +300,34 @@ class RenderActor:
             "prompt_enhanced": getattr(request, "prompt_enhanced", None) if planned.item.enhance_prompt else None,
         }
         local = self.scratch / f"{planned.id}.mp4"
+        windows = planned.window_plan
         try:
             if isinstance(request, Exception):
                 raise request
-            result = self.engine.render(request, local, background_mux=True)
+            if len(windows) > 1:
+                result = self._render_windows(planned, request, local)
+            else:
+                result = self.engine.render(request, local, background_mux=True)
             common["prompt_enhanced"] = result.prompt_enhanced
         except Exception as e:  # one bad item must never stop the shard
             row = self._failed(planned, e, local, common)
             return lambda: row
+        if result.output is None:  # a cuts window, in the run folder: the item is joined once all are there
+            told = {"event": "window", "item_id": planned.id, "window": planned.part, "host": self.host}
+            return lambda: told
         rendered_at = datetime.now(UTC)
         first = planned.item.first_image
         reference = self.media.get(first, first) if first is not None else None
-        scoring = self.scorer.start(local, reference, result.muxing)
+        boundaries = [w.start for w in windows[1:]]
+        scoring = self.scorer.start(local, reference, result.muxing, boundaries)
         return lambda: self._finish(planned, result, local, common, rendered_at, scoring)
+
+    def _render_windows(self, planned: PlannedItem, request: RenderRequest, local: Path) -> RenderResult:
+        """A long item, window by window, its finished windows kept in the run folder: a chain resumes from its
+        last finished window, and a ``cuts`` part renders just its window (the JOIN part joins them all)."""
+        path, saved = local_windows(self.run, planned, self.scratch)
+        only = None if planned.part in (None, JOIN) else {planned.part}
+        return render_windows(self.engine, request, planned.window_plan, local, WindowFolder(path, saved), only)
 
     def _finish(
         self,
@@ -334,6 +361,7 @@ class RenderActor:
             peak_memory_bytes=result.peak_memory,
             finished_at=written_at,
             quality=quality,
+            windows=[asdict(w) for w in result.windows] if len(result.windows) > 1 else None,
             **common,
         )
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ltxcore.token_bound import MAX_TOKENS_HELP
-from ray_jobs.options import add_render_options
+from ray_jobs.options import add_render_options, run_options
 
 EXAMPLES = {
     "validate": "ltx-batch validate lessons.yaml",
@@ -32,27 +32,15 @@ EXAMPLES = {
 
 
 def _validate(args) -> int:
-    from manifests.validate import main
+    from manifests.validate import validate_file
 
-    options = {"--defaults": args.defaults, "--bundle": args.bundle, "--max-tokens": args.max_tokens}
-    return main([args.manifest, *(x for k, v in options.items() if v is not None for x in (k, str(v)))])
-
-
-CLI_KEYS = ("debug", "command", "handler")
-
-
-def render_args(args: argparse.Namespace) -> argparse.Namespace:
-    """``render``/``resume`` options as ``python -m ray_jobs.render`` parses them (run.json records them)."""
-    kept = {k: v for k, v in vars(args).items() if k not in CLI_KEYS}
-    if args.command == "resume":
-        return argparse.Namespace(**kept, manifest=None, out=args.resume)
-    return argparse.Namespace(**kept, resume=None)
+    return validate_file(args.manifest, args.defaults, args.bundle, args.max_tokens)
 
 
 def _render(args) -> int:
     from ray_jobs.render import run_render
 
-    return run_render(render_args(args))
+    return run_render(run_options(args))
 
 
 def status_lines(run_uri: str, weakest: int = 5) -> list[str]:
@@ -102,9 +90,9 @@ def _score(args) -> int:
 
 
 def _retry_weak(args) -> int:
-    from ray_jobs.retry_weak import retry_weak
+    from ray_jobs.retry_weak import Retry, retry_weak
 
-    return retry_weak(args)
+    return retry_weak(Retry(args.run, args.where, args.seeds, args.by), run_options(args))
 
 
 def _report(args) -> int:

@@ -1,5 +1,6 @@
 """The options of a render, defined once: ``ltx-batch render``, ``ltx-batch resume`` and
-``python -m ray_jobs.render`` all build their parsers from here, so each ``--help`` lists every option.
+``python -m ray_jobs.render`` all build their parsers from here, so each ``--help`` lists every option, and
+each turns what it parsed into the same ``RunOptions`` here; no module past this one sees argparse.
 
 Kept free of Ray and torch imports, so ``ltx-batch --help`` stays fast.
 """
@@ -8,8 +9,62 @@ from __future__ import annotations
 
 import argparse
 
-from ltxcore.bundle import OPTIONAL_NAMES, QUANTIZATIONS, RELEASED_NAMES, TRANSFORMERS
+from ltxcore.bundle import OPTIONAL_NAMES, QUANTIZATIONS, TRANSFORMERS
 from ltxcore.token_bound import MAX_TOKENS_HELP
+from manifests.model_options import ModelOptions
+from ray_jobs.run_options import MODEL_FILES, ItemOptions, RunOptions, WorkerOptions
+
+
+def parse_render_argv(argv: list[str] | None) -> RunOptions:
+    """The options of ``python -m ray_jobs.render``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m ray_jobs.render",
+        description="Render every item of a manifest on a Ray cluster; resume a run with --resume RUN.",
+        epilog="example: python -m ray_jobs.render lessons.yaml --out runs/lessons-0312 --bundle /models/ltx-2.3",
+    )
+    parser.add_argument("manifest", nargs="?", help="a .yaml or .parquet manifest (not needed with --resume)")
+    parser.add_argument("--out", help="run folder (local path or s3:// / gs:// URI)")
+    parser.add_argument("--resume", metavar="RUN", help="resume RUN: render only the items without an ok result")
+    add_render_options(parser)
+    args = parser.parse_args(argv)
+    if not args.resume and not (args.manifest and args.out):
+        parser.error("give MANIFEST --out RUN, or --resume RUN")
+    return run_options(args)
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """The ``RunOptions`` of a parsed render or resume: of ``python -m ray_jobs.render`` (``--resume RUN``),
+    of ``ltx-batch render`` / ``ltx-batch resume RUN``, or of ``ltx-batch retry-weak`` (no manifest yet)."""
+    from storage.fs import local_or_uri  # here, not above: pyarrow would slow every ``ltx-batch --help``
+
+    resume = getattr(args, "resume", None)
+    return RunOptions(
+        out=args.out if getattr(args, "out", None) else args.resume,
+        manifest=None if resume else getattr(args, "manifest", None),
+        workers=WorkerOptions(
+            actors=args.actors,
+            shard_size=args.shard_size,
+            device=args.device,
+            compile=not args.no_compile,
+            max_attempts=args.max_attempts,
+            cpus_per_actor=args.cpus_per_actor,
+            max_loras=args.max_loras,
+            local_cpus=args.local_cpus,
+            take_over=args.take_over,
+        ),
+        model=ModelOptions(
+            bundle=local_or_uri(args.bundle) if args.bundle else None,
+            files=tuple((name, getattr(args, name)) for name in MODEL_FILES if getattr(args, name)),
+            quantization=args.quantization,
+            transformer=args.transformer,
+        ),
+        items=ItemOptions(
+            defaults=args.defaults,
+            overrides=tuple(args.set),
+            max_tokens=args.max_tokens,
+            skip_invalid=args.skip_invalid,
+        ),
+    )
 
 
 def add_render_options(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +105,7 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
         f"{OPTIONAL_NAMES['distilled_checkpoint_path']}, for runs of drafts only (no LoRA). A resume keeps the run's",
     )
     model.add_argument("--bundle", help="model folder with the released file names")
-    for name in {**RELEASED_NAMES, **OPTIONAL_NAMES}:
+    for name in MODEL_FILES:
         model.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"override the bundle's {name}")
     items = parser.add_argument_group("items")
     items.add_argument("--defaults", help="YAML with model/defaults for a Parquet manifest")

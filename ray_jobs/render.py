@@ -6,28 +6,27 @@ code is 0 only when every item of the run has an ``ok`` result.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ray
 from pyarrow.fs import FileType
 
-from ltxcore.bundle import OPTIONAL_NAMES, RELEASED_NAMES
 from ltxcore.checkpoint_header import transformer_layer_count
 from ltxcore.errors import BundleError
 from ltxcore.request import RenderRequest, pipeline_problem
 from ltxcore.token_bound import MAX_TOKENS
-from manifests.load import ManifestError, load_manifest, set_overrides
-from manifests.model_section import Model, resolve_model
+from manifests.load import ManifestError, ManifestSource
+from manifests.model_section import Model, chosen_model
 from manifests.validate import check, report, warning_lines
 from ray_jobs import local_ray
-from ray_jobs.actor import RenderActor
-from ray_jobs.options import add_render_options
+from ray_jobs.actor import RenderActor, WorkerSettings
+from ray_jobs.options import parse_render_argv
 from ray_jobs.progress import Progress
+from ray_jobs.run_options import RunOptions, RunOptionsError, WorkerOptions, recorded_options
 from ray_jobs.scheduler import WORKER_OPTIONS, NoWorkers, Scheduler
 from ray_jobs.shards import cache_key, make_shards
 from ray_jobs.summary import run_summary
@@ -38,51 +37,24 @@ from runstore.enhanced import recorded_enhancements
 from runstore.plan import plan, refresh_fingerprints
 from runstore.results import read_results, still_to_render
 from runstore.run_folder import RunFolder
+from runstore.window_store import units_of_work
 from storage.fs import StorageError, is_uri
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_BAD_INPUT, EXIT_NO_WORKERS = 0, 1, 2, 3
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m ray_jobs.render",
-        description="Render every item of a manifest on a Ray cluster; resume a run with --resume RUN.",
-        epilog="example: python -m ray_jobs.render lessons.yaml --out runs/lessons-0312 --bundle /models/ltx-2.3",
-    )
-    parser.add_argument("manifest", nargs="?", help="a .yaml or .parquet manifest (not needed with --resume)")
-    parser.add_argument("--out", help="run folder (local path or s3:// / gs:// URI)")
-    parser.add_argument("--resume", metavar="RUN", help="resume RUN: render only the items without an ok result")
-    add_render_options(parser)
-    args = parser.parse_args(argv)
-    if args.resume:
-        args.out = args.out or args.resume
-    elif not (args.manifest and args.out):
-        parser.error("give MANIFEST --out RUN, or --resume RUN")
-    return args
-
-
-def _model_section(args: argparse.Namespace, base: dict) -> dict:
-    model = dict(base)
-    if args.bundle:
-        model = {"bundle": args.bundle if is_uri(args.bundle) else str(Path(args.bundle).expanduser().resolve())}
-    for name in {**RELEASED_NAMES, **OPTIONAL_NAMES}:
-        if getattr(args, name):
-            model[name] = getattr(args, name)
-    return model
-
-
-def _connect(args: argparse.Namespace) -> None:
+def _connect(local_cpus: int | None) -> None:
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=False)
     else:
-        local_ray.start(args.local_cpus)
+        local_ray.start(local_cpus)
 
 
-def _device(args: argparse.Namespace) -> str:
-    if args.device != "auto":
-        return args.device
+def _device(device: str) -> str:
+    if device != "auto":
+        return device
     return "cuda" if ray.cluster_resources().get("GPU", 0) >= 1 else "cpu"
 
 
@@ -99,49 +71,45 @@ def default_quantization(device: str) -> str:
     return "fp8-scaled" if labels and labels <= set(FP8_ACCELERATORS) else "fp8-cast"
 
 
-def _model(model_section: dict, args: argparse.Namespace, device: str, transformer: str) -> Model:
-    if not model_section:
-        raise ManifestError("no model given: add a model: section to the manifest or pass --bundle FOLDER.")
-    quantization = args.quantization or model_section.get("quantization") or default_quantization(device)
-    return resolve_model(model_section, quantization, transformer)
-
-
-def _prepare(args: argparse.Namespace, run: RunFolder, device: str) -> tuple[Model, str]:
-    """Create the run (validate, plan, record) or load it for resume; return (model, run id)."""
-    if args.resume:
+def _prepare(options: RunOptions, run: RunFolder, cluster_quantization: str) -> tuple[Model, str]:
+    """Create the run (validate, plan, record) or load it for resume; return (model, run id). A quantization
+    neither given nor in the model section is ``cluster_quantization``."""
+    given = options.model
+    if options.manifest is None:  # a resume
         if not run.exists():
-            raise ManifestError(f"{args.resume} is not a run folder (no plan.parquet); start it with MANIFEST --out.")
+            raise ManifestError(f"{options.out} is not a run folder (no plan.parquet); start it with MANIFEST --out.")
         info = run.run_info()
-        transformer = args.transformer or info.get("transformer", "dev")  # the recorded ones, unless given
+        transformer = given.transformer or info.get("transformer", "dev")  # the recorded ones, unless given
         problems = [
             f"item {p.id!r}, field 'pipeline': {problem}"
             for p in run.plan()
             if (problem := pipeline_problem(p.item.pipeline, transformer))
         ]
         if problems:
-            raise ManifestError("\n  ".join([f"{args.resume} cannot resume with this model:", *problems]))
-        section = {**_model_section(args, info["model"]), "quantization": info["bundle"]["quantization"]}
-        return _model(section, args, device, transformer), info["run_id"]
+            raise ManifestError("\n  ".join([f"{options.out} cannot resume with this model:", *problems]))
+        section = {**given.section(info["model"]), "quantization": info["bundle"]["quantization"]}
+        return chosen_model(section, given, cluster_quantization, transformer), info["run_id"]
     if run.exists():
-        raise ManifestError(f"{args.out} already holds a run; use --resume {args.out} or pick a new --out.")
-    manifest = load_manifest(args.manifest, args.defaults, set_overrides(args.set))
-    manifest = replace(manifest, model=_model_section(args, manifest.model))
-    transformer = args.transformer or "dev"
-    problems, warnings = check(manifest, args.max_tokens or MAX_TOKENS, transformer)
+        raise ManifestError(f"{options.out} already holds a run; use --resume {options.out} or pick a new --out.")
+    items = options.items
+    source = ManifestSource(options.manifest, items.defaults, items.overrides, given)
+    manifest = source.read()
+    transformer = given.transformer or "dev"
+    problems, warnings = check(manifest, items.max_tokens or MAX_TOKENS, transformer)
     if warnings:
         print("\n".join(warning_lines(warnings)))
     set_aside = None
-    if problems and args.skip_invalid:  # the run goes on without the invalid items, unless the manifest is at fault
+    if problems and items.skip_invalid:  # the run goes on without the invalid items, unless the manifest is at fault
         manifest, set_aside, problems = invalid.set_aside(manifest, problems)
     if problems:
         raise ManifestError(report(problems, manifest, warnings))
-    model = _model(manifest.model, args, device, transformer)
+    model = chosen_model(manifest.model, given, cluster_quantization, transformer)
     planned = plan(manifest, model.identity)
-    sidecars = (args.defaults, manifest.path.with_suffix(".yaml"))
+    sidecars = (items.defaults, manifest.path.with_suffix(".yaml"))
     files = [manifest.path, *(Path(p) for p in sidecars if p and Path(p).is_file())]
     details = {
         "argv": sys.argv,
-        "args": vars(args),
+        "options": options.record(),
         "model": manifest.model,
         "bundle": model.identity,
         "transformer": transformer,
@@ -154,35 +122,36 @@ def _prepare(args: argparse.Namespace, run: RunFolder, device: str) -> tuple[Mod
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_render(parse_args(argv))
+    options = parse_render_argv(argv)
+    return run_render(options)
 
 
-def run_render(args: argparse.Namespace) -> int:
-    """Render (or, with ``args.resume``, resume) a run from parsed options; return the exit code."""
-    run = RunFolder(args.out)
+def run_render(options: RunOptions) -> int:
+    """Render (or, with ``options.resume``, resume) a run; return the exit code."""
+    run = RunFolder(options.out)
     lease = Lease(run.uri)
-    started_absent = not args.resume and run.fs.get_file_info(run.root).type == FileType.NotFound
+    started_absent = not options.resume and run.fs.get_file_info(run.root).type == FileType.NotFound
     try:
-        _take(args, run, lease)
+        _take(options, run, lease)
     except (ManifestError, StorageError, RunTaken) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        return _render_held(args, run, lease.token)
+        return _render_held(options, run, lease.token)
     finally:
         lease.release()
         if started_absent and not run.exists():  # refused before its plan: leave no folder behind
             run.fs.delete_dir(run.root)
 
 
-def _take(args: argparse.Namespace, run: RunFolder, lease: Lease) -> None:
+def _take(options: RunOptions, run: RunFolder, lease: Lease) -> None:
     """Refuse a folder that is not ours before writing anything, then take the run (``runstore.claim``)."""
-    if args.resume:
+    if options.resume:
         if not run.exists():
-            raise ManifestError(f"{args.resume} is not a run folder (no plan.parquet); start it with MANIFEST --out.")
-        if args.set or args.defaults:
+            raise ManifestError(f"{options.out} is not a run folder (no plan.parquet); start it with MANIFEST --out.")
+        if options.items.overrides or options.items.defaults:
             raise ManifestError(
-                f"--set, --draft and --defaults do not apply to a resume: {args.resume} renders its submitted plan. "
+                f"--set, --draft and --defaults do not apply to a resume: {options.out} renders its submitted plan. "
                 "Start a new run with MANIFEST --out NEW_RUN to change items."
             )
     else:
@@ -190,20 +159,41 @@ def _take(args: argparse.Namespace, run: RunFolder, lease: Lease) -> None:
         if problem:
             raise ManifestError(problem)
         run.mark()
-    lease.acquire(take_over=getattr(args, "take_over", False))
+    lease.acquire(take_over=options.workers.take_over)
 
 
-def _render_held(args: argparse.Namespace, run: RunFolder, session: str) -> int:
+def _render_held(options: RunOptions, run: RunFolder, session: str) -> int:
     try:
-        _connect(args)
-        device = _device(args)
-        model, run_id = _prepare(args, run, device)
-    except (ManifestError, BundleError, StorageError) as e:
+        _connect(options.workers.local_cpus)
+        device = _device(options.workers.device)
+        model, run_id = _prepare(options, run, default_quantization(device))
+        recorded = recorded_options(run.run_info())
+    except (ManifestError, BundleError, StorageError, RunOptionsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    run.claim(session)  # before reading results: a leftover worker of an earlier session stops writing
-    fixed, still_invalid = _settle_invalid(args, run, run_id, session, model)
-    planned = refresh_fingerprints(run.plan(), model.identity)
+    max_tokens = options.items.max_tokens or recorded.items.max_tokens or MAX_TOKENS  # the one given, else the run's
+    held = HeldRun(run, run_id, session, model, device, options.workers, max_tokens)
+    return _render_prepared(held)
+
+
+@dataclass(frozen=True)
+class HeldRun:
+    """A run this driver session holds, prepared: what settling, rendering and the summary work from."""
+
+    run: RunFolder
+    run_id: str
+    session: str
+    model: Model
+    device: str
+    workers: WorkerOptions
+    max_tokens: int  # the token bound of this session's validation
+
+
+def _render_prepared(held: HeldRun) -> int:
+    run, run_id = held.run, held.run_id
+    run.claim(held.session)  # before reading results: a leftover worker of an earlier session stops writing
+    fixed, still_invalid = _settle_invalid(held)
+    planned = refresh_fingerprints(run.plan(), held.model.identity)
     pending = still_to_render(planned, run.results_uri)
     progress = Progress(total=len(pending))
     if fixed:
@@ -211,11 +201,11 @@ def _render_held(args: argparse.Namespace, run: RunFolder, session: str) -> int:
     if still_invalid:
         progress.note(f"{still_invalid} invalid item(s) not rendered: each has an InvalidInput row (see below)")
     if pending:
-        progress.note(f"run {run_id}: {len(pending)} of {len(planned)} items to render on {device}")
+        progress.note(f"run {run_id}: {len(pending)} of {len(planned)} items to render on {held.device}")
         enhanced = {}
         if any(p.item.enhance_prompt for p in pending):  # a resumed run reuses what earlier attempts wrote
             enhanced = recorded_enhancements(planned, read_results(run.results_uri))
-        exit_code = _render(args, run, run_id, session, model, device, pending, progress, enhanced)
+        exit_code = _render(held, pending, progress, enhanced)
         if exit_code:
             return exit_code
     else:
@@ -226,36 +216,47 @@ def _render_held(args: argparse.Namespace, run: RunFolder, session: str) -> int:
     return _summary(run, planned)
 
 
-def _settle_invalid(args, run: RunFolder, run_id: str, session: str, model: Model) -> tuple[int, int]:
+def _settle_invalid(held: HeldRun) -> tuple[int, int]:
     """Validate the run's set-aside items (``--skip-invalid``) against this run's model and token bound."""
+    run, model = held.run, held.model
     checkpoint = model.paths["checkpoint_path"]
     num_layers = None if is_uri(checkpoint) else transformer_layer_count(checkpoint)
-    recorded = run.run_info().get("args", {}).get("max_tokens")
-    max_tokens = args.max_tokens or recorded or MAX_TOKENS
-    return invalid.settle(run, run_id, session, model.identity, num_layers, max_tokens)
+    return invalid.settle(run, held.run_id, held.session, model.identity, num_layers, held.max_tokens)
 
 
-def _render(
-    args, run: RunFolder, run_id: str, session: str, model: Model, device: str, pending, progress, enhanced: dict
-) -> int:
+def _render(held: HeldRun, pending, progress, enhanced: dict) -> int:
+    workers, device, model, run = held.workers, held.device, held.model, held.run
     if device == "cuda":
-        options = {"num_gpus": 1, "num_cpus": 1}
-        actors = args.actors or int(ray.cluster_resources().get("GPU", 1))
+        resources = {"num_gpus": 1, "num_cpus": 1}
+        actors = workers.actors or int(ray.cluster_resources().get("GPU", 1))
     else:
-        options = {"num_gpus": 0, "num_cpus": args.cpus_per_actor}
-        actors = args.actors or max(1, int(ray.available_resources().get("CPU", 1)) // args.cpus_per_actor)
-    shards = make_shards(pending, args.shard_size, actors)
+        resources = {"num_gpus": 0, "num_cpus": workers.cpus_per_actor}
+        actors = workers.actors or max(1, int(ray.available_resources().get("CPU", 1)) // workers.cpus_per_actor)
+    shards = make_shards(units_of_work(pending, run), workers.shard_size, actors)
     actors = min(actors, len(shards))
-    remote = ray.remote(RenderActor).options(**WORKER_OPTIONS, **options)
-    threads = args.cpus_per_actor if device == "cpu" else 0
-    warm = [] if device != "cuda" or args.no_compile else warm_requests(pending)
-
-    def make_actor():
-        init = (model.paths, model.quantization, device, run.uri, run_id, session, threads, warm, model.transformer)
-        return remote.remote(*init, args.max_loras)
-
+    remote = ray.remote(RenderActor).options(**WORKER_OPTIONS, **resources)
+    settings = WorkerSettings(
+        paths=model.paths,
+        quantization=model.quantization,
+        transformer=model.transformer,
+        device=device,
+        run_uri=run.uri,
+        run_id=held.run_id,
+        session=held.session,
+        threads=workers.cpus_per_actor if device == "cpu" else 0,
+        warm_requests=tuple(warm_requests(pending)) if device == "cuda" and workers.compile else (),
+        max_loras=workers.max_loras,
+    )
     scheduler = Scheduler(
-        make_actor, actors, shards, run.results_uri, run_id, session, progress, args.max_attempts, known=enhanced
+        lambda: remote.remote(settings),
+        actors,
+        shards,
+        run.results_uri,
+        held.run_id,
+        held.session,
+        progress,
+        workers.max_attempts,
+        known=enhanced,
     )
     try:
         scheduler.run()
@@ -275,7 +276,8 @@ def most_common_request(pending) -> RenderRequest:
     """A request of the shape, LoRA set and settings most items use: what a worker compiles and warms
     before its first item (its media are never read; its LoRAs are loaded)."""
     shape = Counter(_shape(p) for p in pending).most_common(1)[0][0]
-    return next(p for p in pending if _shape(p) == shape).item.to_request()
+    planned = next(p for p in pending if _shape(p) == shape)
+    return replace(planned.item.to_request(), num_frames=planned.window_plan[0].rendered)
 
 
 def _shape(planned) -> tuple:

@@ -41,7 +41,7 @@ from runstore.latest import latest_by_item
 from runstore.plan import PlannedItem
 from runstore.results import read_results
 from runstore.run_folder import RunFolder
-from storage.fs import filesystem, is_uri, join, write_atomically
+from storage.fs import filesystem, is_uri, join, local_or_uri, write_atomically
 
 POSTER_WIDTH = 256
 WEAK_SEAM = 2.0  # a seam score above this is drawn as a visible jump on the item's timeline
@@ -331,7 +331,7 @@ def build_report(run_uri: str) -> Path:
     planned, attempts, invalid = run.plan(), read_results(run.results_uri), invalid_ids(run)
     latest = latest_by_item(planned, attempts, invalid)
     cards = [invalid_card(i, latest.get(i)) for i in invalid] + collect_cards(run, planned, latest, fs, report_root)
-    folder = run_uri if is_uri(run_uri) else str(Path(run_uri).expanduser().resolve())
+    folder = local_or_uri(run_uri)
     command = f"python -m ray_jobs.render --resume {shlex.quote(folder)}"
     promote = f"ltx-batch promote {shlex.quote(folder)} --out {shlex.quote(folder.rstrip('/') + '-final')}"
     summary = summarize(planned, attempts, invalid)

@@ -1,23 +1,22 @@
-"""``ltx-batch retry-weak``: re-render the weak clips of a run as best-of-N candidates in a new run, and mark
-each item's best candidate when that run ends.
+"""``ltx-batch retry-weak``: re-render the weak clips of a run as best-of-N candidates in a new run, whose best
+candidates are marked when it ends (``runstore.best_candidates``).
 
 The new run is an ordinary run (resume, status and report work on it): its manifest, written to
 ``NEW/submitted/retry-weak.yaml``, holds the candidates (``runstore.retry_candidates``), and ``NEW/retry.json`` says
-where they came from, the chosen score and each original clip's scores. The best candidate of an item is
-the one with the best value of that score; when the original clip scores better than every candidate, no
-candidate is marked and the original stays the one to use.
+where they came from, the chosen score and each original clip's scores.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
+from dataclasses import dataclass, replace
 
 import yaml
 
 from manifests.load import set_overrides
 from quality.score_fields import SCORE_NAMES
+from ray_jobs.run_options import RunOptions
 from runstore.best_candidates import INFO
 from runstore.latest import matching_rows, where_filter
 from runstore.retry_candidates import RetryError, candidates
@@ -27,6 +26,17 @@ from storage.fs import join, write_bytes
 MANIFEST = "submitted/retry-weak.yaml"
 
 
+@dataclass(frozen=True)
+class Retry:
+    """Which clips of ``run`` to re-render (``where``), how many new seeds each (``seeds``), and the score
+    that picks the best candidate (``by``; default: the one ``where`` names)."""
+
+    run: str
+    where: str
+    seeds: int = 0
+    by: str | None = None
+
+
 def score_in(expression: str) -> str | None:
     """The one score an expression names (the natural ``--by``), else None."""
     names = {node.id for node in ast.walk(ast.parse(expression, mode="eval")) if isinstance(node, ast.Name)}
@@ -34,48 +44,56 @@ def score_in(expression: str) -> str | None:
     return named[0] if len(named) == 1 else None
 
 
-def plan_retry(args: argparse.Namespace, overrides: dict) -> tuple[str, int]:
+def plan_retry(retry: Retry, out: str, overrides: dict) -> tuple[str, int]:
     """Write the new run's manifest and retry.json; return (manifest path, candidates planned)."""
-    keep = where_filter(args.where)
-    by = args.by or score_in(args.where)
+    keep = where_filter(retry.where)
+    by = retry.by or score_in(retry.where)
     if by not in SCORE_NAMES:
         raise RetryError(f"--by must name the score that picks the best candidate, one of: {', '.join(SCORE_NAMES)}.")
-    source = RunFolder(args.run)
+    source = RunFolder(retry.run)
     plan = source.plan()
     selected = matching_rows(source, keep, plan)
     planned = {p.id: p for p in plan}
-    entries = candidates([planned[row["item_id"]] for row in selected], args.seeds, overrides)
+    entries = candidates([planned[row["item_id"]] for row in selected], retry.seeds, overrides)
     if not entries:
         return "", 0
     info = source.run_info()
-    RunFolder(args.out).mark()  # before the files below, so the render that follows knows the folder as ours
-    manifest = join(args.out, MANIFEST)
+    RunFolder(out).mark()  # before the files below, so the render that follows knows the folder as ours
+    manifest = join(out, MANIFEST)
     write_bytes(manifest, yaml.safe_dump({"model": info["model"], "items": entries}, sort_keys=False).encode())
     originals = {
         row["item_id"]: {"output_uri": row["output_uri"], **{name: row[name] for name in SCORE_NAMES}}
         for row in selected
     }
-    retry = {"source": args.run, "source_run_id": info["run_id"], "where": args.where, "by": by, "seeds": args.seeds}
-    retry.update({"set": overrides, "originals": originals})
-    write_bytes(join(args.out, INFO), json.dumps(retry, indent=1, default=str).encode())
+    record = {"source": retry.run, "source_run_id": info["run_id"], "where": retry.where, "by": by}
+    record.update({"seeds": retry.seeds, "set": overrides, "originals": originals})
+    write_bytes(join(out, INFO), json.dumps(record, indent=1, default=str).encode())
     return manifest, len(entries)
 
 
-def retry_weak(args: argparse.Namespace) -> int:
+def retry_weak(retry: Retry, options: RunOptions) -> int:
+    """Plan the candidates into the new run ``options.out`` and render it with ``options``; the ``--set``
+    overrides go into the candidates, and the run keeps the source run's quantization unless one is given."""
     from ray_jobs.render import run_render
 
-    if RunFolder(args.out).exists():
+    if RunFolder(options.out).exists():
         raise RetryError(
-            f"{args.out} already holds a run; pick a new --out (or resume it: ltx-batch resume {args.out})."
+            f"{options.out} already holds a run; pick a new --out (or resume it: ltx-batch resume {options.out})."
         )
-    problem = RunFolder(args.out).foreign_problem()
+    problem = RunFolder(options.out).foreign_problem()
     if problem:
         raise RetryError(problem)
-    manifest, count = plan_retry(args, set_overrides(args.set))
+    manifest, count = plan_retry(retry, options.out, set_overrides(list(options.items.overrides)))
     if not count:
-        print(f"no item of {args.run} matches --where {args.where!r}; nothing to re-render")
+        print(f"no item of {retry.run} matches --where {retry.where!r}; nothing to re-render")
         return 0
-    print(f"{count} candidates for the items of {args.run} where {args.where}")
-    quantization = args.quantization or RunFolder(args.run).run_info()["bundle"]["quantization"]
-    options = {**vars(args), "manifest": manifest, "resume": None, "set": [], "quantization": quantization}
-    return run_render(argparse.Namespace(**{k: v for k, v in options.items() if k not in ("handler", "debug")}))
+    print(f"{count} candidates for the items of {retry.run} where {retry.where}")
+    quantization = options.model.quantization or RunFolder(retry.run).run_info()["bundle"]["quantization"]
+    return run_render(
+        replace(
+            options,
+            manifest=manifest,
+            model=replace(options.model, quantization=quantization),
+            items=replace(options.items, overrides=()),
+        )
+    )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ray_jobs.progress import Progress
 from ray_jobs.shards import Shard
+from runstore.plan import JOIN, PlannedItem
 from runstore.results import ShardRecorder, error_summary, error_text, read_attempt, result_row
 
 SETTLE_SECONDS = 120  # at the end, how long workers may take to record their last quality scores
@@ -81,6 +82,15 @@ class WorkQueue:
         self.crashes: dict[str, int] = {}  # item id -> attempts lost while it was rendering
         self.enhancing: dict = {}  # enhancement key -> (shard id, attempt) generating it
         self.rendering: dict[tuple[int, int], str] = {}  # (shard id, attempt) -> the item it last started
+        self.next_shard = max((shard.shard_id for shard in self.shards), default=-1) + 1
+        # cuts items: the windows still to render, per item, and the item to join once there are none
+        self.windows_left: dict[str, set[int]] = {}
+        self.cuts: dict[str, PlannedItem] = {}
+        for planned in (p for shard in self.shards for p in shard.items):
+            if planned.part is not None and planned.part != JOIN:
+                self.windows_left.setdefault(planned.id, set()).add(planned.part)
+                self.cuts[planned.id] = planned
+        self.failed: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.waiting)
@@ -102,13 +112,31 @@ class WorkQueue:
         if kind == "started":
             self.rendering[tuple(event["shard"])] = event["item_id"]
         elif kind == "done":
+            if event["item_id"] in self.cuts and event["item_id"] in self.failed:
+                return  # another window of a cuts item that failed already
+            if event["status"] != "ok":
+                self.failed.add(event["item_id"])
             self.progress.item(event)
+        elif kind == "window":
+            self.window_done(event["item_id"], event["window"])
         elif kind == "enhanced":
             texts = {tuple(key): text for key, text in event["texts"]}
             self.known.update(texts)
             for key in texts:
                 self.enhancing.pop(key, None)
             self.progress.note(f"{event['host']}: {len(texts)} prompt(s) enhanced in {event['seconds']:.1f}s")
+
+    def window_done(self, item_id: str, index: int) -> None:
+        """A cuts window is in the run folder (told, or returned: either may come first); once its item's last
+        window is, the item's join goes on the queue, once, unless one of its windows failed."""
+        left = self.windows_left.get(item_id)
+        if left is None or index not in left:
+            return
+        left.discard(index)
+        if not left and item_id not in self.failed:
+            join = replace(self.cuts[item_id], part=JOIN)
+            self.waiting.appendleft(Shard(self.next_shard, (join,)))
+            self.next_shard += 1
 
     def finished(self, shard: Shard) -> str | None:
         """``shard``'s attempt ended: its enhancement keys are free again. Returns the item it last started."""
@@ -254,7 +282,7 @@ class Scheduler:
         actor, shard = self.busy.pop(ref)
         self._drain_events()  # what its worker told, before the keys it was generating are released
         try:
-            ray.get(ref)
+            summaries: list[dict] = ray.get(ref)
         except RayError as e:
             if isinstance(e, RayActorError):  # Ray restarts it: ready() answers once it has, or fails for good
                 self.starting[actor.ready.options(max_task_retries=-1).remote()] = (actor, True)
@@ -262,6 +290,9 @@ class Scheduler:
                 self.idle.append(actor)
             self.work.lost(shard, Loss.of(e))
             return
+        for summary in summaries:  # what an event lost on the way still tells: the cuts windows done
+            if summary.get("event") == "window":
+                self.work.window_done(summary["item_id"], summary["window"])
         self.work.finished(shard)
         self.idle.append(actor)
 

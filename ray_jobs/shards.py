@@ -41,10 +41,13 @@ class Shard:
 
 
 def cache_key(p: PlannedItem) -> tuple:
+    """What the engine reuses; the frames are those of the item's first window (a long item's windows share
+    one shape, but for the last)."""
     i = p.item
     images = tuple(tuple(image.values()) for image in i.resolved_images)
     loras = tuple(sorted({lora.path for lora in i.loras}))
-    return (i.prompt, i.negative_prompt, images, i.height, i.width, i.num_frames, i.frame_rate, loras)
+    frames = p.window_plan[0].rendered
+    return (i.prompt, i.negative_prompt, images, i.height, i.width, frames, i.frame_rate, loras)
 
 
 def make_shards(planned: list[PlannedItem], shard_size: int, workers: int = 1) -> list[Shard]:

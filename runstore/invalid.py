@@ -19,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 from manifests.item import KINDS, Item, id_problem, merged
 from manifests.load import Entry, Manifest
 from manifests.validate import Problem, check_entry
-from runstore.plan import PlannedItem, refresh_fingerprints, resolve_item
+from runstore.plan import planned_item, refresh_fingerprints
 from runstore.results import INVALID_INPUT, write_invalid_rows
 from runstore.run_folder import RunFolder
 
@@ -118,7 +118,7 @@ def settle(
             rows.append(invalid_row(s, invalid.defaults, "\n".join(str(p) for p in problems)))
         else:
             item = Item.model_validate(merged(invalid.defaults, s.entry.data))
-            fixed.append(PlannedItem(resolve_item(item, invalid.run_seed), ""))
+            fixed.append(planned_item(item, invalid.run_seed))
     if fixed:
         run.record_plan(planned + refresh_fingerprints(fixed, bundle_identity))
     save(run, replace(invalid, items=tuple(broken)))

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,11 +22,14 @@ import pyarrow as pa
 
 from ltxcore.media import probe_audio
 from ltxcore.request import frames_for_audio
+from ltxcore.windows import DEFAULT_CONTEXT_FRAMES, DEFAULT_WINDOW_SECONDS, Window, plan_windows
 from manifests.item import Item, arrow_schema, media_paths, merged
 from manifests.load import Manifest
+from manifests.windows import WINDOW_STRUCT, from_rows, item_windows, settings_of, to_rows
 from storage.fs import download, file_identity, is_uri
 
 SEED_SPACE = 2**31
+JOIN = -1  # the part of a ``cuts`` item that joins its finished windows into its mp4
 LABELS = ("id", "tags", "retry_of", "candidate")  # fields that name or label an item without changing its render
 # Settings added after runs were first planned, with the value that renders as before they existed. Resuming a
 # run planned before a setting existed gives its items this value (``plan_from_table``), and the fingerprint
@@ -38,6 +43,9 @@ HASHED_WHEN_SET = {
     "images": None,
     "enhance_prompt": False,
     "frozen_audio_sigma": "step",
+    "window_seconds": DEFAULT_WINDOW_SECONDS,
+    "context_frames": DEFAULT_CONTEXT_FRAMES,
+    "long_form": "continuous",
 }
 # Which draft a promoted item finalises (``ltx-batch promote``): the draft run's id and the item's id there.
 PROMOTED_FROM = pa.struct([pa.field("run_id", pa.string()), pa.field("item_id", pa.string())])
@@ -49,6 +57,18 @@ class PlannedItem:
     fingerprint: str
     promoted_from: dict | None = None  # {"run_id": ..., "item_id": ...}, see PROMOTED_FROM
     prompt_enhanced: str | None = None  # an enhancement an earlier attempt made and recorded; used, not redone
+    windows: tuple[Window, ...] = ()  # the model windows it renders as (manifests/windows.py); () : one
+    part: int | None = None  # a ``cuts`` item's unit of work: the window it renders, JOIN; None: the whole item
+
+    @property
+    def window_plan(self) -> tuple[Window, ...]:
+        """Its windows; a plan written before windows existed renders one window, or, for a clip longer than
+        one window, windows without pause detection."""
+        if self.windows:
+            return self.windows
+        item = self.item
+        frames = item.num_frames or 1
+        return tuple(plan_windows(frames, item.frame_rate, settings_of(item)))
 
     @property
     def id(self) -> str:
@@ -63,10 +83,18 @@ def derive_seed(run_seed: int, item_id: str) -> int:
 
 def audio_duration(uri: str) -> float:
     """Seconds of audio; an object-store file is fetched to a temporary folder to be probed."""
+    with local_audio(uri) as path:
+        return probe_audio(path).duration
+
+
+@contextmanager
+def local_audio(uri: str) -> Iterator[str]:
+    """A local path of ``uri``: itself, or a temporary copy of an object-store file."""
     if not is_uri(uri):
-        return probe_audio(uri).duration
+        yield uri
+        return
     with tempfile.TemporaryDirectory(prefix="ltx-batch-probe-") as folder:
-        return probe_audio(str(download(uri, Path(folder) / uri.rsplit("/", 1)[-1]))).duration
+        yield str(download(uri, Path(folder) / uri.rsplit("/", 1)[-1]))
 
 
 def fingerprint(values: dict, media: dict, bundle_identity: dict | None) -> str:
@@ -83,10 +111,21 @@ def resolve_item(item: Item, run_seed: int) -> Item:
     return item.model_copy(update={"seed": seed, "num_frames": num_frames})
 
 
+def planned_item(item: Item, run_seed: int) -> PlannedItem:
+    """An item resolved, with its windows (boundaries in its audio's pauses); the fingerprint comes later."""
+    item = resolve_item(item, run_seed)
+    assert item.num_frames is not None, "resolve_item fills it"
+    settings = settings_of(item)
+    if item.num_frames <= settings.window_frames(item.frame_rate):
+        return PlannedItem(item, "", windows=tuple(plan_windows(item.num_frames, item.frame_rate, settings)))
+    with local_audio(item.audio) as path:
+        return PlannedItem(item, "", windows=item_windows(item, item.num_frames, path).windows)
+
+
 def plan(manifest: Manifest, bundle_identity: dict | None = None) -> list[PlannedItem]:
     """Resolve every entry of a *validated* manifest."""
     items = [Item.model_validate(merged(manifest.defaults, e.data)) for e in manifest.entries]
-    planned = [PlannedItem(resolve_item(item, manifest.run_seed), "") for item in items]
+    planned = [planned_item(item, manifest.run_seed) for item in items]
     return refresh_fingerprints(planned, bundle_identity)
 
 
@@ -104,11 +143,20 @@ def refresh_fingerprints(planned: list[PlannedItem], bundle_identity: dict | Non
     return out
 
 
-PLAN_SCHEMA = arrow_schema((pa.field("fingerprint", pa.string()), pa.field("promoted_from", PROMOTED_FROM)))
+PLAN_SCHEMA = arrow_schema(
+    (
+        pa.field("fingerprint", pa.string()),
+        pa.field("promoted_from", PROMOTED_FROM),
+        pa.field("windows", pa.list_(WINDOW_STRUCT)),
+    )
+)
 
 
 def plan_table(planned: list[PlannedItem]) -> pa.Table:
-    rows = [{**p.item.values, "fingerprint": p.fingerprint, "promoted_from": p.promoted_from} for p in planned]
+    rows = [
+        {**p.item.values, "fingerprint": p.fingerprint, "promoted_from": p.promoted_from, "windows": to_rows(p.windows)}
+        for p in planned
+    ]
     return pa.Table.from_pylist(rows, schema=PLAN_SCHEMA)
 
 
@@ -120,7 +168,8 @@ def plan_from_table(table: pa.Table, recorded: dict | None = None) -> list[Plann
     for row in table.to_pylist():
         row = {**added, **row}
         fp, promoted_from = row.pop("fingerprint"), row.pop("promoted_from", None)  # plans before promotion lack it
+        windows = from_rows(row.pop("windows", None))  # plans before windows lack it
         row["tags"] = dict(row["tags"] or [])
         row["loras"] = row.get("loras") or []  # plans written before LoRAs have no such column
-        out.append(PlannedItem(Item.model_validate(row), fp, promoted_from))
+        out.append(PlannedItem(Item.model_validate(row), fp, promoted_from, windows=windows))
     return out

@@ -11,13 +11,12 @@ renders them; status, the report and later resumes treat it as any other run.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from manifests.model_section import resolve_model
 from runstore.latest import matching_rows, where_filter
 from runstore.plan import PlannedItem, refresh_fingerprints
 from runstore.run_folder import RunFolder
-from storage.fs import is_uri
+from storage.fs import local_or_uri
 
 
 class PromoteError(ValueError):
@@ -63,12 +62,15 @@ def promote(draft_uri: str, out_uri: str, selection: Selection, argv: list[str])
     model = resolve_model(info["model"], info["bundle"]["quantization"])  # two-stage needs the dev transformer
     finals = [
         PlannedItem(
-            p.item.model_copy(update={"pipeline": "two-stage"}), "", {"run_id": info["run_id"], "item_id": p.id}
+            p.item.model_copy(update={"pipeline": "two-stage"}),
+            "",
+            {"run_id": info["run_id"], "item_id": p.id},
+            windows=p.windows,  # the draft's windows: the same audio, frames and window settings
         )
         for p in chosen
     ]
     finals = refresh_fingerprints(finals, model.identity)
-    source = draft_uri if is_uri(draft_uri) else str(Path(draft_uri).expanduser().resolve())
+    source = local_or_uri(draft_uri)
     details = {
         "argv": argv,
         "promoted_from": {"run_id": info["run_id"], "run": source, "selection": asdict(selection)},

@@ -59,6 +59,22 @@ REVISION_SCHEMA = pa.schema(
     ]
 )
 
+# One rendered window of a long item (ltxcore.long_form.WindowRecord): where it starts and ends in the clip, its
+# seed and its seconds of rendering.
+RENDERED_WINDOW = pa.struct(
+    [
+        pa.field("index", pa.int64()),
+        pa.field("start_frame", pa.int64()),
+        pa.field("num_frames", pa.int64()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("seed", pa.int64()),
+        pa.field("seconds", pa.float64()),
+        pa.field("boundary_in_pause", pa.bool_()),
+        pa.field("rendered_by", pa.string()),  # host/pid of its worker
+    ]
+)
+
 RESULT_SCHEMA = pa.schema(
     [
         pa.field("run_id", pa.string()),
@@ -87,6 +103,7 @@ RESULT_SCHEMA = pa.schema(
         pa.field("finished_at", _TIMESTAMP),
         pa.field("quality", QUALITY_TYPE),  # null: not scored (failed, scores still pending, or an older run)
         pa.field("best", pa.bool_()),  # retry candidates: the winner of its item by the chosen score
+        pa.field("windows", pa.list_(RENDERED_WINDOW)),  # a long item's windows as rendered; null: one window
     ]
 )
 

@@ -24,6 +24,11 @@ def is_uri(value: object) -> bool:
     return isinstance(value, str) and "://" in value
 
 
+def local_or_uri(path: str) -> str:
+    """A URI as given; a local path made absolute (what a run records, valid from any working directory)."""
+    return path if is_uri(path) else str(Path(path).expanduser().resolve())
+
+
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """``pyarrow.fs`` filesystem and path for a local path or an allowed URI."""
     uri = str(uri)

@@ -10,7 +10,7 @@ from conftest import LESSON
 
 from ltxcore.bundle import RELEASED_NAMES
 from manifests.load import load_manifest
-from ray_jobs.actor import RenderActor
+from ray_jobs.actor import RenderActor, WorkerSettings
 from ray_jobs.shards import Shard
 from runstore.plan import plan
 from runstore.results import error_summary, read_results
@@ -103,4 +103,4 @@ def _planned_actor(body: dict, tmp_path, tiny_bundle) -> tuple[list, RenderActor
     run_id = run.record_submission([], planned, {})
     run.claim("s1")
     paths = {name: getattr(tiny_bundle, name) for name in RELEASED_NAMES}
-    return planned, RenderActor(paths, "none", "cpu", run.uri, run_id, "s1")
+    return planned, RenderActor(WorkerSettings(paths, "none", "cpu", run.uri, run_id, "s1"))

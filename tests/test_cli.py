@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -13,8 +14,9 @@ from conftest import EXAMPLES, LESSON
 from manifests.builders import BuildError, build_lessons, build_personalization
 from manifests.load import load_manifest
 from manifests.validate import validate
-from ray_jobs.cli import main, parser, render_args
-from ray_jobs.render import parse_args
+from ray_jobs.cli import main, parser
+from ray_jobs.options import parse_render_argv, run_options
+from ray_jobs.run_options import recorded_options
 from tools.demo import QUICK as FAST
 
 
@@ -53,10 +55,20 @@ def test_render_and_resume_help_list_every_render_option(capsys):
 def test_ltx_batch_render_and_resume_parse_like_python_m_ray_jobs_render():
     argv = ["m.yaml", "--out", "runs/r", "--actors", "2", "--set", "seed=1", "--set", "width=192", "--no-compile"]
     argv += ["--gemma-root", "/g", "--quantization", "fp8-cast"]
-    assert render_args(parser().parse_args(["render", *argv])) == parse_args(argv)
+    rendered = run_options(parser().parse_args(["render", *argv]))
+    assert rendered == parse_render_argv(argv)
+    assert (rendered.manifest, rendered.out, rendered.resume, rendered.items.overrides) == (
+        "m.yaml",
+        "runs/r",
+        False,
+        ("seed=1", "width=192"),
+    )
+    assert (rendered.workers.actors, rendered.workers.compile, rendered.model.quantization) == (2, False, "fp8-cast")
+    assert rendered.model.files == (("gemma_root", "/g"),)
     options = ["--local-cpus", "2", "--bundle", "/b"]
-    resumed = render_args(parser().parse_args(["resume", "runs/r", *options]))
-    assert resumed == parse_args(["--resume", "runs/r", *options])
+    resumed = run_options(parser().parse_args(["resume", "runs/r", *options]))
+    assert resumed == parse_render_argv(["--resume", "runs/r", *options])
+    assert (resumed.out, resumed.manifest, resumed.resume, resumed.workers.local_cpus) == ("runs/r", None, True, 2)
 
 
 def test_validate_exit_codes(capsys):
@@ -180,13 +192,24 @@ def test_personalize_reports_every_row_before_writing(tmp_path):
 
 
 def test_render_status_resume_through_the_cli(local_ray, tiny_bundle, tmp_path, capsys):
+    """Then the run resumes as well when its run.json is in the format of runs recorded before the options had a
+    type (the parsed command line as ``args``)."""
     bundle = str(Path(tiny_bundle.checkpoint_path).parent)
     run = str(tmp_path / "run")
-    assert main(["render", str(LESSON / "lesson.yaml"), "--out", run, "--bundle", bundle, *FAST]) == 0
+    argv = ["render", str(LESSON / "lesson.yaml"), "--out", run, "--bundle", bundle, *FAST]
+    assert main(argv) == 0
     capsys.readouterr()
     assert main(["status", run]) == 0
     out = capsys.readouterr().out
     assert "3 items, 3 ok, 0 failed, 0 not rendered yet" in out and "clips/h" in out
+    assert main(["resume", run]) == 0
+    assert "nothing to render" in capsys.readouterr().out
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert recorded_options(info) == run_options(parser().parse_args(argv))
+    older = {k: v for k, v in info.items() if k != "options"}
+    older["args"] = {"manifest": str(LESSON / "lesson.yaml"), "out": run, "resume": None, "bundle": bundle}
+    older["args"] |= {"set": FAST[1::2], "max_tokens": None, "skip_invalid": False, "no_compile": False}
+    (tmp_path / "run" / "run.json").write_text(json.dumps(older))
     assert main(["resume", run]) == 0
     assert "nothing to render" in capsys.readouterr().out
 

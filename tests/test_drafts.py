@@ -21,7 +21,8 @@ from manifests.load import load_manifest
 from manifests.model_section import resolve_model
 from manifests.validate import draft_warnings, validate
 from ray_jobs.cli import main
-from ray_jobs.render import parse_args, warm_requests
+from ray_jobs.options import parse_render_argv
+from ray_jobs.render import warm_requests
 from runstore.plan import PlannedItem, fingerprint, plan
 from runstore.results import result_row
 from tools.bench_draft import measure_draft
@@ -146,8 +147,8 @@ def test_results_record_what_a_draft_used_and_old_plans_keep_their_fingerprints(
 
 
 def test_draft_is_set_pipeline_distilled_and_workers_warm_each_pipeline(tmp_path):
-    args = parse_args(["m.yaml", "--out", "r", "--set", "seed=1", "--draft", "--transformer", "distilled"])
-    assert args.set == ["seed=1", "pipeline=distilled"] and args.transformer == "distilled"
+    options = parse_render_argv(["m.yaml", "--out", "r", "--set", "seed=1", "--draft", "--transformer", "distilled"])
+    assert options.items.overrides == ("seed=1", "pipeline=distilled") and options.model.transformer == "distilled"
     planned = plan(load_manifest(_manifest(tmp_path)))
     assert [r.pipeline for r in warm_requests(planned)] == ["distilled", "two-stage"]
 

@@ -20,7 +20,7 @@ from manifests.builders import BuildError, build_personalization, parse_lora_cel
 from manifests.item import arrow_schema
 from manifests.load import load_manifest, set_overrides
 from manifests.validate import validate
-from ray_jobs.actor import RenderActor
+from ray_jobs.actor import RenderActor, WorkerSettings
 from ray_jobs.cli import main
 from ray_jobs.report import Card, _card_view
 from ray_jobs.shards import Shard, make_shards
@@ -212,7 +212,7 @@ def test_a_worker_fetches_a_lora_uri_once_and_records_it(tiny_bundle, tmp_path, 
     run_id = run.record_submission([], planned, {})
     run.claim("s1")
     paths = {name: getattr(tiny_bundle, name) for name in RELEASED_NAMES}
-    actor = RenderActor(paths, "none", "cpu", run.uri, run_id, "s1", max_loras=1)
+    actor = RenderActor(WorkerSettings(paths, "none", "cpu", run.uri, run_id, "s1", max_loras=1))
     assert [s["status"] for s in actor(Shard(0, tuple(planned)))] == ["ok"]
     assert sorted(p.name for p in actor.scratch.rglob("*.safetensors")) == ["anna.safetensors"]
     assert actor.engine.adapters.reads == 1 and list(actor.engine.adapters.loaded) == [actor.media[uri]]

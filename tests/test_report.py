@@ -363,9 +363,7 @@ def windowed(scored, long_clips, tmp_path_factory) -> Path:
 
 
 def test_long_items_windows_in_the_quality_column_status_and_where(windowed, tmp_path, capsys):
-    import argparse
-
-    from ray_jobs.retry_weak import plan_retry
+    from ray_jobs.retry_weak import Retry, plan_retry
     from runstore.latest import matching_rows, where_filter
 
     quality = {item: row["quality"] for item, row in _latest(windowed).items()}
@@ -379,8 +377,8 @@ def test_long_items_windows_in_the_quality_column_status_and_where(windowed, tmp
     assert next(line for line in lines if "weakest worst_seam " in line).split(": ")[1].startswith("clip-0 ")
     keep = where_filter("worst_seam > 2")
     assert [row["item_id"] for row in matching_rows(RunFolder(str(windowed)), keep)] == ["clip-0"]
-    args = argparse.Namespace(run=str(windowed), out=str(tmp_path / "retry"), where="worst_seam > 2", by=None, seeds=2)
-    assert plan_retry(args, {})[1] == 2  # retry-weak --where "worst_seam > 2": two candidates of clip-0
+    retry = Retry(str(windowed), "worst_seam > 2", seeds=2)  # retry-weak --where "worst_seam > 2"
+    assert plan_retry(retry, str(tmp_path / "retry"), {})[1] == 2  # two candidates of clip-0
     info = json.loads((tmp_path / "retry" / "retry.json").read_text())
     assert info["by"] == "worst_seam" and list(info["originals"]) == ["clip-0"]
 

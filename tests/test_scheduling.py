@@ -14,7 +14,7 @@ import yaml
 
 from ltxcore.bundle import RELEASED_NAMES
 from manifests.load import load_manifest
-from ray_jobs.actor import RenderActor
+from ray_jobs.actor import RenderActor, WorkerSettings
 from ray_jobs.progress import Progress
 from ray_jobs.scheduler import WORKER_OPTIONS, Loss, Scheduler, WorkQueue
 from ray_jobs.shards import Shard, cache_key, make_shards
@@ -298,7 +298,7 @@ def test_failures_on_ray_are_named_by_what_happened(local_ray, tiny_bundle, tmp_
     remote = ray.remote(_faulty_worker()).options(**WORKER_OPTIONS, num_cpus=1)
     progress = Progress(total=len(planned), stream=io.StringIO())
     scheduler = Scheduler(
-        lambda: remote.remote(paths, "none", "cpu", run.uri, run_id, "s1", 1),
+        lambda: remote.remote(WorkerSettings(paths, "none", "cpu", run.uri, run_id, "s1", threads=1)),
         1,
         [Shard(0, tuple(planned[:4])), Shard(1, tuple(planned[4:]))],
         run.results_uri,

@@ -12,6 +12,8 @@
     python -m tools.bench tokens --bundle DIR --out tokens.json  # stage-2 memory per video token
     python -m tools.bench quality --out quality.json    # CPU seconds to score a clip (no GPU needed)
     python -m tools.bench mux --out mux.json            # CPU seconds to encode a clip per setting (no GPU)
+    python -m tools.bench longform --bundle DIR --out longform.json   # a 60 s lesson as windows, both modes
+    python -m tools.bench longform --bundle DIR --host-memory --out memory.json  # host memory per item length
 
 ``DIR`` holds a random bundle with the released LTX-2.3 sizes; it is written there first if missing.
 How each figure is taken is said in ``tools/bench_forward.py``, ``bench_clip.py``, ``bench_lora.py``,
@@ -54,7 +56,17 @@ def main() -> None:
     quality.add_argument("--repeat", type=int, default=3)
     mux = sub.add_parser("mux", help="CPU seconds to encode the reference clip's mp4 per encoder setting")
     mux.add_argument("--repeat", type=int, default=3)
-    for p in (forward, clip, scaling, enhance, tokens, quality, mux):
+    longform = sub.add_parser("longform", help="a full-length lesson rendered as windows (finals, drafts, modes)")
+    longform.add_argument("--bundle", required=True)
+    longform.add_argument("--seconds", type=float, default=60.0)
+    longform.add_argument("--pipelines", nargs="+", default=["two-stage", "distilled"])
+    longform.add_argument("--modes", nargs="+", default=["continuous", "cuts"])
+    longform.add_argument("--no-compile", action="store_true", help="eager: no compile per window length")
+    longform.add_argument("--host-memory", action="store_true", help="peak host memory per item length instead")
+    longform.add_argument("--lengths", type=float, nargs="+", default=[10.0, 120.0, 600.0])
+    longform.add_argument("--device", default="cuda", help="with --host-memory")
+    longform.add_argument("--size", type=int, nargs=2, default=[512, 768], help="with --host-memory: height width")
+    for p in (forward, clip, scaling, enhance, tokens, quality, mux, longform):
         p.add_argument("--out", required=True, help="JSON results file (its folder also holds any outputs)")
     args = parser.parse_args()
     out = Path(args.out).resolve()
@@ -83,6 +95,13 @@ def main() -> None:
         from tools.bench_mux import run
 
         report = run(args.repeat)
+    elif args.what == "longform":
+        from tools.bench_longform import host_memory, run
+
+        if args.host_memory:
+            report = host_memory(args.bundle, args.lengths, out, args.device, tuple(args.size))
+        else:
+            report = run(args.bundle, args.seconds, out, args.pipelines, args.modes, not args.no_compile)
     else:
         from tools.bench_quality import run
 

@@ -1,0 +1,84 @@
+"""An item's windows as the plan and ``validate`` show them: boundaries in the speech pauses of its audio
+(``ltxcore/pauses.py``), each window's frames and seconds, and the item's estimated GPU time.
+
+The estimate is linear in stage-2 video tokens, from the reference clip of BENCHMARKS.md (768x512, 97 frames,
+4,992 tokens on one H200, steady state): 7.9 s for a final, 2.9 s for a draft. Context frames count: they are
+rendered again in the next window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from ltxcore.pauses import find_pauses
+from ltxcore.token_bound import video_tokens
+from ltxcore.windows import Window, WindowSettings, plan_windows
+from manifests.item import Item
+
+REFERENCE_TOKENS = 4992
+REFERENCE_SECONDS = {"two-stage": 7.9, "distilled": 2.9}
+WINDOW_STRUCT = pa.struct(
+    [
+        pa.field("index", pa.int64()),
+        pa.field("start", pa.int64()),
+        pa.field("frames", pa.int64()),
+        pa.field("context", pa.int64()),
+        pa.field("rendered", pa.int64()),
+        pa.field("in_pause", pa.bool_()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class ItemWindows:
+    windows: tuple[Window, ...]
+    detector: str | None  # "vad", "energy", or None when the clip is one window (no pauses sought)
+
+
+def settings_of(item: Item) -> WindowSettings:
+    return WindowSettings(item.window_seconds, item.context_frames, item.long_form)
+
+
+def item_windows(item: Item, num_frames: int, audio_path: str) -> ItemWindows:
+    """The windows of ``item`` at ``num_frames``; its audio (a local file) is searched for pauses only when the
+    clip needs more than one window."""
+    settings = settings_of(item)
+    if num_frames <= settings.window_frames(item.frame_rate):
+        return ItemWindows(tuple(plan_windows(num_frames, item.frame_rate, settings)), None)
+    pauses = find_pauses(audio_path, item.audio_start_time, num_frames / item.frame_rate)
+    return ItemWindows(tuple(plan_windows(num_frames, item.frame_rate, settings, pauses.spans)), pauses.detector)
+
+
+def estimated_gpu_seconds(item: Item, windows: tuple[Window, ...]) -> float:
+    rate = REFERENCE_SECONDS.get(item.pipeline, REFERENCE_SECONDS["two-stage"]) / REFERENCE_TOKENS
+    return sum(video_tokens(w.rendered, item.height, item.width) for w in windows) * rate
+
+
+def describe(item: Item, found: ItemWindows) -> list[str]:
+    """Lines for ``validate`` and the plan: the windows of a many-window item, where each starts and ends."""
+    fps = item.frame_rate
+    gpu = estimated_gpu_seconds(item, found.windows)
+    total = sum(w.frames for w in found.windows)
+    head = f"{item.id}: {total} frames ({total / fps:.1f} s), {len(found.windows)} window(s), ~{gpu:.0f} GPU s"
+    if len(found.windows) == 1:
+        return [head]
+    lines = [f"{head}, {item.long_form}, pauses by {found.detector}:"]
+    for w in found.windows:
+        start, end = w.seconds(fps)
+        where = "" if w.index == 0 else (" (starts in a pause)" if w.in_pause else " (starts INSIDE SPEECH: no pause)")
+        extra = f", +{w.context} context" if w.context else ""
+        lines.append(
+            f"    window {w.index + 1}: {start:7.2f}-{end:7.2f} s, frames {w.start}-{w.start + w.frames - 1}"
+            f" ({w.frames}{extra}){where}"
+        )
+    return lines
+
+
+def to_rows(windows: tuple[Window, ...]) -> list[dict]:
+    return [vars(w) for w in windows]
+
+
+def from_rows(rows: list[dict] | None) -> tuple[Window, ...]:
+    return tuple(Window(**row) for row in rows or ())

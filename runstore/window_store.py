@@ -1,0 +1,71 @@
+"""Where a long item's finished windows live in the run folder: ``windows/<item id>-<fingerprint>/``.
+
+The run folder holds them, not the worker, so a chain whose worker is lost resumes from its last finished window
+on any other worker, and ``cuts`` windows rendered on several workers meet in one place to be joined. The
+fingerprint is in the name: an item edited under the same id starts its windows afresh. On object storage a
+worker renders into a local copy, fetched first and copied back file by file as each is whole.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from ltxcore.windows import window_index
+from runstore.plan import JOIN, PlannedItem
+from runstore.run_folder import RunFolder
+from storage.fs import download, filesystem, write_atomically
+
+
+def windows_uri(run: RunFolder, planned: PlannedItem) -> str:
+    run.video_uri(planned.id)  # the id check: nothing outside the folder
+    return f"{run.uri.rstrip('/')}/windows/{planned.id}-{planned.fingerprint[:16]}"
+
+
+def _names(uri: str) -> list[str]:
+    fs, path = filesystem(uri)
+    infos = fs.get_file_info(pafs.FileSelector(path.rstrip("/"), allow_not_found=True))
+    return [info.base_name for info in infos if info.type == pafs.FileType.File]
+
+
+def finished_windows(run: RunFolder, planned: PlannedItem) -> set[int]:
+    """The windows of ``planned`` with a record (and so whole) in the run folder."""
+    return {i for name in _names(windows_uri(run, planned)) if (i := window_index(name)) is not None}
+
+
+def units_of_work(planned: list[PlannedItem], run: RunFolder) -> list[PlannedItem]:
+    """What workers are handed: each item whole, but a ``cuts`` item of several windows as one part per window
+    not yet in the run folder (the scheduler queues its JOIN once they all are), or its JOIN alone."""
+    out = []
+    for p in planned:
+        windows = p.window_plan
+        if len(windows) < 2 or p.item.long_form != "cuts":
+            out.append(p)
+            continue
+        done = finished_windows(run, p)
+        out += [replace(p, part=w.index) for w in windows if w.index not in done] or [replace(p, part=JOIN)]
+    return out
+
+
+def local_windows(run: RunFolder, planned: PlannedItem, scratch: Path) -> tuple[Path, Callable[[Path], None] | None]:
+    """A local folder holding the item's finished windows, and the callback that keeps the run folder up to
+    date as each new file is whole (``ltxcore.long_form.WindowFolder``'s ``saved``)."""
+    uri = windows_uri(run, planned)
+    fs, path = filesystem(uri)
+    if isinstance(fs, pafs.LocalFileSystem):
+        return Path(path), None
+    local = scratch / "windows" / f"{planned.id}-{planned.fingerprint[:16]}"
+    shutil.rmtree(local, ignore_errors=True)
+    for name in sorted(_names(uri), key=lambda n: n.endswith(".json")):  # records last: a record means whole
+        if not name.startswith("."):
+            download(f"{uri}/{name}", local / name)
+
+    def saved(file: Path) -> None:
+        with open(file, "rb") as f:
+            write_atomically(fs, f"{path}/{file.name}", lambda stream: shutil.copyfileobj(f, stream, 1 << 22))
+
+    return local, saved

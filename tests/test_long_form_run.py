@@ -1,0 +1,89 @@
+"""Long items through the Ray driver on the tiny bundle: a chain whose worker is killed resumes from its last
+finished window (only the missing windows render), and the windows of a ``cuts`` item spread over two
+workers and are joined into one mp4."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+from conftest import LESSON, write_tone
+from test_ray_driver import FAST
+
+from ltxcore.media import probe_mp4
+from ray_jobs.render import main
+from runstore.results import read_results
+
+FPS = 24.0
+
+
+def _manifest(tmp_path: Path, seconds: float, long_form: str) -> Path:
+    audio = write_tone(tmp_path / "lesson.wav", seconds)
+    body = {
+        "run_seed": 3,
+        "defaults": {"prompt": "A presenter", "image": str(LESSON / "presenter.png"), "frame_rate": FPS},
+        "items": [{"id": "lesson", "audio": audio, "window_seconds": 1.5, "context_frames": 1, "long_form": long_form}],
+    }
+    path = tmp_path / "manifest.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+def _records(run: Path) -> dict[str, int]:
+    """Window record file -> its mtime: a record is written once, when its window is whole."""
+    return {p.name: p.stat().st_mtime_ns for p in run.glob("windows/lesson-*/window-*.json")}
+
+
+def _ok_row(run: Path) -> dict:
+    [row] = [r for r in read_results(str(run / "results")).to_pylist() if r["status"] == "ok"]
+    return row
+
+
+def _worker_pid() -> int | None:
+    for p in psutil.process_iter(["cmdline"]):
+        if "ray::RenderActor" in " ".join(p.info["cmdline"] or []):
+            return p.pid
+    return None
+
+
+def test_a_chain_whose_worker_dies_resumes_from_its_last_finished_window(local_ray, tiny_bundle, tmp_path):
+    run = tmp_path / "run"
+    bundle = str(Path(tiny_bundle.checkpoint_path).parent)
+    args = [str(_manifest(tmp_path, 4.0, "continuous")), "--out", str(run), "--bundle", bundle, *FAST]
+    args += ["--actors", "1"]
+    result: dict = {}
+    driver = threading.Thread(target=lambda: result.setdefault("code", main(args)), daemon=True)
+    driver.start()
+    deadline = time.monotonic() + 300
+    while not _records(run):
+        assert time.monotonic() < deadline and driver.is_alive(), "no window finished"
+        time.sleep(0.05)
+    pid = _worker_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    before = _records(run)
+    driver.join(600)
+    assert result.get("code") == 0
+    after = _records(run)
+    assert {name: after[name] for name in before} == before  # finished windows were not rendered again
+    row = _ok_row(run)
+    assert [w["index"] for w in row["windows"]] == list(range(len(after))) and len(after) == 3  # 89: 33+32+24
+    assert len(after) > len(before)  # the rest rendered after the kill, on the restarted worker
+    assert probe_mp4(run / "videos" / "lesson.mp4").frames == 89  # 4 s at 24 fps, 8k+1
+
+
+def test_cuts_windows_spread_over_two_workers_and_join_into_one_mp4(local_ray, tiny_bundle, tmp_path):
+    run = tmp_path / "run"
+    bundle = str(Path(tiny_bundle.checkpoint_path).parent)
+    args = [str(_manifest(tmp_path, 4.0, "cuts")), "--out", str(run), "--bundle", bundle, *FAST]
+    assert main([*args, "--actors", "2", "--cpus-per-actor", "1", "--shard-size", "1"]) == 0
+    row = _ok_row(run)
+    windows = row["windows"]
+    assert [(w["start_frame"], w["num_frames"]) for w in windows] == [(0, 33), (33, 32), (65, 24)]
+    assert len({w["rendered_by"] for w in windows}) == 2  # two workers rendered them
+    assert probe_mp4(run / "videos" / "lesson.mp4").frames == 89
