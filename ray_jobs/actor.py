@@ -29,6 +29,7 @@ import ray
 import ray.actor
 import torch
 
+from ltxcore import compile_cache
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine, RenderResult
 from ltxcore.errors import RenderInputError
@@ -149,8 +150,20 @@ class RenderActor:
         self.scratch = Path(tempfile.mkdtemp(prefix="ltx-batch-"))
         weakref.finalize(self, shutil.rmtree, self.scratch, ignore_errors=True)  # also at interpreter exit
         self.media: dict[str, str] = {}
-        self.warm_up_seconds = sum(self._warm_up(request) for request in settings.warm_requests)
         self.run = RunFolder(settings.run_uri)
+        warm = settings.warm_requests
+        self.compile_cache: str | None = None  # hit or miss of the run's shared compile cache; None: no compile
+        if warm:
+            folder = self.run.compile_cache_uri
+            shapes = [compile_cache.request_shapes(r) for r in warm]
+            bundle_settings = self.engine.bundle.quantization, self.engine.bundle.transformer
+            key = compile_cache.CompileKey.of(self.engine.device, *bundle_settings, shapes)
+            loaded = compile_cache.load(folder, key)
+            self.compile_cache = "hit" if loaded.hit else "miss"
+            self.warm_up_seconds = sum(self._warm_up(request) for request in warm)
+            compile_cache.save(folder, key, loaded)
+        else:
+            self.warm_up_seconds = 0.0
         self.run_id, self.session = settings.run_id, settings.session
         self.host = socket.gethostname()
         self.device = torch.cuda.get_device_name() if settings.device.startswith("cuda") else "cpu"
@@ -180,6 +193,7 @@ class RenderActor:
             "pid": os.getpid(),
             "load_seconds": self.load_seconds,
             "warm_up_seconds": self.warm_up_seconds,
+            "compile_cache": self.compile_cache,
         }
 
     def __call__(self, shard: Shard, events=None) -> list[dict]:

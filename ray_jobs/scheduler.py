@@ -274,6 +274,7 @@ class Scheduler:
         self.progress.note(
             f"worker ready on {info['host']} ({info['device']}, pid {info['pid']}), model loaded "
             f"in {info['load_seconds']:.1f}s, warmed up in {info['warm_up_seconds']:.1f}s"
+            + (f" (compile cache {info['compile_cache']})" if info.get("compile_cache") else "")
         )
         self.idle.append(actor)
 
