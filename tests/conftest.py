@@ -8,6 +8,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import psutil
 import pytest
 import ray
 import torch
@@ -195,3 +196,19 @@ def tiny_request(audio: str, **overrides) -> RenderRequest:
         guider=GuiderSettings(stg_blocks=(1,)),
     )
     return RenderRequest(**{**fields, **overrides})
+
+
+def render_actor_pids() -> list[int]:
+    """The render workers of this test process's own Ray (its descendants), never another test worker's or
+    another run's on the same machine."""
+    here = os.getpid()
+    pids = []
+    for process in psutil.process_iter(["cmdline"]):
+        if "ray::RenderActor" not in " ".join(process.info["cmdline"] or []):
+            continue
+        try:
+            if any(parent.pid == here for parent in process.parents()):
+                pids.append(process.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return pids

@@ -10,9 +10,8 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 import yaml
-from conftest import LESSON, write_tone
+from conftest import LESSON, render_actor_pids, write_tone
 from test_ray_driver import FAST
 
 from ltxcore.media import probe_mp4
@@ -45,10 +44,8 @@ def _ok_row(run: Path) -> dict:
 
 
 def _worker_pid() -> int | None:
-    for p in psutil.process_iter(["cmdline"]):
-        if "ray::RenderActor" in " ".join(p.info["cmdline"] or []):
-            return p.pid
-    return None
+    pids = render_actor_pids()
+    return pids[0] if pids else None
 
 
 def test_a_chain_whose_worker_dies_resumes_from_its_last_finished_window(local_ray, tiny_bundle, tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 import yaml
-from conftest import LESSON, REPO
+from conftest import LESSON, REPO, render_actor_pids
 
 from ltxcore.media import probe_mp4
 from manifests.load import load_manifest
@@ -107,7 +107,7 @@ def test_skip_invalid_renders_the_rest_then_resume_renders_the_fixed_item_only(
 
 
 def _actor_pids() -> list[int]:
-    return [p.pid for p in psutil.process_iter(["cmdline"]) if "ray::RenderActor" in " ".join(p.info["cmdline"] or [])]
+    return render_actor_pids()
 
 
 def test_actor_killed_mid_run_every_item_ok_exactly_once(local_ray, tiny_bundle, tmp_path):
