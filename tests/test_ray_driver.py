@@ -106,10 +106,6 @@ def test_skip_invalid_renders_the_rest_then_resume_renders_the_fixed_item_only(
     assert "nothing to render" in capsys.readouterr().out
 
 
-def _actor_pids() -> list[int]:
-    return render_actor_pids()
-
-
 def test_actor_killed_mid_run_every_item_ok_exactly_once(local_ray, tiny_bundle, tmp_path):
     run = tmp_path / "run"
     bundle = str(Path(tiny_bundle.checkpoint_path).parent)
@@ -122,7 +118,7 @@ def test_actor_killed_mid_run_every_item_ok_exactly_once(local_ray, tiny_bundle,
     while not ((run / "results").is_dir() and _ok_counts(run)):
         assert time.monotonic() < deadline and driver.is_alive(), "no item finished within 600 s"
         time.sleep(0.2)
-    victims = _actor_pids()
+    victims = render_actor_pids()
     assert victims, "no render worker process found"
     os.kill(victims[0], signal.SIGKILL)
     driver.join(timeout=300)
