@@ -288,20 +288,9 @@ class Engine:
         clock = PhaseClock(self.device)
         request, generator, clip, latent = self._generate(request, clock, None)
 
-        result = RenderResult(
-            output=None if output is None else str(output),
-            num_frames=request.frames,
-            height=request.height,
-            width=request.width,
-            frame_rate=request.frame_rate,
-            seed=request.seed,
-            audio_padded_seconds=clip.padded_seconds,
-            video_latent=latent.clone() if keep_latent else None,
-            prompt_enhanced=request.prompt_enhanced if request.enhance_prompt else None,
-        )
+        result = _result(request, clip, latent.clone() if keep_latent else None, output)
         if output is not None:
-            with clock.phase("decode"):
-                frames = [chunk.cpu() for chunk in decode_video(latent, self.video_decoder, self.tiling, generator)]
+            frames = self._decode(latent, generator, clock)
             mux = (output, frames, request.frame_rate, clip, request.frames)
             result.muxing = self.muxer.submit(self.encoder.write, *mux)
         result.timings, result.peak_memory = clock.timings, clock.peaks
@@ -358,21 +347,15 @@ class Engine:
         request = self.resolve(request)
         clock = PhaseClock(self.device)
         request, generator, clip, latent = self._generate(request, clock, context)
-        with clock.phase("decode"):
-            frames = [chunk.cpu() for chunk in decode_video(latent, self.video_decoder, self.tiling, generator)]
-        result = RenderResult(
-            output=None,
-            num_frames=request.frames,
-            height=request.height,
-            width=request.width,
-            frame_rate=request.frame_rate,
-            seed=request.seed,
-            audio_padded_seconds=clip.padded_seconds,
-            video_latent=latent.clone(),
-            prompt_enhanced=request.prompt_enhanced if request.enhance_prompt else None,
-        )
+        frames = self._decode(latent, generator, clock)
+        result = _result(request, clip, latent.clone(), None)
         result.timings, result.peak_memory = clock.timings, clock.peaks
         return result, frames
+
+    def _decode(self, latent: torch.Tensor, generator: torch.Generator, clock: PhaseClock) -> list[torch.Tensor]:
+        """The stage-2 latent as uint8 frame chunks on the host."""
+        with clock.phase("decode"):
+            return [chunk.cpu() for chunk in decode_video(latent, self.video_decoder, self.tiling, generator)]
 
     def context_latent(self, frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """The VAE latent of decoded frames (uint8, (f, h, w, 3)) at ``height`` x ``width``: how a window's last
@@ -446,3 +429,20 @@ def _keep_conditioned(denoised: torch.Tensor, state: LatentState) -> torch.Tenso
     """Tokens with denoise mask 0 (the conditioning image) keep their clean values."""
     mask = state.denoise_mask
     return (denoised * mask + state.clean_latent.float() * (1 - mask)).to(denoised.dtype)
+
+
+def _result(
+    request: RenderRequest, clip: AudioClip, latent: torch.Tensor | None, output: str | Path | None
+) -> RenderResult:
+    """What a render (or one window of a long clip) produced, before its timings are added."""
+    return RenderResult(
+        output=None if output is None else str(output),
+        num_frames=request.frames,
+        height=request.height,
+        width=request.width,
+        frame_rate=request.frame_rate,
+        seed=request.seed,
+        audio_padded_seconds=clip.padded_seconds,
+        video_latent=latent,
+        prompt_enhanced=request.prompt_enhanced if request.enhance_prompt else None,
+    )
