@@ -181,22 +181,16 @@ def write_mp4(
     written = 0
     try:
         with av.open(str(tmp), mode="w", format="mp4") as container:
-            video = None
-            for chunk in frames:
-                array = chunk if isinstance(chunk, np.ndarray) else chunk.to("cpu").numpy()
-                if video is None:
-                    video = container.add_stream("libx264", rate=rate)
-                    video.height, video.width = array.shape[1], array.shape[2]
-                    video.pix_fmt = "yuv420p"
-                    video.options = {"crf": str(h264.crf), "preset": h264.preset}
-                    video.codec_context.thread_count = h264.threads
-                    sound = _add_audio(container, _aac_rate(audio.sample_rate))
-                for image in array:
-                    container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-                    written += 1
-            if video is None:
+            streams: dict = {}  # the audio stream, added once the video stream exists and before any packet
+            options: dict[str, object] = {"crf": str(h264.crf), "preset": h264.preset}
+
+            def add_audio() -> None:
+                streams["sound"] = _add_audio(container, _aac_rate(audio.sample_rate))
+
+            written = _encode_video(container, frames, rate, options, h264.threads, add_audio)
+            if not written:
                 raise RuntimeError("the decoder produced no frames")
-            container.mux(video.encode())
+            sound = streams["sound"]
             seconds = num_frames / float(rate)
             _mux_audio(container, sound, audio, round(seconds * audio.sample_rate))
         if written != num_frames:
@@ -206,29 +200,48 @@ def write_mp4(
         tmp.unlink(missing_ok=True)
 
 
+def _encode_video(
+    container: av.container.OutputContainer,
+    frames: Iterable[torch.Tensor | np.ndarray],
+    rate: Fraction,
+    options: dict[str, object],
+    threads: int | None = None,
+    first: Callable[[], None] | None = None,
+) -> int:
+    """Encode uint8 chunks (f, h, w, 3) as a new H.264 stream of ``container`` and flush it; ``first`` runs
+    once the stream exists, before any packet. Returns the frame count (0: no stream was added)."""
+    video, written = None, 0
+    for chunk in frames:
+        array = chunk if isinstance(chunk, np.ndarray) else chunk.to("cpu").numpy()
+        if video is None:
+            video = container.add_stream("libx264", rate=rate)
+            video.height, video.width = array.shape[1], array.shape[2]
+            video.pix_fmt = "yuv420p"
+            video.options = options
+            if threads is not None:
+                video.codec_context.thread_count = threads
+            if first is not None:
+                first()
+        for image in array:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+            written += 1
+    if video is not None:
+        container.mux(video.encode())
+    return written
+
+
 def write_segment(path: str | Path, frames: Iterable[torch.Tensor | np.ndarray], fps: float) -> int:
     """One window's frames as a video-only H.264 file, to be joined by :func:`join_segments`; written under a
     temporary name and renamed. No B-frames, so that segments join by copying packets, in order. Returns the
     frame count."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    written = 0
     try:
         with av.open(str(tmp), mode="w", format="mp4") as container:
-            video = None
-            for chunk in frames:
-                array = chunk if isinstance(chunk, np.ndarray) else chunk.to("cpu").numpy()
-                if video is None:
-                    video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-                    video.height, video.width = array.shape[1], array.shape[2]
-                    video.pix_fmt = "yuv420p"
-                    video.options = {"crf": "18", "preset": "veryfast", "bf": "0"}
-                for image in array:
-                    container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-                    written += 1
-            if video is None:
+            rate = Fraction(fps).limit_denominator(1001)
+            written = _encode_video(container, frames, rate, {"crf": "18", "preset": "veryfast", "bf": "0"})
+            if not written:
                 raise RuntimeError("the window has no frames to write")
-            container.mux(video.encode())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
