@@ -14,9 +14,8 @@ import contextlib
 import time
 import weakref
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -48,6 +47,7 @@ from ltxcore.media import AudioClip, decode_audio, probe_audio
 from ltxcore.mux_process import MuxProcess
 from ltxcore.offload import StreamedModule
 from ltxcore.recipes import RECIPES, prompt_pair
+from ltxcore.render_result import PhaseClock, RenderResult
 from ltxcore.request import RenderRequest, frames_for_audio, pipeline_problem
 from ltxcore.text import PromptCache, PromptKey, encode_prompts
 
@@ -60,54 +60,6 @@ DISTILLED = "distilled"  # the bundle's distilled LoRA among the engine's adapte
 def quantization_policy(name: str) -> QuantizationPolicy | None:
     """Upstream's load-time policy: ``fp8-cast`` only; ``fp8-scaled`` quantizes after a bf16 load."""
     return QuantizationPolicy.fp8_cast() if name == "fp8-cast" else None
-
-
-@dataclass
-class RenderResult:
-    """What one render produced, with wall-clock seconds and peak device memory per phase."""
-
-    output: str | None
-    num_frames: int
-    height: int
-    width: int
-    frame_rate: float
-    seed: int
-    audio_padded_seconds: float
-    timings: dict[str, float] = field(default_factory=dict)
-    peak_memory: dict[str, int] = field(default_factory=dict)
-    video_latent: torch.Tensor | None = None
-    prompt_enhanced: str | None = None  # the prompt Gemma wrote, when the request asked for enhancement
-    muxing: Future | None = None  # set when the mp4 is still being written in the background
-    windows: list = field(default_factory=list)  # a long clip's finished windows (ltxcore.long_form.WindowRecord)
-
-    def wait(self) -> RenderResult:
-        """Block until the mp4 is written (re-raising its error), and add the mux time to ``timings``."""
-        if self.muxing is not None:
-            self.timings["mux"] = self.muxing.result()
-            self.muxing = None
-        return self
-
-
-class PhaseClock:
-    """Times named phases; on CUDA it synchronises at the edges and records each phase's peak memory.
-    A phase that runs twice adds up its times and keeps the larger peak."""
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.timings: dict[str, float] = {}
-        self.peaks: dict[str, int] = {}
-
-    @contextmanager
-    def phase(self, name: str):
-        if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
-        yield
-        if self.cuda:
-            torch.cuda.synchronize()
-            self.peaks[name] = max(self.peaks.get(name, 0), torch.cuda.max_memory_allocated())
-        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
 
 class Engine:

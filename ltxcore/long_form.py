@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ltxcore.engine import Engine, RenderResult
+from ltxcore.engine import Engine
 from ltxcore.errors import RenderInputError
 from ltxcore.media import AudioClip, decode_audio, join_segments, probe_audio, write_segment
+from ltxcore.render_result import RenderResult
 from ltxcore.request import RenderRequest
 from ltxcore.windows import Window, window_file, window_seed
 

@@ -30,6 +30,16 @@ class ManifestError(ValueError):
     """The manifest file itself cannot be read (not YAML, not Parquet, wrong top-level shape)."""
 
 
+class MissingFile(ManifestError):
+    """The manifest or its defaults file is not there (a resume then compares without the items)."""
+
+    def __init__(self, path: str | Path, what: str = "manifest file"):
+        super().__init__(
+            f"{path}: no such manifest file." if what == "manifest file" else f"{path}: the {what} does not exist."
+        )
+        self.path, self.what = str(path), what
+
+
 @dataclass(frozen=True)
 class Entry:
     """One item as written, with where it was written (``line 14`` or ``row 3``)."""
@@ -68,6 +78,8 @@ def resolve_media(value: object, base: Path | str) -> object:
 
 def _fetch(uri: str) -> Path:
     """A remote manifest (or its defaults file) copied to a temporary folder for reading."""
+    if not exists(uri):
+        raise MissingFile(uri)
     try:
         return download(uri, Path(tempfile.mkdtemp(prefix="ltx-batch-manifest-")) / uri.rsplit("/", 1)[-1])
     except (StorageError, OSError) as e:
@@ -150,7 +162,7 @@ def load_manifest(path: str | Path, defaults_file: str | Path | None = None, ove
         path = Path(path).expanduser().resolve()
         source, base = str(path), path.parent
     if not path.is_file():
-        raise ManifestError(f"{path}: no such manifest file.")
+        raise MissingFile(path)
     if path.suffix in (".yaml", ".yml"):
         data, lines = _read_yaml(path)
         items = data.get("items")
@@ -177,7 +189,7 @@ def load_manifest(path: str | Path, defaults_file: str | Path | None = None, ove
         sidecar = Path(defaults_file) if defaults_file else path.with_suffix(".yaml")
         data = _read_yaml(sidecar)[0] if sidecar.is_file() else {}
         if defaults_file and not sidecar.is_file():
-            raise ManifestError(f"{sidecar}: the defaults file does not exist.")
+            raise MissingFile(sidecar, "defaults file")
         base = sidecar.parent if sidecar.is_file() and not is_uri(source) else base
     else:
         raise ManifestError(f"{path}: a manifest is a .yaml, .yml or .parquet file.")

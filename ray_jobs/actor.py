@@ -31,9 +31,10 @@ import torch
 
 from ltxcore import compile_cache
 from ltxcore.bundle import ModelBundle
-from ltxcore.engine import Engine, RenderResult
+from ltxcore.engine import Engine
 from ltxcore.errors import RenderInputError
 from ltxcore.long_form import WindowFolder, render_windows
+from ltxcore.render_result import RenderResult
 from ltxcore.request import RenderRequest
 from manifests.item import media_files
 from manifests.model_section import bundle_identity

@@ -26,7 +26,7 @@ from ray_jobs import local_ray
 from ray_jobs.actor import RenderActor, WorkerSettings
 from ray_jobs.options import parse_render_argv
 from ray_jobs.progress import Progress
-from ray_jobs.resume_check import kept_plan, settle_resume
+from ray_jobs.resume_check import ResumeRequest, kept_plan, settle_resume
 from ray_jobs.run_options import RunOptions, RunOptionsError, WorkerOptions, recorded_options
 from ray_jobs.scheduler import WORKER_OPTIONS, NoWorkers, Scheduler
 from ray_jobs.shards import cache_key, make_shards
@@ -201,7 +201,7 @@ def _settle_resume(options: RunOptions, run: RunFolder, model: Model, max_tokens
     """What changed since submission, refused or applied (``ray_jobs.resume_check``); False: ``--keep-plan``."""
     section = options.model.section(run.run_info()["model"])
     with_ = options.resume_with
-    return settle_resume(run, model, with_.choice, with_.manifest, max_tokens, section)
+    return settle_resume(run, ResumeRequest(model, with_.choice, with_.manifest, max_tokens, section))
 
 
 def _render_prepared(held: HeldRun) -> int:

@@ -4,9 +4,9 @@ listing it, or the choice the person made: ``--replan`` or ``--keep-plan``.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from manifests.load import Manifest, ManifestError, load_manifest, set_overrides
+from manifests.load import Manifest, ManifestError
 from manifests.model_section import Model
 from manifests.validate import check, report
 from ray_jobs.summary import invalid_ids
@@ -14,47 +14,33 @@ from runstore.plan import PlannedItem, plan, refresh_fingerprints
 from runstore.results import done_fingerprints, read_results
 from runstore.resume_changes import (
     Changes,
-    bundle_changes,
-    bundle_digests,
+    bundle_changes_since,
+    current_manifest,
     input_changes,
     item_changes,
     kept,
     replanned,
 )
 from runstore.run_folder import RunFolder
-from storage.fs import exists
 
 KEEP_PLAN = "keep-plan"
 
 
-def _recorded_items(info: dict) -> tuple[str | None, list[str]]:
-    """The run's ``--defaults`` file and ``--set`` pairs, as run.json recorded them."""
-    items = info.get("options", {}).get("items")
-    if items is not None:
-        return items.get("defaults"), list(items.get("overrides") or ())
-    args = info.get("args", {})
-    return args.get("defaults"), list(args.get("set") or ())
+@dataclass(frozen=True)
+class ResumeRequest:
+    """What one resume is settled against: the person's choice and manifest, this session's model and bound."""
+
+    model: Model
+    choice: str | None  # ``replan``, ``keep-plan`` or None (refuse a changed run)
+    manifest: str | None  # ``--manifest``; None compares the submitted one while it is there
+    max_tokens: int
+    model_section: dict  # the manifest's model section as this session resolved it (for ``--replan``)
 
 
-def current_manifest(info: dict, given: str | None) -> tuple[Manifest | None, str | None]:
-    """The manifest to compare (the one given, else the submitted path while it is there), or a note why none."""
-    path = given or (None if "promoted_from" in info else info.get("manifest"))
-    if not path:
-        return None, None
-    if not given and not exists(path):
-        return None, f"the submitted manifest {path} is gone: the bundle and input files are compared, not the items"
-    defaults, pairs = _recorded_items(info)
-    if defaults and not exists(defaults):
-        return None, f"the run's --defaults {defaults} is gone: the items of {path} are not compared"
-    return load_manifest(path, defaults, set_overrides(pairs)), None
-
-
-def changes_since_submission(run: RunFolder, model: Model, manifest: Manifest | None) -> Changes:
-    info, planned = run.run_info(), run.plan()
+def _changes(run: RunFolder, info: dict, manifest: Manifest | None, bundle: tuple[str, ...]) -> Changes:
+    """Items (against ``manifest``), the bundle's ``bundle`` lines, and the finished items' input files."""
+    planned = run.plan()
     changes = item_changes(planned, manifest, invalid_ids(run)) if manifest else Changes(None)
-    recorded_digests = info.get("bundle_digests")
-    digests = bundle_digests(model.paths) if recorded_digests else {}
-    bundle = bundle_changes(info["bundle"], model.identity, recorded_digests, digests)
     done = done_fingerprints(read_results(run.results_uri))
     inputs = input_changes(refresh_fingerprints(planned, info["bundle"]), done)
     return replace(changes, bundle=bundle, inputs=inputs)
@@ -66,15 +52,16 @@ def kept_plan(run: RunFolder) -> list[PlannedItem]:
     return kept(planned, done_fingerprints(read_results(run.results_uri)))
 
 
-def settle_resume(
-    run: RunFolder, model: Model, choice: str | None, given: str | None, max_tokens: int, model_section: dict
-) -> bool:
-    """Compare, then refuse (``ManifestError``) or apply ``choice``. True: fingerprints follow the files as they
-    are now (unchanged, or ``--replan``); False: render ``kept_plan`` (``--keep-plan``)."""
-    manifest, note = current_manifest(run.run_info(), given)
+def settle_resume(run: RunFolder, request: ResumeRequest) -> bool:
+    """Compare, then refuse (``ManifestError``) or apply the request's choice. True: fingerprints follow the files
+    as they are now (unchanged, or ``--replan``); False: render ``kept_plan`` (``--keep-plan``)."""
+    info = run.run_info()
+    bundle = bundle_changes_since(info, request.model)
+    manifest, note = current_manifest(info, request.manifest)
     if note:
         print(f"note: {note}")
-    changes = changes_since_submission(run, model, manifest)
+    changes = _changes(run, info, manifest, bundle)
+    choice = request.choice
     if not changes:
         if choice:
             print(f"--{choice}: nothing changed since {run.uri} was submitted; resuming its plan")
@@ -96,22 +83,18 @@ def settle_resume(
         print("\n  ".join(["--keep-plan: rendering the plan as submitted; ignored:", *lines]))
         return False
     if manifest is not None and (changes.added or changes.removed or changes.edited):
-        _replan(run, model, manifest, changes, max_tokens, model_section)
+        wanted = {*changes.added, *changes.edited}  # validated, then planned with the submitted bundle's identity
+        changed = replace(
+            manifest, model=request.model_section, entries=[e for e in manifest.entries if e.data.get("id") in wanted]
+        )
+        problems = check(changed, request.max_tokens, request.model.transformer)[0] if changed.entries else []
+        if problems:
+            raise ManifestError(f"--replan: nothing was changed or rendered.\n{report(problems, changed)}")
+        fresh = {p.id: p for p in plan(changed, info["bundle"])}  # fingerprints refresh to this bundle when rendered
+        run.record_plan(replanned(run.plan(), changes, fresh))
     print("\n  ".join(["--replan: rendering with these changes:", *lines]))
     if changes.removed:
         print(f"  removed from the plan (their clips and rows stay in the folder): {', '.join(changes.removed)}")
     if changes.bundle:
         print("  the bundle changed: every item renders again (a fingerprint holds the bundle's identity)")
     return True
-
-
-def _replan(run: RunFolder, model: Model, manifest: Manifest, changes: Changes, max_tokens: int, section: dict):
-    """Validate the edited and added items of ``manifest`` and write the plan with them (nothing on a problem)."""
-    wanted = {*changes.added, *changes.edited}
-    changed = replace(manifest, model=section, entries=[e for e in manifest.entries if e.data.get("id") in wanted])
-    if changed.entries:
-        problems = check(changed, max_tokens, model.transformer)[0]
-        if problems:
-            raise ManifestError(f"--replan: nothing was changed or rendered.\n{report(problems, changed)}")
-    fresh = {p.id: p for p in plan(changed, model.identity)}
-    run.record_plan(replanned(run.plan(), changes, fresh))

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 from pydantic import ValidationError
 
 from manifests.item import Item, merged
-from manifests.load import Manifest
+from manifests.load import Manifest, MissingFile, load_manifest, set_overrides
+from manifests.model_section import Model
 from runstore.plan import PlannedItem, derive_seed
 from storage.fs import filesystem
 
@@ -124,6 +125,38 @@ def bundle_changes(recorded: dict, current: dict, recorded_digests: dict | None,
             )
             out.append(f"{role}/{name}: {what} changed since submission{same}")
     return tuple(out)
+
+
+def bundle_changes_since(info: dict, model: Model) -> tuple[str, ...]:
+    """``bundle_changes`` between run.json (its identity and digests) and ``model`` as this session opened it."""
+    recorded_digests = info.get("bundle_digests")
+    digests = bundle_digests(model.paths) if recorded_digests else {}
+    return bundle_changes(info["bundle"], model.identity, recorded_digests, digests)
+
+
+def _recorded_items(info: dict) -> tuple[str | None, list[str]]:
+    """The run's ``--defaults`` file and ``--set`` pairs, as run.json recorded them."""
+    items = info.get("options", {}).get("items")
+    if items is not None:
+        return items.get("defaults"), list(items.get("overrides") or ())
+    args = info.get("args", {})
+    return args.get("defaults"), list(args.get("set") or ())
+
+
+def current_manifest(info: dict, given: str | None) -> tuple[Manifest | None, str | None]:
+    """The manifest to compare (the one given, else the submitted path while it is there), or a note why none."""
+    path = given or (None if "promoted_from" in info else info.get("manifest"))
+    if not path:
+        return None, None
+    defaults, pairs = _recorded_items(info)
+    try:
+        return load_manifest(path, defaults, set_overrides(pairs)), None
+    except MissingFile as missing:
+        if missing.what == "defaults file":
+            return None, f"the run's --defaults {defaults} is gone: the items of {path} are not compared"
+        if given:
+            raise
+        return None, f"the submitted manifest {path} is gone: the bundle and input files are compared, not the items"
 
 
 def input_changes(refreshed: list[PlannedItem], done: set[tuple[str, str]]) -> tuple[str, ...]:

@@ -6,15 +6,18 @@ import os
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 import yaml
 from conftest import LESSON, SHORT_RENDER
 
-from manifests.load import load_manifest
+from manifests.load import MissingFile, load_manifest
 from ray_jobs.cli import main as cli
 from ray_jobs.cli import status_lines
 from ray_jobs.render import EXIT_BAD_INPUT, main
 from runstore.plan import plan
-from runstore.resume_changes import DIGEST_BYTES, bundle_changes, file_digest, item_changes
+from runstore.resume_changes import DIGEST_BYTES, bundle_changes, current_manifest, file_digest, item_changes
 from runstore.run_folder import RunFolder
 
 
@@ -105,3 +108,22 @@ def test_a_resume_after_edits_lists_them_and_does_what_the_flag_chooses(local_ra
     assert f"bundle file checkpoint_path/{checkpoint.name}: mtime changed since submission" in err
     assert "(first and last MiB the same)" in err
     assert main(["--resume", str(run), "--keep-plan"]) == 0 and "nothing to render" in capsys.readouterr().out
+
+
+def test_the_compared_manifest_is_the_one_given_else_the_submitted_one_while_it_is_there(tmp_path):
+    submitted = _write(tmp_path / "m.yaml", [A])
+    info = {"manifest": str(submitted)}
+    assert [e.data["id"] for e in current_manifest(info, None)[0].entries] == ["a"]
+    assert current_manifest({**info, "promoted_from": "drafts"}, None) == (None, None)  # a promoted run: no items
+    submitted.unlink()
+    manifest, note = current_manifest(info, None)
+    assert manifest is None and note == (
+        f"the submitted manifest {submitted} is gone: the bundle and input files are compared, not the items"
+    )
+    with pytest.raises(MissingFile, match="no such manifest file"):  # the one the person named must be there
+        current_manifest(info, str(tmp_path / "edited.yaml"))
+    table = tmp_path / "people.parquet"
+    pq.write_table(pa.Table.from_pylist([A]), table)
+    gone = tmp_path / "defaults.yaml"
+    manifest, note = current_manifest({"manifest": str(table), "options": {"items": {"defaults": str(gone)}}}, None)
+    assert manifest is None and note == f"the run's --defaults {gone} is gone: the items of {table} are not compared"

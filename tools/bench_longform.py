@@ -27,8 +27,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ltxcore.engine import RenderResult
 from ltxcore.media import probe_mp4
+from ltxcore.render_result import RenderResult
 from ltxcore.request import RenderRequest, frames_for_duration
 from tools.long_lesson import write_lesson
 from tools.reference_clip import GUIDER, IMAGE, PROMPT

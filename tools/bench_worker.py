@@ -25,8 +25,9 @@ from pathlib import Path
 import torch
 
 from ltxcore.bundle import ModelBundle
-from ltxcore.engine import Engine, RenderResult
+from ltxcore.engine import Engine
 from ltxcore.recipes import prompt_pair
+from ltxcore.render_result import RenderResult
 from ltxcore.request import RenderRequest
 from ray_jobs.actor import render_then_finish, written_then_scores
 from ray_jobs.worker_scoring import SCORERS, ClipScorer, PendingScore
