@@ -17,14 +17,18 @@ import json
 import logging
 import platform
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch._dynamo.utils
 
 from ltxcore.request import RenderRequest
 from storage.fs import exists, join, read_bytes, write_bytes
+
+if TYPE_CHECKING:
+    from ltxcore.engine import Engine
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # of the file: a length-prefixed JSON key, then torch's artifact bytes
@@ -156,6 +160,19 @@ def save(folder: str, key: CompileKey, loaded: CacheLoad) -> bool:
         return False
     log.info("compile cache: saved %d bytes to %s", len(saved[0]), uri)
     return True
+
+
+def warm_up_shared(
+    folder: str, engine: Engine, warm: Sequence[RenderRequest], warm_up: Callable[[RenderRequest], float]
+) -> tuple[bool, float]:
+    """A worker's warm-up through the shared cache: load the artifacts of these warm-up requests from
+    ``folder``, run ``warm_up`` on each, save what was compiled. Returns (loaded a cache, warm-up seconds)."""
+    shapes = [request_shapes(r) for r in warm]
+    key = CompileKey.of(engine.device, engine.bundle.quantization, engine.bundle.transformer, shapes)
+    loaded = load(folder, key)
+    seconds = sum(warm_up(request) for request in warm)
+    save(folder, key, loaded)
+    return loaded.hit, seconds
 
 
 def _describe(key: CompileKey) -> str:

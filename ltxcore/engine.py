@@ -78,8 +78,10 @@ class Engine:
         prompt_cache_size: int = 64,
         compile: bool = False,
         max_loras: int = 4,
+        fp8_lora: bool | None = None,
     ):
-        """``max_loras``: user LoRAs held at once (least recently used evicted)."""
+        """``max_loras``: user LoRAs held at once (least recently used evicted). ``fp8_lora``: LoRA buffers in
+        FP8 (``ltxcore/adapters.py``); by default with ``fp8-scaled``, the engine that is already FP8."""
         self.bundle = bundle
         self.device = torch.device(device)
         self.load_seconds: dict[str, float] = {}
@@ -92,7 +94,8 @@ class Engine:
         )
         if scaled:
             self._timed("fp8_quantize", lambda: quantize_blocks(velocity_model, device=self.device))
-        self.adapters = Adapters(velocity_model, DTYPE, max_loaded=max_loras)
+        fp8_lora = scaled if fp8_lora is None else fp8_lora
+        self.adapters = Adapters(velocity_model, DTYPE, max_loaded=max_loras, fp8=fp8_lora)
         if bundle.transformer == "dev":  # the distilled checkpoint needs no LoRA: it is what the LoRA approximates
             self._timed("distilled_lora", lambda: self._pin_distilled(bundle.distilled_lora))
         on_gpu = self.device.type == "cuda"

@@ -156,13 +156,8 @@ class RenderActor:
         self.compile_cache: str | None = None  # hit or miss of the run's shared compile cache; None: no compile
         if warm:
             folder = self.run.compile_cache_uri
-            shapes = [compile_cache.request_shapes(r) for r in warm]
-            bundle_settings = self.engine.bundle.quantization, self.engine.bundle.transformer
-            key = compile_cache.CompileKey.of(self.engine.device, *bundle_settings, shapes)
-            loaded = compile_cache.load(folder, key)
-            self.compile_cache = "hit" if loaded.hit else "miss"
-            self.warm_up_seconds = sum(self._warm_up(request) for request in warm)
-            compile_cache.save(folder, key, loaded)
+            hit, self.warm_up_seconds = compile_cache.warm_up_shared(folder, self.engine, warm, self._warm_up)
+            self.compile_cache = "hit" if hit else "miss"
         else:
             self.warm_up_seconds = 0.0
         self.run_id, self.session = settings.run_id, settings.session

@@ -14,6 +14,8 @@
     python -m tools.bench mux --out mux.json            # CPU seconds to encode a clip per setting (no GPU)
     python -m tools.bench longform --bundle DIR --out longform.json   # a 60 s lesson as windows, both modes
     python -m tools.bench longform --bundle DIR --host-memory --out memory.json  # host memory per item length
+    python -m tools.bench memory --bundle DIR --cap-gib 32 --out cap.json  # a final and a draft under a 32 GiB cap
+    python -m tools.bench ready --bundle DIR --out ready.json   # worker ready: cold, then from the shared cache
 
 ``DIR`` holds a random bundle with the released LTX-2.3 sizes; it is written there first if missing.
 How each figure is taken is said in ``tools/bench_forward.py``, ``bench_clip.py``, ``bench_lora.py``,
@@ -66,7 +68,13 @@ def main() -> None:
     longform.add_argument("--lengths", type=float, nargs="+", default=[10.0, 120.0, 600.0])
     longform.add_argument("--device", default="cuda", help="with --host-memory")
     longform.add_argument("--size", type=int, nargs=2, default=[512, 768], help="with --host-memory: height width")
-    for p in (forward, clip, scaling, enhance, tokens, quality, mux, longform):
+    memory = sub.add_parser("memory", help="a final and a draft under a GPU memory cap; the FP8 LoRA's error")
+    memory.add_argument("--bundle", required=True)
+    memory.add_argument("--cap-gib", type=float, default=32.0)
+    memory.add_argument("--no-compile", action="store_true")
+    ready = sub.add_parser("ready", help="a worker's load + warm-up, cold and with the shared compile cache")
+    ready.add_argument("--bundle", required=True)
+    for p in (forward, clip, scaling, enhance, tokens, quality, mux, longform, memory, ready):
         p.add_argument("--out", required=True, help="JSON results file (its folder also holds any outputs)")
     args = parser.parse_args()
     out = Path(args.out).resolve()
@@ -102,6 +110,14 @@ def main() -> None:
             report = host_memory(args.bundle, args.lengths, out, args.device, tuple(args.size))
         else:
             report = run(args.bundle, args.seconds, out, args.pipelines, args.modes, not args.no_compile)
+    elif args.what == "ready":
+        from tools.bench_ready import run
+
+        report = run(args.bundle, out)
+    elif args.what == "memory":
+        from tools.bench_memory import run
+
+        report = run(args.bundle, args.cap_gib, not args.no_compile, out)
     else:
         from tools.bench_quality import run
 
