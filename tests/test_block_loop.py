@@ -94,7 +94,9 @@ def test_shared_prefix_matches_upstreams_loop(models, dtype, stg_blocks):
     )
     BlockLoop(model)
     try:
-        assert (x0(video, audio, shared)[0] - expected).abs().max().item() <= 4 * noise
+        # bf16: bit-identical. fp32: within the rows' rounding, which one sample can show as 0: a few ulps at least
+        ulps = 0.0 if dtype == torch.bfloat16 else 8 * torch.finfo(dtype).eps * expected.abs().max().item()
+        assert (x0(video, audio, shared)[0] - expected).abs().max().item() <= max(4 * noise, ulps)
         assert torch.equal(x0(video, audio, BatchedPerturbationConfig(rows))[0], expected)
     finally:
         model._process_transformer_blocks = upstream
