@@ -12,6 +12,7 @@ in FP8 costs in accuracy.
 from __future__ import annotations
 
 import gc
+import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -43,9 +44,11 @@ def _step(report: dict, name: str, work: Callable[[], Any]) -> Any:
         value = work()
     except torch.OutOfMemoryError as e:
         report[name] = {"oom": str(e).splitlines()[0], **_peaks()}
+        print(json.dumps({name: report[name]}), flush=True)
         raise
     torch.cuda.synchronize()
     report[name] = {"seconds": time.perf_counter() - start, **_peaks()}
+    print(json.dumps({name: report[name]}), flush=True)  # a run cut short still leaves its steps in the log
     return value
 
 
@@ -109,4 +112,5 @@ def run(bundle: str, cap_gib: float, compile: bool, out: Path) -> dict:
     reference = _final_latent(folder, "none")
     for name, latent in (("fp8_lora", fp8_lora), ("bf16_lora", bf16_lora)):
         report[f"{name}_vs_bf16_final_latent_rel_error"] = ((latent - reference).norm() / reference.norm()).item()
+        print(json.dumps({name: report[f"{name}_vs_bf16_final_latent_rel_error"]}), flush=True)
     return report
