@@ -22,7 +22,7 @@ the block loop keys its captured graphs by it.
 User LoRAs are read once per worker and held in host memory (pinned on a GPU), at most ``max_loaded`` of
 them, the least recently used evicted; device memory holds only the distilled LoRA and the staged set.
 
-FP8 storage (``fp8=True``, the ``fp8-scaled`` engine's choice): the buffers hold e4m3 values, each rank's
+FP8 storage (``fp8=True``: the ``fp8-compact`` quantization): the buffers hold e4m3 values, each rank's
 ``down`` row and ``up`` column scaled to its own largest value, and a per-layer ``qscale`` holds the product
 of the two scales per rank. Since ``up @ diag(s) @ down == (up / s_up) @ diag(s * s_up * s_down) @ (down /
 s_down)``, the branch multiplies its low-rank activations by ``scale * qscale`` and runs the same two GEMMs

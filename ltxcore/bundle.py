@@ -14,8 +14,11 @@ from typing import Literal, get_args
 from ltxcore.checkpoint_header import read_safetensors_header
 from ltxcore.errors import BundleError
 
-Quantization = Literal["none", "fp8-cast", "fp8-scaled"]
+# ``fp8-compact``: ``fp8-scaled`` with the LoRA buffers in FP8 too (``ltxcore/adapters.py``), so that a final fits
+# a 32 GB card; opt-in, as it moves the final latent further from bf16 (BENCHMARKS.md).
+Quantization = Literal["none", "fp8-cast", "fp8-scaled", "fp8-compact"]
 QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
+SCALED_FP8 = ("fp8-scaled", "fp8-compact")  # the transformer blocks as real FP8 GEMMs (``ltxcore/fp8.py``)
 # Which 22B checkpoint a worker holds (one per worker): ``dev`` renders every pipeline, with the distilled LoRA
 # where a pipeline uses it; ``distilled`` (the released distilled checkpoint, no LoRA) renders drafts only.
 TRANSFORMERS = ("dev", "distilled")

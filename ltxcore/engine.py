@@ -34,7 +34,7 @@ from ltx_pipelines.utils.constants import STAGE_2_DISTILLED_SIGMA_VALUES
 
 from ltxcore.adapters import Adapters
 from ltxcore.blocks import BlockLoop
-from ltxcore.bundle import ModelBundle
+from ltxcore.bundle import SCALED_FP8, ModelBundle
 from ltxcore.conditioning_audio import conditioning_clip
 from ltxcore.enhance import EnhanceKey, PromptEnhancer, max_new_tokens
 from ltxcore.errors import BundleError, RenderInputError
@@ -78,15 +78,13 @@ class Engine:
         prompt_cache_size: int = 64,
         compile: bool = False,
         max_loras: int = 4,
-        fp8_lora: bool | None = None,
     ):
-        """``max_loras``: user LoRAs held at once (least recently used evicted). ``fp8_lora``: LoRA buffers in
-        FP8 (``ltxcore/adapters.py``); by default with ``fp8-scaled``, the engine that is already FP8."""
+        """``max_loras``: user LoRAs held at once (least recently used evicted)."""
         self.bundle = bundle
         self.device = torch.device(device)
         self.load_seconds: dict[str, float] = {}
         # fp8-scaled builds on the host and quantizes block by block on the way to the device
-        scaled = bundle.quantization == "fp8-scaled"
+        scaled = bundle.quantization in SCALED_FP8
         build_device = torch.device("cpu") if scaled else self.device
         policy = quantization_policy(bundle.quantization)
         velocity_model = self._timed(
@@ -94,7 +92,7 @@ class Engine:
         )
         if scaled:
             self._timed("fp8_quantize", lambda: quantize_blocks(velocity_model, device=self.device))
-        fp8_lora = scaled if fp8_lora is None else fp8_lora
+        fp8_lora = bundle.quantization == "fp8-compact"
         self.adapters = Adapters(velocity_model, DTYPE, max_loaded=max_loras, fp8=fp8_lora)
         if bundle.transformer == "dev":  # the distilled checkpoint needs no LoRA: it is what the LoRA approximates
             self._timed("distilled_lora", lambda: self._pin_distilled(bundle.distilled_lora))

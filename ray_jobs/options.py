@@ -103,7 +103,8 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--quantization",
         choices=QUANTIZATIONS,
-        help="default: fp8-scaled on FP8 GPUs (Ada, Hopper, Blackwell), fp8-cast on others, none on CPU",
+        help="default: fp8-scaled on FP8 GPUs (Ada, Hopper, Blackwell), fp8-cast on others, none on CPU; "
+        "fp8-compact: fp8-scaled with the LoRAs in FP8 too, a final within a 32 GB card",
     )
     model.add_argument(
         "--transformer",

@@ -71,6 +71,7 @@ def main() -> None:
     memory = sub.add_parser("memory", help="a final and a draft under a GPU memory cap; the FP8 LoRA's error")
     memory.add_argument("--bundle", required=True)
     memory.add_argument("--cap-gib", type=float, default=32.0)
+    memory.add_argument("--quantization", default="fp8-compact")
     memory.add_argument("--no-compile", action="store_true")
     ready = sub.add_parser("ready", help="a worker's load + warm-up, cold and with the shared compile cache")
     ready.add_argument("--bundle", required=True)
@@ -117,7 +118,7 @@ def main() -> None:
     elif args.what == "memory":
         from tools.bench_memory import run
 
-        report = run(args.bundle, args.cap_gib, not args.no_compile, out)
+        report = run(args.bundle, args.quantization, args.cap_gib, not args.no_compile, out)
     else:
         from tools.bench_quality import run
 

@@ -132,10 +132,12 @@ def run(
 
 
 def host_memory(bundle_dir: str, lengths: list[float], out: Path, device: str, size: tuple[int, int]) -> dict:
-    """Peak resident memory of a fresh process rendering one draft item of each length."""
+    """Peak resident memory of a fresh process rendering one draft item of each length. The lesson is written
+    here, not in that process: synthesising a 10-minute WAV peaks higher than rendering it does."""
     report: dict = {"device": device, "size": f"{size[1]}x{size[0]}", "items": []}
     for seconds in lengths:
-        code = [sys.executable, "-m", "tools.bench_longform", bundle_dir, str(seconds), str(out.parent), device]
+        audio = write_lesson(out.parent / f"lesson-{seconds:g}.wav", seconds)
+        code = [sys.executable, "-m", "tools.bench_longform", bundle_dir, str(audio), str(seconds), device]
         done = subprocess.run([*code, str(size[0]), str(size[1])], capture_output=True, text=True, check=True)
         row = json.loads(done.stdout.strip().splitlines()[-1])
         report["items"].append(row)
@@ -143,20 +145,19 @@ def host_memory(bundle_dir: str, lengths: list[float], out: Path, device: str, s
     return report
 
 
-def _one_item(bundle_dir: str, seconds: float, folder: Path, device: str, height: int, width: int) -> dict:
+def _one_item(bundle_dir: str, audio: Path, seconds: float, device: str, height: int, width: int) -> dict:
     from ltxcore.bundle import ModelBundle
     from ltxcore.engine import Engine
 
-    audio = write_lesson(folder / f"lesson-{seconds:g}.wav", seconds)
     engine = Engine(ModelBundle.from_folder(bundle_dir), device=device)
     request = lesson_request(audio, seconds, 25.0, pipeline="distilled", height=height, width=width)
     blocks = tuple(b for b in request.guider.stg_blocks if b < engine.num_layers) or (engine.num_layers - 1,)
     request = replace(request, guider=replace(request.guider, stg_blocks=blocks))  # a tiny bundle has few blocks
-    wall, result = _timed(engine, request, folder / f"memory-{seconds:g}.mp4")
+    wall, result = _timed(engine, request, audio.with_name(f"memory-{seconds:g}.mp4"))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": seconds, "windows": len(result.windows) or 1, "wall_s": wall, "peak_rss_mib": peak_mib}
 
 
 if __name__ == "__main__":  # one host-memory item, in a process of its own
-    bundle, length, folder, dev, h, w = sys.argv[1:7]
-    print(json.dumps(_one_item(bundle, float(length), Path(folder), dev, int(h), int(w))))
+    bundle, lesson, length, dev, h, w = sys.argv[1:7]
+    print(json.dumps(_one_item(bundle, Path(lesson), float(length), dev, int(h), int(w))))

@@ -1,12 +1,12 @@
 """Does a final (and a draft) fit a 32 GB card? (``python -m tools.bench memory``)
 
 The process's share of the GPU is capped first (``torch.cuda.set_per_process_memory_fraction``: the caching
-allocator then refuses to hold more than ``cap_gib``, as a 32 GB card would), then one engine is loaded,
-warmed up and renders the reference clip as a final and as a draft. Reported per step: peak allocated and
-peak reserved memory; an out-of-memory error is reported with the step it hit, not raised. Afterwards,
-uncapped, the same final is rendered by the FP8 engine with bf16 LoRA buffers and by the bf16 engine, and
-the final video latent's relative error against bf16 is given for both FP8 variants: what storing the LoRA
-in FP8 costs in accuracy.
+allocator then refuses to hold more than ``cap_gib``, as a 32 GB card would), then one engine of
+``quantization`` (``fp8-compact`` by default: the LoRAs in FP8 too) is loaded, warmed up and renders the
+reference clip as a final and as a draft. Reported per step: peak allocated and peak reserved memory; an
+out-of-memory error is reported with the step it hit, not raised. Afterwards, uncapped, the same final is
+rendered by the ``fp8-scaled`` engine (bf16 LoRA buffers) and by the bf16 engine, and the final video latent's
+relative error against bf16 is given for both: what storing the LoRA in FP8 costs in accuracy.
 """
 
 from __future__ import annotations
@@ -58,15 +58,18 @@ def _free(*objects) -> None:
     torch.cuda.empty_cache()
 
 
-def capped(folder: Path, cap_gib: float, compile: bool, out: Path) -> tuple[dict, torch.Tensor | None]:
-    """The default engine under the cap: load, warm-up, a final, a draft. Returns the final's latent."""
+def capped(
+    folder: Path, quantization: str, cap_gib: float, compile: bool, out: Path
+) -> tuple[dict, torch.Tensor | None]:
+    """One engine under the cap: load, warm-up, a final, a draft. Returns the final's latent."""
     total = torch.cuda.get_device_properties(0).total_memory
     torch.cuda.set_per_process_memory_fraction(cap_gib * GIB / total)
-    report: dict = {"cap_gib": cap_gib, "compile": compile, "device_total_gib": total / GIB}
+    report: dict = {"quantization": quantization, "cap_gib": cap_gib, "compile": compile}
+    report["device_total_gib"] = total / GIB
     latent = None
     final, draft = reference_request(1), replace(reference_request(2), pipeline="distilled")
     try:
-        bundle = ModelBundle.from_folder(folder, quantization="fp8-scaled")
+        bundle = ModelBundle.from_folder(folder, quantization=quantization)
         engine = _step(report, "load", lambda: Engine(bundle, "cuda", compile=compile))
         assert isinstance(engine, Engine)
         report["resident_gib_after_load"] = torch.cuda.memory_allocated() / GIB
@@ -91,8 +94,8 @@ def capped(folder: Path, cap_gib: float, compile: bool, out: Path) -> tuple[dict
     return report, latent
 
 
-def _final_latent(folder: Path, quantization: str, **engine_options) -> torch.Tensor:
-    engine = Engine(ModelBundle.from_folder(folder, quantization=quantization), "cuda", **engine_options)
+def _final_latent(folder: Path, quantization: str) -> torch.Tensor:
+    engine = Engine(ModelBundle.from_folder(folder, quantization=quantization), "cuda")
     latent = engine.render(reference_request(1), None, keep_latent=True).video_latent
     assert latent is not None
     latent = latent.float().cpu()
@@ -100,17 +103,17 @@ def _final_latent(folder: Path, quantization: str, **engine_options) -> torch.Te
     return latent
 
 
-def run(bundle: str, cap_gib: float, compile: bool, out: Path) -> dict:
+def run(bundle: str, quantization: str, cap_gib: float, compile: bool, out: Path) -> dict:
     folder, made_s = ensure_bundle(Path(bundle))
     write_stereo_speech()
-    report, fp8_lora = capped(folder, cap_gib, compile, out.parent)
+    report, capped_latent = capped(folder, quantization, cap_gib, compile, out.parent)
     report["bundle_written_s"] = made_s
     report["device"] = torch.cuda.get_device_name()
-    if fp8_lora is None:
+    if capped_latent is None:
         return report
-    bf16_lora = _final_latent(folder, "fp8-scaled", fp8_lora=False)
+    scaled = _final_latent(folder, "fp8-scaled")
     reference = _final_latent(folder, "none")
-    for name, latent in (("fp8_lora", fp8_lora), ("bf16_lora", bf16_lora)):
+    for name, latent in ((quantization, capped_latent), ("fp8-scaled", scaled)):
         report[f"{name}_vs_bf16_final_latent_rel_error"] = ((latent - reference).norm() / reference.norm()).item()
         print(json.dumps({name: report[f"{name}_vs_bf16_final_latent_rel_error"]}), flush=True)
     return report
