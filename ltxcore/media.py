@@ -104,10 +104,21 @@ def probe_audio(path: str, field: str = "audio") -> AudioInfo:
         return AudioInfo(codec, stream.rate, stream.channels, duration)
 
 
-def decode_audio(path: str, start: float = 0.0, duration: float | None = None, field: str = "audio") -> AudioClip:
-    """Decode ``[start, start + duration)`` to stereo float32; pad with silence if the file ends first."""
+def decode_audio(
+    path: str,
+    start: float = 0.0,
+    duration: float | None = None,
+    field: str = "audio",
+    rate: int | None = None,
+    mono: bool = False,
+) -> AudioClip:
+    """Decode ``[start, start + duration)`` to stereo float32 (``mono``: one channel) at the file's rate (or
+    ``rate``, resampled while decoding, so a long file is never held at its own rate); pad with silence if the
+    file ends first."""
     info = probe_audio(path, field)
-    resampler = av.AudioResampler(format="fltp", layout="stereo" if info.channels > 2 else None, rate=info.sample_rate)
+    layout = "mono" if mono else ("stereo" if info.channels > 2 else None)
+    out_rate = rate or info.sample_rate
+    resampler = av.AudioResampler(format="fltp", layout=layout, rate=out_rate)
     chunks: list[np.ndarray] = []
     first_time: float | None = None
     end = None if duration is None else start + duration
@@ -125,28 +136,29 @@ def decode_audio(path: str, start: float = 0.0, duration: float | None = None, f
                     first_time = time if time is not None else 0.0
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray())
-                decoded = sum(c.shape[1] for c in chunks) / info.sample_rate
+                decoded = sum(c.shape[1] for c in chunks) / out_rate
                 if end is not None and first_time + decoded >= end:
                     break
+            chunks.extend(out.to_ndarray() for out in resampler.resample(None))  # what a rate change holds back
         except av.error.FFmpegError as e:
             raise RenderInputError(field, f"{path} could not be decoded: {e}.") from e
     if not chunks:
         raise RenderInputError(field, f"{path} contains no audio samples.")
     samples = np.concatenate(chunks, axis=1).astype(np.float32)
-    if samples.shape[0] == 1:
+    if samples.shape[0] == 1 and not mono:
         samples = np.repeat(samples, 2, axis=0)
-    skip = max(0, round((start - (first_time or 0.0)) * info.sample_rate))
+    skip = max(0, round((start - (first_time or 0.0)) * out_rate))
     samples = samples[:, skip:]
     if samples.shape[1] == 0:
         raise RenderInputError("audio_start_time", f"{start}s is past the end of {path} ({info.duration:.2f}s).")
     padded = 0.0
     if duration is not None:
-        want = round(duration * info.sample_rate)
+        want = round(duration * out_rate)
         if samples.shape[1] < want:
-            padded = (want - samples.shape[1]) / info.sample_rate
+            padded = (want - samples.shape[1]) / out_rate
             samples = np.pad(samples, ((0, 0), (0, want - samples.shape[1])))
         samples = samples[:, :want]
-    return AudioClip(np.ascontiguousarray(np.clip(samples, -1.0, 1.0)), info.sample_rate, padded)
+    return AudioClip(np.ascontiguousarray(np.clip(samples, -1.0, 1.0)), out_rate, padded)
 
 
 def _aac_rate(rate: int) -> int:

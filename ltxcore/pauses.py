@@ -9,7 +9,6 @@ a pause is a stretch whose loudness stays well below the window's loud parts.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,9 +30,7 @@ class Pauses:
 
 def find_pauses(audio: str, start: float, seconds: float) -> Pauses:
     """Pauses in ``seconds`` of ``audio`` from ``start``."""
-    clip = decode_audio(audio, start, seconds)
-    mono = clip.samples.mean(axis=0)
-    mono16 = _resample(mono, clip.sample_rate, VAD_RATE)
+    mono16 = decode_audio(audio, start, seconds, rate=VAD_RATE, mono=True).samples[0]  # 38 MB for 10 minutes
     duration = len(mono16) / VAD_RATE
     speech = vad_speech(mono16)
     if speech or _rms(mono16) < SILENT_RMS:
@@ -82,15 +79,6 @@ def _gaps(speech: list[tuple[float, float]], duration: float) -> list[tuple[floa
     edges = [0.0, *[t for segment in speech for t in segment], duration]
     pairs = zip(edges[::2], edges[1::2], strict=True)
     return [(a, b) for a, b in pairs if b - a >= MIN_PAUSE_SECONDS]
-
-
-def _resample(mono: np.ndarray, rate: int, target: int) -> np.ndarray:
-    if rate == target:
-        return mono.astype(np.float32)
-    from scipy.signal import resample_poly  # scipy comes with pyloudnorm
-
-    common = math.gcd(rate, target)
-    return resample_poly(mono, target // common, rate // common).astype(np.float32)
 
 
 def _rms(x: np.ndarray) -> float:
