@@ -120,6 +120,7 @@ def decode_audio(
     out_rate = rate or info.sample_rate
     resampler = av.AudioResampler(format="fltp", layout=layout, rate=out_rate)
     chunks: list[np.ndarray] = []
+    decoded = 0  # samples in ``chunks``
     first_time: float | None = None
     end = None if duration is None else start + duration
     with _open(path, field) as container:
@@ -136,8 +137,8 @@ def decode_audio(
                     first_time = time if time is not None else 0.0
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray())
-                decoded = sum(c.shape[1] for c in chunks) / out_rate
-                if end is not None and first_time + decoded >= end:
+                    decoded += chunks[-1].shape[1]
+                if end is not None and first_time + decoded / out_rate >= end:
                     break
             chunks.extend(out.to_ndarray() for out in resampler.resample(None))  # what a rate change holds back
         except av.error.FFmpegError as e:
