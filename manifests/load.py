@@ -20,7 +20,7 @@ import yaml
 from manifests import safe_yaml
 from manifests.item import RECORDS, flatten, map_media
 from manifests.model_options import ModelOptions
-from storage.fs import StorageError, download, exists, is_uri, join
+from storage.fs import NotFound, StorageError, download, exists, is_uri, join
 
 TOP_LEVEL_KEYS = ("run_seed", "model", "defaults", "items")
 MAX_ITEMS = 100_000  # per manifest, YAML or Parquet: a run plans, validates and fingerprints all at once
@@ -78,10 +78,10 @@ def resolve_media(value: object, base: Path | str) -> object:
 
 def _fetch(uri: str) -> Path:
     """A remote manifest (or its defaults file) copied to a temporary folder for reading."""
-    if not exists(uri):
-        raise MissingFile(uri)
     try:
         return download(uri, Path(tempfile.mkdtemp(prefix="ltx-batch-manifest-")) / uri.rsplit("/", 1)[-1])
+    except NotFound as e:
+        raise MissingFile(uri) from e
     except (StorageError, OSError) as e:
         raise ManifestError(f"{uri}: cannot fetch the manifest: {e}") from e
 

@@ -20,6 +20,10 @@ class StorageError(ValueError):
     """A URI this project will not read or write, or a remote object that is not there."""
 
 
+class NotFound(StorageError):
+    """The object asked for is not there."""
+
+
 def is_uri(value: object) -> bool:
     return isinstance(value, str) and "://" in value
 
@@ -98,7 +102,7 @@ def download(uri: str, local: Path) -> Path:
             shutil.copyfileobj(src, dst, 1 << 22)
         tmp.replace(local)
     except FileNotFoundError as e:
-        raise StorageError(f"{uri} does not exist.") from e
+        raise NotFound(f"{uri} does not exist.") from e
     finally:
         tmp.unlink(missing_ok=True)
     return local

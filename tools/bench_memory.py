@@ -52,8 +52,8 @@ def _step(report: dict, name: str, work: Callable[[], Any]) -> Any:
     return value
 
 
-def _free(*objects) -> None:
-    del objects
+def _release_memory() -> None:
+    """Give the device memory of what the caller has deleted back, before the next engine loads."""
     gc.collect()
     torch.cuda.empty_cache()
 
@@ -87,7 +87,6 @@ def capped(
                 if name == "final":
                     latent = result.video_latent.float().cpu()
         report["fits"] = True
-        _free(engine)
     except torch.OutOfMemoryError:
         report["fits"] = False
     torch.cuda.set_per_process_memory_fraction(1.0)
@@ -99,7 +98,8 @@ def _final_latent(folder: Path, quantization: str) -> torch.Tensor:
     latent = engine.render(reference_request(1), None, keep_latent=True).video_latent
     assert latent is not None
     latent = latent.float().cpu()
-    _free(engine)
+    del engine
+    _release_memory()
     return latent
 
 
@@ -107,6 +107,7 @@ def run(bundle: str, quantization: str, cap_gib: float, compile: bool, out: Path
     folder, made_s = ensure_bundle(Path(bundle))
     write_stereo_speech()
     report, capped_latent = capped(folder, quantization, cap_gib, compile, out.parent)
+    _release_memory()  # the capped engine went with ``capped``
     report["bundle_written_s"] = made_s
     report["device"] = torch.cuda.get_device_name()
     if capped_latent is None:
