@@ -16,6 +16,7 @@
     python -m tools.bench longform --bundle DIR --host-memory --out memory.json  # host memory per item length
     python -m tools.bench memory --bundle DIR --cap-gib 32 --out cap.json  # a final and a draft under a 32 GiB cap
     python -m tools.bench ready --bundle DIR --out ready.json   # worker ready: cold, then from the shared cache
+    python -m tools.bench profile --bundle DIR --out profile.json  # GPU busy share of a clip, GEMM TFLOP/s
 
 ``DIR`` holds a random bundle with the released LTX-2.3 sizes; it is written there first if missing.
 How each figure is taken is said in ``tools/bench_forward.py``, ``bench_clip.py``, ``bench_lora.py``,
@@ -75,7 +76,10 @@ def main() -> None:
     memory.add_argument("--no-compile", action="store_true")
     ready = sub.add_parser("ready", help="a worker's load + warm-up, cold and with the shared compile cache")
     ready.add_argument("--bundle", required=True)
-    for p in (forward, clip, scaling, enhance, tokens, quality, mux, longform, memory, ready):
+    prof = sub.add_parser("profile", help="GPU busy share of a steady-state clip and its idle gaps; GEMM TFLOP/s")
+    prof.add_argument("--bundle", required=True)
+    prof.add_argument("--cache", help="the shared compile cache folder (default: beside --out)")
+    for p in (forward, clip, scaling, enhance, tokens, quality, mux, longform, memory, ready, prof):
         p.add_argument("--out", required=True, help="JSON results file (its folder also holds any outputs)")
     args = parser.parse_args()
     out = Path(args.out).resolve()
@@ -115,6 +119,10 @@ def main() -> None:
         from tools.bench_ready import run
 
         report = run(args.bundle, out)
+    elif args.what == "profile":
+        from tools.bench_profile import run
+
+        report = run(args.bundle, out, args.cache)
     elif args.what == "memory":
         from tools.bench_memory import run
 
