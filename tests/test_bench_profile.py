@@ -56,3 +56,4 @@ def test_gemm_kernels_are_told_apart_by_their_input_type():
     assert is_fp8_gemm("nvjet_qqtst_128x256_64x4_1x2_h_bz_coopA_NTN")
     assert is_gemm("nvjet_tst_192x192_64x3_2x1_v_bz_coopB_NNT") and not is_fp8_gemm("nvjet_tst_192x192_64x3")
     assert not is_gemm("triton_red_fused_add_mul_native_layer_norm_0")
+    assert not is_gemm("triton_red_fused__fused_rms_norm__scaled_mm__to_copy_abs_add_amax_clamp_div_mul_slice")

@@ -48,6 +48,7 @@ def main() -> None:
     scaling.add_argument("--bundle", required=True)
     scaling.add_argument("--gpus", type=int, nargs="+", default=[1, 2, 4])
     scaling.add_argument("--clips-per-gpu", type=int, default=3)
+    scaling.add_argument("--shard-size", type=int, default=1, help="items per shard (the driver's default is 8)")
     enhance = sub.add_parser("enhance", help="prompt enhancement with Gemma resident against streamed")
     enhance.add_argument("--size", choices=("reference", "tiny"), default="reference")
     enhance.add_argument("--device", default="cuda")
@@ -99,7 +100,7 @@ def main() -> None:
     elif args.what == "scaling":
         from tools.bench_scaling import run
 
-        report = run(args.bundle, args.gpus, args.clips_per_gpu, out)
+        report = run(args.bundle, args.gpus, args.clips_per_gpu, out, args.shard_size)
     elif args.what == "tokens":
         from tools.bench_tokens import run
 

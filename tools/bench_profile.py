@@ -41,7 +41,9 @@ GAP_FLOOR_NS = 20_000  # gaps shorter than 20 us are launch latency inside a pha
 
 
 def is_gemm(name: str) -> bool:
-    return any(w in name.lower() for w in GEMM_WORDS)
+    """A GEMM kernel. Inductor names its fused kernels after the ops they serve, so the FP8 activation
+    quantization before a ``_scaled_mm`` is ``triton_..._scaled_mm_...``: that is not a GEMM."""
+    return not name.startswith("triton_") and any(w in name.lower() for w in GEMM_WORDS)
 
 
 def is_fp8_gemm(name: str) -> bool:

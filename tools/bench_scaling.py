@@ -4,8 +4,11 @@
 
 For each GPU count N it writes one manifest of ``N x clips-per-gpu`` reference clips (the same clip
 settings as ``reference_clip``, a prompt of their own each) and runs the real command,
-``python -m ray_jobs.render MANIFEST --out RUN --actors N --shard-size 1`` (the manifest asks for
-``fp8-scaled``), on a local Ray that sees every GPU of the host. From the run's results table it takes
+``python -m ray_jobs.render MANIFEST --out RUN --actors N --shard-size S`` (the manifest asks for
+``fp8-scaled``), on a local Ray that sees every GPU of the host. Shards of 1 (the default here) keep every
+worker busy to the end, which is what scaling asks; but a shard's last mp4 is encoded while its worker
+waits, so with shards of 1 no mux overlaps the next clip: ``--shard-size 8`` (the driver's own default) is
+the product's steady state. From the run's results table it takes
 the rendering window (first item started to last item finished) and reports clips per hour over that
 window (steady state: every worker already loaded and warmed) and over the command's whole wall time
 (Ray start, loads, warm-up included).
@@ -41,7 +44,7 @@ def write_manifest(path: Path, bundle: Path, clips: int) -> Path:
     return path
 
 
-def measure(gpus: int, clips: int, bundle: Path, work: Path) -> dict:
+def measure(gpus: int, clips: int, bundle: Path, work: Path, shard_size: int = 1) -> dict:
     manifest = write_manifest(work / f"scaling-{gpus}.yaml", bundle, clips)
     run = work / f"run-{gpus}gpu"
     shutil.rmtree(run, ignore_errors=True)  # a fresh run each time, never a resume of an old one
@@ -55,7 +58,7 @@ def measure(gpus: int, clips: int, bundle: Path, work: Path) -> dict:
         "--actors",
         str(gpus),
         "--shard-size",
-        "1",
+        str(shard_size),
     ]
     start = time.perf_counter()
     with open(work / f"run-{gpus}gpu.log", "w") as log:
@@ -70,6 +73,7 @@ def measure(gpus: int, clips: int, bundle: Path, work: Path) -> dict:
         "gpus": gpus,
         "exit_code": code,
         "clips": clips,
+        "shard_size": shard_size,
         "ok": len(rows),
         "hosts_devices": sorted({f"{r['host']} {r['device']}" for r in rows}),
         "command_wall_s": wall,
@@ -80,12 +84,12 @@ def measure(gpus: int, clips: int, bundle: Path, work: Path) -> dict:
     }
 
 
-def run(bundle: str, gpu_counts: list[int], clips_per_gpu: int, out: Path) -> dict:
+def run(bundle: str, gpu_counts: list[int], clips_per_gpu: int, out: Path, shard_size: int = 1) -> dict:
     folder, made_s = ensure_bundle(Path(bundle))
     write_stereo_speech()
     rows = []
     for n in gpu_counts:
-        rows.append(measure(n, n * clips_per_gpu, folder.resolve(), out.parent))
+        rows.append(measure(n, n * clips_per_gpu, folder.resolve(), out.parent, shard_size))
         print(json.dumps(rows[-1]), flush=True)
     base = rows[0]
     for r in rows:
