@@ -17,6 +17,7 @@
     python -m tools.bench memory --bundle DIR --cap-gib 32 --out cap.json  # a final and a draft under a 32 GiB cap
     python -m tools.bench ready --bundle DIR --out ready.json   # worker ready: cold, then from the shared cache
     python -m tools.bench profile --bundle DIR --out profile.json  # GPU busy share of a clip, GEMM TFLOP/s
+    python -m tools.bench long-scaling --bundle DIR --workers 1 4 --out long.json  # long lessons over N workers
 
 ``DIR`` holds a random bundle with the released LTX-2.3 sizes; it is written there first if missing.
 How each figure is taken is said in ``tools/bench_forward.py``, ``bench_clip.py``, ``bench_lora.py``,
@@ -80,7 +81,14 @@ def main() -> None:
     prof = sub.add_parser("profile", help="GPU busy share of a steady-state clip and its idle gaps; GEMM TFLOP/s")
     prof.add_argument("--bundle", required=True)
     prof.add_argument("--cache", help="the shared compile cache folder (default: beside --out)")
-    for p in (forward, clip, scaling, enhance, tokens, quality, mux, longform, memory, ready, prof):
+    longs = sub.add_parser("long-scaling", help="long lessons over N workers: cuts wall, continuous batch, a kill")
+    longs.add_argument("--bundle", required=True)
+    longs.add_argument("--workers", type=int, nargs="+", default=[1, 4])
+    longs.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: the tiny bundle's sizes")
+    longs.add_argument("--cuts-seconds", type=float, default=300.0, help="the cuts lesson's length")
+    longs.add_argument("--lessons", type=int, default=8, help="lessons in the continuous batch")
+    longs.add_argument("--lesson-seconds", type=float, default=180.0, help="each continuous lesson's length")
+    for p in (forward, clip, scaling, enhance, tokens, quality, mux, longform, memory, ready, prof, longs):
         p.add_argument("--out", required=True, help="JSON results file (its folder also holds any outputs)")
     args = parser.parse_args()
     out = Path(args.out).resolve()
@@ -124,6 +132,10 @@ def main() -> None:
         from tools.bench_profile import run
 
         report = run(args.bundle, out, args.cache)
+    elif args.what == "long-scaling":
+        from tools.bench_long_scaling import run
+
+        report = run(args.bundle, args.workers, args.device, args.cuts_seconds, args.lessons, args.lesson_seconds, out)
     elif args.what == "memory":
         from tools.bench_memory import run
 
