@@ -26,6 +26,9 @@ class Event:
     def name(self) -> str:
         return self.label
 
+    def is_user_annotation(self) -> bool:
+        return self.label.startswith("annotation")
+
 
 def test_overlapping_kernels_count_once():
     assert merged([(5, 9), (0, 4), (3, 6), (12, 13), (13, 15)]) == [(0, 9), (12, 15)]
@@ -39,6 +42,7 @@ def test_busy_share_and_gaps_are_read_inside_the_period_with_the_host_ops_that_b
         Event(gpu, 600_000, 610_000),  # 100 us gap before it
         Event(gpu, 615_000, 1_000_000),  # 5 us gap before it: launch latency, not listed
         Event(gpu, 1_050_000, 2_000_000),  # ends after the period
+        Event(gpu, 100_000, 1_100_000, "annotation: a range, not GPU work"),
         Event(DeviceType.CPU, 520_000, 530_000, "aten::item"),
         Event(DeviceType.CPU, 1_010_000, 1_020_000, "aten::copy_"),
     ]

@@ -88,6 +88,7 @@ def main() -> None:
     longs.add_argument("--cuts-seconds", type=float, default=300.0, help="the cuts lesson's length")
     longs.add_argument("--lessons", type=int, default=8, help="lessons in the continuous batch")
     longs.add_argument("--lesson-seconds", type=float, default=180.0, help="each continuous lesson's length")
+    longs.add_argument("--shard-size", type=int, default=1, help="items (windows of cuts) per shard")
     for p in (forward, clip, scaling, enhance, tokens, quality, mux, longform, memory, ready, prof, longs):
         p.add_argument("--out", required=True, help="JSON results file (its folder also holds any outputs)")
     args = parser.parse_args()
