@@ -33,9 +33,9 @@ from ltx_core.types import Audio, AudioLatentShape, LatentState, VideoLatentShap
 from ltx_pipelines.utils.constants import STAGE_2_DISTILLED_SIGMA_VALUES
 
 from ltxcore.adapters import Adapters
+from ltxcore.audio_ahead import AudioAhead
 from ltxcore.blocks import BlockLoop
 from ltxcore.bundle import SCALED_FP8, ModelBundle
-from ltxcore.conditioning_audio import conditioning_clip
 from ltxcore.enhance import EnhanceKey, PromptEnhancer, max_new_tokens
 from ltxcore.errors import BundleError, RenderInputError
 from ltxcore.fp8 import quantize_blocks
@@ -43,7 +43,7 @@ from ltxcore.guidance import PlainDenoiser, synthetic_inputs
 from ltxcore.images import ImageLatents
 from ltxcore.loading import build_component, build_embeddings_processor, build_text_encoder
 from ltxcore.lora import LoraError
-from ltxcore.media import AudioClip, decode_audio, probe_audio
+from ltxcore.media import AudioClip, probe_audio
 from ltxcore.mux_process import MuxProcess
 from ltxcore.offload import StreamedModule
 from ltxcore.recipes import RECIPES, prompt_pair
@@ -120,6 +120,7 @@ class Engine:
         self.audio_patchifier = AudioPatchifier(patch_size=1)
         self.stepper = EulerDiffusionStep()
         self.tiling = TilingConfig.default()
+        self.audio_ahead = AudioAhead(self.resolve)
         self.muxer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mux")  # waits on the encoder process
         self.encoder = MuxProcess()
         weakref.finalize(self, self.encoder.close)
@@ -229,6 +230,10 @@ class Engine:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start
+
+    def read_ahead(self, request: RenderRequest) -> None:
+        """Read the audio of the item rendered next while this one renders (``ltxcore/audio_ahead.py``)."""
+        self.audio_ahead.ahead(request)
 
     @torch.inference_mode()
     def render(
@@ -343,11 +348,7 @@ class Engine:
 
     def _encode_audio(self, request: RenderRequest) -> tuple[AudioClip, torch.Tensor]:
         seconds = request.frames / request.frame_rate
-        window = seconds if request.audio_max_duration is None else min(seconds, request.audio_max_duration)
-        # silence where the file (inside decode_audio) or the window (here) ends before the video
-        clip = decode_audio(request.audio, request.audio_start_time, window).padded_to(seconds)
-        noise, loudness = request.audio_conditioning_noise_db, request.audio_conditioning_loudness_lufs
-        heard = conditioning_clip(clip, request.seed, noise, loudness)  # the mp4 gets ``clip``, the original
+        clip, heard = self.audio_ahead.get(request)  # the mp4 gets ``clip``, the original
         waveform = torch.from_numpy(heard.samples).unsqueeze(0).to(self.device)  # (1, 2, samples), as upstream's
         audio = Audio(waveform=waveform, sampling_rate=clip.sample_rate)
         latent = encode_audio(audio, self.audio_encoder)

@@ -202,13 +202,23 @@ class RenderActor:
         self._prune_media(shard)
         requests = self._requests(shard, events)
 
+        following = dict(zip(map(id, shard.items), shard.items[1:], strict=False))
+
         def start(planned: PlannedItem) -> Callable[[], dict]:  # told first: if it kills the worker, the driver knows
             _tell(events, {"event": "started", "shard": (shard.shard_id, shard.attempt), "item_id": planned.id})
+            self._read_ahead(following.get(id(planned)), requests)
             return self._start(planned, requests[planned.id])
 
         summaries = [self._record(row, recorder, events) for row in render_then_finish(shard.items, start)]
         self.late.flush()
         return summaries
+
+    def _read_ahead(self, planned: PlannedItem | None, requests: dict[str, RenderRequest | Exception]) -> None:
+        """The next item's audio read while this one renders (a long item reads its own, window by window)."""
+        if planned is None or len(planned.window_plan) > 1:
+            return
+        if isinstance(request := requests[planned.id], RenderRequest):
+            self.engine.read_ahead(request)
 
     def _record(self, row: dict, recorder: ShardRecorder, events) -> dict:
         if not self.run.owned_by(self.session):
