@@ -9,6 +9,7 @@ are the same, and an item whose audio cannot be read fails in its own render wit
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -31,11 +32,12 @@ def heard_audio(request: RenderRequest) -> HeardAudio:
 
 
 def audio_key(request: RenderRequest) -> Hashable:
-    """Everything :func:`heard_audio` reads from a resolved request."""
+    """What :func:`heard_audio` reads from a request but its frame count (which resolving may fill in), and
+    which file is at its path now (a file replaced under the same name is another file)."""
     return (
         request.audio,
+        _file_identity(request.audio),
         request.audio_start_time,
-        request.frames,
         request.frame_rate,
         request.audio_max_duration,
         request.seed,
@@ -44,32 +46,45 @@ def audio_key(request: RenderRequest) -> Hashable:
     )
 
 
+def _file_identity(path: str) -> tuple[int, int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None  # the render's own resolve says what is wrong
+    return found.st_ino, found.st_size, found.st_mtime_ns
+
+
 class AudioAhead:
     """Audio read ahead on one thread; ``resolve`` is the engine's (it fills the frame count from the audio)."""
 
     def __init__(self, resolve: Callable[[RenderRequest], RenderRequest]):
         self.resolve = resolve
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio-ahead")
-        self.pending: list[Future[tuple[Hashable, HeardAudio]]] = []
+        self.pending: list[tuple[Hashable, Future[tuple[int, HeardAudio]]]] = []
 
     def ahead(self, request: RenderRequest) -> None:
         """Start reading ``request``'s audio (an unresolved request, as the worker holds it)."""
-        self.pending = [*self.pending[-(HELD - 1) :], self.pool.submit(self._read, request)]
+        read = (audio_key(request), self.pool.submit(self._read, request))
+        self.pending = [*self.pending[-(HELD - 1) :], read]
 
     def get(self, request: RenderRequest) -> HeardAudio:
-        """``heard_audio(request)`` (a resolved request): read ahead if it was, else now."""
+        """``heard_audio(request)`` (a resolved request): read ahead if it was, else now. Only a read of this
+        request's own audio is waited for."""
         key = audio_key(request)
-        for future in list(self.pending):
+        for entry in [e for e in self.pending if e[0] == key]:
+            self.pending.remove(entry)
             try:
-                found, heard = future.result()
-            except Exception:  # that item's own render reads it again and fails with the error
-                self.pending.remove(future)
+                frames, heard = entry[1].result()
+            except Exception:  # read again below: the render fails with the error itself
                 continue
-            if found == key:
-                self.pending.remove(future)
+            if frames == request.frames:
                 return heard
         return heard_audio(request)
 
-    def _read(self, request: RenderRequest) -> tuple[Hashable, HeardAudio]:
+    def clear(self) -> None:
+        """Forget reads not taken (a new shard: its files may have been fetched again under the same names)."""
+        self.pending = []
+
+    def _read(self, request: RenderRequest) -> tuple[int, HeardAudio]:
         resolved = self.resolve(request)
-        return audio_key(resolved), heard_audio(resolved)
+        return resolved.frames, heard_audio(resolved)

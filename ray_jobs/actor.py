@@ -202,7 +202,9 @@ class RenderActor:
         self._prune_media(shard)
         requests = self._requests(shard, events)
 
-        following = dict(zip(map(id, shard.items), shard.items[1:], strict=False))
+        self.engine.audio_ahead.clear()
+        # a retried shard reads nothing ahead: a read that kills the worker would be blamed on the item before it
+        following = {} if shard.attempt else dict(zip(map(id, shard.items), shard.items[1:], strict=False))
 
         def start(planned: PlannedItem) -> Callable[[], dict]:  # told first: if it kills the worker, the driver knows
             _tell(events, {"event": "started", "shard": (shard.shard_id, shard.attempt), "item_id": planned.id})

@@ -1,6 +1,9 @@
 """The next item's audio read ahead (``ltxcore/audio_ahead.py``): the render takes the same clip it would have
-read itself, and an item whose audio cannot be read still fails in its own render, naming the field."""
+read itself, waits only for its own read, and an item whose audio cannot be read still fails in its own render
+with the error it has without the read-ahead."""
 
+import threading
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -12,7 +15,7 @@ from ltxcore.audio_ahead import AudioAhead, heard_audio
 from ltxcore.errors import RenderInputError
 
 
-def test_the_audio_read_ahead_is_the_audio_read_at_render_time(engine, media):
+def test_the_audio_read_ahead_is_taken_by_the_render_of_that_request(engine, media):
     request = tiny_request(
         media["stereo_wav"], audio_start_time=0.25, audio_conditioning_noise_db=-20.0, seed=11, num_frames=17
     )
@@ -35,15 +38,36 @@ def test_a_render_after_its_audio_was_read_ahead_is_bit_identical(engine, media)
     assert torch.equal(plain.video_latent, read_ahead.video_latent)
 
 
-def test_audio_that_cannot_be_read_fails_its_own_render_and_no_other(engine, media, tmp_path):
+def test_a_render_never_waits_for_another_items_read(engine, media):
+    slow, released = replace(tiny_request(media["stereo_wav"]), seed=1), threading.Event()
+
+    def resolve(request):
+        if request.seed == slow.seed:
+            released.wait(30)  # the next item's audio, still being read
+        return engine.resolve(request)
+
+    ahead = AudioAhead(resolve)
+    ahead.ahead(slow)
+    started = time.monotonic()
+    ahead.get(engine.resolve(replace(slow, seed=2)))  # this item: nothing read ahead
+    assert time.monotonic() - started < 10 and len(ahead.pending) == 1
+    released.set()
+
+
+def test_audio_that_cannot_be_read_fails_its_own_render_as_without_the_read_ahead(engine, media, tmp_path):
+    too_short = tiny_request(media["stereo_wav"], num_frames=9, audio_conditioning_loudness_lufs=-16.0)  # 0.36 s
     missing = tiny_request(str(tmp_path / "gone.wav"))
-    short = tiny_request(media["short_wav"], audio_start_time=5.0)  # starts after the file ends
-    good = replace(tiny_request(media["stereo_wav"]), seed=8)
-    for request in (missing, short, good):
-        engine.read_ahead(request)  # never raises: the reading is the render's
-    for request in (missing, short):
-        with pytest.raises(RenderInputError) as told:
+    for request in (too_short, missing):
+        with pytest.raises(RenderInputError) as plain:
             engine.render(request, None)
-        assert told.value.field == "audio" or "audio" in str(told.value)
+        engine.read_ahead(request)  # never raises: the error is the render's
+        with pytest.raises(RenderInputError) as read_ahead:
+            engine.render(request, None)
+        assert (read_ahead.value.field, str(read_ahead.value)) == (plain.value.field, str(plain.value))
+    assert plain.value.field == "audio"
+    good = replace(tiny_request(media["stereo_wav"]), seed=8)
+    engine.read_ahead(good)
     assert engine.render(good, None, keep_latent=True).video_latent is not None
-    assert not engine.audio_ahead.pending
+    # the good read was taken; the missing file's render failed before asking for its read, which is dropped
+    # once newer reads push it out (two are kept)
+    assert [key[0] for key, _ in engine.audio_ahead.pending] == [missing.audio]
