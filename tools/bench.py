@@ -136,7 +136,16 @@ def main() -> None:
     elif args.what == "long-scaling":
         from tools.bench_long_scaling import run
 
-        report = run(args.bundle, args.workers, args.device, args.cuts_seconds, args.lessons, args.lesson_seconds, out)
+        report = run(
+            args.bundle,
+            args.workers,
+            args.device,
+            args.cuts_seconds,
+            args.lessons,
+            args.lesson_seconds,
+            out,
+            args.shard_size,
+        )
     elif args.what == "memory":
         from tools.bench_memory import run
 
