@@ -8,7 +8,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-import psutil
 import pytest
 import ray
 import torch
@@ -18,6 +17,7 @@ from fixtures.random_bundle import make_tiny_bundle
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.request import GuiderSettings, RenderRequest
+from tools import render_workers
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "manifests" / "examples"
@@ -201,14 +201,4 @@ def tiny_request(audio: str, **overrides) -> RenderRequest:
 def render_actor_pids() -> list[int]:
     """The render workers of this test process's own Ray (its descendants), never another test worker's or
     another run's on the same machine."""
-    here = os.getpid()
-    pids = []
-    for process in psutil.process_iter(["cmdline"]):
-        if "ray::RenderActor" not in " ".join(process.info["cmdline"] or []):
-            continue
-        try:
-            if any(parent.pid == here for parent in process.parents()):
-                pids.append(process.pid)
-        except psutil.NoSuchProcess:
-            continue
-    return pids
+    return render_workers.render_actor_pids(os.getpid())

@@ -44,6 +44,7 @@ from runstore.results import read_results
 from tools.demo import set_flags
 from tools.long_lesson import write_lesson
 from tools.reference_clip import IMAGE, PROMPT, ensure_bundle, reference_defaults
+from tools.render_workers import render_actor_pids
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,20 +84,6 @@ def window_records(run: Path) -> dict[str, WindowSeen]:
         worker = int(record["rendered_by"].rsplit("/", 1)[-1])
         out[f"{path.parent.name}/{path.name}"] = WindowSeen(path.stat().st_mtime_ns, record["seconds"], worker)
     return out
-
-
-def render_workers(driver_pid: int) -> list[int]:
-    """The render actors started under the driver process ``driver_pid`` (its local Ray's workers)."""
-    pids = []
-    for process in psutil.process_iter(["cmdline"]):
-        if "ray::RenderActor" not in " ".join(process.info["cmdline"] or []):
-            continue
-        try:
-            if any(parent.pid == driver_pid for parent in process.parents()):
-                pids.append(process.pid)
-        except psutil.NoSuchProcess:
-            continue
-    return pids
 
 
 def render(
@@ -145,7 +132,7 @@ def _kill_after_first_window(run: Path, driver: subprocess.Popen, out: dict) -> 
     """SIGKILL the worker that has just finished a window (so its chain has one to resume from)."""
     while driver.poll() is None:
         records = window_records(run) if run.exists() else {}
-        alive = set(render_workers(driver.pid))
+        alive = set(render_actor_pids(driver.pid))
         victims = [(name, seen) for name, seen in records.items() if seen.worker in alive]
         if victims:
             name, seen = victims[0]
