@@ -120,7 +120,7 @@ class Engine:
         self.audio_patchifier = AudioPatchifier(patch_size=1)
         self.stepper = EulerDiffusionStep()
         self.tiling = TilingConfig.default()
-        self.audio_ahead = AudioAhead(self.resolve)
+        self.audio_ahead = AudioAhead(self.resolve)  # the next item's audio, read while this one renders
         self.muxer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mux")  # waits on the encoder process
         self.encoder = MuxProcess()
         weakref.finalize(self, self.encoder.close)
@@ -230,10 +230,6 @@ class Engine:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start
-
-    def read_ahead(self, request: RenderRequest) -> None:
-        """Read the audio of the item rendered next while this one renders (``ltxcore/audio_ahead.py``)."""
-        self.audio_ahead.ahead(request)
 
     @torch.inference_mode()
     def render(

@@ -220,7 +220,7 @@ class RenderActor:
         if planned is None or len(planned.window_plan) > 1:
             return
         if isinstance(request := requests[planned.id], RenderRequest):
-            self.engine.read_ahead(request)
+            self.engine.audio_ahead.ahead(request)
 
     def _record(self, row: dict, recorder: ShardRecorder, events) -> dict:
         if not self.run.owned_by(self.session):

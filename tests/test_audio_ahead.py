@@ -31,7 +31,7 @@ def test_the_audio_read_ahead_is_taken_by_the_render_of_that_request(engine, med
 def test_a_render_after_its_audio_was_read_ahead_is_bit_identical(engine, media):
     request = tiny_request(media["stereo_wav"], audio_conditioning_noise_db=-20.0, seed=4)
     plain = engine.render(request, None, keep_latent=True)
-    engine.read_ahead(request)
+    engine.audio_ahead.ahead(request)
     assert engine.audio_ahead.pending
     read_ahead = engine.render(request, None, keep_latent=True)
     assert not engine.audio_ahead.pending
@@ -60,13 +60,13 @@ def test_audio_that_cannot_be_read_fails_its_own_render_as_without_the_read_ahea
     for request in (too_short, missing):
         with pytest.raises(RenderInputError) as plain:
             engine.render(request, None)
-        engine.read_ahead(request)  # never raises: the error is the render's
+        engine.audio_ahead.ahead(request)  # never raises: the error is the render's
         with pytest.raises(RenderInputError) as read_ahead:
             engine.render(request, None)
         assert (read_ahead.value.field, str(read_ahead.value)) == (plain.value.field, str(plain.value))
     assert plain.value.field == "audio"
     good = replace(tiny_request(media["stereo_wav"]), seed=8)
-    engine.read_ahead(good)
+    engine.audio_ahead.ahead(good)
     assert engine.render(good, None, keep_latent=True).video_latent is not None
     # the good read was taken; the missing file's render failed before asking for its read, which is dropped
     # once newer reads push it out (two are kept)

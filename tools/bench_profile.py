@@ -102,7 +102,7 @@ def profile_steady_clip(engine: Engine, requests: list[RenderRequest], folder: P
             period.__exit__(None, None, None)
             profiler.stop()
         if i + 1 < len(requests):
-            engine.read_ahead(requests[i + 1])  # as the worker does (``RenderActor._read_ahead``)
+            engine.audio_ahead.ahead(requests[i + 1])  # as the worker does (``RenderActor._read_ahead``)
         result = engine.render(request, folder / f"{prefix}-{i}.mp4", background_mux=True)
         timings.append(result.timings)
         return lambda: (result, written_then_scores(result, None))

@@ -47,7 +47,7 @@ def steady_state(
     def start(entry: tuple[int, RenderRequest]) -> Callable[[], tuple[RenderResult, dict | None]]:
         i, request = entry
         if i + 1 < len(requests):
-            engine.read_ahead(requests[i + 1])  # as the worker does (``RenderActor._read_ahead``)
+            engine.audio_ahead.ahead(requests[i + 1])  # as the worker does (``RenderActor._read_ahead``)
         video = folder / f"{prefix}-{i}.mp4"
         result = engine.render(request, video, background_mux=True)
         for name, value in result.peak_memory.items():
