@@ -11,7 +11,8 @@ host-built masks forbid CUDA graph capture. :class:`BlockLoop` replaces the loop
   STG pass equals the conditional pass before the first STG block); those rows are left out of the blocks
   before it and copied from their source at it, which gives the same numbers for less work;
 - with ``compile``, every block is compiled whole (norms, AdaLN, gates, RoPE, residuals and the FP8
-  activation quantization fuse with their neighbours), one graph per block kind and shape;
+  activation quantization fuse with their neighbours), one graph per block kind and shape; with
+  ``dynamic_tokens`` the token axes are symbolic, so one graph per block kind serves every clip length;
 - with ``cuda_graphs``, the whole loop is captured once per input layout and replayed; ``state_key`` names
   what else a captured loop depends on (the LoRA branches' buffers and rank ranges, ``Adapters.key``).
 """
@@ -145,6 +146,7 @@ class BlockLoop:
         cuda_graphs: bool = False,
         backend: str | Callable = "inductor",
         state_key: Callable[[], Hashable] = lambda: None,
+        dynamic_tokens: bool = False,
     ):
         self.blocks = list(model.transformer_blocks)
         self.state_key = state_key
@@ -154,7 +156,8 @@ class BlockLoop:
         self.run_block: Callable = _call_block
         if compile:
             _resolve_attention_functions(model)
-            self.run_block = CompiledWithFallback(_call_block, _block_call_key, backend)
+            marks = _mark_token_axes if dynamic_tokens else None
+            self.run_block = CompiledWithFallback(_call_block, _block_call_key, backend, mark_dynamic=marks)
         model._process_transformer_blocks = self  # pyright: ignore[reportAttributeAccessIssue]  # our loop, upstream's blocks
 
     def __call__(
@@ -202,6 +205,22 @@ def _rejoin(args: TransformerArgs | None, state: TransformerArgs | None, join: _
 
 def _call_block(block: torch.nn.Module, video, audio, perturbations: BlockPerturbations):
     return block(video=video, audio=audio, perturbations=perturbations)
+
+
+TOKEN_AXES = {"x": 1, "timesteps": 1, "embedded_timestep": 1, "positional_embeddings": 2}
+TOKEN_AXES["cross_positional_embeddings"] = 2  # the axis of a stream's tokens in each per-token field
+
+
+def _mark_token_axes(block: torch.nn.Module, video, audio, perturbations: BlockPerturbations) -> None:  # noqa: ARG001
+    """Mark each stream's token axis symbolic for the compiled block (see ``ltxcore.compile``)."""
+    for args in (video, audio):
+        if args is None:
+            continue
+        for name, axis in TOKEN_AXES.items():
+            value = getattr(args, name)
+            for tensor in value if isinstance(value, tuple) else (value,):
+                if isinstance(tensor, torch.Tensor) and tensor.ndim > axis:
+                    torch._dynamo.maybe_mark_dynamic(tensor, axis)
 
 
 def _block_call_key(block: torch.nn.Module, video, audio, perturbations: BlockPerturbations) -> Hashable:

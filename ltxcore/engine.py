@@ -78,8 +78,10 @@ class Engine:
         prompt_cache_size: int = 64,
         compile: bool = False,
         max_loras: int = 4,
+        dynamic_tokens: bool = False,
     ):
-        """``max_loras``: user LoRAs held at once (least recently used evicted)."""
+        """``max_loras``: user LoRAs held at once (least recently used evicted); ``dynamic_tokens``: compiled
+        blocks serve every clip length (``ltxcore.blocks``)."""
         self.bundle = bundle
         self.device = torch.device(device)
         self.load_seconds: dict[str, float] = {}
@@ -98,7 +100,11 @@ class Engine:
             self._timed("distilled_lora", lambda: self._pin_distilled(bundle.distilled_lora))
         on_gpu = self.device.type == "cuda"
         self.blocks = BlockLoop(
-            velocity_model, compile=compile, cuda_graphs=compile and on_gpu, state_key=lambda: self.adapters.key
+            velocity_model,
+            compile=compile,
+            cuda_graphs=compile and on_gpu,
+            state_key=lambda: self.adapters.key,
+            dynamic_tokens=dynamic_tokens,
         )
         self.num_layers = len(velocity_model.transformer_blocks)
         self.transformer = X0Model(velocity_model).eval()  # predicts the denoised latent, as the samplers expect

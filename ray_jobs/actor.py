@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import traceback
 import uuid
@@ -38,6 +39,7 @@ from ltxcore.render_result import RenderResult
 from ltxcore.request import RenderRequest
 from manifests.item import media_files
 from manifests.model_section import bundle_identity
+from ray_jobs.messages import Event, Finished, ItemDone, ItemStarted, PromptsEnhanced, WindowDone, WorkerReady
 from ray_jobs.shards import Shard
 from ray_jobs.weights import localize
 from ray_jobs.worker_scoring import ClipScorer, LateScores, PendingScore
@@ -62,14 +64,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _tell(events, summary: dict) -> None:
+def _tell(events, event: Event) -> None:
     """Progress is advisory: an unreachable event queue must never fail an item (results are the record)."""
     if events is None:
         return
     try:
-        events.put(summary, timeout=10)
+        events.put(event, timeout=10)
     except Exception as e:  # any failure of the queue actor
-        log.warning("the driver was not told %s event (%s: %s)", summary.get("event"), type(e).__name__, e)
+        log.warning("the driver was not told %s (%s: %s)", event, type(e).__name__, e)
 
 
 def _score_writer(run: RunFolder, session: str) -> Callable[[list[dict]], None]:
@@ -105,19 +107,25 @@ class WorkerSettings:
     # set and settings of the run) before the first item; none: run eagerly
     warm_requests: tuple[RenderRequest, ...] = ()
     transformer: str = "dev"  # the checkpoint to hold, dev or distilled
+    dynamic_tokens: bool = True  # compiled graphs serve every length (``ltxcore.compile``)
     max_loras: int = 4  # user LoRAs held at once
 
 
-def render_then_finish(items: Iterable[Entry], start: Callable[[Entry], Callable[[], Row]]) -> Iterator[Row]:
+def render_then_finish(
+    items: Iterable[Entry], start: Callable[[Entry], Callable[[], Row]], rendered: Callable[[], None] = lambda: None
+) -> Iterator[Row]:
     """Each item's row, finished only once the next item's device work is done: ``start`` renders an item and
     returns what finishes it (its mp4, written meanwhile on a CPU thread, then its scores and upload), so the
-    device never waits for an encode. The benchmarks run a worker's steady state through this loop too."""
+    device never waits for an encode. ``rendered`` is called once the last item's device work is done, before
+    it is finished: the worker hands the device to its next shard there. The benchmarks run a worker's steady
+    state through this loop too."""
     finishing: Callable[[], Row] | None = None
     for item in items:
         started = start(item)
         if finishing is not None:
             yield finishing()
         finishing = started
+    rendered()
     if finishing is not None:
         yield finishing()
 
@@ -145,7 +153,11 @@ class RenderActor:
         identity = bundle_identity(bundle.paths(), quantization, transformer)
         self.identity = {"model_version": bundle.model_version(), **identity}
         self.engine = Engine(
-            bundle, device=settings.device, compile=bool(settings.warm_requests), max_loras=settings.max_loras
+            bundle,
+            device=settings.device,
+            compile=bool(settings.warm_requests),
+            max_loras=settings.max_loras,
+            dynamic_tokens=settings.dynamic_tokens,
         )
         self.load_seconds = time.perf_counter() - started
         self.scratch = Path(tempfile.mkdtemp(prefix="ltx-batch-"))
@@ -167,6 +179,9 @@ class RenderActor:
         weakref.finalize(self, self.scorer.close)
         self.late_scores: dict[str, PendingScore] = {}  # item id -> scores still running when its row was due
         self.late = LateScores(_score_writer(self.run, self.session))  # their records, once they arrive
+        # the device is one shard's at a time: the next shard (the driver hands a worker two) renders while this
+        # one's last mp4 is encoded, scored and uploaded (``WORKER_OPTIONS``' two concurrent calls)
+        self.device_turn = threading.Lock()
 
     def _warm_up(self, request: RenderRequest) -> float:
         """Warm up with the request's LoRAs; a LoRA that cannot be fetched or read fails its items later,
@@ -182,38 +197,48 @@ class RenderActor:
         self.scorer.settle()
         self.late.flush()
 
-    def ready(self) -> dict:
-        return {
-            "host": self.host,
-            "device": self.device,
-            "pid": os.getpid(),
-            "load_seconds": self.load_seconds,
-            "warm_up_seconds": self.warm_up_seconds,
-            "compile_cache": self.compile_cache,
-        }
+    def ready(self) -> WorkerReady:
+        return WorkerReady(
+            self.host, self.device, os.getpid(), self.load_seconds, self.warm_up_seconds, self.compile_cache
+        )
 
-    def __call__(self, shard: Shard, events=None) -> list[dict]:
-        """Render every item of ``shard``; return one summary per item (also pushed to ``events``).
+    def __call__(self, shard: Shard, events=None) -> list[Finished]:
+        """Render every item of ``shard``; return what it finished, one value per item or cuts window (each
+        also told to ``events`` as it happens). The call returns once every row of the shard is written.
 
         Each item's mp4 is encoded on a CPU thread, then scored in a child process, while the next item renders
-        on the device; its row is written once the next item's device work is done (or at the shard's end),
-        and scores not ready by then are added when they are (``ray_jobs.worker_scoring``)."""
-        recorder = ShardRecorder(self.run.results_uri, self.run_id, self.session, shard.shard_id, shard.attempt)
-        self._prune_media(shard)
-        requests = self._requests(shard, events)
+        on the device; its row is written once the next item's device work is done, and scores not ready by
+        then are added when they are (``ray_jobs.worker_scoring``). The shard's last item is finished after
+        the device is handed on: the next shard this worker holds renders meanwhile."""
+        self.device_turn.acquire()
+        holding = True
 
-        self.engine.audio_ahead.clear()
-        # a retried shard reads nothing ahead: a read that kills the worker would be blamed on the item before it
-        following = {} if shard.attempt else dict(zip(map(id, shard.items), shard.items[1:], strict=False))
+        def hand_on() -> None:
+            nonlocal holding
+            if holding:
+                holding = False
+                self.device_turn.release()
 
-        def start(planned: PlannedItem) -> Callable[[], dict]:  # told first: if it kills the worker, the driver knows
-            _tell(events, {"event": "started", "shard": (shard.shard_id, shard.attempt), "item_id": planned.id})
-            self._read_ahead(following.get(id(planned)), requests)
-            return self._start(planned, requests[planned.id])
+        try:
+            recorder = ShardRecorder(self.run.results_uri, self.run_id, self.session, shard.shard_id, shard.attempt)
+            self._prune_media(shard)
+            requests = self._requests(shard, events)
 
-        summaries = [self._record(row, recorder, events) for row in render_then_finish(shard.items, start)]
+            self.engine.audio_ahead.clear()
+            # a retried shard reads nothing ahead: a read that kills the worker is blamed on the item before it
+            following = {} if shard.attempt else dict(zip(map(id, shard.items), shard.items[1:], strict=False))
+
+            def start(planned: PlannedItem) -> Callable[[], dict | WindowDone]:  # told first: if it kills the
+                _tell(events, ItemStarted((shard.shard_id, shard.attempt), planned.id))  # worker, the driver knows
+                self._read_ahead(following.get(id(planned)), requests)
+                return self._start(planned, requests[planned.id])
+
+            rows = render_then_finish(shard.items, start, rendered=hand_on)
+            finished = [self._record(row, recorder, events) for row in rows]
+        finally:
+            hand_on()
         self.late.flush()
-        return summaries
+        return finished
 
     def _read_ahead(self, planned: PlannedItem | None, requests: dict[str, RenderRequest | Exception]) -> None:
         """The next item's audio read while this one renders (a long item reads its own, window by window)."""
@@ -222,27 +247,26 @@ class RenderActor:
         if isinstance(request := requests[planned.id], RenderRequest):
             self.engine.audio_ahead.ahead(request)
 
-    def _record(self, row: dict, recorder: ShardRecorder, events) -> dict:
+    def _record(self, row: dict | WindowDone, recorder: ShardRecorder, events) -> Finished:
         if not self.run.owned_by(self.session):
             ray.actor.exit_actor()  # a newer driver session owns the run: write nothing more
-        if row.get("event") == "window":  # a cuts window is in the run folder; its item has no row yet
+        if isinstance(row, WindowDone):  # a cuts window is in the run folder; its item has no row yet
             _tell(events, row)
             return row
         recorder.add(row)
         pending = self.late_scores.pop(row["item_id"], None)
         if pending is not None:
             self.late.add(row, pending)
-        summary = {
-            "event": "done",
-            "item_id": row["item_id"],
-            "status": row["status"],
-            "host": self.host,
-            "pid": os.getpid(),
-            "seconds": (row["finished_at"] - row["started_at"]).total_seconds(),
-            "error": error_summary(row["error_message"]) if row.get("error_message") else None,
-        }
-        _tell(events, summary)
-        return summary
+        done = ItemDone(
+            row["item_id"],
+            row["status"],
+            self.host,
+            os.getpid(),
+            (row["finished_at"] - row["started_at"]).total_seconds(),
+            error_summary(row["error_message"]) if row.get("error_message") else None,
+        )
+        _tell(events, done)
+        return done
 
     def _requests(self, shard: Shard, events) -> dict[str, RenderRequest | Exception]:
         """Each item's request (or why it has none), its media fetched; then the shard's prompts, enhanced (each
@@ -270,8 +294,7 @@ class RenderActor:
                 and p.prompt_enhanced is None
                 and r.prompt_enhanced is not None
             }
-            told = {"texts": list(written.items()), "seconds": enhancer.seconds - seconds, "host": self.host}
-            _tell(events, {"event": "enhanced", **told})
+            _tell(events, PromptsEnhanced(tuple(written.items()), enhancer.seconds - seconds, self.host))
         return out
 
     def _prune_media(self, shard: Shard) -> None:
@@ -296,7 +319,7 @@ class RenderActor:
             self.media[uri] = str(download(uri, local))
         return self.media.get(uri, uri)
 
-    def _start(self, planned: PlannedItem, request: RenderRequest | Exception) -> Callable[[], dict]:
+    def _start(self, planned: PlannedItem, request: RenderRequest | Exception) -> Callable[[], dict | WindowDone]:
         """Render ``planned`` on the device; return what finishes its row later (mp4, hash, upload)."""
         common = {
             "bundle": self.identity,
@@ -321,8 +344,9 @@ class RenderActor:
             row = self._failed(planned, e, local, common)
             return lambda: row
         if result.output is None:  # a cuts window, in the run folder: the item is joined once all are there
-            told = {"event": "window", "item_id": planned.id, "window": planned.part, "host": self.host}
-            return lambda: told
+            assert planned.part is not None
+            window = WindowDone(planned.id, planned.part, self.host)
+            return lambda: window
         rendered_at = datetime.now(UTC)
         first = planned.item.first_image
         reference = self.media.get(first, first) if first is not None else None

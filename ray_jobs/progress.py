@@ -7,8 +7,10 @@ import json
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TextIO
+
+from ray_jobs.messages import ItemDone
 
 
 def duration(seconds: float) -> str:
@@ -52,14 +54,15 @@ class Progress:
             f" | {self.clips_per_hour():.1f} clips/h | ETA {eta} | {workers}"
         )
 
-    def item(self, summary: dict) -> None:
+    def item(self, done: ItemDone) -> None:
         """Record one finished item and log it as a JSON line."""
-        if summary["status"] == "ok":
+        if done.status == "ok":
             self.ok += 1
         else:
             self.failed += 1
-        self.per_worker[f"{summary.get('host', '?')}/{summary.get('pid', '?')}"] += 1
-        self._write(json.dumps({"item": summary["item_id"], **{k: v for k, v in summary.items() if k != "item_id"}}))
+        self.per_worker[f"{done.host}/{done.pid}"] += 1
+        fields = asdict(done)
+        self._write(json.dumps({"item": fields.pop("item_id"), **fields}))
         self.tick(force=True)
 
     def note(self, message: str) -> None:

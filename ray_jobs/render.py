@@ -261,6 +261,7 @@ def _render(held: HeldRun, pending, progress, enhanced: dict) -> int:
         threads=workers.cpus_per_actor if device == "cpu" else 0,
         warm_requests=tuple(warm_requests(pending)) if device == "cuda" and workers.compile else (),
         max_loras=workers.max_loras,
+        dynamic_tokens=workers.compile_shapes == "tokens",
     )
     scheduler = Scheduler(
         lambda: remote.remote(settings),

@@ -1,12 +1,15 @@
 """Dynamic scheduling: a queue of shards, each handed to whichever worker is free.
 
-There is no static split, so a slow GPU or a long clip never holds the run back. When a worker dies
+There is no static split, so a slow GPU or a long clip never holds the run back. A worker holds up to two shards
+while the queue has work for every worker: it renders the next while the last mp4 of the one before is encoded,
+scored and uploaded, whatever the shards' sizes (``RenderActor.__call__`` hands the device on). When a worker dies
 (a SIGKILL, a lost node, an out-of-memory kill), Ray starts it again with the same arguments
 (``WORKER_OPTIONS``), at most ``RESTARTS`` times per worker. Ray does not run the shard again itself
 (``max_task_retries=0``): it would rerun all of it, blind to which item killed the worker. Instead the results
 file of the shard attempt says which items finished and the worker's ``started`` event which one was
 rendering; the rest of the shard goes back on the queue as the next attempt, and the item that was rendering
-is counted against it: one that keeps killing workers is failed after ``max_attempts``, named in its row.
+is counted against it: one that keeps killing workers is failed after ``max_attempts``, named in its row. The
+other shard the worker held goes back too, not counted against any item.
 
 Enhanced prompts are generated once per run: a worker tells the enhanced prompts it wrote as soon as it wrote
 them, shards handed out later carry them, and a shard that would generate one another running shard is
@@ -15,6 +18,7 @@ generating waits for it (its worker takes another shard meanwhile, if there is o
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import deque
 from collections.abc import Callable
@@ -27,6 +31,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayError, RayTa
 from ray.util.queue import Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from ray_jobs.messages import Event, Finished, ItemDone, ItemStarted, PromptsEnhanced, WindowDone, WorkerReady
 from ray_jobs.progress import Progress
 from ray_jobs.shards import Shard
 from runstore.plan import JOIN, PlannedItem
@@ -35,7 +40,9 @@ from runstore.results import ShardRecorder, error_summary, error_text, read_atte
 SETTLE_SECONDS = 120  # at the end, how long workers may take to record their last quality scores
 EVENT_SECONDS = 1.0  # the longest the driver waits before showing what workers told (items done, prompts)
 RESTARTS = 2  # times Ray starts a dead worker again, per worker
-WORKER_OPTIONS = {"max_restarts": RESTARTS, "max_task_retries": 0}  # for ray.remote(RenderActor).options
+SHARDS_IN_HAND = 2  # shards a worker holds at once: the one it renders and the next
+# for ray.remote(RenderActor).options; its two concurrent calls take turns on the device
+WORKER_OPTIONS = {"max_restarts": RESTARTS, "max_task_retries": 0, "max_concurrency": SHARDS_IN_HAND}
 WORKER_LOST = "WorkerLost"
 _COLOR = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -81,7 +88,9 @@ class WorkQueue:
         self.waiting = deque(self.shards)
         self.crashes: dict[str, int] = {}  # item id -> attempts lost while it was rendering
         self.enhancing: dict = {}  # enhancement key -> (shard id, attempt) generating it
-        self.rendering: dict[tuple[int, int], str] = {}  # (shard id, attempt) -> the item it last started
+        # (shard id, attempt) -> the item it last started, and when (in the order of all starts told)
+        self.rendering: dict[tuple[int, int], tuple[int, str]] = {}
+        self.starts = itertools.count()
         self.next_shard = max((shard.shard_id for shard in self.shards), default=-1) + 1
         # cuts items: the windows still to render, per item, and the item to join once there are none
         self.windows_left: dict[str, set[int]] = {}
@@ -106,25 +115,25 @@ class WorkQueue:
                 return shard.with_enhanced(self.known)
         return None
 
-    def told(self, event: dict) -> None:
-        """What a worker told (``ray_jobs.actor``): an item started or done, prompts enhanced."""
-        kind = event.get("event")
-        if kind == "started":
-            self.rendering[tuple(event["shard"])] = event["item_id"]
-        elif kind == "done":
-            if event["item_id"] in self.cuts and event["item_id"] in self.failed:
+    def told(self, event: Event) -> None:
+        """What a worker told (``ray_jobs.actor``): an item started or done, a cuts window done, prompts
+        enhanced."""
+        if isinstance(event, ItemStarted):
+            self.rendering[event.shard] = (next(self.starts), event.item_id)
+        elif isinstance(event, ItemDone):
+            if event.item_id in self.cuts and event.item_id in self.failed:
                 return  # another window of a cuts item that failed already
-            if event["status"] != "ok":
-                self.failed.add(event["item_id"])
+            if event.status != "ok":
+                self.failed.add(event.item_id)
             self.progress.item(event)
-        elif kind == "window":
-            self.window_done(event["item_id"], event["window"])
-        elif kind == "enhanced":
-            texts = {tuple(key): text for key, text in event["texts"]}
+        elif isinstance(event, WindowDone):
+            self.window_done(event.item_id, event.window)
+        elif isinstance(event, PromptsEnhanced):
+            texts = dict(event.texts)
             self.known.update(texts)
             for key in texts:
                 self.enhancing.pop(key, None)
-            self.progress.note(f"{event['host']}: {len(texts)} prompt(s) enhanced in {event['seconds']:.1f}s")
+            self.progress.note(f"{event.host}: {len(texts)} prompt(s) enhanced in {event.seconds:.1f}s")
 
     def window_done(self, item_id: str, index: int) -> None:
         """A cuts window is in the run folder (told, or returned: either may come first); once its item's last
@@ -138,25 +147,42 @@ class WorkQueue:
             self.waiting.appendleft(Shard(self.next_shard, (join,)))
             self.next_shard += 1
 
-    def finished(self, shard: Shard) -> str | None:
-        """``shard``'s attempt ended: its enhancement keys are free again. Returns the item it last started."""
+    def finished(self, shard: Shard) -> tuple[int, str] | None:
+        """``shard``'s attempt ended: its enhancement keys are free again. Returns the item it last started, with
+        when it started (see ``starts``)."""
         owner = (shard.shard_id, shard.attempt)
         self.enhancing = {key: by for key, by in self.enhancing.items() if by != owner}
         return self.rendering.pop(owner, None)
 
-    def lost(self, shard: Shard, loss: Loss) -> None:
-        """Put back the items a lost attempt of ``shard`` did not finish, first in the queue as its next attempt,
-        and count the loss against the item that was rendering: the ``max_attempts``-th fails it."""
-        rendering = self.finished(shard)
-        written = {
-            row["item_id"] for row in read_attempt(self.results_uri, self.session, shard.shard_id, shard.attempt)
-        }
-        remaining = [p for p in shard.items if p.id not in written]
-        if not remaining:
+    def lost(self, shards: list[Shard], loss: Loss) -> None:
+        """Put back the items that lost attempts of ``shards`` (those one worker held, in the order it got them)
+        did not finish, first in the queue as their next attempts, and count the loss against the one item that
+        was rendering: the ``max_attempts``-th fails it."""
+        started = {shard.shard_id: self.finished(shard) for shard in shards}
+        remaining: dict[int, list[PlannedItem]] = {}
+        for shard in shards:
+            rows = read_attempt(self.results_uri, self.session, shard.shard_id, shard.attempt)
+            written = {row["item_id"] for row in rows}
+            remaining[shard.shard_id] = [p for p in shard.items if p.id not in written]
+        # a row is written once the next item has rendered, so the item started last is the one in progress (the
+        # first without a row when its event was lost, or when the worker died before its first item)
+        unfinished = [(shard, p) for shard in shards for p in remaining[shard.shard_id]]
+        if not unfinished:
             return
-        # a row is written once the next item has rendered, so the one started last is the one in progress
-        # (the first without a row when its event was lost, or when the shard failed before any item)
-        suspect = next((p for p in remaining if p.id == rendering), remaining[0])
+        last = max((s for s in started.values() if s is not None), default=None)
+        blamed = next(((shard, p) for shard, p in unfinished if last and (p.id == last[1])), unfinished[0])
+        for shard in reversed(shards):  # back on the queue in the order the worker got them
+            self._requeue(shard, remaining[shard.shard_id], blamed[1] if shard is blamed[0] else None, loss)
+
+    def _requeue(self, shard: Shard, remaining: list[PlannedItem], suspect: PlannedItem | None, loss: Loss) -> None:
+        if suspect is None:
+            if remaining:
+                self.progress.note(
+                    f"shard {shard.shard_id} attempt {shard.attempt}: {loss.reason} (none of its items on the device); "
+                    f"{len(remaining)} item(s) go back on the queue"
+                )
+                self.waiting.appendleft(shard.retry(remaining))
+            return
         self.crashes[suspect.id] = self.crashes.get(suspect.id, 0) + 1
         self.progress.note(
             f"shard {shard.shard_id} attempt {shard.attempt}: {loss.reason} ({suspect.id} in progress, attempt "
@@ -166,7 +192,7 @@ class WorkQueue:
             message = error_text(f"gave up after {self.crashes[suspect.id]} attempts: {loss.reason}", loss.trace)
             shard = shard.retry([])  # the failure row gets an attempt file of its own, which the retry never rewrites
             self._fail([suspect], shard, loss.error_type, message)
-            remaining.remove(suspect)
+            remaining = [p for p in remaining if p is not suspect]
         if remaining:
             self.waiting.appendleft(shard.retry(remaining))
 
@@ -191,8 +217,15 @@ class WorkQueue:
                     host="driver",
                 )
             )
-            summary = {"item_id": planned.id, "status": "failed", "host": "driver", "pid": 0}
-            self.progress.item({**summary, "error": error_summary(message)})
+            self.progress.item(ItemDone(planned.id, "failed", "driver", 0, error=error_summary(message)))
+
+
+@dataclass(eq=False)
+class Worker:
+    """A render worker's handle and the shards it holds, by the ref of their call, in the order it got them."""
+
+    handle: Any
+    shards: dict = field(default_factory=dict)  # call ref -> Shard
 
 
 @dataclass
@@ -213,9 +246,9 @@ class Scheduler:
             self.shards, self.results_uri, self.run_id, self.session, self.progress, self.max_attempts, self.known
         )
         self.events: Queue | None = None  # made by run()
-        self.starting: dict = {}  # ready ref -> (actor, whether Ray restarted it)
-        self.idle: list = []
-        self.busy: dict = {}  # shard ref -> (actor, shard)
+        self.starting: dict = {}  # ready ref -> (worker, whether Ray restarted it)
+        self.ready: list[Worker] = []
+        self.busy: dict = {}  # shard call ref -> its worker
 
     def run(self) -> None:
         """Render every shard; items that cannot be rendered end as failed rows. Raises ``NoWorkers`` when no
@@ -225,8 +258,8 @@ class Scheduler:
         here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
         self.events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
         for _ in range(min(self.num_actors, max(1, len(self.work)))):
-            actor = self.make_actor()
-            self.starting[actor.ready.remote()] = (actor, False)
+            worker = Worker(self.make_actor())
+            self.starting[worker.handle.ready.remote()] = (worker, False)
         while self.work or self.busy:
             self._dispatch()
             if not self.busy and not self.starting:
@@ -237,30 +270,36 @@ class Scheduler:
             for ref in finished:
                 if ref in self.starting:
                     self._on_started(ref)
-                else:
+                elif ref in self.busy:  # not a call already counted lost with its worker
                     self._on_shard_done(ref)
             self.progress.tick()
         self._drain_events()
         try:  # workers record the scores still running for their last items
-            ray.get([actor.settle.remote() for actor in self.idle], timeout=SETTLE_SECONDS)
+            ray.get([worker.handle.settle.remote() for worker in self.ready], timeout=SETTLE_SECONDS)
         except RayError as e:
             self.progress.note(f"a worker did not record its last quality scores ({_short(e)}); see ltx-batch status")
-        for actor in self.idle + [actor for actor, _ in self.starting.values()]:
-            ray.kill(actor)
+        for worker in self.ready + [worker for worker, _ in self.starting.values()]:
+            ray.kill(worker.handle)
 
     def _dispatch(self) -> None:
-        """Hand queued shards to idle workers, each with the enhanced prompts known so far."""
-        while self.idle:
-            shard = self.work.take()
-            if shard is None:
-                return
-            actor = self.idle.pop()
-            self.busy[actor.__call__.remote(shard, self.events)] = (actor, shard)
+        """Hand queued shards to workers, each with the enhanced prompts known so far: first one to every worker
+        holding none, then a next one to each worker holding one, while the queue has a shard for every worker
+        (near the end, a shard waits for the first worker free rather than queueing behind another)."""
+        for holding in range(SHARDS_IN_HAND):
+            for worker in [w for w in self.ready if len(w.shards) == holding]:
+                if holding and len(self.work) < len(self.ready) + len(self.starting):
+                    return
+                shard = self.work.take()
+                if shard is None:
+                    return
+                ref = worker.handle.__call__.remote(shard, self.events)
+                worker.shards[ref] = shard
+                self.busy[ref] = worker
 
     def _on_started(self, ref) -> None:
-        actor, restarted = self.starting.pop(ref)
+        worker, restarted = self.starting.pop(ref)
         try:
-            info: dict[str, Any] = ray.get(ref)
+            info: WorkerReady = ray.get(ref)
         except RayError as e:
             message = _short(e)
             if restarted:  # its restarts are spent, or it failed to load again
@@ -268,33 +307,34 @@ class Scheduler:
                 return
             self.startup_errors.append(message)
             self.progress.note(f"a render worker failed to start: {message}")
-            if not self.idle and not self.busy and not self.starting:
+            if not self.ready and not self.busy and not self.starting:
                 raise NoWorkers(f"no render worker could start. First error: {self.startup_errors[0]}") from e
             return
-        self.progress.note(
-            f"worker ready on {info['host']} ({info['device']}, pid {info['pid']}), model loaded "
-            f"in {info['load_seconds']:.1f}s, warmed up in {info['warm_up_seconds']:.1f}s"
-            + (f" (compile cache {info['compile_cache']})" if info.get("compile_cache") else "")
-        )
-        self.idle.append(actor)
+        self.progress.note(info.line())
+        self.ready.append(worker)
 
     def _on_shard_done(self, ref) -> None:
-        actor, shard = self.busy.pop(ref)
+        worker = self.busy.pop(ref)
+        shard = worker.shards.pop(ref)
         self._drain_events()  # what its worker told, before the keys it was generating are released
         try:
-            summaries: list[dict] = ray.get(ref)
-        except RayError as e:
-            if isinstance(e, RayActorError):  # Ray restarts it: ready() answers once it has, or fails for good
-                self.starting[actor.ready.options(max_task_retries=-1).remote()] = (actor, True)
-            else:
-                self.idle.append(actor)
-            self.work.lost(shard, Loss.of(e))
+            finished: list[Finished] = ray.get(ref)
+        except RayActorError as e:  # the worker died with every shard it held; Ray restarts it, and ready()
+            held = [shard, *worker.shards.values()]  # answers once it has, or fails for good
+            for other in worker.shards:
+                del self.busy[other]
+            worker.shards.clear()
+            self.ready.remove(worker)
+            self.starting[worker.handle.ready.options(max_task_retries=-1).remote()] = (worker, True)
+            self.work.lost(held, Loss.of(e))
             return
-        for summary in summaries:  # what an event lost on the way still tells: the cuts windows done
-            if summary.get("event") == "window":
-                self.work.window_done(summary["item_id"], summary["window"])
+        except RayError as e:  # the shard raised outside its items; its worker goes on with the next it holds
+            self.work.lost([shard], Loss.of(e))
+            return
+        for done in finished:  # what an event lost on the way still tells: the cuts windows done
+            if isinstance(done, WindowDone):
+                self.work.window_done(done.item_id, done.window)
         self.work.finished(shard)
-        self.idle.append(actor)
 
     def _drain_events(self) -> None:
         if self.events is None:

@@ -4,6 +4,9 @@ every clip gets its quality record without the worker waiting for it."""
 from __future__ import annotations
 
 import gc
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import yaml
 from conftest import LESSON
@@ -33,11 +36,11 @@ def test_scratch_is_pruned_after_upload_and_between_shards(tiny_bundle, tmp_path
     # file:// inputs are fetched into scratch like s3:// ones
     planned, actor = _planned_actor({"defaults": defaults, "items": items}, tmp_path, tiny_bundle)
 
-    assert [s["status"] for s in actor(Shard(0, (planned[0],)))] == ["ok"]
+    assert [s.status for s in actor(Shard(0, (planned[0],)))] == ["ok"]
     assert (tmp_path / "run" / "videos" / "clip-en.mp4").stat().st_size > 0
     assert _scratch_files(actor) == ["en.ogg", "presenter.png"]  # the video left with the upload
 
-    assert [s["status"] for s in actor(Shard(1, (planned[1],)))] == ["ok"]
+    assert [s.status for s in actor(Shard(1, (planned[1],)))] == ["ok"]
     assert _scratch_files(actor) == ["de.mp3", "presenter.png"]  # the first shard's audio is gone, the image kept
 
     actor.settle()  # as the driver asks at the end: scores not ready when their rows were written are added
@@ -59,7 +62,7 @@ def test_every_image_of_a_list_is_fetched_like_the_audio(tiny_bundle, tmp_path):
     images = [{"path": f"file://{LESSON / 'presenter.png'}"}, {"path": f"file://{pose}", "frame": 8, "strength": 0.5}]
     item = {"id": "clip", "audio": f"file://{LESSON / 'en.ogg'}", "prompt": "A presenter", "images": images}
     planned, actor = _planned_actor({"items": [item]}, tmp_path, tiny_bundle)
-    assert [s["status"] for s in actor(Shard(0, (planned[0],)))] == ["ok"]
+    assert [s.status for s in actor(Shard(0, (planned[0],)))] == ["ok"]
     assert _scratch_files(actor) == ["en.ogg", "pose.png", "presenter.png"]
 
 
@@ -70,10 +73,10 @@ def test_corrupt_audio_fails_its_item_and_the_shard_goes_on(tiny_bundle, tmp_pat
     items = [{"id": "bad", "audio": str(corrupt)}, {"id": "good", "audio": str(LESSON / "en.ogg")}]
     planned, actor = _planned_actor({"defaults": {"prompt": "A presenter"}, "items": items}, tmp_path, tiny_bundle)
     summaries = actor(Shard(0, tuple(planned)))
-    assert [(s["item_id"], s["status"]) for s in summaries] == [("bad", "failed"), ("good", "ok")]
+    assert [(s.item_id, s.status) for s in summaries] == [("bad", "failed"), ("good", "ok")]
     rows = {r["item_id"]: r for r in _rows(actor.run)}
     assert rows["bad"]["error_type"] == "RenderInputError" and "could not be decoded" in rows["bad"]["error_message"]
-    assert summaries[0]["error"].startswith("audio:")  # the driver prints "failed bad: RenderInputError: audio: ..."
+    assert summaries[0].error.startswith("audio:")  # the driver prints "failed bad: RenderInputError: audio: ..."
 
 
 def test_a_failed_enhancement_fails_its_items_with_its_traceback_and_is_not_generated_again(tiny_bundle, tmp_path):
@@ -86,12 +89,49 @@ def test_a_failed_enhancement_fails_its_items_with_its_traceback_and_is_not_gene
         problem="its tokenizer has no chat template", generate=lambda key: calls.append(key) or generate(key)
     )
     summaries = actor(Shard(0, tuple(planned)))
-    assert [s["status"] for s in summaries] == ["failed", "failed"] and len(calls) == 1
+    assert [s.status for s in summaries] == ["failed", "failed"] and len(calls) == 1
     message = "enhance_prompt: the bundle's Gemma cannot generate text: its tokenizer has no chat template."
-    assert [s["error"] for s in summaries] == [message, message]  # the driver's lines: no traceback
+    assert [s.error for s in summaries] == [message, message]  # the driver's lines: no traceback
     for row in _rows(actor.run):
         assert row["error_type"] == "RenderInputError" and error_summary(row["error_message"]) == message
         assert "Traceback (most recent call last):" in row["error_message"] and "in generate" in row["error_message"]
+
+
+def test_the_next_shard_renders_while_the_last_mp4_of_the_shard_before_is_finished(tiny_bundle, tmp_path):
+    """A worker runs its two shards' calls at once (``WORKER_OPTIONS``) and they take turns on the device: the
+    second shard's first item renders while the first shard's last mp4 is still being encoded, and each call
+    returns only once its own rows are written."""
+    items = [{"id": name, "audio": str(LESSON / "en.ogg")} for name in ("a0", "a1", "b0")]
+    planned, actor = _planned_actor({"defaults": {"prompt": "A presenter"}, "items": items}, tmp_path, tiny_bundle)
+    render, b0_started, seen = actor.engine.render, threading.Event(), {}
+    encoder = ThreadPoolExecutor(1)
+
+    def render_slow_last_encode(request, output, **kwargs):
+        name = Path(output).stem
+        if name == "b0":
+            seen["a rows written"] = first.done()
+            b0_started.set()
+        result = render(request, output, **kwargs)
+        if name == "a1":  # the first shard's last mp4 is finished only once b0 is on the device
+            muxing = result.muxing
+            assert muxing is not None
+
+            def encode_after_b0() -> float:
+                seen["b0 started while a1 encoded"] = b0_started.wait(120)
+                return muxing.result()
+
+            result.muxing = encoder.submit(encode_after_b0)
+        return result
+
+    vars(actor.engine)["render"] = render_slow_last_encode
+    with ThreadPoolExecutor(2) as calls:  # as Ray runs a worker's two calls
+        first = calls.submit(actor, Shard(0, tuple(planned[:2])))
+        while not actor.device_turn.locked() and not first.done():
+            threading.Event().wait(0.01)
+        second = calls.submit(actor, Shard(1, tuple(planned[2:])))
+        assert [s.status for s in first.result()] == ["ok", "ok"] and [s.status for s in second.result()] == ["ok"]
+    assert seen == {"a rows written": False, "b0 started while a1 encoded": True}
+    assert sorted(r["item_id"] for r in _rows(actor.run) if r["status"] == "ok") == ["a0", "a1", "b0"]
 
 
 def _planned_actor(body: dict, tmp_path, tiny_bundle) -> tuple[list, RenderActor]:

@@ -213,7 +213,7 @@ def test_a_worker_fetches_a_lora_uri_once_and_records_it(tiny_bundle, tmp_path, 
     run.claim("s1")
     paths = {name: getattr(tiny_bundle, name) for name in RELEASED_NAMES}
     actor = RenderActor(WorkerSettings(paths, "none", "cpu", run.uri, run_id, "s1", max_loras=1))
-    assert [s["status"] for s in actor(Shard(0, tuple(planned)))] == ["ok"]
+    assert [s.status for s in actor(Shard(0, tuple(planned)))] == ["ok"]
     assert sorted(p.name for p in actor.scratch.rglob("*.safetensors")) == ["anna.safetensors"]
     assert actor.engine.adapters.reads == 1 and list(actor.engine.adapters.loaded) == [actor.media[uri]]
     assert read_results(run.results_uri).column("loras").to_pylist() == [[{"path": uri, "strength": 0.5}]]

@@ -15,6 +15,7 @@ import yaml
 from ltxcore.bundle import RELEASED_NAMES
 from manifests.load import load_manifest
 from ray_jobs.actor import RenderActor, WorkerSettings
+from ray_jobs.messages import ItemStarted, PromptsEnhanced
 from ray_jobs.progress import Progress
 from ray_jobs.scheduler import WORKER_OPTIONS, Loss, Scheduler, WorkQueue
 from ray_jobs.shards import Shard, cache_key, make_shards
@@ -115,8 +116,8 @@ def test_lost_worker_requeues_only_unfinished_items_first_and_counts_the_one_ren
     work = _queue(tmp_path, [other])
     _record_ok(work, shard, items[:1])  # item-01 rendered too, but its row waits for item-02's render
     for planned in items[:3]:
-        work.told({"event": "started", "shard": (7, 0), "item_id": planned.id})
-    work.lost(shard, DIED)
+        work.told(ItemStarted((7, 0), planned.id))
+    work.lost([shard], DIED)
     assert [work.take(), work.take(), work.take()] == [Shard(7, tuple(items[1:3]), attempt=1), other, None]
     assert work.crashes == {"item-02": 1} and len(work) == 0
     note = f"shard 7 attempt 0: {DIED.reason} (item-02 in progress, attempt 1 of 3); 2 item(s) go back on the queue"
@@ -124,9 +125,26 @@ def test_lost_worker_requeues_only_unfinished_items_first_and_counts_the_one_ren
     assert {k: [r["status"] for r in v] for k, v in _rows(work.results_uri).items()} == {"item-00": ["ok"]}
 
 
+def test_a_worker_lost_with_two_shards_blames_only_the_item_rendering_and_requeues_both_in_order(tmp_path, items):
+    """The worker held shard 3 (its last item's mp4 still being finished) and shard 4 (rendering its first
+    item): both go back, shard 3 first, and only the item on the device is counted."""
+    earlier, later = Shard(3, tuple(items[:2])), Shard(4, tuple(items[2:]))
+    work = _queue(tmp_path, [])
+    _record_ok(work, earlier, items[:1])
+    for shard, planned in ((earlier, items[0]), (earlier, items[1]), (later, items[2])):
+        work.told(ItemStarted((shard.shard_id, shard.attempt), planned.id))
+    work.lost([earlier, later], DIED)
+    assert [work.take(), work.take()] == [Shard(3, (items[1],), attempt=1), Shard(4, tuple(items[2:]), attempt=1)]
+    assert work.crashes == {"item-02": 1}
+    assert (
+        f"shard 3 attempt 0: {DIED.reason} (none of its items on the device); 1 item(s) go back on the queue"
+        in _log(work)
+    )
+
+
 def test_a_shard_lost_before_any_item_started_counts_its_first_unfinished_item(tmp_path, items):
     work = _queue(tmp_path, [])
-    work.lost(Shard(0, tuple(items[:2])), DIED)  # no started event: it died fetching media, say
+    work.lost([Shard(0, tuple(items[:2]))], DIED)  # no started event: it died fetching media, say
     assert work.crashes == {"item-00": 1} and work.take() == Shard(0, tuple(items[:2]), attempt=1)
 
 
@@ -134,18 +152,18 @@ def test_lost_worker_after_its_last_item_requeues_nothing(tmp_path, items):
     shard = Shard(0, tuple(items[:2]))
     work = _queue(tmp_path, [])
     _record_ok(work, shard, items[:2])
-    work.lost(shard, DIED)
+    work.lost([shard], DIED)
     assert len(work) == 0 and work.crashes == {}
 
 
 def test_item_that_keeps_killing_workers_fails_after_max_attempts_and_the_rest_still_renders(tmp_path, items):
     work = _queue(tmp_path, [Shard(0, tuple(items[:3]))], max_attempts=2)
-    work.lost(_take(work), DIED)  # item-00 was in progress: first crash, retried
+    work.lost([_take(work)], DIED)  # item-00 was in progress: first crash, retried
     retry = _take(work)
     assert [p.id for p in retry.items] == ["item-00", "item-01", "item-02"]
     assert _rows(work.results_uri) == {}
 
-    work.lost(retry, DIED)  # second crash on item-00: it is the poison item
+    work.lost([retry], DIED)  # second crash on item-00: it is the poison item
     retry = _take(work)
     assert [p.id for p in retry.items] == ["item-01", "item-02"] and len(work) == 0
     [failed] = _rows(work.results_uri)["item-00"]
@@ -207,7 +225,7 @@ def test_a_prompt_being_enhanced_is_waited_for_not_enhanced_twice(tmp_path):
     assert [s.shard_id for s in handed if s] == [0, 2] and handed[2] is None  # 1 and 3 would enhance what 0 does
     assert len(work) == 2
     key_a = ("A", None, 5)
-    work.told({"event": "enhanced", "texts": [[list(key_a), "A, enhanced"]], "seconds": 1.0, "host": "w"})
+    work.told(PromptsEnhanced(((key_a, "A, enhanced"),), 1.0, "w"))
     handed = [work.take(), work.take()]
     assert [s.shard_id for s in handed if s] == [1, 3]
     assert [p.prompt_enhanced for s in handed if s for p in s.items] == ["A, enhanced", "A, enhanced"]
@@ -334,6 +352,10 @@ def test_failures_on_ray_are_named_by_what_happened(local_ray, tiny_bundle, tmp_
     )
     assert "in faulty_prepare" in shard_bug["error_message"]
 
+    every_row = read_results(run.results_uri).to_pylist()
+    assert sorted(r["item_id"] for r in every_row if r["status"] == "ok") == ["item-0", "item-3"]  # each once
     log = _log(scheduler.work)
     assert "(item-2 in progress, attempt 2 of 2)" in log and "(item-4 in progress, attempt 2 of 2)" in log
+    # the worker held the next shard when item-2 killed it: it went back without counting against its item
+    assert "shard 1 attempt 0: the worker died while rendering (its process ended) (none of its items" in log
     assert log.count("worker ready on") == 3  # started, then restarted by Ray after each death

@@ -18,6 +18,7 @@
     python -m tools.bench ready --bundle DIR --out ready.json   # worker ready: cold, then from the shared cache
     python -m tools.bench profile --bundle DIR --out profile.json  # GPU busy share of a clip, GEMM TFLOP/s
     python -m tools.bench long-scaling --bundle DIR --workers 1 4 --out long.json  # long lessons over N workers
+    python -m tools.bench product --bundle DIR --out product.json  # ray_jobs.render: campaign, lessons, cold/persisted
 
 ``DIR`` holds a random bundle with the released LTX-2.3 sizes; it is written there first if missing.
 How each figure is taken is said in ``tools/bench_forward.py``, ``bench_clip.py``, ``bench_lora.py``,
@@ -89,7 +90,15 @@ def main() -> None:
     longs.add_argument("--lessons", type=int, default=8, help="lessons in the continuous batch")
     longs.add_argument("--lesson-seconds", type=float, default=180.0, help="each continuous lesson's length")
     longs.add_argument("--shard-size", type=int, default=1, help="items (windows of cuts) per shard")
-    for p in (forward, clip, scaling, enhance, tokens, quality, mux, longform, memory, ready, prof, longs):
+    product = sub.add_parser(
+        "product", help="ray_jobs.render on a fresh worker: a campaign and lessons, cold/persisted"
+    )
+    product.add_argument("--bundle", required=True)
+    product.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: the tiny bundle's sizes")
+    product.add_argument("--campaign", type=int, default=24, help="campaign items, 3 to 20 s")
+    product.add_argument("--lessons", type=int, default=3, help="continuous lessons")
+    product.add_argument("--lesson-seconds", type=float, default=60.0)
+    for p in (forward, clip, scaling, enhance, tokens, quality, mux, longform, memory, ready, prof, longs, product):
         p.add_argument("--out", required=True, help="JSON results file (its folder also holds any outputs)")
     args = parser.parse_args()
     out = Path(args.out).resolve()
@@ -146,6 +155,10 @@ def main() -> None:
             out,
             args.shard_size,
         )
+    elif args.what == "product":
+        from tools.bench_product import run
+
+        report = run(args.bundle, out, args.device, args.campaign, args.lessons, args.lesson_seconds)
     elif args.what == "memory":
         from tools.bench_memory import run
 

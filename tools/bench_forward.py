@@ -9,7 +9,11 @@ forward at the reference clip's shapes (768x512 final, 97 frames at 25 fps: 1,24
 
 - ``bf16``: eager, as upstream runs without quantization;
 - ``fp8-cast``: upstream's policy (FP8 storage, upcast to bf16 on every call), eager;
-- ``fp8-scaled``: ours, real FP8 GEMMs, eager and with compiled blocks.
+- ``fp8-scaled``: ours, real FP8 GEMMs, eager and with compiled blocks; ``+tokens``: the compiled blocks'
+  token axes symbolic (one graph for every length, ``ltxcore.compile``), against one graph per length.
+
+With compiled blocks it also times the first stage-1 forward at another length (``NEW_FRAMES``): a compile for
+a per-length graph, none for a token-generic one.
 
 Per clip it reports the transformer time of upstream's loop (4 guidance passes one after another, 30
 steps, plus 3 stage-2 steps) and of ours (one batched forward per step, stage 2 with the runtime LoRA),
@@ -35,6 +39,7 @@ from tools.timing import GIB
 
 FPS, FRAMES, HEIGHT, WIDTH = REFERENCE.frame_rate, REFERENCE.num_frames, REFERENCE.height, REFERENCE.width
 STEPS_1, STEPS_2, LORA_RANK = REFERENCE.num_inference_steps, 3, 384
+NEW_FRAMES = 145  # a length the warm-up did not see
 
 
 def build(variant: str, lora: bool):
@@ -76,14 +81,14 @@ def build(variant: str, lora: bool):
     return X0Model(model).eval(), adapter
 
 
-def inputs(tokens_hw: tuple[int, int], batch: int, model):
+def inputs(tokens_hw: tuple[int, int], batch: int, model, frames: int = FRAMES):
     """Upstream Modality inputs for the reference clip at one stage, ``batch`` guidance passes."""
     from ltx_core.types import VideoPixelShape
 
     from ltxcore.guidance import synthetic_inputs
 
     height, width = tokens_hw
-    return synthetic_inputs(model, VideoPixelShape(1, FRAMES, height, width, FPS), batch)
+    return synthetic_inputs(model, VideoPixelShape(1, frames, height, width, FPS), batch)
 
 
 def linear_flops(model, video, audio) -> float:
@@ -142,7 +147,8 @@ def measure(variant: str, repeat: int) -> dict:
     if "+compile" in variant:
         graphs = variant.endswith("+graphs")
         key = partial(getattr, adapter, "key") if adapter is not None else (lambda: None)
-        BlockLoop(model.velocity_model, compile=True, cuda_graphs=graphs, state_key=key)
+        tokens = "+tokens" in variant
+        BlockLoop(model.velocity_model, compile=True, cuda_graphs=graphs, state_key=key, dynamic_tokens=tokens)
         result["compile_s"] = _warm(model, [stage_1[1], stage_1[4], stage_2], adapter)
     started = time.perf_counter()
     torch.cuda.reset_peak_memory_stats()
@@ -154,6 +160,15 @@ def measure(variant: str, repeat: int) -> dict:
     else:
         result["s2_b1"] = time_forward(model, *stage_2, repeat)
     result["first_pass_and_timing_seconds"] = time.perf_counter() - started
+    if "+compile" in variant:
+        other = inputs((HEIGHT // 2, WIDTH // 2), 4, model, NEW_FRAMES)
+        torch.cuda.synchronize()
+        first = time.perf_counter()
+        with torch.inference_mode():
+            model(video=other[0], audio=other[1], perturbations=None)
+        torch.cuda.synchronize()
+        result["new_length_first_call_s"] = time.perf_counter() - first
+        result[f"s1_b4_{NEW_FRAMES}_frames"] = time_forward(model, *other, repeat)
     result["peak_gib"] = torch.cuda.max_memory_allocated() / GIB
     if variant == "bf16":
         result["linear_tflop_s1_b1"] = linear_flops(model, *stage_1[1]) / 1e12
@@ -165,6 +180,7 @@ def measure(variant: str, repeat: int) -> dict:
 
 
 VARIANTS = ["bf16", "fp8-cast", "bf16+compile", "fp8-scaled", "fp8-scaled+compile", "fp8-scaled+compile+graphs"]
+VARIANTS += ["fp8-scaled+compile+tokens", "fp8-scaled+compile+tokens+graphs"]
 
 
 def run(variants: list[str], repeat: int) -> dict:
