@@ -33,9 +33,9 @@ def _transformer(dtype: torch.dtype) -> X0Model:
     return X0Model(model.eval().to(dtype))
 
 
-def _inputs(x0: X0Model, dtype: torch.dtype):
+def _inputs(x0: X0Model, dtype: torch.dtype, shape: VideoPixelShape = SHAPE):
     """Four rows as stage 1 stacks them: cond, uncond (other context), isolated, STG (cond's inputs)."""
-    video, audio = synthetic_inputs(x0, SHAPE, 4)
+    video, audio = synthetic_inputs(x0, shape, 4)
 
     def cast(modality):
         floats = {k: v.to(dtype) for k, v in vars(modality).items() if torch.is_tensor(v) and v.is_floating_point()}
@@ -154,3 +154,30 @@ def test_a_failed_compile_falls_back_to_eager_for_that_shape_only(caplog):
     assert compiled_shapes == [(4,)]
     failures = [r for r in caplog.records if "torch.compile failed" in r.getMessage()]
     assert len(failures) == 1 and "(3,)" in failures[0].getMessage()
+
+
+@pytest.mark.parametrize("dynamic_tokens", [True, False])
+@torch.inference_mode()
+def test_token_generic_blocks_compile_once_for_every_length(dynamic_tokens):
+    """With symbolic token axes the blocks of a guided stage-1 batch compile one set of graphs at the first
+    length, and every later clip length runs them with no new graph (and the same numbers as eager); one graph
+    per length is what static compilation costs."""
+    from torch._dynamo.utils import counters
+
+    x0 = _transformer(torch.bfloat16)
+    rows = _rows([2])
+    shared = SharingPerturbations(rows, shared=(SharedPrefix(source=0, copy=3, until=2),))
+    lengths = [17, 25, 49, 97, 121]  # 8k+1 frames, several clip lengths of one run
+    inputs = {}
+    for frames in lengths:
+        video, audio = _inputs(x0, torch.bfloat16, VideoPixelShape(1, frames, SHAPE.height, SHAPE.width, SHAPE.fps))
+        inputs[frames] = (video, audio, x0(video, audio, BatchedPerturbationConfig(rows))[0])
+    torch._dynamo.reset()
+    counters.clear()
+    BlockLoop(x0.velocity_model, compile=True, backend="eager", dynamic_tokens=dynamic_tokens)
+    graphs = []
+    for frames in lengths:
+        video, audio, expected = inputs[frames]
+        assert torch.equal(x0(video, audio, shared)[0], expected)
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs == ([3] * len(lengths) if dynamic_tokens else [3 * (i + 1) for i in range(len(lengths))])
