@@ -30,6 +30,7 @@ import ray.actor
 import torch
 
 from ltxcore import compile_cache
+from ltxcore.artifacts import ArtifactCache
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.errors import RenderInputError
@@ -106,6 +107,7 @@ class WorkerSettings:
     warm_requests: tuple[RenderRequest, ...] = ()
     transformer: str = "dev"  # the checkpoint to hold, dev or distilled
     max_loras: int = 4  # user LoRAs held at once
+    cache: str | None = None  # the artifact cache (``ltxcore.artifacts``), a folder or URI; None: the node's own
 
 
 def render_then_finish(items: Iterable[Entry], start: Callable[[Entry], Callable[[], Row]]) -> Iterator[Row]:
@@ -144,19 +146,19 @@ class RenderActor:
         bundle = ModelBundle.from_paths(**localize(settings.paths), quantization=quantization, transformer=transformer)
         identity = bundle_identity(bundle.paths(), quantization, transformer)
         self.identity = {"model_version": bundle.model_version(), **identity}
-        self.engine = Engine(
-            bundle, device=settings.device, compile=bool(settings.warm_requests), max_loras=settings.max_loras
-        )
+        # keyed by the bundle as the run names it: a bundle fetched from object storage has the same key on every node
+        cache = ArtifactCache.of(settings.cache, bundle_identity(settings.paths, quantization, transformer))
+        compile = bool(settings.warm_requests)
+        self.engine = Engine(bundle, settings.device, compile=compile, max_loras=settings.max_loras, artifacts=cache)
         self.load_seconds = time.perf_counter() - started
         self.scratch = Path(tempfile.mkdtemp(prefix="ltx-batch-"))
         weakref.finalize(self, shutil.rmtree, self.scratch, ignore_errors=True)  # also at interpreter exit
         self.media: dict[str, str] = {}
         self.run = RunFolder(settings.run_uri)
         warm = settings.warm_requests
-        self.compile_cache: str | None = None  # hit or miss of the run's shared compile cache; None: no compile
+        self.compile_cache: str | None = None  # hit or miss of the shared compile cache; None: no compile
         if warm:
-            folder = self.run.compile_cache_uri
-            hit, self.warm_up_seconds = compile_cache.warm_up_shared(folder, self.engine, warm, self._warm_up)
+            hit, self.warm_up_seconds = compile_cache.warm_up_shared(cache, self.engine, warm, self._warm_up)
             self.compile_cache = "hit" if hit else "miss"
         else:
             self.warm_up_seconds = 0.0

@@ -261,6 +261,7 @@ def _render(held: HeldRun, pending, progress, enhanced: dict) -> int:
         threads=workers.cpus_per_actor if device == "cpu" else 0,
         warm_requests=tuple(warm_requests(pending)) if device == "cuda" and workers.compile else (),
         max_loras=workers.max_loras,
+        cache=workers.cache,
     )
     scheduler = Scheduler(
         lambda: remote.remote(settings),
