@@ -1,11 +1,12 @@
-"""Compile artifacts shared between workers, so that only the first worker of a run (or of a cluster) pays for
+"""Compile artifacts shared between workers and runs, so that only the first worker of a cluster pays for
 compiling the transformer.
 
 After its warm-up a worker that compiled something writes ``torch.compiler.save_cache_artifacts()`` (inductor's
-FX graphs with their Triton kernels, AOTAutograd entries, autotune results) to one file in a shared folder (the
-run folder or object storage); a later worker loads it into its own inductor cache before warming up, and its
-compiles become cache hits. The file is named by a :class:`CompileKey`, and carries the key it was written
-for: a different torch, CUDA, GPU, quantization, checkpoint or set of warm-up shapes never loads it. Torch's own
+FX graphs with their Triton kernels, AOTAutograd entries, autotune results) to one file in the artifact cache
+(``ltxcore.artifacts``: a folder or object storage the user chose, else the node's own); a later worker, of this
+run or another, loads it into its own inductor cache before warming up, and its compiles become cache hits. The
+file is named by a :class:`CompileKey`, and carries the key it was written for: a different torch, CUDA, GPU,
+bundle (its files' identity), quantization, transformer or set of warm-up shapes never loads it. Torch's own
 cache keys would refuse most mismatches too; ours makes the refusal visible (a log line) and cheap (no download).
 Cache I/O never fails a worker: a worker that cannot read or write the cache compiles, logs, and goes on.
 """
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch._dynamo.utils
 
+from ltxcore.artifacts import ArtifactCache
 from ltxcore.request import RenderRequest
 from storage.fs import exists, join, read_bytes, write_bytes
 
@@ -49,12 +51,16 @@ class CompileKey:
     quantization: str
     transformer: str
     shapes: str  # digest of the warm-up requests' compile-relevant fields (``request_shapes``)
+    bundle: str  # ``ArtifactCache.bundle``: the digest of the bundle's identity (its files, quantization, transformer)
 
     @classmethod
-    def of(cls, device: torch.device, quantization: str, transformer: str, shapes: Sequence[dict]) -> CompileKey:
+    def of(
+        cls, device: torch.device, quantization: str, transformer: str, shapes: Sequence[dict], bundle: str
+    ) -> CompileKey:
         text = json.dumps(list(shapes), sort_keys=True, default=repr)
-        shapes_digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-        return cls(**runtime_identity(device), quantization=quantization, transformer=transformer, shapes=shapes_digest)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        identity = runtime_identity(device)
+        return cls(**identity, quantization=quantization, transformer=transformer, shapes=digest, bundle=bundle)
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:24]
@@ -91,14 +97,15 @@ def runtime_identity(device: torch.device) -> dict[str, str]:
     }
 
 
-def request_shapes(request: RenderRequest) -> dict:
-    """What of a warm-up request decides the graphs ``Engine.warm_up`` compiles: its shape, its pipeline's
-    stage-1 batch (the guider), its LoRAs and strengths. Prompts, seeds and media do not."""
+def request_shapes(request: RenderRequest, token_axes: bool = False) -> dict:
+    """What of a warm-up request decides the graphs ``Engine.warm_up`` compiles: its shape (not its length
+    where the token axes are symbolic: ``token_axes``), its pipeline's stage-1 batch (the guider), its LoRAs
+    and strengths. Prompts, seeds and media do not."""
     return {
         "pipeline": request.pipeline,
         "height": request.height,
         "width": request.width,
-        "num_frames": request.num_frames,
+        "num_frames": "any" if token_axes else request.num_frames,
         "frame_rate": request.frame_rate,
         "guider": asdict(request.guider),
         "distilled_lora_strength": request.distilled_lora_strength,
@@ -162,21 +169,29 @@ def save(folder: str, key: CompileKey, loaded: CacheLoad) -> bool:
     return True
 
 
+def key_for(cache: ArtifactCache, engine: Engine, warm: Sequence[RenderRequest]) -> CompileKey:
+    """The key of what ``engine`` compiles when warmed up with ``warm``."""
+    shapes = [request_shapes(r, engine.dynamic_tokens) for r in warm]
+    return CompileKey.of(engine.device, engine.bundle.quantization, engine.bundle.transformer, shapes, cache.bundle)
+
+
 def warm_up_shared(
-    folder: str, engine: Engine, warm: Sequence[RenderRequest], warm_up: Callable[[RenderRequest], float]
+    cache: ArtifactCache, engine: Engine, warm: Sequence[RenderRequest], warm_up: Callable[[RenderRequest], float]
 ) -> tuple[bool, float]:
-    """A worker's warm-up through the shared cache: load the artifacts of these warm-up requests from
-    ``folder``, run ``warm_up`` on each, save what was compiled. Returns (loaded a cache, warm-up seconds)."""
-    shapes = [request_shapes(r) for r in warm]
-    key = CompileKey.of(engine.device, engine.bundle.quantization, engine.bundle.transformer, shapes)
-    loaded = load(folder, key)
+    """A worker's warm-up through the artifact cache: load the artifacts of these warm-up requests from
+    ``cache``, run ``warm_up`` on each, save what was compiled. Returns (loaded a cache, warm-up seconds)."""
+    key = key_for(cache, engine, warm)
+    loaded = load(cache.compile_folder, key)
     seconds = sum(warm_up(request) for request in warm)
-    save(folder, key, loaded)
+    save(cache.compile_folder, key, loaded)
     return loaded.hit, seconds
 
 
 def _describe(key: CompileKey) -> str:
-    return f"torch {key.torch}, {key.device} {key.capability}, {key.quantization}, {key.transformer}, {key.shapes}"
+    return (
+        f"torch {key.torch}, {key.device} {key.capability}, bundle {key.bundle}, {key.quantization}, "
+        f"{key.transformer}, shapes {key.shapes}"
+    )
 
 
 def _told(result: CacheLoad) -> CacheLoad:

@@ -27,18 +27,18 @@ from ltx_core.model.audio_vae import encode_audio
 from ltx_core.model.transformer import X0Model
 from ltx_core.model.upsampler import upsample_video
 from ltx_core.model.video_vae import TilingConfig, decode_video
-from ltx_core.quantization import QuantizationPolicy
 from ltx_core.tools import AudioLatentTools, VideoLatentTools
 from ltx_core.types import Audio, AudioLatentShape, LatentState, VideoLatentShape, VideoPixelShape
 from ltx_pipelines.utils.constants import STAGE_2_DISTILLED_SIGMA_VALUES
 
 from ltxcore.adapters import Adapters
+from ltxcore.artifacts import ArtifactCache
 from ltxcore.audio_ahead import AudioAhead
 from ltxcore.blocks import BlockLoop
-from ltxcore.bundle import SCALED_FP8, ModelBundle
+from ltxcore.bundle import ModelBundle
 from ltxcore.enhance import EnhanceKey, PromptEnhancer, max_new_tokens
 from ltxcore.errors import BundleError, RenderInputError
-from ltxcore.fp8 import quantize_blocks
+from ltxcore.fp8_store import build_transformer
 from ltxcore.guidance import PlainDenoiser, synthetic_inputs
 from ltxcore.images import ImageLatents
 from ltxcore.loading import build_component, build_embeddings_processor, build_text_encoder
@@ -55,11 +55,6 @@ DTYPE = torch.bfloat16
 LATENT_CHANNELS = 128
 AUDIO_LATENT_CHANNELS, AUDIO_MEL_BINS = 8, 16
 DISTILLED = "distilled"  # the bundle's distilled LoRA among the engine's adapters
-
-
-def quantization_policy(name: str) -> QuantizationPolicy | None:
-    """Upstream's load-time policy: ``fp8-cast`` only; ``fp8-scaled`` quantizes after a bf16 load."""
-    return QuantizationPolicy.fp8_cast() if name == "fp8-cast" else None
 
 
 class Engine:
@@ -79,21 +74,16 @@ class Engine:
         compile: bool = False,
         max_loras: int = 4,
         dynamic_tokens: bool = False,
+        artifacts: ArtifactCache | None = None,
     ):
         """``max_loras``: user LoRAs held at once (least recently used evicted); ``dynamic_tokens``: compiled
-        blocks serve every clip length (``ltxcore.blocks``)."""
+        blocks serve every clip length (``ltxcore.blocks``); ``artifacts``: where an FP8 transformer is read
+        from, or written to once quantized (``ltxcore.fp8_store``)."""
         self.bundle = bundle
         self.device = torch.device(device)
+        self.dynamic_tokens = dynamic_tokens
         self.load_seconds: dict[str, float] = {}
-        # fp8-scaled builds on the host and quantizes block by block on the way to the device
-        scaled = bundle.quantization in SCALED_FP8
-        build_device = torch.device("cpu") if scaled else self.device
-        policy = quantization_policy(bundle.quantization)
-        velocity_model = self._timed(
-            "transformer", lambda: build_component(bundle, "transformer", build_device, quantization=policy)
-        )
-        if scaled:
-            self._timed("fp8_quantize", lambda: quantize_blocks(velocity_model, device=self.device))
+        velocity_model, self.fp8_weights = build_transformer(bundle, self.device, artifacts, self._timed)
         fp8_lora = bundle.quantization == "fp8-compact"
         self.adapters = Adapters(velocity_model, DTYPE, max_loaded=max_loras, fp8=fp8_lora)
         if bundle.transformer == "dev":  # the distilled checkpoint needs no LoRA: it is what the LoRA approximates

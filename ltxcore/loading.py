@@ -61,7 +61,7 @@ COMPONENTS = {
 }
 
 
-def _refuse_meta(model: torch.nn.Module, what: str, path: str) -> None:
+def refuse_meta(model: torch.nn.Module, what: str, path: str) -> None:
     missing = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type == "meta"]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -76,8 +76,21 @@ def _build(builder: SingleGPUModelBuilder, what: str, path: str, device: torch.d
         model = builder.build(device=device, dtype=dtype)
     except (RuntimeError, KeyError, ValueError) as e:
         raise BundleError(f"{path} could not be loaded as the {what}: {e}") from e
-    _refuse_meta(model, what, path)
+    refuse_meta(model, what, path)
     return model.eval().requires_grad_(False)
+
+
+def _builder(bundle: ModelBundle, name: str) -> SingleGPUModelBuilder:
+    spec = COMPONENTS[name]
+    path = bundle.model_checkpoint if spec.source == "checkpoint_path" else getattr(bundle, spec.source)
+    return SingleGPUModelBuilder(model_path=path, model_class_configurator=spec.configurator, model_sd_ops=spec.sd_ops)
+
+
+def component_skeleton(bundle: ModelBundle, name: str) -> torch.nn.Module:
+    """One named component of ``COMPONENTS`` on the meta device, built from its checkpoint's config with no
+    weight read: what a stored state (``ltxcore.fp8_store``) is assigned into."""
+    builder = _builder(bundle, name)
+    return builder.meta_model(builder.model_config(), builder.module_ops)
 
 
 def build_component(
@@ -88,11 +101,8 @@ def build_component(
     quantization: QuantizationPolicy | None = None,
 ) -> torch.nn.Module:
     """Build one named component of ``COMPONENTS`` on ``device``."""
-    spec = COMPONENTS[name]
-    path = bundle.model_checkpoint if spec.source == "checkpoint_path" else getattr(bundle, spec.source)
-    builder = SingleGPUModelBuilder(
-        model_path=path, model_class_configurator=spec.configurator, model_sd_ops=spec.sd_ops
-    )
+    builder = _builder(bundle, name)
+    path = str(builder.model_path)
     if quantization is not None:
         sd_ops = builder.model_sd_ops
         if quantization.sd_ops is not None and sd_ops is not None:

@@ -31,6 +31,7 @@ import ray.actor
 import torch
 
 from ltxcore import compile_cache
+from ltxcore.artifacts import ArtifactCache
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.errors import RenderInputError
@@ -109,6 +110,7 @@ class WorkerSettings:
     transformer: str = "dev"  # the checkpoint to hold, dev or distilled
     dynamic_tokens: bool = True  # compiled graphs serve every length (``ltxcore.compile``)
     max_loras: int = 4  # user LoRAs held at once
+    cache: str | None = None  # the artifact cache (``ltxcore.artifacts``), a folder or URI; None: the node's own
 
 
 def render_then_finish(
@@ -152,12 +154,15 @@ class RenderActor:
         bundle = ModelBundle.from_paths(**localize(settings.paths), quantization=quantization, transformer=transformer)
         identity = bundle_identity(bundle.paths(), quantization, transformer)
         self.identity = {"model_version": bundle.model_version(), **identity}
+        # keyed by the bundle as the run names it: a bundle fetched from object storage has the same key on every node
+        cache = ArtifactCache.of(settings.cache, bundle_identity(settings.paths, quantization, transformer))
         self.engine = Engine(
             bundle,
-            device=settings.device,
+            settings.device,
             compile=bool(settings.warm_requests),
             max_loras=settings.max_loras,
             dynamic_tokens=settings.dynamic_tokens,
+            artifacts=cache,
         )
         self.load_seconds = time.perf_counter() - started
         self.scratch = Path(tempfile.mkdtemp(prefix="ltx-batch-"))
@@ -165,10 +170,9 @@ class RenderActor:
         self.media: dict[str, str] = {}
         self.run = RunFolder(settings.run_uri)
         warm = settings.warm_requests
-        self.compile_cache: str | None = None  # hit or miss of the run's shared compile cache; None: no compile
+        self.compile_cache: str | None = None  # hit or miss of the shared compile cache; None: no compile
         if warm:
-            folder = self.run.compile_cache_uri
-            hit, self.warm_up_seconds = compile_cache.warm_up_shared(folder, self.engine, warm, self._warm_up)
+            hit, self.warm_up_seconds = compile_cache.warm_up_shared(cache, self.engine, warm, self._warm_up)
             self.compile_cache = "hit" if hit else "miss"
         else:
             self.warm_up_seconds = 0.0

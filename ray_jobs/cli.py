@@ -16,6 +16,7 @@ EXAMPLES = {
     "validate": "ltx-batch validate lessons.yaml",
     "render": "ltx-batch render lessons.yaml --out runs/lessons-0312 --bundle /models/ltx-2.3",
     "resume": "ltx-batch resume runs/lessons-0312",
+    "prepare": "ltx-batch prepare lessons.yaml --bundle /models/ltx-2.3 --cache s3://studio/ltx-cache",
     "status": "ltx-batch status runs/lessons-0312",
     "report": "ltx-batch report runs/lessons-0312   # then open runs/lessons-0312/report/index.html",
     "promote": "ltx-batch promote runs/drafts --out runs/finals --exclude clip-7 clip-9",
@@ -41,6 +42,12 @@ def _render(args) -> int:
     from ray_jobs.render import run_render
 
     return run_render(run_options(args))
+
+
+def _prepare(args) -> int:
+    from ray_jobs.prepare import run_prepare
+
+    return run_prepare(run_options(args))
 
 
 def status_lines(run_uri: str, weakest: int = 5) -> list[str]:
@@ -239,6 +246,14 @@ def parser() -> argparse.ArgumentParser:
     add_render_options(p)
     add_resume_options(p)
     p.set_defaults(handler=_render)
+    p = add(
+        "prepare",
+        "Make what render workers start from (FP8 weights; on a GPU, compiled graphs) in the artifact cache "
+        "(--cache), once, ahead of a big run.",
+    )
+    p.add_argument("manifest", help="the manifest the run will render (its shapes are what workers compile)")
+    add_render_options(p)
+    p.set_defaults(handler=_prepare)
     p = add("status", "Counts, failures grouped by error, throughput, ETA and the weakest clips of a run.")
     p.add_argument("run")
     p.add_argument("--weakest", type=int, default=5, metavar="N", help="items listed per quality score (default 5)")

@@ -42,7 +42,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
 
     resume = getattr(args, "resume", None)
     return RunOptions(
-        out=args.out if getattr(args, "out", None) else args.resume,
+        out=getattr(args, "out", None) or resume or "",  # ``ltx-batch prepare`` has no run folder
         manifest=None if resume else getattr(args, "manifest", None),
         workers=WorkerOptions(
             actors=args.actors,
@@ -55,6 +55,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
             max_loras=args.max_loras,
             local_cpus=args.local_cpus,
             take_over=args.take_over,
+            cache=local_or_uri(args.cache) if args.cache else None,
         ),
         model=ModelOptions(
             bundle=local_or_uri(args.bundle) if args.bundle else None,
@@ -107,6 +108,12 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
         help="take the run from a driver that holds it (its later results are not counted); only if it is gone",
     )
     workers.add_argument("--local-cpus", type=int, help="CPUs for a local Ray started by this command")
+    workers.add_argument(
+        "--cache",
+        metavar="URI",
+        help="artifact cache (folder or s3:// / gs://) where workers keep compiled graphs and FP8 weights for later "
+        "workers and runs (default: each node's $LTX_BATCH_CACHE/artifacts, else ~/.cache/ltx-batch/artifacts)",
+    )
     model = parser.add_argument_group("model")
     model.add_argument(
         "--quantization",

@@ -262,6 +262,7 @@ def _render(held: HeldRun, pending, progress, enhanced: dict) -> int:
         warm_requests=tuple(warm_requests(pending)) if device == "cuda" and workers.compile else (),
         max_loras=workers.max_loras,
         dynamic_tokens=workers.compile_shapes == "tokens",
+        cache=workers.cache,
     )
     scheduler = Scheduler(
         lambda: remote.remote(settings),

@@ -34,6 +34,7 @@ class WorkerOptions:
     max_loras: int = 4
     local_cpus: int | None = None  # CPUs of a local Ray started by the command
     take_over: bool = False  # take the run from a driver that holds it (``runstore.claim``)
+    cache: str | None = None  # the artifact cache (``ltxcore.artifacts``); None: each node's default
 
 
 @dataclass(frozen=True)

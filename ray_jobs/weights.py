@@ -12,14 +12,14 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 from pathlib import Path
 
+from ltxcore.artifacts import cache_root
 from ltxcore.bundle import OPTIONAL_NAMES, RELEASED_NAMES
 from manifests.model_section import bundle_files
 from storage.fs import download, files_under, is_uri
 
-CACHE = Path(os.environ.get("LTX_BATCH_CACHE", Path.home() / ".cache" / "ltx-batch"))
+CACHE = cache_root()
 
 
 def localize(paths: dict[str, str], cache: Path = CACHE) -> dict[str, str]:

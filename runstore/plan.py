@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -26,7 +22,7 @@ from ltxcore.windows import DEFAULT_CONTEXT_FRAMES, DEFAULT_WINDOW_SECONDS, Wind
 from manifests.item import Item, arrow_schema, media_paths, merged
 from manifests.load import Manifest
 from manifests.windows import WINDOW_STRUCT, from_rows, item_windows, settings_of, to_rows
-from storage.fs import download, file_identity, is_uri
+from storage.fs import file_identity, local_copy
 
 SEED_SPACE = 2**31
 JOIN = -1  # the part of a ``cuts`` item that joins its finished windows into its mp4
@@ -83,18 +79,8 @@ def derive_seed(run_seed: int, item_id: str) -> int:
 
 def audio_duration(uri: str) -> float:
     """Seconds of audio; an object-store file is fetched to a temporary folder to be probed."""
-    with local_audio(uri) as path:
+    with local_copy(uri) as path:
         return probe_audio(path).duration
-
-
-@contextmanager
-def local_audio(uri: str) -> Iterator[str]:
-    """A local path of ``uri``: itself, or a temporary copy of an object-store file."""
-    if not is_uri(uri):
-        yield uri
-        return
-    with tempfile.TemporaryDirectory(prefix="ltx-batch-probe-") as folder:
-        yield str(download(uri, Path(folder) / uri.rsplit("/", 1)[-1]))
 
 
 def fingerprint(values: dict, media: dict, bundle_identity: dict | None) -> str:
@@ -118,7 +104,7 @@ def planned_item(item: Item, run_seed: int) -> PlannedItem:
     settings = settings_of(item)
     if item.num_frames <= settings.window_frames(item.frame_rate):
         return PlannedItem(item, "", windows=tuple(plan_windows(item.num_frames, item.frame_rate, settings)))
-    with local_audio(item.audio) as path:
+    with local_copy(item.audio) as path:
         return PlannedItem(item, "", windows=item_windows(item, item.num_frames, path).windows)
 
 

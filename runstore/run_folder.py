@@ -74,11 +74,6 @@ class RunFolder:
     def results_uri(self) -> str:
         return self._sub_uri("results")
 
-    @property
-    def compile_cache_uri(self) -> str:
-        """Compile artifacts every worker of the run shares (``ltxcore.compile_cache``)."""
-        return self._sub_uri("compile-cache")
-
     def _sub_uri(self, name: str) -> str:
         return f"{self.uri.rstrip('/')}/{name}"
 

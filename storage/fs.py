@@ -8,7 +8,10 @@ Writes are atomic from a reader's point of view: a hidden temporary name (or key
 from __future__ import annotations
 
 import shutil
+import tempfile
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -124,3 +127,33 @@ def read_bytes(uri: str) -> bytes:
     fs, path = filesystem(uri)
     with fs.open_input_stream(path) as stream:
         return stream.read()
+
+
+@contextmanager
+def local_copy(uri: str) -> Iterator[str]:
+    """A local path of ``uri``: itself, or a temporary copy of an object-store file (removed afterwards)."""
+    if not is_uri(uri):
+        yield uri
+        return
+    with tempfile.TemporaryDirectory(prefix="ltx-batch-copy-") as folder:
+        yield str(download(uri, Path(folder) / uri.rsplit("/", 1)[-1]))
+
+
+def write_with(uri: str, write: Callable[[Path], None]) -> None:
+    """A file too large for memory, written by ``write(local_path)`` and then moved to ``uri`` atomically:
+    through a hidden name beside it on a local disk, through a temporary local file to an object store."""
+    fs, path = filesystem(uri)
+    if isinstance(fs, pafs.LocalFileSystem):
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            write(tmp)
+            tmp.replace(target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return
+    with tempfile.TemporaryDirectory(prefix="ltx-batch-upload-") as folder:
+        tmp = Path(folder) / path.rsplit("/", 1)[-1]
+        write(tmp)
+        upload(tmp, uri)

@@ -33,6 +33,7 @@ def test_help_has_an_example_for_every_subcommand(capsys):
         "personalize",
         "score",
         "retry-weak",
+        "prepare",
     ):
         with pytest.raises(SystemExit):
             main([command, "--help"])
@@ -41,11 +42,11 @@ def test_help_has_an_example_for_every_subcommand(capsys):
 
 RENDER_OPTIONS = ["--bundle", "--set", "--actors", "--shard-size", "--quantization", "--checkpoint-path"]
 RENDER_OPTIONS += ["--gemma-root", "--defaults", "--max-attempts", "--cpus-per-actor", "--local-cpus", "--no-compile"]
-RENDER_OPTIONS += ["--skip-invalid", "--max-tokens", "--max-loras"]
+RENDER_OPTIONS += ["--skip-invalid", "--max-tokens", "--max-loras", "--cache"]
 
 
 def test_render_and_resume_help_list_every_render_option(capsys):
-    for command, extra in (("render", ["--out"]), ("resume", [])):
+    for command, extra in (("render", ["--out"]), ("resume", []), ("prepare", [])):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         out = capsys.readouterr().out

@@ -1,5 +1,5 @@
 """The shared compile cache (CPU, inductor): a fresh process with an empty inductor cache loads the artifacts
-of its own key and compiles from them (FX graph cache hits, no misses); another torch, device or warm-up
+of its own key and compiles from them (FX graph cache hits, no misses); another torch, device, bundle or warm-up
 shape loads nothing."""
 
 from __future__ import annotations
@@ -48,14 +48,15 @@ def test_a_later_worker_compiles_from_the_shared_cache_and_another_key_loads_not
 
     from ltxcore.compile_cache import load
 
-    key = CompileKey.of(torch.device("cpu"), "none", "dev", [{"height": 512, "width": 768}])
+    key = CompileKey.of(torch.device("cpu"), "none", "dev", [{"height": 512, "width": 768}], "bundle-a")
     cold = _worker(tmp_path, key, "save", "cold")
     assert cold == {"hit": False, "saved": True, "fx_hit": 0, "fx_miss": 1}
     later = _worker(tmp_path, key, "save", "later")
     assert later == {"hit": True, "saved": False, "fx_hit": 1, "fx_miss": 0}  # compiled from the loaded cache
     shared = tmp_path / "shared"
-    other_shape = CompileKey.of(torch.device("cpu"), "none", "dev", [{"height": 512, "width": 704}])
-    for other in (replace(key, torch="2.10.0"), replace(key, device="NVIDIA H100"), other_shape):
+    other_shape = CompileKey.of(torch.device("cpu"), "none", "dev", [{"height": 512, "width": 704}], "bundle-a")
+    other_bundle = CompileKey.of(torch.device("cpu"), "none", "dev", [{"height": 512, "width": 768}], "bundle-b")
+    for other in (replace(key, torch="2.10.0"), replace(key, device="NVIDIA H100"), other_shape, other_bundle):
         assert not load(str(shared), other).hit
     renamed = replace(key, torch="2.10.0")  # a file of another key under this key's name is refused too
     (shared / f"{key.digest()}.bin").rename(shared / f"{renamed.digest()}.bin")

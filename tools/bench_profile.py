@@ -24,11 +24,13 @@ import torch
 from torch.profiler import DeviceType, ProfilerActivity, profile
 
 from ltxcore import compile_cache
+from ltxcore.artifacts import ArtifactCache
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.recipes import prompt_pair
 from ltxcore.render_result import RenderResult
 from ltxcore.request import RenderRequest
+from manifests.model_section import bundle_identity
 from ray_jobs.actor import render_then_finish, written_then_scores
 from tools.reference_clip import ensure_bundle, reference_request, write_stereo_speech
 
@@ -182,12 +184,13 @@ def gemm_rates(engine: Engine) -> dict:
 def run(bundle: str, out: Path, cache: str | None) -> dict:
     folder, made_s = ensure_bundle(Path(bundle))
     write_stereo_speech()
-    engine = Engine(ModelBundle.from_folder(folder, quantization="fp8-scaled"), "cuda", compile=True)
+    model = ModelBundle.from_folder(folder, quantization="fp8-scaled")
+    engine = Engine(model, "cuda", compile=True)
     final = reference_request(0)
     finals = [reference_request(i) for i in range(4)]
     batches = {"final": finals, "draft": [replace(r, pipeline="distilled") for r in finals]}
     warm = (final, replace(final, pipeline="distilled"))
-    shared = cache or str(out.parent / "compile-cache")
+    shared = ArtifactCache.of(cache or str(out.parent / "compile-cache"), bundle_identity(model.paths(), "fp8-scaled"))
     hit, warm_up_s = compile_cache.warm_up_shared(shared, engine, warm, engine.warm_up)
     report: dict = {"bundle_written_s": made_s, "compile_cache_hit": hit, "warm_up_s": warm_up_s}
     engine.warm_prompts([prompt_pair(r) for batch in batches.values() for r in batch])

@@ -40,16 +40,20 @@ def _one_worker(folder: str, shared: str) -> dict:
     import torch
 
     from ltxcore import compile_cache
+    from ltxcore.artifacts import ArtifactCache
     from ltxcore.bundle import ModelBundle
     from ltxcore.engine import Engine
+    from manifests.model_section import bundle_identity
 
     start = time.perf_counter()
-    engine = Engine(ModelBundle.from_folder(folder, quantization="fp8-scaled"), "cuda", compile=True)
+    bundle = ModelBundle.from_folder(folder, quantization="fp8-scaled")
+    engine = Engine(bundle, "cuda", compile=True)
     load_s = time.perf_counter() - start
     final = reference_request(0)
     warm = (final, replace(final, pipeline="distilled"))
-    hit, warm_up_s = compile_cache.warm_up_shared(shared, engine, warm, engine.warm_up)
-    files = list(Path(shared).glob("*.bin"))
+    cache = ArtifactCache.of(shared, bundle_identity(bundle.paths(), "fp8-scaled"))
+    hit, warm_up_s = compile_cache.warm_up_shared(cache, engine, warm, engine.warm_up)
+    files = list(Path(cache.compile_folder).glob("*.bin"))
     return {
         "load_s": load_s,
         "warm_up_s": warm_up_s,
