@@ -52,6 +52,7 @@ from runstore.window_store import local_windows
 from storage.fs import StorageError, download, is_uri, upload
 
 HASH_CHUNK = 1 << 20
+TURN_GRACE_SECONDS = 5.0  # how long a free device waits for a shard call handed over before the one at hand
 log = logging.getLogger(__name__)  # a Ray worker's log lines reach the driver's console and the worker's log
 Entry = TypeVar("Entry")  # what render_then_finish starts ...
 Row = TypeVar("Row")  # ... and what it yields
@@ -111,6 +112,32 @@ class WorkerSettings:
     dynamic_tokens: bool = True  # compiled graphs serve every length (``ltxcore.compile``)
     max_loras: int = 4  # user LoRAs held at once
     cache: str | None = None  # the artifact cache (``ltxcore.artifacts``), a folder or URI; None: the node's own
+
+
+class DeviceTurns:
+    """The device is one shard call's at a time, taken in the order the driver handed the calls over (their
+    ``turn``: 0, 1, 2, ... per worker process), so shards render in the order of the queue. A call whose
+    earlier turn has not come within ``TURN_GRACE_SECONDS`` of a free device goes anyway: a call Ray lost holds
+    nobody up for longer."""
+
+    def __init__(self):
+        self.free = threading.Condition()
+        self.busy = False
+        self.next = 0  # the turn expected next
+
+    def take(self, turn: int) -> None:
+        with self.free:
+            self.free.wait_for(lambda: not self.busy)
+            deadline = time.monotonic() + TURN_GRACE_SECONDS
+            while self.busy or (turn > self.next and time.monotonic() < deadline):
+                self.free.wait(None if self.busy else max(0.0, deadline - time.monotonic()))
+            self.busy = True
+            self.next = max(self.next, turn + 1)
+
+    def hand_on(self) -> None:
+        with self.free:
+            self.busy = False
+            self.free.notify_all()
 
 
 def render_then_finish(
@@ -185,7 +212,7 @@ class RenderActor:
         self.late = LateScores(_score_writer(self.run, self.session))  # their records, once they arrive
         # the device is one shard's at a time: the next shard (the driver hands a worker two) renders while this
         # one's last mp4 is encoded, scored and uploaded (``WORKER_OPTIONS``' two concurrent calls)
-        self.device_turn = threading.Lock()
+        self.turns = DeviceTurns()
 
     def _warm_up(self, request: RenderRequest) -> float:
         """Warm up with the request's LoRAs; a LoRA that cannot be fetched or read fails its items later,
@@ -206,22 +233,23 @@ class RenderActor:
             self.host, self.device, os.getpid(), self.load_seconds, self.warm_up_seconds, self.compile_cache
         )
 
-    def __call__(self, shard: Shard, events=None) -> list[Finished]:
+    def __call__(self, shard: Shard, events=None, turn: int = 0) -> list[Finished]:
         """Render every item of ``shard``; return what it finished, one value per item or cuts window (each
-        also told to ``events`` as it happens). The call returns once every row of the shard is written.
+        also told to ``events`` as it happens). The call returns once every row of the shard is written; it
+        takes the device at its ``turn`` (``DeviceTurns``).
 
         Each item's mp4 is encoded on a CPU thread, then scored in a child process, while the next item renders
         on the device; its row is written once the next item's device work is done, and scores not ready by
         then are added when they are (``ray_jobs.worker_scoring``). The shard's last item is finished after
         the device is handed on: the next shard this worker holds renders meanwhile."""
-        self.device_turn.acquire()
+        self.turns.take(turn)
         holding = True
 
         def hand_on() -> None:
             nonlocal holding
             if holding:
                 holding = False
-                self.device_turn.release()
+                self.turns.hand_on()
 
         try:
             recorder = ShardRecorder(self.run.results_uri, self.run_id, self.session, shard.shard_id, shard.attempt)

@@ -226,6 +226,7 @@ class Worker:
 
     handle: Any
     shards: dict = field(default_factory=dict)  # call ref -> Shard
+    turns: int = 0  # shard calls handed to its process so far: the next call's turn on the device
 
 
 @dataclass
@@ -292,7 +293,8 @@ class Scheduler:
                 shard = self.work.take()
                 if shard is None:
                     return
-                ref = worker.handle.__call__.remote(shard, self.events)
+                ref = worker.handle.__call__.remote(shard, self.events, worker.turns)
+                worker.turns += 1
                 worker.shards[ref] = shard
                 self.busy[ref] = worker
 
@@ -324,6 +326,7 @@ class Scheduler:
             for other in worker.shards:
                 del self.busy[other]
             worker.shards.clear()
+            worker.turns = 0  # a new process
             self.ready.remove(worker)
             self.starting[worker.handle.ready.options(max_task_retries=-1).remote()] = (worker, True)
             self.work.lost(held, Loss.of(e))

@@ -98,16 +98,17 @@ def test_a_failed_enhancement_fails_its_items_with_its_traceback_and_is_not_gene
 
 
 def test_the_next_shard_renders_while_the_last_mp4_of_the_shard_before_is_finished(tiny_bundle, tmp_path):
-    """A worker runs its two shards' calls at once (``WORKER_OPTIONS``) and they take turns on the device: the
-    second shard's first item renders while the first shard's last mp4 is still being encoded, and each call
-    returns only once its own rows are written."""
+    """A worker runs its two shards' calls at once (``WORKER_OPTIONS``) and they take turns on the device in the
+    order they were handed over: the second shard's first item renders while the first shard's last mp4 is
+    still being encoded, and each call returns only once its own rows are written."""
     items = [{"id": name, "audio": str(LESSON / "en.ogg")} for name in ("a0", "a1", "b0")]
     planned, actor = _planned_actor({"defaults": {"prompt": "A presenter"}, "items": items}, tmp_path, tiny_bundle)
-    render, b0_started, seen = actor.engine.render, threading.Event(), {}
+    render, b0_started, seen, order = actor.engine.render, threading.Event(), {}, []
     encoder = ThreadPoolExecutor(1)
 
     def render_slow_last_encode(request, output, **kwargs):
         name = Path(output).stem
+        order.append(name)
         if name == "b0":
             seen["a rows written"] = first.done()
             b0_started.set()
@@ -124,13 +125,11 @@ def test_the_next_shard_renders_while_the_last_mp4_of_the_shard_before_is_finish
         return result
 
     vars(actor.engine)["render"] = render_slow_last_encode
-    with ThreadPoolExecutor(2) as calls:  # as Ray runs a worker's two calls
-        first = calls.submit(actor, Shard(0, tuple(planned[:2])))
-        while not actor.device_turn.locked() and not first.done():
-            threading.Event().wait(0.01)
-        second = calls.submit(actor, Shard(1, tuple(planned[2:])))
+    with ThreadPoolExecutor(2) as calls:  # as Ray runs a worker's two calls, the later one handed over first
+        second = calls.submit(actor, Shard(1, tuple(planned[2:])), None, 1)
+        first = calls.submit(actor, Shard(0, tuple(planned[:2])), None, 0)
         assert [s.status for s in first.result()] == ["ok", "ok"] and [s.status for s in second.result()] == ["ok"]
-    assert seen == {"a rows written": False, "b0 started while a1 encoded": True}
+    assert seen == {"a rows written": False, "b0 started while a1 encoded": True} and order == ["a0", "a1", "b0"]
     assert sorted(r["item_id"] for r in _rows(actor.run) if r["status"] == "ok") == ["a0", "a1", "b0"]
 
 

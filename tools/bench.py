@@ -98,6 +98,7 @@ def main() -> None:
     product.add_argument("--campaign", type=int, default=24, help="campaign items, 3 to 20 s")
     product.add_argument("--lessons", type=int, default=3, help="continuous lessons")
     product.add_argument("--lesson-seconds", type=float, default=60.0)
+    product.add_argument("--runs", nargs="+", default=None, help="MANIFEST:cold|persisted in order (default: all)")
     for p in (forward, clip, scaling, enhance, tokens, quality, mux, longform, memory, ready, prof, longs, product):
         p.add_argument("--out", required=True, help="JSON results file (its folder also holds any outputs)")
     args = parser.parse_args()
@@ -156,9 +157,10 @@ def main() -> None:
             args.shard_size,
         )
     elif args.what == "product":
-        from tools.bench_product import run
+        from tools.bench_product import RUNS, run
 
-        report = run(args.bundle, out, args.device, args.campaign, args.lessons, args.lesson_seconds)
+        runs = args.runs or RUNS
+        report = run(args.bundle, out, args.device, args.campaign, args.lessons, args.lesson_seconds, runs)
     elif args.what == "memory":
         from tools.bench_memory import run
 

@@ -12,12 +12,13 @@ folder. Two manifests:
   recording at different places (items over ``window_seconds`` render as windows);
 - ``lessons``: ``--lessons`` lessons of ``--lesson-seconds`` in ``continuous`` mode (one chain each).
 
-Each manifest runs twice: ``cold`` (an empty artifact cache) and ``persisted`` (the artifacts the cold run left
-in the cache: compiled graphs, FP8 weights). Per run it reports the wall from submit to the last mp4, the
-worker's load and warm-up seconds (its ready line), GPU-seconds per second of video over that whole wall, and
-the items' own device seconds (each row's timings but the mux and the wait for scores: what the engine spends
-on the item in a steady state), with the wall's ratio to them. An item whose device seconds per video second is
-far above the median would show a compile inside an item.
+``--runs`` names the runs in order, each ``MANIFEST:cold`` (the artifact cache emptied first) or
+``MANIFEST:persisted`` (the artifacts the runs before it left in the cache: compiled graphs, FP8 weights; both
+manifests share the model, shapes and recipe, so one cache serves both). Per run it reports the wall from submit
+to the last mp4, the worker's load and warm-up seconds (its ready line), GPU-seconds per second of video over that
+whole wall, and the items' own device seconds (each row's timings but the mux and the wait for scores: what the
+engine spends on the item in a steady state), with the wall's ratio to them. An item whose device seconds per
+video second is far above the median would show a compile inside an item.
 """
 
 from __future__ import annotations
@@ -141,18 +142,23 @@ def measure(manifest: Path, run: Path, cache: Path, device: str, extra: list[str
     }
 
 
-def run(bundle: str, out: Path, device: str, campaign: int, lessons: int, lesson_seconds: float) -> dict:
+RUNS = ["campaign:cold", "campaign:persisted", "lessons:cold", "lessons:persisted"]
+
+
+def run(
+    bundle: str, out: Path, device: str, campaign: int, lessons: int, lesson_seconds: float, runs: list[str]
+) -> dict:
     work = out.parent / "product"
     work.mkdir(parents=True, exist_ok=True)
     folder, made_s = ensure_bundle(Path(bundle)) if device == "cuda" else (Path(bundle), None)
     manifests = write_manifests(work, folder.resolve(), campaign, lessons, lesson_seconds)
     extra = CPU_SETTINGS if device == "cpu" else []
     report: dict = {"bundle_written_s": made_s, "device": device, "runs": {}}
-    for name, manifest in manifests.items():
-        cache = work / f"{name}-artifacts"
-        shutil.rmtree(cache, ignore_errors=True)  # cold: nothing persisted yet
-        for label in ("cold", "persisted"):
-            row = measure(manifest, work / f"{name}-{label}", cache, device, extra)
-            report["runs"][f"{name}-{label}"] = row
-            print(json.dumps({"run": f"{name}-{label}", **row}), flush=True)
+    cache = work / "artifacts"
+    for name, label in (entry.split(":") for entry in runs):
+        if label == "cold":
+            shutil.rmtree(cache, ignore_errors=True)
+        row = measure(manifests[name], work / f"{name}-{label}", cache, device, extra)
+        report["runs"][f"{name}-{label}"] = row
+        print(json.dumps({"run": f"{name}-{label}", **row}), flush=True)
     return report
