@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 FORMAT = 1  # of the stored state: bump whenever ltxcore/fp8.py quantizes, rounds or lays out its buffers otherwise
 BUILD_DTYPE = torch.bfloat16  # what ``build_component`` loads every transformer tensor in, before quantizing
 TORCH_DTYPES = {name: dtype for dtype, name in SAFETENSORS_DTYPES.items()}
+GIB = 1 << 30
+FREE_MARGIN = 8 * GIB  # a local disk keeps this much free after the weights: the run's videos and windows need it
 STALE_CLAIM_S = 3600  # a claim to write older than this was left by a worker that died while writing
 
 Timed = Callable[[str, Callable[[], Any]], Any]
@@ -138,6 +141,9 @@ def load(uri: str, key: WeightsKey, bundle: ModelBundle, device: torch.device) -
 def save(uri: str, key: WeightsKey, model: torch.nn.Module) -> bool:
     """Write ``model``'s quantized state for ``key`` to ``uri``, atomically, unless another worker is writing it
     (local caches). An I/O error is logged, not raised. True when written."""
+    if (room := _room_left(uri, model)) is not None:
+        log.warning("FP8 weights not saved to %s: %s; later workers quantize again", uri, room)
+        return False
     claim = _claim(uri)
     if claim is False:
         log.info("FP8 weights: another worker is writing %s; not written again", uri)
@@ -152,6 +158,20 @@ def save(uri: str, key: WeightsKey, model: torch.nn.Module) -> bool:
             claim.unlink(missing_ok=True)
     log.info("FP8 weights: saved the quantized transformer to %s", uri)
     return True
+
+
+def _room_left(uri: str, model: torch.nn.Module) -> str | None:
+    """Why a local disk has no room for the weights with ``FREE_MARGIN`` left for the run's own files, or None."""
+    if is_uri(uri):
+        return None
+    size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    folder = Path(uri).parent
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free - size >= FREE_MARGIN:
+        return None
+    return f"{free / GIB:.1f} GiB free for {size / GIB:.1f} GiB, and {FREE_MARGIN / GIB:.0f} GiB must stay free"
 
 
 def _expected(model: torch.nn.Module) -> dict[str, tuple[list[int], torch.dtype]]:
