@@ -4,7 +4,8 @@ A compile that fails (no C compiler on a worker, an inductor bug) must not fail 
 turn every later call into an eager one: the failure is logged once for the shape that hit it, that shape
 runs eagerly from then on, and every other shape stays compiled. Graphs are specialised to one shape
 (``dynamic=False``): measured on an H200, a shape-generic graph made the transformer 24% slower per clip
-and compiled 3.5x longer (BENCHMARKS.md), so a new clip length pays one compile per worker.
+and compiled 3.5x longer (BENCHMARKS.md), so every length pays one compile per worker. Clips and windows render
+at a few lengths (``ltxcore/shapes.py``), which a worker compiles before its first item.
 """
 
 from __future__ import annotations
