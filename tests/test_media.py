@@ -1,4 +1,4 @@
-"""Audio decoding over the codecs users send, and the 8k+1 frame rule."""
+"""Audio decoding over the codecs users send, and the frames that cover an audio window."""
 
 from __future__ import annotations
 
