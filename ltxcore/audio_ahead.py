@@ -18,21 +18,24 @@ from ltxcore.media import AudioClip, decode_audio
 from ltxcore.request import RenderRequest
 
 HeardAudio = tuple[AudioClip, AudioClip]  # (the clip the mp4 gets, the clip the model hears)
+Frames = tuple[int, int]  # (shown, rendered)
 HELD = 2  # read-ahead results kept: the next item, and one spare if the worker skipped one
 
 
 def heard_audio(request: RenderRequest) -> HeardAudio:
-    """A resolved request's audio window (silence where the file or the window ends before the video), and the
-    conditioned clip the model hears."""
-    seconds = request.frames / request.frame_rate
+    """A resolved request's audio: what the mp4 gets (the audio under its shown frames, no silence added), and
+    the conditioned clip the model hears over every rendered frame (silence where the file or the window ends
+    before them)."""
+    seconds = request.render_frames / request.frame_rate
     window = seconds if request.audio_max_duration is None else min(seconds, request.audio_max_duration)
     clip = decode_audio(request.audio, request.audio_start_time, window).padded_to(seconds)
     noise, loudness = request.audio_conditioning_noise_db, request.audio_conditioning_loudness_lufs
-    return clip, conditioning_clip(clip, request.seed, noise, loudness)
+    shown = clip.recorded(request.frames / request.frame_rate)
+    return shown, conditioning_clip(clip, request.seed, noise, loudness)
 
 
 def audio_key(request: RenderRequest) -> Hashable:
-    """What :func:`heard_audio` reads from a request but its frame count (which resolving may fill in), and
+    """What :func:`heard_audio` reads from a request but its frame counts (which resolving may fill in), and
     which file is at its path now (a file replaced under the same name is another file)."""
     return (
         request.audio,
@@ -60,7 +63,7 @@ class AudioAhead:
     def __init__(self, resolve: Callable[[RenderRequest], RenderRequest]):
         self.resolve = resolve
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio-ahead")
-        self.pending: list[tuple[Hashable, Future[tuple[int, HeardAudio]]]] = []
+        self.pending: list[tuple[Hashable, Future[tuple[Frames, HeardAudio]]]] = []
 
     def ahead(self, request: RenderRequest) -> None:
         """Start reading ``request``'s audio (an unresolved request, as the worker holds it)."""
@@ -77,7 +80,7 @@ class AudioAhead:
                 frames, heard = entry[1].result()
             except Exception:  # read again below: the render fails with the error itself
                 continue
-            if frames == request.frames:
+            if frames == _frames(request):
                 return heard
         return heard_audio(request)
 
@@ -85,6 +88,11 @@ class AudioAhead:
         """Forget reads not taken (a new shard: its files may have been fetched again under the same names)."""
         self.pending = []
 
-    def _read(self, request: RenderRequest) -> tuple[int, HeardAudio]:
+    def _read(self, request: RenderRequest) -> tuple[Frames, HeardAudio]:
         resolved = self.resolve(request)
-        return resolved.frames, heard_audio(resolved)
+        return _frames(resolved), heard_audio(resolved)
+
+
+def _frames(request: RenderRequest) -> Frames:
+    """A resolved request's frames shown and rendered: how much audio :func:`heard_audio` gives each clip."""
+    return request.frames, request.render_frames

@@ -4,11 +4,12 @@ A compile that fails (no C compiler on a worker, an inductor bug) must not fail 
 turn every later call into an eager one: the failure is logged once for the shape that hit it, that shape
 runs eagerly from then on, and every other shape stays compiled.
 
-Shapes. By default graphs are specialised to one shape (``dynamic=False``), so every new clip length pays a
-compile. With ``mark_dynamic`` (a function that marks the axes of a call's tensors that vary between calls,
-e.g. the token axes), those axes alone are symbolic and every other size stays static: one graph serves every
-length. Measured on an H200, making *every* size symbolic (``dynamic=True``) cost 24% per clip (BENCHMARKS.md),
-so nothing is symbolic that is not marked (no automatic dynamic shapes).
+Shapes. Without ``mark_dynamic`` graphs are specialised to one shape (``dynamic=False``), so every length a
+worker meets pays a compile (clips and windows render at a few lengths, ``ltxcore/shapes.py``). With
+``mark_dynamic`` (a function that marks the axes of a call's tensors that vary between calls, e.g. the token
+axes), those axes alone are symbolic and every other size stays static: one graph serves every length. Measured
+on an H200, making *every* size symbolic (``dynamic=True``) cost 24% per clip (BENCHMARKS.md), so nothing is
+symbolic that is not marked (no automatic dynamic shapes).
 """
 
 from __future__ import annotations

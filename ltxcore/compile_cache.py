@@ -171,7 +171,9 @@ def save(folder: str, key: CompileKey, loaded: CacheLoad) -> bool:
 
 def key_for(cache: ArtifactCache, engine: Engine, warm: Sequence[RenderRequest]) -> CompileKey:
     """The key of what ``engine`` compiles when warmed up with ``warm``."""
-    shapes = [request_shapes(r, engine.dynamic_tokens) for r in warm]
+    every = (request_shapes(r, engine.dynamic_tokens) for r in warm)
+    unique = {json.dumps(shape, sort_keys=True, default=repr): shape for shape in every}  # one per graph set
+    shapes = [unique[text] for text in sorted(unique)]
     return CompileKey.of(engine.device, engine.bundle.quantization, engine.bundle.transformer, shapes, cache.bundle)
 
 

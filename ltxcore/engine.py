@@ -43,7 +43,7 @@ from ltxcore.guidance import PlainDenoiser, synthetic_inputs
 from ltxcore.images import ImageLatents
 from ltxcore.loading import build_component, build_embeddings_processor, build_text_encoder
 from ltxcore.lora import LoraError
-from ltxcore.media import AudioClip, probe_audio
+from ltxcore.media import AudioClip, first_frames, probe_audio
 from ltxcore.mux_process import MuxProcess
 from ltxcore.offload import StreamedModule
 from ltxcore.recipes import RECIPES, prompt_pair
@@ -63,7 +63,7 @@ class Engine:
 
     The transformer's block loop is ours (:class:`~ltxcore.blocks.BlockLoop`): it shares the STG pass's
     prefix, and with ``compile`` it compiles whole blocks and, on a GPU, replays each stage's loop from a
-    CUDA graph, once per clip shape; :meth:`warm_up` pays that for the shape most items use up front.
+    CUDA graph, once per rendered length (``ltxcore/shapes.py``); :meth:`warm_up` pays that up front, per length.
     """
 
     def __init__(
@@ -136,7 +136,7 @@ class Engine:
     # --- public API -------------------------------------------------------------------------
 
     def resolve(self, request: RenderRequest) -> RenderRequest:
-        """Check what needs this worker's model and the audio, and fill ``num_frames`` from the audio window;
+        """Check what needs this worker's model and the audio, and fill ``num_frames`` to cover the audio window;
         raises ``RenderInputError``. The request's own rules (``RenderRequest.problems``) are validation's: every
         item was checked, all problems at once, before it reached a worker."""
         problems = request.guider.model_problems(self.num_layers)
@@ -211,7 +211,7 @@ class Engine:
         not inside the first item. Returns the seconds taken."""
         start = time.perf_counter()
         user = self.user_loras(request)
-        frames, fps = request.frames, request.frame_rate
+        frames, fps = request.render_frames, request.frame_rate
         recipe = RECIPES[request.pipeline]
         half = VideoPixelShape(1, frames, request.height // 2, request.width // 2, fps)
         full = VideoPixelShape(1, frames, request.height, request.width, fps)
@@ -239,8 +239,8 @@ class Engine:
         request, generator, clip, latent = self._generate(request, clock, None)
 
         result = _result(request, clip, latent.clone() if keep_latent else None, output)
-        if output is not None:
-            frames = self._decode(latent, generator, clock)
+        if output is not None:  # the frames shown, with the audio under them
+            frames = first_frames(self._decode(latent, generator, clock), request.frames)
             mux = (output, frames, request.frame_rate, clip, request.frames)
             result.muxing = self.muxer.submit(self.encoder.write, *mux)
         result.timings, result.peak_memory = clock.timings, clock.peaks
@@ -268,8 +268,9 @@ class Engine:
             positive, negative = encodings
         with clock.phase("audio_encode"):
             clip, audio_latent = self._encode_audio(request)
-        half = VideoPixelShape(1, request.frames, request.height // 2, request.width // 2, request.frame_rate)
-        full = VideoPixelShape(1, request.frames, request.height, request.width, request.frame_rate)
+        frames = request.render_frames
+        half = VideoPixelShape(1, frames, request.height // 2, request.width // 2, request.frame_rate)
+        full = VideoPixelShape(1, frames, request.height, request.width, request.frame_rate)
         with clock.phase("image_conditioning"):
             stage_1_conditions = self._conditions(request, context, half.height, half.width)
         recipe = RECIPES[request.pipeline]
@@ -339,7 +340,7 @@ class Engine:
     # --- the steps ----------------------------------------------------------------------------
 
     def _encode_audio(self, request: RenderRequest) -> tuple[AudioClip, torch.Tensor]:
-        seconds = request.frames / request.frame_rate
+        seconds = request.render_frames / request.frame_rate
         clip, heard = self.audio_ahead.get(request)  # the mp4 gets ``clip``, the original
         waveform = torch.from_numpy(heard.samples).unsqueeze(0).to(self.device)  # (1, 2, samples), as upstream's
         audio = Audio(waveform=waveform, sampling_rate=clip.sample_rate)
@@ -388,7 +389,7 @@ def _result(
         width=request.width,
         frame_rate=request.frame_rate,
         seed=request.seed,
-        audio_padded_seconds=clip.padded_seconds,
+        audio_padded_seconds=max(0.0, round(request.frames / request.frame_rate - clip.duration, 6)),
         video_latent=latent,
         prompt_enhanced=request.prompt_enhanced if request.enhance_prompt else None,
     )

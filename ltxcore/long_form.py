@@ -169,7 +169,8 @@ def render_windows(
         shown = frames[window.context : end]
         keep = frames[end - request.context_frames : end].clone() if request.long_form == "continuous" else None
         del frames
-        padded = max(padded, result.audio_padded_seconds)
+        # the result's padding runs to the window's rendered end: count it to the end of the frames it shows
+        padded = max(padded, result.audio_padded_seconds - (window.rendered - end) / request.frame_rate)
         for name, seconds in result.timings.items():
             timings[name] = timings.get(name, 0.0) + seconds
         for name, peak in result.peak_memory.items():
@@ -211,21 +212,22 @@ def _record(request: RenderRequest, window: Window, seed: int, seconds: float) -
 
 
 def _audio_reader(request: RenderRequest):
-    """``(first_frame, frames) -> AudioClip``: the original audio of those frames of the clip, silence past the
-    audio window's end."""
+    """``(first_frame, frames) -> AudioClip``: the original audio of those frames of the clip, none past the
+    audio window's end (``join_segments`` pads what is not the end of the clip)."""
     fps = request.frame_rate
     rate = probe_audio(request.audio).sample_rate
     limit = request.audio_max_duration
+    nothing = AudioClip(np.zeros((2, 0), np.float32), rate)
 
     def read(first: int, count: int) -> AudioClip:
         offset, seconds = first / fps, count / fps
         if limit is not None:
             seconds = min(seconds, limit - offset)
         if seconds <= 0:
-            return AudioClip(np.zeros((2, round(count / fps * rate)), np.float32), rate)
+            return nothing
         try:
-            return decode_audio(request.audio, request.audio_start_time + offset, seconds).padded_to(count / fps)
-        except RenderInputError:  # the window starts past the file's end: silence, as a single clip would have
-            return AudioClip(np.zeros((2, round(count / fps * rate)), np.float32), rate)
+            return decode_audio(request.audio, request.audio_start_time + offset, seconds).recorded(seconds)
+        except RenderInputError:  # the window starts past the file's end
+            return nothing
 
     return read

@@ -76,6 +76,12 @@ class AudioClip:
         samples = np.pad(self.samples, ((0, 0), (0, missing)))
         return AudioClip(samples, self.sample_rate, self.padded_seconds + missing / self.sample_rate)
 
+    def recorded(self, seconds: float) -> AudioClip:
+        """Its first ``seconds`` without the silence padded on: what an mp4 carries, which ends where the audio
+        does."""
+        real = self.samples.shape[1] - round(self.padded_seconds * self.sample_rate)
+        return AudioClip(self.samples[:, : min(real, round(seconds * self.sample_rate))], self.sample_rate)
+
 
 def _open(path: str, field: str) -> av.container.InputContainer:
     try:
@@ -186,7 +192,8 @@ def write_mp4(
     """H.264 + AAC. Written to a temporary name beside ``path`` and renamed, so ``path`` is never partial.
 
     ``frames`` yields uint8 chunks shaped (f, h, w, 3), torch tensors or numpy arrays (the mux child's, which
-    never imports torch). The audio track is cut to the video's length.
+    never imports torch). The audio track is cut to the video's length, never padded: it ends where ``audio``
+    does.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
@@ -243,6 +250,17 @@ def _encode_video(
     return written
 
 
+def first_frames(chunks: list[torch.Tensor], count: int) -> list[torch.Tensor]:
+    """The first ``count`` frames of uint8 chunks (f, h, w, 3): those a clip shows of the ones it rendered."""
+    out = []
+    for chunk in chunks:
+        if count <= 0:
+            break
+        out.append(chunk[:count])
+        count -= chunk.shape[0]
+    return out
+
+
 def write_segment(path: str | Path, frames: Iterable[torch.Tensor | np.ndarray], fps: float) -> int:
     """One window's frames as a video-only H.264 file, to be joined by :func:`join_segments`; written under a
     temporary name and renamed. No B-frames, so that segments join by copying packets, in order. Returns the
@@ -266,7 +284,8 @@ def join_segments(
 ) -> int:
     """One mp4 from window segments (:func:`write_segment`), their packets copied in order, with the item's
     audio encoded once: ``audio(first_frame, frames)`` gives each segment's own stretch of it, so host memory
-    holds one window's audio at a time. Returns the frame count."""
+    holds one window's audio at a time. A stretch shorter than its frames is padded with silence, but for the
+    last: the audio track ends where the item's audio does. Returns the frame count."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     frames_so_far = 0
@@ -274,7 +293,7 @@ def join_segments(
         with av.open(str(tmp), mode="w", format="mp4") as out:
             video = sound = resampler = None
             samples_so_far = 0
-            for segment in segments:
+            for index, segment in enumerate(segments):
                 with av.open(str(segment)) as source:
                     stream = source.streams.video[0]
                     count = stream.frames  # the mp4 header's count, which write_segment wrote
@@ -295,12 +314,13 @@ def join_segments(
                         packet.stream, packet.time_base = video, time_base
                         out.mux(packet)
                 end = round((frames_so_far + count) / fps * clip.sample_rate)
-                frame = av.AudioFrame.from_ndarray(
-                    _exactly(clip.samples, end - samples_so_far), format="fltp", layout="stereo"
-                )
-                frame.sample_rate, frame.pts = clip.sample_rate, samples_so_far
-                for chunk in resampler.resample(frame):
-                    out.mux(sound.encode(chunk))
+                want = end - samples_so_far
+                samples = clip.samples[:, :want] if index == len(segments) - 1 else _exactly(clip.samples, want)
+                if samples.shape[1]:
+                    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout="stereo")
+                    frame.sample_rate, frame.pts = clip.sample_rate, samples_so_far
+                    for chunk in resampler.resample(frame):
+                        out.mux(sound.encode(chunk))
                 samples_so_far, frames_so_far = end, frames_so_far + count
             if sound is None or resampler is None:
                 raise RuntimeError("no segments to join")
@@ -330,8 +350,6 @@ def _add_audio(container: av.container.OutputContainer, rate: int) -> av.audio.A
 
 def _mux_audio(container, stream, audio: AudioClip, num_samples: int) -> None:
     samples = audio.samples[:, :num_samples]
-    if samples.shape[1] < num_samples:
-        samples = np.pad(samples, ((0, 0), (0, num_samples - samples.shape[1])))
     frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, dtype=np.float32), format="fltp", layout="stereo")
     frame.sample_rate = audio.sample_rate
     frame.pts = 0

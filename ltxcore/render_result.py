@@ -21,7 +21,7 @@ class RenderResult:
     width: int
     frame_rate: float
     seed: int
-    audio_padded_seconds: float
+    audio_padded_seconds: float  # seconds of the shown video past the end of its audio (a player plays silence)
     timings: dict[str, float] = field(default_factory=dict)
     peak_memory: dict[str, int] = field(default_factory=dict)
     video_latent: torch.Tensor | None = None

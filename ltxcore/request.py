@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 from ltxcore import conditioning_audio, upstream_defaults
 from ltxcore.errors import RenderInputError
+from ltxcore.shapes import frames_for_duration
 from ltxcore.windows import DEFAULT_CONTEXT_FRAMES, DEFAULT_WINDOW_SECONDS, LongForm, WindowSettings
 
 if TYPE_CHECKING:
     from ltx_core.components.guiders import MultiModalGuiderParams
 
-FRAME_STEP = 8  # the video VAE compresses time by 8: valid frame counts are 8k + 1
 SIZE_STEP = 64  # two-stage: half size must still be a multiple of 32
 # final renders, and drafts (ltxcore/recipes.py says how stage 1 differs)
 Pipeline = Literal["two-stage", "distilled"]
@@ -113,7 +113,8 @@ class LoraSpec:
 
 @dataclass(frozen=True)
 class RenderRequest:
-    """Everything one clip needs. ``num_frames=None`` means: the largest 8k+1 that fits the audio window."""
+    """Everything one clip needs. ``num_frames`` is the frames the clip shows (None: as many as cover the whole
+    audio window); it renders ``render_frames``, the next of a few lengths (``ltxcore/shapes.py``)."""
 
     audio: str
     prompt: str
@@ -151,6 +152,12 @@ class RenderRequest:
         if self.num_frames is None:
             raise ValueError("num_frames is not resolved yet: Engine.resolve fills it from the audio window")
         return self.num_frames
+
+    @property
+    def render_frames(self) -> int:
+        """The frames the engine renders for a resolved request: the ladder's rung that holds ``frames``; those
+        past ``frames`` are rendered over silence and dropped."""
+        return self.window_settings.render_length(self.frames, self.frame_rate)
 
     @property
     def window_settings(self) -> WindowSettings:
@@ -191,8 +198,8 @@ class RenderRequest:
             value = getattr(self, name)
             if value <= 0 or value % SIZE_STEP:
                 bad(name, f"must be a positive multiple of {SIZE_STEP} for the two-stage pipeline, got {value!r}.")
-        if self.num_frames is not None and (self.num_frames < 1 or (self.num_frames - 1) % FRAME_STEP):
-            bad("num_frames", f"must be 8k+1 (9, 17, ..., 97, 121), got {self.num_frames!r}.")
+        if self.num_frames is not None and self.num_frames < 1:
+            bad("num_frames", f"must be a whole number of frames >= 1, got {self.num_frames!r}.")
         if not math.isfinite(self.frame_rate) or not 1 <= self.frame_rate <= 120:
             bad("frame_rate", f"must be between 1 and 120 frames per second, got {self.frame_rate!r}.")
         if not 1 <= self.num_inference_steps <= 200:
@@ -207,7 +214,7 @@ class RenderRequest:
             bad("image_strength", f"must be between 0 and 1, got {self.image_strength!r}.")
         if self.image_frame < 0:
             bad("image_frame", f"must be a frame index >= 0, got {self.image_frame!r}.")
-        elif self.num_frames is not None and self.image_frame >= self.num_frames:
+        elif self.num_frames is not None and 1 <= self.num_frames <= self.image_frame:
             bad("image_frame", f"is {self.image_frame}, past the last frame ({self.num_frames - 1}).")
         if not math.isfinite(self.distilled_lora_strength) or not 0 <= self.distilled_lora_strength <= 2:
             bad("distilled_lora_strength", f"must be between 0 and 2, got {self.distilled_lora_strength!r}.")
@@ -254,7 +261,7 @@ class RenderRequest:
             where = f"images[{i}]"
             if image.frame < 0:
                 out.append(RenderInputError(f"{where}.frame", f"must be a frame index >= 0, got {image.frame!r}."))
-            elif self.num_frames is not None and image.frame >= self.num_frames:
+            elif self.num_frames is not None and 1 <= self.num_frames <= image.frame:
                 message = f"is {image.frame}, past the last frame of the clip ({self.num_frames - 1})."
                 out.append(RenderInputError(f"{where}.frame", message))
             if not math.isfinite(image.strength) or not 0 <= image.strength <= 1:
@@ -264,12 +271,6 @@ class RenderRequest:
                 message = f"must be a whole number from 0 to {MAX_CRF} (0: no re-compression), got {image.crf!r}."
                 out.append(RenderInputError(f"{where}.crf", message))
         return out
-
-
-def frames_for_duration(seconds: float, frame_rate: float) -> int:
-    """The largest valid frame count (8k+1) whose clip fits in ``seconds``."""
-    fitting = math.floor(seconds * frame_rate + 1e-6)
-    return max(1, (fitting - 1) // FRAME_STEP * FRAME_STEP + 1)
 
 
 class AudioWindowed(Protocol):
@@ -291,8 +292,8 @@ def audio_window(clip: AudioWindowed, audio_seconds: float) -> float:
 
 
 def frames_for_audio(clip: AudioWindowed, audio_seconds: float) -> int:
-    """The frame count of a clip that leaves ``num_frames`` to its audio: the longest 8k+1 its window holds.
-    The engine, the plan and validation all derive it here."""
+    """The frames a clip that leaves ``num_frames`` to its audio shows: enough to cover its whole audio window
+    (``ltxcore/shapes.py``). The engine, the plan and validation all derive it here."""
     return frames_for_duration(audio_window(clip, audio_seconds), clip.frame_rate)
 
 

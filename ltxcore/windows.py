@@ -6,12 +6,12 @@ LTX-2.3 places video tokens by their time in seconds, and its video RoPE is conf
 about 14 s on. So one window lasts at most ``window_seconds`` (default 10 s: half the positional range, below
 where breakdown is reported, and attention per window stays small) and a longer clip becomes several windows.
 
-Frame arithmetic. A window renders ``8k + 1`` frames (the VAE's step). In ``continuous`` mode window k+1 starts
-``context_frames`` (``8c + 1``) frames before its boundary: those frames are window k's last ones, given as
-conditioning, and are not shown again. Boundaries sit at output frames ``8j + 1``, so the first window shows
-``8j + 1`` frames, every later one a multiple of 8, and each renders ``context + shown`` frames (8k+1), rounded
-up to one of a few lengths (``SHAPE_STEP``). In ``cuts`` mode windows are independent: a later window renders
-at least one frame more than it shows, so that it too is 8k+1.
+Frame arithmetic. In ``continuous`` mode window k+1 starts ``context_frames`` (``8c + 1``) frames before its
+boundary: those frames are window k's last ones, given as conditioning, and are not shown again. Boundaries sit
+at output frames ``8j + 1``, so the first window shows ``8j + 1`` frames, every later one but the last a multiple
+of 8 (the last shows what is left of the clip, which covers its whole audio), and each renders ``context +
+shown`` frames rounded up to the ladder's next rung (``ltxcore/shapes.py``), the extra frames dropped. In
+``cuts`` mode windows are independent: a later window renders at least one frame more than it shows.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-FRAME_STEP = 8
+from ltxcore.shapes import FRAME_STEP, frames_within, grid_ceil, grid_floor, render_length
+
 ROPE_MAX_SECONDS = 20.0  # ltx-core's positional_embedding_max_pos[0]: the video positions' range, in seconds
 DEFAULT_WINDOW_SECONDS = 10.0
 # 17 frames (3 latent frames, 0.7 s at 24 fps) of motion carried into the next window: 7% of a 10 s window,
@@ -28,11 +29,6 @@ DEFAULT_WINDOW_SECONDS = 10.0
 DEFAULT_CONTEXT_FRAMES = 17
 LongForm = Literal["continuous", "cuts"]
 LONG_FORMS: tuple[str, ...] = get_args(LongForm)
-# Windows render one of a few lengths: the longest, or shorter by a multiple of this many frames (3 latent
-# frames, 1 s at 24 fps). A compiled graph is specialised to its length, and a boundary placed in a pause gives
-# any length: rounded up to these, a window renders at most 23 frames it does not show (about 4% on average of a
-# 10 s window), and a worker compiles about five lengths, not one per window.
-SHAPE_STEP = 24
 SHORTEST_SHARE = 0.5  # a boundary is sought in the later half of the longest window, so windows stay long
 
 
@@ -64,9 +60,12 @@ class WindowSettings:
     long_form: LongForm = "continuous"
 
     def window_frames(self, fps: float) -> int:
-        """The most frames one window renders (8k+1)."""
-        fitting = math.floor(self.window_seconds * fps + 1e-6)
-        return max(1, (fitting - 1) // FRAME_STEP * FRAME_STEP + 1)
+        """The most frames one window renders (8k+1): the ladder's top rung."""
+        return frames_within(self.window_seconds, fps)
+
+    def render_length(self, frames: int, fps: float) -> int:
+        """The rung a clip or window of ``frames`` renders at (``ltxcore/shapes.py``)."""
+        return render_length(frames, self.window_frames(fps))
 
     def problems(self, fps: float) -> list[tuple[str, str]]:
         """(field, message) for settings no window can honour."""
@@ -101,13 +100,13 @@ class WindowSettings:
 def plan_windows(
     num_frames: int, fps: float, settings: WindowSettings, pauses: list[tuple[float, float]] | None = None
 ) -> list[Window]:
-    """The windows of a clip of ``num_frames`` (8k+1), boundaries inside ``pauses`` ((start, end) seconds of the
+    """The windows of a clip showing ``num_frames``, boundaries inside ``pauses`` ((start, end) seconds of the
     clip) where one lies in the allowed range, else as late as the window allows. A clip that fits one window is
-    one window, rendered as a plain clip. A window renders past its boundary to the next of a few lengths
-    (``SHAPE_STEP``): the extra frames are dropped, and a worker's compiled graphs serve every window."""
+    one window, rendered as a plain clip. Every window renders at its rung (``ltxcore/shapes.py``): the extra
+    frames are dropped, and a worker's compiled graphs serve every clip and window."""
     longest = settings.window_frames(fps)
     if num_frames <= longest:
-        return [Window(0, 0, num_frames, 0, num_frames, True)]
+        return [Window(0, 0, num_frames, 0, render_length(num_frames, longest), True)]
     continuous = settings.long_form == "continuous"
     windows: list[Window] = []
     start, in_pause = 0, True
@@ -120,24 +119,18 @@ def plan_windows(
             end, next_in_pause = num_frames, True
         else:
             end, next_in_pause = _boundary(start, most, fps, pauses or [])
-        rendered = _shape(context + end - start + tail, longest)
+        rendered = render_length(context + end - start + tail, longest)
         windows.append(Window(index, start, end - start, context, rendered, in_pause))
         start, in_pause = end, next_in_pause
     return windows
-
-
-def _shape(frames: int, longest: int) -> int:
-    """The length a window of ``frames`` (8k+1) renders: ``longest`` less a whole number of ``SHAPE_STEP``s."""
-    short = (longest - frames) // SHAPE_STEP * SHAPE_STEP
-    return longest - short
 
 
 def _boundary(start: int, most: int, fps: float, pauses: list[tuple[float, float]]) -> tuple[int, bool]:
     """Where the window from ``start`` showing at most ``most`` frames ends: an output frame 8j+1 in the later
     part of its range, inside the pause nearest the range's end (at the pause's middle as near as the 8-frame grid
     allows); without one, the latest frame allowed, inside speech."""
-    latest = _grid_floor(start + most)
-    earliest = max(_grid_ceil(start + math.ceil(most * SHORTEST_SHARE)), start + FRAME_STEP)
+    latest = grid_floor(start + most)
+    earliest = max(grid_ceil(start + math.ceil(most * SHORTEST_SHARE)), start + FRAME_STEP)
     best: int | None = None
     for pause_start, pause_end in pauses:
         inside = [b for b in range(earliest, latest + 1, FRAME_STEP) if pause_start <= b / fps <= pause_end]
@@ -147,16 +140,6 @@ def _boundary(start: int, most: int, fps: float, pauses: list[tuple[float, float
         candidate = min(inside, key=lambda b: abs(b / fps - middle))
         best = candidate if best is None else max(best, candidate)
     return (best, True) if best is not None else (latest, False)
-
-
-def _grid_floor(frame: int) -> int:
-    """The largest 8j+1 at or below ``frame``."""
-    return (frame - 1) // FRAME_STEP * FRAME_STEP + 1
-
-
-def _grid_ceil(frame: int) -> int:
-    """The smallest 8j+1 at or above ``frame``."""
-    return -(-(frame - 1) // FRAME_STEP) * FRAME_STEP + 1
 
 
 def window_file(index: int, suffix: str) -> str:

@@ -18,7 +18,8 @@ import yaml
 
 from ltxcore.errors import RenderInputError
 from ltxcore.media import probe_audio
-from ltxcore.request import LoraSpec, frames_for_duration
+from ltxcore.request import LoraSpec
+from ltxcore.shapes import frames_for_duration
 from manifests.item import KINDS, arrow_schema, id_problem
 from storage.fs import is_uri
 
@@ -78,7 +79,7 @@ def build_lessons(
     enhance_prompt: bool = False,
 ) -> Path:
     """A YAML manifest: one item per (lesson, language), ids like ``lesson03-de``, one shared seed and the
-    longest frame count that fits each recording. ``image``: one presenter image, or several images with their
+    frames that cover each whole recording. ``image``: one presenter image, or several images with their
     frames and strengths; ``enhance_prompt``: Gemma rewrites the prompt (once, as every item shares it);
     ``loras`` (path, strength), e.g. the presenter's, apply to every item."""
     images = [ImageSpec(image)] if isinstance(image, Path) else list(image)

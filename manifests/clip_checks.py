@@ -18,7 +18,7 @@ from manifests.item import Item
 from storage.fs import is_uri
 
 # A video may outlast its audio window by this much before validation warns: more than the 8-frame step
-# (0.33 s at 24 fps) that frame counts come in, so rounding up to the next valid count never warns.
+# (0.33 s at 24 fps) that frame counts once came in, so a count rounded up to the next 8k+1 never warns.
 WINDOW_MARGIN_SECONDS = 0.5
 
 
@@ -33,21 +33,22 @@ def audio_seconds(item: Item) -> float | None:
 
 
 def clip_frames(item: Item, seconds: float | None) -> int | None:
-    """The clip's frame count: as set, or as the plan will derive it from ``seconds`` of audio (None if unknown)."""
+    """The frames the clip shows: as set, or as the plan will derive them from ``seconds`` of audio (None if
+    unknown)."""
     if item.num_frames is not None or seconds is None or audio_window(item, seconds) <= 0:
         return item.num_frames
     return frames_for_audio(item, seconds)
 
 
 def size_problems(item: Item, seconds: float | None, max_tokens: int = MAX_TOKENS) -> list[tuple[str, str]]:
-    """The token bound of one window (a longer clip renders as several), as (field, message); nothing when the
-    frame count cannot be known yet."""
+    """The token bound of the frames one window renders (a longer clip renders as several, none longer than the
+    longest), as (field, message); nothing when the frame count cannot be known yet."""
     frames = clip_frames(item, seconds)
     if frames is None:
         return []
     if isinstance(item.window_seconds, (int, float)) and item.window_seconds > 0:
         settings = WindowSettings(item.window_seconds, item.context_frames, item.long_form)
-        frames = min(frames, settings.window_frames(item.frame_rate))
+        frames = settings.render_length(min(frames, settings.window_frames(item.frame_rate)), item.frame_rate)
     problem = token_problem(frames, item.height, item.width, max_tokens)
     return [("height", problem)] if problem else []
 

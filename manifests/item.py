@@ -178,7 +178,9 @@ class Item(BaseModel):
     seed: Whole | None = Field(None, description="omitted: derived from the run seed and the id")
     height: Whole = _engine("height", "final height in pixels, a multiple of 64")
     width: Whole = _engine("width", "final width in pixels, a multiple of 64")
-    num_frames: Whole | None = _engine("num_frames", "8k+1 frames; omitted: the longest clip that fits the audio")
+    num_frames: Whole | None = _engine(
+        "num_frames", "frames shown, rendered at the next of a few lengths; omitted: enough for the whole audio"
+    )
     frame_rate: Number = _engine("frame_rate", "frames per second")
     pipeline: PipelineField = _engine("pipeline", "two-stage (final render) or distilled (a draft: 8 unguided steps)")
     num_inference_steps: Whole = _engine("num_inference_steps", "stage-1 denoising steps")

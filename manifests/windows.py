@@ -61,14 +61,16 @@ def describe(item: Item, found: ItemWindows) -> list[str]:
     fps = item.frame_rate
     gpu = estimated_gpu_seconds(item, found.windows)
     total = sum(w.frames for w in found.windows)
-    head = f"{item.id}: {total} frames ({total / fps:.1f} s), {len(found.windows)} window(s), ~{gpu:.0f} GPU s"
+    lengths = ", ".join(str(n) for n in sorted({w.rendered for w in found.windows}))
+    head = f"{item.id}: {total} frames ({total / fps:.1f} s), {len(found.windows)} window(s)"
+    head += f" rendered at {lengths} frames, ~{gpu:.0f} GPU s"
     if len(found.windows) == 1:
         return [head]
     lines = [f"{head}, {item.long_form}, pauses by {found.detector}:"]
     for w in found.windows:
         start, end = w.seconds(fps)
         where = "" if w.index == 0 else (" (starts in a pause)" if w.in_pause else " (starts INSIDE SPEECH: no pause)")
-        extra = f", +{w.context} context" if w.context else ""
+        extra = (f", +{w.context} context" if w.context else "") + f", renders {w.rendered}"
         lines.append(
             f"    window {w.index + 1}: {start:7.2f}-{end:7.2f} s, frames {w.start}-{w.start + w.frames - 1}"
             f" ({w.frames}{extra}){where}"

@@ -29,7 +29,7 @@ from ray_jobs.progress import Progress
 from ray_jobs.resume_check import ResumeRequest, kept_plan, settle_resume
 from ray_jobs.run_options import RunOptions, RunOptionsError, WorkerOptions, recorded_options
 from ray_jobs.scheduler import WORKER_OPTIONS, NoWorkers, Scheduler
-from ray_jobs.shards import cache_key, make_shards
+from ray_jobs.shards import make_shards
 from ray_jobs.summary import run_summary
 from runstore import invalid
 from runstore.best_candidates import mark_best
@@ -284,21 +284,28 @@ def _render(held: HeldRun, pending, progress, enhanced: dict) -> int:
 
 
 def warm_requests(pending) -> list[RenderRequest]:
-    """For each pipeline of the run (two-stage, distilled), ``most_common_request`` of its items."""
-    pipelines = dict.fromkeys(p.item.pipeline for p in pending)
-    return [most_common_request([p for p in pending if p.item.pipeline == name]) for name in pipelines]
+    """A request of each shape the run renders, so that no item meets an uncompiled graph: one per distinct
+    (pipeline, rung, height, width, fps, LoRA set) of every window of every item (a plain clip is one window),
+    each pipeline's most rendered shapes first. A worker compiles and warms them before its first item (their
+    media are never read; their LoRAs are loaded)."""
+    counts: Counter[tuple] = Counter()
+    requests: dict[tuple, RenderRequest] = {}
+    for planned in pending:
+        request = planned.item.to_request()
+        for window in planned.window_plan:
+            warm = replace(request, num_frames=window.rendered)  # a plan of older rungs renders at today's
+            warm = replace(warm, num_frames=warm.render_frames)
+            key = _shape(warm)
+            counts[key] += 1
+            requests.setdefault(key, warm)
+    pipelines = list(dict.fromkeys(key[0] for key in counts))
+    return [requests[key] for key, _ in sorted(counts.most_common(), key=lambda kc: pipelines.index(kc[0][0]))]
 
 
-def most_common_request(pending) -> RenderRequest:
-    """A request of the shape, LoRA set and settings most items use: what a worker compiles and warms
-    before its first item (its media are never read; its LoRAs are loaded)."""
-    shape = Counter(_shape(p) for p in pending).most_common(1)[0][0]
-    planned = next(p for p in pending if _shape(p) == shape)
-    return replace(planned.item.to_request(), num_frames=planned.window_plan[0].rendered)
-
-
-def _shape(planned) -> tuple:
-    return cache_key(planned)[3:]  # height, width, frames, fps and LoRA set: the shape part of the shard key
+def _shape(request: RenderRequest) -> tuple:
+    """What a compiled graph is specialised to, with the pipeline (its stage-1 batch) and the LoRA set."""
+    loras = tuple(sorted({lora.path for lora in request.loras}))
+    return request.pipeline, request.render_frames, request.height, request.width, request.frame_rate, loras
 
 
 def _summary(run: RunFolder, planned) -> int:

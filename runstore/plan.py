@@ -91,7 +91,7 @@ def fingerprint(values: dict, media: dict, bundle_identity: dict | None) -> str:
 
 
 def resolve_item(item: Item, run_seed: int) -> Item:
-    """Fill the seed and the frame count (the longest 8k+1 that fits the audio window)."""
+    """Fill the seed and the frames shown (as many as cover the audio window: ``frames_for_audio``)."""
     seed = item.seed if item.seed is not None else derive_seed(run_seed, item.id)
     num_frames = item.num_frames if item.num_frames is not None else frames_for_audio(item, audio_duration(item.audio))
     return item.model_copy(update={"seed": seed, "num_frames": num_frames})

@@ -24,7 +24,7 @@ from manifests.validate import validate
 from runstore.plan import HASHED_WHEN_SET, fingerprint, plan, plan_table
 from runstore.run_folder import RunFolder
 
-EN = str(LESSON / "en.ogg")  # about 7 s: at 24 fps, 8k+1 frames up to 169
+EN = str(LESSON / "en.ogg")  # 7.25 s: at 24 fps, 174 frames cover it (0 to 173)
 
 
 def _pose(folder: Path, name: str = "pose.png", mode: str = "RGB") -> str:
@@ -88,8 +88,8 @@ def test_set_gives_every_item_images_and_an_items_own_form_wins(tmp_path):
     ("images", "expected"),
     [
         (
-            [{"path": "P"}, {"path": "P", "frame": 170}],
-            "field 'images[1].frame': is 170, past the last frame of the clip (168).",
+            [{"path": "P"}, {"path": "P", "frame": 174}],
+            "field 'images[1].frame': is 174, past the last frame of the clip (173).",
         ),
         ([{"path": "P", "strength": 2}], "field 'images[0].strength': must be between 0 and 1, got 2."),
         ([{"path": "P", "frame": "x"}], "field 'images[0].frame': must be a whole number, got 'x'."),
@@ -129,7 +129,7 @@ def test_both_image_forms_in_one_item_is_an_error_naming_it(tmp_path):
 
 def test_shorthand_frame_outside_the_clip_derived_from_the_audio(tmp_path):
     messages = _messages(tmp_path, [{"id": "a", "image": str(LESSON / "presenter.png"), "image_frame": 400}])
-    assert messages == ["item 'a' (line 5), field 'image_frame': is 400, past the last frame (168)."]
+    assert messages == ["item 'a' (line 5), field 'image_frame': is 400, past the last frame (173)."]
 
 
 def test_enhance_prompt_on_a_gemma_root_that_cannot_generate(tiny_bundle, tmp_path):

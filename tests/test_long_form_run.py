@@ -69,9 +69,9 @@ def test_a_chain_whose_worker_dies_resumes_from_its_last_finished_window(local_r
     after = _records(run)
     assert {name: after[name] for name in before} == before  # finished windows were not rendered again
     row = _ok_row(run)
-    assert [w["index"] for w in row["windows"]] == list(range(len(after))) and len(after) == 3  # 89: 33+32+24
+    assert [w["index"] for w in row["windows"]] == list(range(len(after))) and len(after) == 3  # 96: 33+32+31
     assert len(after) > len(before)  # the rest rendered after the kill, on the restarted worker
-    assert probe_mp4(run / "videos" / "lesson.mp4").frames == 89  # 4 s at 24 fps, 8k+1
+    assert probe_mp4(run / "videos" / "lesson.mp4").frames == 96  # 4 s at 24 fps: the whole audio
 
 
 def test_cuts_windows_spread_over_two_workers_and_join_into_one_mp4(local_ray, tiny_bundle, tmp_path):
@@ -81,6 +81,8 @@ def test_cuts_windows_spread_over_two_workers_and_join_into_one_mp4(local_ray, t
     assert main([*args, "--actors", "2", "--cpus-per-actor", "1", "--shard-size", "1"]) == 0
     row = _ok_row(run)
     windows = row["windows"]
-    assert [(w["start_frame"], w["num_frames"]) for w in windows] == [(0, 33), (33, 32), (65, 24)]
+    # 1.5 s windows at 24 fps render at most 33 frames: 33 shown, then 32 after 1 context or 1 extra frame, then
+    # what is left of the 96 that cover the audio, 31
+    assert [(w["start_frame"], w["num_frames"]) for w in windows] == [(0, 33), (33, 32), (65, 31)]
     assert len({w["rendered_by"] for w in windows}) == 2  # two workers rendered them
-    assert probe_mp4(run / "videos" / "lesson.mp4").frames == 89
+    assert probe_mp4(run / "videos" / "lesson.mp4").frames == 96

@@ -34,7 +34,7 @@ def test_broken_example_lists_every_planted_error_in_one_run(capsys):
         "item 'ok-item' (line 9), field 'id': duplicates the id of item 'ok-item' (line 7).",
         "item '../escape' (line 11), field 'id': '../escape' is not a safe file name (no leading dot, no '..').",
         f"item 'missing-audio' (line 13), field 'audio': file {LESSON / 'fr.ogg'} does not exist or is not a file.",
-        "item 'bad-frames' (line 15), field 'num_frames': must be 8k+1 (9, 17, ..., 97, 121), got 100.",
+        "item 'bad-frames' (line 15), field 'num_frames': must be a whole number of frames >= 1, got 0.",
         "item 'bad-size' (line 18), field 'height': must be a positive multiple of 64 for the two-stage pipeline,"
         " got 500.",
         "item 'typo' (line 21), field 'video_cfg_sacle': is not a known field. Did you mean 'video_cfg_scale'?",
@@ -129,7 +129,7 @@ def test_plan_resolves_defaults_seeds_and_frames():
     assert en.image == str(LESSON / "presenter.png")
     assert en.seed == derive_seed(2026, "lesson03-en") != es.seed
     assert en.video_cfg_scale == 3.0 and en.video_stg_blocks == [28] and en.video_rescale_scale == 0.7
-    assert (en.num_frames - 1) % 8 == 0 and es.num_frames == 145  # capped by audio_max_duration 6.0 s at 25 fps
+    assert en.num_frames == 182 and es.num_frames == 150  # 7.25 s of audio, and audio_max_duration 6.0 s, at 25 fps
     assert es.tags["language"] == "es"
     again = plan(load_manifest(LESSON / "lesson.yaml"))
     assert [p.fingerprint for p in again] == [p.fingerprint for p in planned]
@@ -155,7 +155,8 @@ def test_parquet_manifest_with_sidecar_defaults():
     assert [p.id for p in planned] == ["welcome-c001", "welcome-c002", "welcome-c003"]
     first = planned[0].item
     assert first.audio_max_duration == 4.0 and first.tags == {"customer_id": "c001", "city": "Lisbon"}
-    assert "greets Ada" in first.prompt and first.num_frames == 97
+    assert "greets Ada" in first.prompt and first.num_frames == 100  # 4.0 s at 25 fps, shown whole
+    assert planned[0].window_plan[0].rendered == 121  # the rung that holds 100
 
 
 def _finished(minutes: int) -> dict:

@@ -72,12 +72,12 @@ def test_sizes_above_the_token_bound_are_refused_with_the_numbers(tmp_path, audi
         "bound with --max-tokens."
     ]
     assert validate(huge, max_tokens=52_000_000) == []
-    # frames left to the audio (2 s at 24 fps: 41 frames, 6 latent frames): 6 x 8 x 12 = 576 tokens
+    # frames left to the audio (2 s at 24 fps: shows 48 frames, renders the rung 49, 7 latent frames): 7 x 8 x 12
     derived = load_manifest(_manifest(tmp_path, audio, height=256, width=384))
-    assert validate(derived, max_tokens=576) == []
-    [problem] = validate(derived, max_tokens=575)
-    assert problem.message.startswith("384x256 at 41 frames is 576 video tokens at stage 2 (6 x 8 x 12)")
-    assert "above the bound of 575 (set with --max-tokens)" in problem.message
+    assert validate(derived, max_tokens=672) == []
+    [problem] = validate(derived, max_tokens=671)
+    assert problem.message.startswith("384x256 at 49 frames is 672 video tokens at stage 2 (7 x 8 x 12)")
+    assert "above the bound of 671 (set with --max-tokens)" in problem.message
 
 
 def test_render_refuses_above_the_bound_before_anything_renders(local_ray, tiny_bundle, tmp_path, audio, capsys):

@@ -221,17 +221,17 @@ def test_no_worker_can_start_stops_the_run_with_a_clear_error(local_ray, tiny_bu
     assert "no render worker could start" in err and "missing weights for the transformer" in err
 
 
-def test_workers_warm_up_as_the_most_common_item_runs():
+def test_workers_warm_up_every_rung_the_run_renders_the_most_rendered_first():
     from manifests.load import load_manifest
-    from ray_jobs.render import most_common_request
+    from ray_jobs.render import warm_requests
     from runstore.plan import plan
 
     planned = plan(load_manifest("manifests/examples/lesson/lesson.yaml"))  # three recordings, three lengths
-    common = planned[1].item.values
-    request = most_common_request([*planned, planned[1]])
-    assert (request.num_frames, request.height, request.width) == (common["num_frames"], 512, 768)
-    assert len({p.item.values["num_frames"] for p in planned}) == 3
-    assert request.guider.cfg_scale == 3.0 and request.frame_rate == 25
+    # 7.25 s and 7.69 s of audio at 25 fps show 182 and 193 frames, both rendered as 193; es's 6 s window 150, as 169
+    assert [(p.item.num_frames, p.window_plan[0].rendered) for p in planned] == [(182, 193), (193, 193), (150, 169)]
+    requests = warm_requests(planned)
+    assert [(r.num_frames, r.height, r.width) for r in requests] == [(193, 512, 768), (169, 512, 768)]
+    assert all(r.guider.cfg_scale == 3.0 and r.frame_rate == 25 for r in requests)
 
 
 def test_quantization_identity_names_the_fp8_policy():

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from ltxcore.media import probe_mp4
 from ltxcore.render_result import RenderResult
-from ltxcore.request import RenderRequest, frames_for_duration
+from ltxcore.request import RenderRequest
+from ltxcore.shapes import frames_for_duration
 from tools.long_lesson import write_lesson
 from tools.reference_clip import GUIDER, IMAGE, PROMPT
 
