@@ -97,15 +97,14 @@ def runtime_identity(device: torch.device) -> dict[str, str]:
     }
 
 
-def request_shapes(request: RenderRequest, token_axes: bool = False) -> dict:
-    """What of a warm-up request decides the graphs ``Engine.warm_up`` compiles: its shape (not its length
-    where the token axes are symbolic: ``token_axes``), its pipeline's stage-1 batch (the guider), its LoRAs
-    and strengths. Prompts, seeds and media do not."""
+def request_shapes(request: RenderRequest) -> dict:
+    """What of a warm-up request decides the graphs ``Engine.warm_up`` compiles: its frame size (not its length:
+    the token axes are symbolic, ``ltxcore.blocks``), its pipeline's stage-1 batch (the guider), its LoRAs and
+    strengths. Prompts, seeds and media do not."""
     return {
         "pipeline": request.pipeline,
         "height": request.height,
         "width": request.width,
-        "num_frames": "any" if token_axes else request.num_frames,
         "frame_rate": request.frame_rate,
         "guider": asdict(request.guider),
         "distilled_lora_strength": request.distilled_lora_strength,
@@ -171,7 +170,7 @@ def save(folder: str, key: CompileKey, loaded: CacheLoad) -> bool:
 
 def key_for(cache: ArtifactCache, engine: Engine, warm: Sequence[RenderRequest]) -> CompileKey:
     """The key of what ``engine`` compiles when warmed up with ``warm``."""
-    every = (request_shapes(r, engine.dynamic_tokens) for r in warm)
+    every = (request_shapes(r) for r in warm)
     unique = {json.dumps(shape, sort_keys=True, default=repr): shape for shape in every}  # one per graph set
     shapes = [unique[text] for text in sorted(unique)]
     return CompileKey.of(engine.device, engine.bundle.quantization, engine.bundle.transformer, shapes, cache.bundle)

@@ -73,15 +73,12 @@ class Engine:
         prompt_cache_size: int = 64,
         compile: bool = False,
         max_loras: int = 4,
-        dynamic_tokens: bool = False,
         artifacts: ArtifactCache | None = None,
     ):
-        """``max_loras``: user LoRAs held at once (least recently used evicted); ``dynamic_tokens``: compiled
-        blocks serve every clip length (``ltxcore.blocks``); ``artifacts``: where an FP8 transformer is read
-        from, or written to once quantized (``ltxcore.fp8_store``)."""
+        """``max_loras``: user LoRAs held at once (least recently used evicted); ``artifacts``: where an FP8
+        transformer is read from, or written to once quantized (``ltxcore.fp8_store``)."""
         self.bundle = bundle
         self.device = torch.device(device)
-        self.dynamic_tokens = dynamic_tokens
         self.load_seconds: dict[str, float] = {}
         velocity_model, self.fp8_weights = build_transformer(bundle, self.device, artifacts, self._timed)
         fp8_lora = bundle.quantization == "fp8-compact"
@@ -94,7 +91,7 @@ class Engine:
             compile=compile,
             cuda_graphs=compile and on_gpu,
             state_key=lambda: self.adapters.key,
-            dynamic_tokens=dynamic_tokens,
+            dynamic_tokens=True,  # one compiled graph per block kind serves every clip and window length
         )
         self.num_layers = len(velocity_model.transformer_blocks)
         self.transformer = X0Model(velocity_model).eval()  # predicts the denoised latent, as the samplers expect

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 from ltxcore import conditioning_audio, upstream_defaults
 from ltxcore.errors import RenderInputError
-from ltxcore.shapes import frames_for_duration
+from ltxcore.shapes import frames_for_duration, render_length
 from ltxcore.windows import DEFAULT_CONTEXT_FRAMES, DEFAULT_WINDOW_SECONDS, LongForm, WindowSettings
 
 if TYPE_CHECKING:
@@ -155,9 +155,9 @@ class RenderRequest:
 
     @property
     def render_frames(self) -> int:
-        """The frames the engine renders for a resolved request: the ladder's rung that holds ``frames``; those
-        past ``frames`` are rendered over silence and dropped."""
-        return self.window_settings.render_length(self.frames, self.frame_rate)
+        """The frames the engine renders for a resolved request: the next valid length that holds ``frames``;
+        those past ``frames`` are rendered over silence and dropped (``ltxcore/shapes.py``)."""
+        return render_length(self.frames)
 
     @property
     def window_settings(self) -> WindowSettings:

@@ -10,7 +10,7 @@ Frame arithmetic. In ``continuous`` mode window k+1 starts ``context_frames`` (`
 boundary: those frames are window k's last ones, given as conditioning, and are not shown again. Boundaries sit
 at output frames ``8j + 1``, so the first window shows ``8j + 1`` frames, every later one but the last a multiple
 of 8 (the last shows what is left of the clip, which covers its whole audio), and each renders ``context +
-shown`` frames rounded up to the ladder's next rung (``ltxcore/shapes.py``), the extra frames dropped. In
+shown`` frames rounded up to the next valid length (``ltxcore/shapes.py``), the extra frames dropped. In
 ``cuts`` mode windows are independent: a later window renders at least one frame more than it shows.
 """
 
@@ -60,12 +60,8 @@ class WindowSettings:
     long_form: LongForm = "continuous"
 
     def window_frames(self, fps: float) -> int:
-        """The most frames one window renders (8k+1): the ladder's top rung."""
+        """The most frames one window renders (8k+1)."""
         return frames_within(self.window_seconds, fps)
-
-    def render_length(self, frames: int, fps: float) -> int:
-        """The rung a clip or window of ``frames`` renders at (``ltxcore/shapes.py``)."""
-        return render_length(frames, self.window_frames(fps))
 
     def problems(self, fps: float) -> list[tuple[str, str]]:
         """(field, message) for settings no window can honour."""
@@ -102,11 +98,11 @@ def plan_windows(
 ) -> list[Window]:
     """The windows of a clip showing ``num_frames``, boundaries inside ``pauses`` ((start, end) seconds of the
     clip) where one lies in the allowed range, else as late as the window allows. A clip that fits one window is
-    one window, rendered as a plain clip. Every window renders at its rung (``ltxcore/shapes.py``): the extra
+    one window, rendered as a plain clip. Every window renders at the next valid length (``ltxcore/shapes.py``): the extra
     frames are dropped, and a worker's compiled graphs serve every clip and window."""
     longest = settings.window_frames(fps)
     if num_frames <= longest:
-        return [Window(0, 0, num_frames, 0, render_length(num_frames, longest), True)]
+        return [Window(0, 0, num_frames, 0, render_length(num_frames), True)]
     continuous = settings.long_form == "continuous"
     windows: list[Window] = []
     start, in_pause = 0, True
@@ -119,7 +115,7 @@ def plan_windows(
             end, next_in_pause = num_frames, True
         else:
             end, next_in_pause = _boundary(start, most, fps, pauses or [])
-        rendered = render_length(context + end - start + tail, longest)
+        rendered = render_length(context + end - start + tail)
         windows.append(Window(index, start, end - start, context, rendered, in_pause))
         start, in_pause = end, next_in_pause
     return windows

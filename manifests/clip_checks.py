@@ -12,6 +12,7 @@ from pathlib import Path
 from ltxcore.errors import RenderInputError
 from ltxcore.media import probe_audio
 from ltxcore.request import audio_window, frames_for_audio
+from ltxcore.shapes import render_length
 from ltxcore.token_bound import MAX_TOKENS, token_problem
 from ltxcore.windows import WindowSettings
 from manifests.item import Item
@@ -48,7 +49,7 @@ def size_problems(item: Item, seconds: float | None, max_tokens: int = MAX_TOKEN
         return []
     if isinstance(item.window_seconds, (int, float)) and item.window_seconds > 0:
         settings = WindowSettings(item.window_seconds, item.context_frames, item.long_form)
-        frames = settings.render_length(min(frames, settings.window_frames(item.frame_rate)), item.frame_rate)
+        frames = render_length(min(frames, settings.window_frames(item.frame_rate)))
     problem = token_problem(frames, item.height, item.width, max_tokens)
     return [("height", problem)] if problem else []
 

@@ -179,7 +179,7 @@ class Item(BaseModel):
     height: Whole = _engine("height", "final height in pixels, a multiple of 64")
     width: Whole = _engine("width", "final width in pixels, a multiple of 64")
     num_frames: Whole | None = _engine(
-        "num_frames", "frames shown, rendered at the next of a few lengths; omitted: enough for the whole audio"
+        "num_frames", "frames shown, rendered at the next 8k+1; omitted: enough for the whole audio"
     )
     frame_rate: Number = _engine("frame_rate", "frames per second")
     pipeline: PipelineField = _engine("pipeline", "two-stage (final render) or distilled (a draft: 8 unguided steps)")

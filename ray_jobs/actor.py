@@ -109,7 +109,6 @@ class WorkerSettings:
     # set and settings of the run) before the first item; none: run eagerly
     warm_requests: tuple[RenderRequest, ...] = ()
     transformer: str = "dev"  # the checkpoint to hold, dev or distilled
-    dynamic_tokens: bool = True  # compiled graphs serve every length (``ltxcore.compile``)
     max_loras: int = 4  # user LoRAs held at once
     cache: str | None = None  # the artifact cache (``ltxcore.artifacts``), a folder or URI; None: the node's own
 
@@ -188,7 +187,6 @@ class RenderActor:
             settings.device,
             compile=bool(settings.warm_requests),
             max_loras=settings.max_loras,
-            dynamic_tokens=settings.dynamic_tokens,
             artifacts=cache,
         )
         self.load_seconds = time.perf_counter() - started

@@ -12,7 +12,7 @@ import argparse
 from ltxcore.bundle import OPTIONAL_NAMES, QUANTIZATIONS, TRANSFORMERS
 from ltxcore.token_bound import MAX_TOKENS_HELP
 from manifests.model_options import ModelOptions
-from ray_jobs.run_options import COMPILE_SHAPES, MODEL_FILES, ItemOptions, ResumeOptions, RunOptions, WorkerOptions
+from ray_jobs.run_options import MODEL_FILES, ItemOptions, ResumeOptions, RunOptions, WorkerOptions
 
 
 def parse_render_argv(argv: list[str] | None) -> RunOptions:
@@ -49,7 +49,6 @@ def run_options(args: argparse.Namespace) -> RunOptions:
             shard_size=args.shard_size,
             device=args.device,
             compile=not args.no_compile,
-            compile_shapes=args.compile_shapes,
             max_attempts=args.max_attempts,
             cpus_per_actor=args.cpus_per_actor,
             max_loras=args.max_loras,
@@ -86,13 +85,6 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
         "--no-compile",
         action="store_true",
         help="GPU workers skip compiling the transformer (faster start, slower items)",
-    )
-    workers.add_argument(
-        "--compile-shapes",
-        choices=COMPILE_SHAPES,
-        default="tokens",
-        help="tokens (default): one compiled graph serves every clip and window length; static: one graph per "
-        "length, each compiled when first met",
     )
     workers.add_argument("--max-attempts", type=int, default=3, help="tries per item when workers die")
     workers.add_argument("--cpus-per-actor", type=int, default=1, help="CPU threads per worker on CPU")

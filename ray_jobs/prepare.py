@@ -51,11 +51,7 @@ def run_prepare(options: RunOptions) -> int:
     cache = ArtifactCache.of(options.workers.cache, model.identity)  # as ``RenderActor`` keys it
     warm = warm_requests(planned) if device == "cuda" and options.workers.compile else []
     print(f"artifact cache {cache.folder}: bundle {cache.bundle}, {model.quantization}, {model.transformer}, {device}")
-    workers = options.workers
-    tokens = workers.compile_shapes == "tokens"
-    engine = Engine(
-        bundle, device, compile=bool(warm), max_loras=workers.max_loras, dynamic_tokens=tokens, artifacts=cache
-    )
+    engine = Engine(bundle, device, compile=bool(warm), max_loras=options.workers.max_loras, artifacts=cache)
     weights_ok = _report_weights(engine)
     if device != "cuda":
         print("compiled graphs: no compile on CPU (workers compile on cuda only)")

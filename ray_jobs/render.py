@@ -261,7 +261,6 @@ def _render(held: HeldRun, pending, progress, enhanced: dict) -> int:
         threads=workers.cpus_per_actor if device == "cpu" else 0,
         warm_requests=tuple(warm_requests(pending)) if device == "cuda" and workers.compile else (),
         max_loras=workers.max_loras,
-        dynamic_tokens=workers.compile_shapes == "tokens",
         cache=workers.cache,
     )
     scheduler = Scheduler(
@@ -284,28 +283,32 @@ def _render(held: HeldRun, pending, progress, enhanced: dict) -> int:
 
 
 def warm_requests(pending) -> list[RenderRequest]:
-    """A request of each shape the run renders, so that no item meets an uncompiled graph: one per distinct
-    (pipeline, rung, height, width, fps, LoRA set) of every window of every item (a plain clip is one window),
-    each pipeline's most rendered shapes first. A worker compiles and warms them before its first item (their
+    """A request of each graph set the run needs, so that no item meets an uncompiled graph: one per distinct
+    (pipeline, frame size, LoRA set), at the length its windows render most, each pipeline's most rendered
+    first. Compiled graphs serve every length (``ltxcore.blocks``): another length costs its first call a CUDA
+    graph capture (about a second), not a compile. A worker compiles and warms them before its first item (their
     media are never read; their LoRAs are loaded)."""
     counts: Counter[tuple] = Counter()
     requests: dict[tuple, RenderRequest] = {}
     for planned in pending:
         request = planned.item.to_request()
         for window in planned.window_plan:
-            warm = replace(request, num_frames=window.rendered)  # a plan of older rungs renders at today's
+            warm = replace(request, num_frames=window.rendered)  # a plan of older lengths renders at today's
             warm = replace(warm, num_frames=warm.render_frames)
-            key = _shape(warm)
-            counts[key] += 1
-            requests.setdefault(key, warm)
-    pipelines = list(dict.fromkeys(key[0] for key in counts))
-    return [requests[key] for key, _ in sorted(counts.most_common(), key=lambda kc: pipelines.index(kc[0][0]))]
+            counts[_graphs(warm), warm.num_frames] += 1
+            requests.setdefault((_graphs(warm), warm.num_frames), warm)
+    most: dict[tuple, tuple] = {}  # graph set -> its most rendered (graph set, length)
+    for key, _ in counts.most_common():
+        most.setdefault(key[0], key)
+    pipelines = list(dict.fromkeys(graphs[0] for graphs, _ in counts))
+    chosen = sorted(most.values(), key=lambda key: (pipelines.index(key[0][0]), -counts[key]))
+    return [requests[key] for key in chosen]
 
 
-def _shape(request: RenderRequest) -> tuple:
-    """What a compiled graph is specialised to, with the pipeline (its stage-1 batch) and the LoRA set."""
+def _graphs(request: RenderRequest) -> tuple:
+    """What a compiled graph set is specialised to: the pipeline (its stage-1 batch), frame size and LoRA set."""
     loras = tuple(sorted({lora.path for lora in request.loras}))
-    return request.pipeline, request.render_frames, request.height, request.width, request.frame_rate, loras
+    return request.pipeline, request.height, request.width, loras
 
 
 def _summary(run: RunFolder, planned) -> int:

@@ -12,7 +12,6 @@ from ltxcore.bundle import OPTIONAL_NAMES, RELEASED_NAMES
 from manifests.model_options import ModelOptions
 
 VERSION = 1
-COMPILE_SHAPES = ("tokens", "static")  # WorkerOptions.compile_shapes
 MODEL_FILES = tuple({**RELEASED_NAMES, **OPTIONAL_NAMES})  # the bundle's files, each overridable by its path
 
 
@@ -28,7 +27,6 @@ class WorkerOptions:
     shard_size: int = 8
     device: str = "auto"
     compile: bool = True  # GPU workers compile the transformer (``--no-compile`` turns it off)
-    compile_shapes: str = "tokens"  # one graph for every length ("tokens") or one per length ("static")
     max_attempts: int = 3
     cpus_per_actor: int = 1
     max_loras: int = 4

@@ -17,7 +17,7 @@ from ltx_core.types import VideoPixelShape
 
 from fixtures.random_bundle import save_safetensors, write_random_lora
 from ltxcore import engine as engine_module
-from ltxcore import loading
+from ltxcore import fp8_store, loading
 from ltxcore.adapters import Adapters
 from ltxcore.blocks import BlockLoop
 from ltxcore.checkpoint_header import block_count, linear_shapes, transformer_shapes
@@ -51,6 +51,7 @@ def engine_fp32(tiny_bundle, monkeypatch):
     monkeypatch.setattr(engine_module, "DTYPE", torch.float32)
     for name in ("build_component", "build_text_encoder", "build_embeddings_processor"):
         monkeypatch.setattr(engine_module, name, functools.partial(getattr(loading, name), dtype=torch.float32))
+    monkeypatch.setattr(fp8_store, "build_component", functools.partial(loading.build_component, dtype=torch.float32))
     return Engine(tiny_bundle)
 
 

@@ -120,7 +120,7 @@ def test_run_entirely_on_s3_then_resume(s3, tiny_bundle, capsys):
     recorded = {f"studio/runs/r1/{name}" for name in ("plan.parquet", "run.json", "submitted/lesson.yaml")}
     assert recorded <= set(keys)
     local = download(f"{run}/videos/clip-0.mp4", Path(cache) / "check" / "clip-0.mp4")
-    assert probe_mp4(local).frames == 17
+    assert probe_mp4(local).frames == 24  # 1 s of audio at 24 fps: 24 frames cover it
 
     copies = [p for p in (Path(cache) / "weights").iterdir() if p.is_dir()]
     assert len(copies) == 1 and (copies[0] / "complete").is_file()  # two workers, one download per node

@@ -76,7 +76,7 @@ def test_skip_invalid_renders_the_rest_then_resume_renders_the_fixed_item_only(
     assert _ok_counts(run) == {f"clip-{i:02d}": 1 for i in (0, 1, 2, 4)}
     for i in (0, 1, 2, 4):
         probe = probe_mp4(run / "videos" / f"clip-{i:02d}.mp4")
-        assert (probe.frames, probe.width, probe.height) == (17, 192, 128)  # 1 s of audio at 24 fps
+        assert (probe.frames, probe.width, probe.height) == (24, 192, 128)  # 1 s of audio at 24 fps: 24 frames
     [expected] = [str(p) for p in validate(load_manifest(manifest)) if "clip-03" in p.where]
     bad = rows["clip-03"]
     assert (bad["status"], bad["error_type"], bad["error_message"]) == ("failed", "InvalidInput", expected)
@@ -221,16 +221,17 @@ def test_no_worker_can_start_stops_the_run_with_a_clear_error(local_ray, tiny_bu
     assert "no render worker could start" in err and "missing weights for the transformer" in err
 
 
-def test_workers_warm_up_every_rung_the_run_renders_the_most_rendered_first():
+def test_workers_warm_up_once_per_graph_set_at_its_most_rendered_length():
     from manifests.load import load_manifest
     from ray_jobs.render import warm_requests
     from runstore.plan import plan
 
     planned = plan(load_manifest("manifests/examples/lesson/lesson.yaml"))  # three recordings, three lengths
-    # 7.25 s and 7.69 s of audio at 25 fps show 182 and 193 frames, both rendered as 193; es's 6 s window 150, as 169
-    assert [(p.item.num_frames, p.window_plan[0].rendered) for p in planned] == [(182, 193), (193, 193), (150, 169)]
+    # 7.25 s and 7.69 s of audio at 25 fps show 182 and 193 frames, rendered as 185 and 193; es's 6 s window 150,
+    # as 153: one size and pipeline, so one warm-up, at the first of the lengths rendered most
+    assert [(p.item.num_frames, p.window_plan[0].rendered) for p in planned] == [(182, 185), (193, 193), (150, 153)]
     requests = warm_requests(planned)
-    assert [(r.num_frames, r.height, r.width) for r in requests] == [(193, 512, 768), (169, 512, 768)]
+    assert [(r.num_frames, r.height, r.width) for r in requests] == [(185, 512, 768)]
     assert all(r.guider.cfg_scale == 3.0 and r.frame_rate == 25 for r in requests)
 
 

@@ -53,27 +53,30 @@ def test_of_drivers_started_together_exactly_one_takes_the_run_every_time(tmp_pa
             assert refusal.endswith("; wait, or pass --take-over if that driver is gone")
 
 
-def _claim_in_process(run: str, start, results) -> None:
+def _claim_in_process(run: str, start, results, told) -> None:
     start.wait()
     try:
         Lease(run).acquire()  # never released: the lease stays live while the beat file is fresh
         results.put("won")
     except RunTaken:
         results.put("refused")
+    told.wait(30)  # alive until every process has tried: a holder whose process exited is stale, rightly
 
 
 def test_separate_processes_racing_for_a_run_leave_one_winner(tmp_path):
     ctx = multiprocessing.get_context("fork")
     for i in range(10):
-        start, results = ctx.Event(), ctx.Queue()
-        args = (str(tmp_path / f"r{i}"), start, results)
+        start, results, told = ctx.Event(), ctx.Queue(), ctx.Event()
+        args = (str(tmp_path / f"r{i}"), start, results, told)
         procs = [ctx.Process(target=_claim_in_process, args=args) for _ in range(3)]
         for p in procs:
             p.start()
         start.set()
+        outcomes = sorted(results.get(timeout=30) for _ in procs)
+        told.set()
         for p in procs:
             p.join(30)
-        assert sorted(results.get() for _ in procs) == ["refused", "refused", "won"]
+        assert outcomes == ["refused", "refused", "won"]
 
 
 def test_a_stale_or_taken_over_claim_fences_the_old_driver_and_its_rows(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
-"""Few shapes for any length (``ltxcore/shapes.py``): every clip and window of a mixed manifest renders at one of a
-few rungs, the workers warm each rung the run uses, a clip whose length is a rung renders bit-identically to a
-plain render of that length, and every mp4 carries its item's whole audio under video that covers it."""
+"""Any length (``ltxcore/shapes.py``): every clip and window of a mixed manifest shows the frames that cover its
+audio and renders at the next valid length, the workers warm one request per graph set (not per length), a clip
+whose length is valid renders bit-identically to a plain render of that length, and every mp4 carries its item's
+whole audio under video that covers it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from conftest import tiny_request, write_tone
 
 from ltxcore.long_form import render_windows
 from ltxcore.media import decode_audio
-from ltxcore.shapes import SHAPE_STEP, frames_for_duration, rungs
+from ltxcore.shapes import FRAME_STEP, frames_for_duration
 from ltxcore.windows import WindowSettings
 from manifests.clip_checks import clip_frames
 from manifests.load import load_manifest
@@ -27,14 +28,6 @@ FPS = 25.0
 AAC_FRAME = 1024  # samples: AAC codes audio in frames of this many
 
 
-def test_the_ladder_with_10_s_windows():
-    longest_24, longest_25 = WindowSettings().window_frames(24.0), WindowSettings().window_frames(25.0)
-    assert rungs(longest_24) == (1, 9, 17, 25, 49, 73, 97, 121, 145, 169, 193, 217, 233)
-    assert rungs(longest_25) == (1, 9, 17, 25, 49, 73, 97, 121, 145, 169, 193, 217, 241, 249)
-    assert 97 in rungs(longest_25)  # the reference clip (97 frames at 25 fps) renders as it always did
-    assert rungs(9) == (1, 9) and rungs(1) == (1,)  # never above the longest window
-
-
 def _manifest(tmp_path: Path, items: list[dict], **defaults) -> Path:
     fixed = {"prompt": "A presenter", "frame_rate": FPS, "video_stg_blocks": [1]}  # the tiny model's blocks: 0, 1
     body = {"run_seed": 1, "defaults": {**fixed, **defaults}, "items": items}
@@ -43,44 +36,44 @@ def _manifest(tmp_path: Path, items: list[dict], **defaults) -> Path:
     return path
 
 
-def test_every_length_of_a_mixed_manifest_renders_at_one_of_a_few_rungs(tmp_path, engine):
+def test_every_length_of_a_mixed_manifest_shows_its_audio_and_warms_one_graph_set(tmp_path, engine):
     seconds = {"a": 2.1, "b": 3.0, "c": 3.9, "d": 5.5, "e": 13.0}
     items = [{"id": k, "audio": write_tone(tmp_path / f"{k}.wav", s)} for k, s in seconds.items()]
     items += [{"id": "f", "audio": items[-1]["audio"], "long_form": "cuts", "pipeline": "distilled"}]
     manifest = load_manifest(_manifest(tmp_path, items))
     planned = {p.id: p for p in plan(manifest)}
-    # shown: the fewest frames that cover the audio; rendered: the next rung (2.1 s: 52.5 frames -> 53 -> 73)
+    # shown: the fewest frames that cover the audio; rendered: the next 8k+1 (2.1 s: 52.5 frames -> 53 -> 57)
     one_window = {k: (p.item.num_frames, p.window_plan[0].rendered) for k, p in planned.items() if k in "abcd"}
-    assert one_window == {"a": (53, 73), "b": (75, 97), "c": (98, 121), "d": (138, 145)}
+    assert one_window == {"a": (53, 57), "b": (75, 81), "c": (98, 105), "d": (138, 145)}
     # 13 s shows 325 frames: a tone has no pause, so window 0 shows the longest, 249; window 1 the other 76,
-    # after 17 context frames (continuous) or 1 more (cuts, so that it is 8k+1): 93 or 77, both rendered as 97
+    # after 17 context frames (continuous: 93 -> 97) or with one more frame (cuts: 77 -> 81)
     assert [(w.frames, w.rendered) for w in planned["e"].window_plan] == [(249, 249), (76, 97)]
-    assert [(w.frames, w.rendered) for w in planned["f"].window_plan] == [(249, 249), (76, 97)]
+    assert [(w.frames, w.rendered) for w in planned["f"].window_plan] == [(249, 249), (76, 81)]
     used = {(p.item.pipeline, w.rendered) for p in planned.values() for w in p.window_plan}
-    assert {rung for _, rung in used} == {73, 97, 121, 145, 249}  # 8 clips and windows, 7 lengths, 5 rungs
-    assert {rung for _, rung in used} <= set(rungs(WindowSettings().window_frames(FPS)))
+    assert {length for _, length in used} == {57, 81, 97, 105, 145, 249}
     for p in planned.values():
         window = seconds.get(p.id, seconds["e"])
         assert (p.item.num_frames - 1) / FPS < window <= p.item.num_frames / FPS  # the whole audio, within a frame
         windows = p.window_plan
         assert sum(w.frames for w in windows) == p.item.num_frames
-        assert all(0 <= w.rendered - w.context - w.frames < SHAPE_STEP for w in windows)
+        assert all(0 <= w.rendered - w.context - w.frames < FRAME_STEP for w in windows)
     # validation, the plan, the engine and the workers' warm-up use the same numbers
     lines = "\n".join(window_lines(manifest))
-    assert "a: 53 frames (2.1 s), 1 window(s) rendered at 73 frames" in lines
+    assert "a: 53 frames (2.1 s), 1 window(s) rendered at 57 frames" in lines
     for p in planned.values():
         unresolved = p.item.model_copy(update={"num_frames": None})
         resolved = engine.resolve(unresolved.to_request())
         assert clip_frames(unresolved, seconds.get(p.id, 13.0)) == resolved.frames == p.item.num_frames
         if len(p.window_plan) == 1:
             assert resolved.render_frames == p.window_plan[0].rendered
+    # one warm-up per graph set (pipeline, size, LoRAs) at its most rendered length: compiled graphs serve them all
     warm = warm_requests(list(planned.values()))
-    assert {(r.pipeline, r.num_frames) for r in warm} == used and len(warm) == len(used)
-    assert all(r.render_frames == r.num_frames for r in warm)  # each warms exactly its rung
+    assert [(r.pipeline, r.num_frames) for r in warm] == [("two-stage", 57), ("distilled", 249)]  # ties: the first
+    assert all(r.render_frames == r.num_frames for r in warm)
 
 
-def test_a_clip_whose_frames_are_a_rung_renders_bit_identically_to_a_plain_render(engine, media, tmp_path):
-    """The exact claim: 1.0 s of audio at 25 fps shows 25 frames, a rung, so nothing is added and the derived
+def test_a_clip_whose_frames_are_valid_renders_bit_identically_to_a_plain_render(engine, media, tmp_path):
+    """The exact claim: 1.0 s of audio at 25 fps shows 25 frames, a valid length, so nothing is added and the derived
     request renders as the plain one with ``num_frames=25`` (the engine's dtype, bf16, on the CPU)."""
     derived = tiny_request(media["stereo_wav"], num_frames=None, frame_rate=FPS, audio_max_duration=1.0)
     plain = tiny_request(media["stereo_wav"], num_frames=25, frame_rate=FPS)

@@ -7,7 +7,7 @@ import pytest
 from conftest import write_tone
 
 from ltxcore.pauses import energy_pauses, find_pauses
-from ltxcore.shapes import SHAPE_STEP, rungs
+from ltxcore.shapes import FRAME_STEP
 from ltxcore.windows import ROPE_MAX_SECONDS, WindowSettings, plan_windows, window_seed
 from manifests.item import Item
 from manifests.windows import describe, item_windows
@@ -50,8 +50,7 @@ def test_boundaries_fall_inside_the_pauses_and_frames_add_up(lesson, long_form):
     for w in windows:
         assert (w.rendered - 1) % 8 == 0 and w.rendered <= longest
         assert w.context == (9 if long_form == "continuous" and w.index else 0)
-        assert 0 <= w.rendered - (w.context + w.frames) < SHAPE_STEP  # the frames rendered to fill its length
-        assert w.rendered in rungs(longest)  # one of a few lengths: compiled graphs are reused
+        assert 0 <= w.rendered - (w.context + w.frames) < FRAME_STEP  # the frames rendered to reach 8k+1
     for w in windows[1:]:
         assert w.in_pause
         assert any(a <= w.start / FPS <= b for a, b in PAUSES), f"window {w.index} starts at {w.start / FPS:.2f} s"
@@ -63,11 +62,11 @@ def test_without_pauses_boundaries_go_inside_speech_and_say_so():
     assert windows[0].frames == WindowSettings(4.0).window_frames(FPS)  # as long as a window allows
 
 
-def test_one_window_clip_is_one_plain_window_at_its_rung():
+def test_one_window_clip_is_one_plain_window_at_the_next_valid_length():
     (window,) = plan_windows(97, FPS, WindowSettings())
-    assert (window.start, window.frames, window.context, window.rendered) == (0, 97, 0, 97)  # 97 is a rung
-    (window,) = plan_windows(53, FPS, WindowSettings())  # 2.2 s at 24 fps: shows 53, renders the next rung
-    assert (window.start, window.frames, window.context, window.rendered) == (0, 53, 0, 73)
+    assert (window.start, window.frames, window.context, window.rendered) == (0, 97, 0, 97)  # 97 is 8k+1
+    (window,) = plan_windows(53, FPS, WindowSettings())  # 2.2 s at 24 fps: shows 53, renders the next 8k+1
+    assert (window.start, window.frames, window.context, window.rendered) == (0, 53, 0, 57)
 
 
 def test_window_seeds_keep_the_items_seed_first():
