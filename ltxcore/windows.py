@@ -98,8 +98,8 @@ def plan_windows(
 ) -> list[Window]:
     """The windows of a clip showing ``num_frames``, boundaries inside ``pauses`` ((start, end) seconds of the
     clip) where one lies in the allowed range, else as late as the window allows. A clip that fits one window is
-    one window, rendered as a plain clip. Every window renders at the next valid length (``ltxcore/shapes.py``): the extra
-    frames are dropped, and a worker's compiled graphs serve every clip and window."""
+    one window, rendered as a plain clip. Every window renders at the next valid length (``ltxcore/shapes.py``):
+    the extra frames are dropped, and a worker's compiled graphs serve every clip and window."""
     longest = settings.window_frames(fps)
     if num_frames <= longest:
         return [Window(0, 0, num_frames, 0, render_length(num_frames), True)]

@@ -17,7 +17,6 @@ from conftest import tiny_request, write_tone
 from ltxcore.long_form import render_windows
 from ltxcore.media import decode_audio
 from ltxcore.shapes import FRAME_STEP, frames_for_duration
-from ltxcore.windows import WindowSettings
 from manifests.clip_checks import clip_frames
 from manifests.load import load_manifest
 from manifests.validate import window_lines
