@@ -177,6 +177,8 @@ class BlockLoop:
         if self.cuda_graphs and first.x.is_cuda:
             key = (plan_key, _layout(video), _layout(audio), self.state_key())
             graph = self.graphs.get(key)
+            if graph is None and len(self.graphs) >= MAX_CAPTURED_LOOPS:
+                return self._run(video, audio, plan, batch)  # compiled, not captured: memory stays bounded
             if graph is None:
                 graph = self.graphs[key] = _CapturedLoop(lambda v, a: self._run(v, a, plan, batch), video, audio)
             return graph(video, audio)
@@ -207,6 +209,10 @@ def _call_block(block: torch.nn.Module, video, audio, perturbations: BlockPertur
     return block(video=video, audio=audio, perturbations=perturbations)
 
 
+# Captured loops a BlockLoop keeps: each holds static copies of its inputs (at a 10 s window's stage 2, the
+# per-token timesteps alone are ~1 GB), and every clip length and stage is a layout of its own; past this many,
+# a new layout runs its compiled blocks uncaptured (their launches not saved) rather than hold more memory.
+MAX_CAPTURED_LOOPS = 24
 TOKEN_AXES = {"x": 1, "timesteps": 1, "embedded_timestep": 1, "positional_embeddings": 2}
 TOKEN_AXES["cross_positional_embeddings"] = 2  # the axis of a stream's tokens in each per-token field
 
