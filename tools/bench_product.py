@@ -29,7 +29,6 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +37,7 @@ import yaml
 
 from runstore.results import read_results
 from tools.bench_long_scaling import CPU_SETTINGS
+from tools.bench_scaling import render_command
 from tools.long_lesson import write_lesson
 from tools.reference_clip import IMAGE, PROMPT, ensure_bundle, reference_defaults
 
@@ -96,21 +96,8 @@ def measure(manifest: Path, run: Path, cache: Path, device: str, extra: list[str
     local = run.parent / f"{run.name}-local-caches"
     shutil.rmtree(local, ignore_errors=True)
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(local / "inductor"), "TRITON_CACHE_DIR": str(local / "triton")}
-    command = [
-        sys.executable,
-        "-m",
-        "ray_jobs.render",
-        str(manifest),
-        "--out",
-        str(run),
-        "--actors",
-        "1",
-        "--cache",
-        str(cache),
-        "--device",
-        device,
-        *extra,
-    ]
+    options = ("--actors", "1", "--cache", str(cache), "--device", device, *extra)
+    command = render_command(manifest, run, *options)
     submitted = datetime.now(UTC)
     start = time.perf_counter()
     log_path = run.parent / f"{run.name}.log"

@@ -44,22 +44,16 @@ def write_manifest(path: Path, bundle: Path, clips: int) -> Path:
     return path
 
 
+def render_command(manifest: Path, run: Path, *options: str) -> list[str]:
+    """The product's own command for ``manifest`` into the run folder ``run``."""
+    return [sys.executable, "-m", "ray_jobs.render", str(manifest), "--out", str(run), *options]
+
+
 def measure(gpus: int, clips: int, bundle: Path, work: Path, shard_size: int = 1) -> dict:
     manifest = write_manifest(work / f"scaling-{gpus}.yaml", bundle, clips)
     run = work / f"run-{gpus}gpu"
     shutil.rmtree(run, ignore_errors=True)  # a fresh run each time, never a resume of an old one
-    command = [
-        sys.executable,
-        "-m",
-        "ray_jobs.render",
-        str(manifest),
-        "--out",
-        str(run),
-        "--actors",
-        str(gpus),
-        "--shard-size",
-        str(shard_size),
-    ]
+    command = render_command(manifest, run, "--actors", str(gpus), "--shard-size", str(shard_size))
     start = time.perf_counter()
     with open(work / f"run-{gpus}gpu.log", "w") as log:
         code = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
