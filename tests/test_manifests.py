@@ -156,7 +156,7 @@ def test_parquet_manifest_with_sidecar_defaults():
     first = planned[0].item
     assert first.audio_max_duration == 4.0 and first.tags == {"customer_id": "c001", "city": "Lisbon"}
     assert "greets Ada" in first.prompt and first.num_frames == 100  # 4.0 s at 25 fps, shown whole
-    assert planned[0].window_plan[0].rendered == 121  # the rung that holds 100
+    assert planned[0].window_plan[0].rendered == 105  # the next 8k+1 that holds 100
 
 
 def _finished(minutes: int) -> dict:
