@@ -188,7 +188,7 @@ def test_driver_killed_leaves_no_ray_behind_and_resume_renders_only_missing(tiny
     assert len(before) >= 2
     resume_started = datetime.now(UTC)
     resumed = subprocess.run(
-        [sys.executable, "-m", "ray_jobs.render", "--resume", str(run), "--local-cpus", "2"],
+        [sys.executable, "-m", "ray_jobs.render", "--resume", str(run), "--local-cpus", "2", "--actors", "1"],
         cwd=REPO,
         capture_output=True,
         text=True,
