@@ -196,7 +196,7 @@ def test_render_status_resume_through_the_cli(local_ray, tiny_bundle, tmp_path, 
     type (the parsed command line as ``args``)."""
     bundle = str(Path(tiny_bundle.checkpoint_path).parent)
     run = str(tmp_path / "run")
-    argv = ["render", str(LESSON / "lesson.yaml"), "--out", run, "--bundle", bundle, *FAST]
+    argv = ["render", str(LESSON / "lesson.yaml"), "--out", run, "--bundle", bundle, *FAST, "--actors", "1"]
     assert main(argv) == 0
     capsys.readouterr()
     assert main(["status", run]) == 0
