@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import EXAMPLES, LESSON
+from conftest import QUICK_1S_FLAGS as FAST
 
 from manifests.builders import BuildError, build_lessons, build_personalization
 from manifests.load import load_manifest
@@ -17,7 +18,6 @@ from manifests.validate import validate
 from ray_jobs.cli import main, parser
 from ray_jobs.options import parse_render_argv, run_options
 from ray_jobs.run_options import recorded_options
-from tools.demo import QUICK as FAST
 
 
 def test_help_has_an_example_for_every_subcommand(capsys):
