@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
-from conftest import LESSON
+from conftest import LESSON, QUICK_1S
 
 from ltxcore.bundle import RELEASED_NAMES
 from manifests.load import load_manifest
@@ -19,7 +19,7 @@ from runstore.plan import plan
 from runstore.results import error_summary, read_results
 from runstore.run_folder import RunFolder
 
-FAST = {"video_stg_blocks": [1], "num_inference_steps": 2, "height": 128, "width": 192, "audio_max_duration": 1.0}
+FAST = QUICK_1S
 
 
 def _rows(run: RunFolder) -> list[dict]:

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import EXAMPLES, LESSON
+from conftest import QUICK_1S_FLAGS as FAST
 
 from ltxcore.media import probe_audio
 from manifests.builders import BuildError, build_lessons, build_personalization
@@ -18,7 +19,6 @@ from manifests.validate import validate
 from ray_jobs.cli import main, parser
 from ray_jobs.options import parse_render_argv, run_options
 from ray_jobs.run_options import recorded_options
-from tools.demo import QUICK as FAST
 
 
 def test_help_has_an_example_for_every_subcommand(capsys):
@@ -199,7 +199,7 @@ def test_render_status_resume_through_the_cli(local_ray, tiny_bundle, tmp_path, 
     type (the parsed command line as ``args``)."""
     bundle = str(Path(tiny_bundle.checkpoint_path).parent)
     run = str(tmp_path / "run")
-    argv = ["render", str(LESSON / "lesson.yaml"), "--out", run, "--bundle", bundle, *FAST]
+    argv = ["render", str(LESSON / "lesson.yaml"), "--out", run, "--bundle", bundle, *FAST, "--actors", "1"]
     assert main(argv) == 0
     capsys.readouterr()
     assert main(["status", run]) == 0

@@ -16,11 +16,11 @@ import pytest
 import ray
 import yaml
 from conftest import LESSON, start_local_ray
+from conftest import QUICK_1S_FLAGS as FAST
 
 from ltxcore.media import probe_mp4
 from ray_jobs.render import main
 from storage.fs import download
-from tools.demo import QUICK as FAST
 
 pytestmark = pytest.mark.own_ray
 

@@ -12,14 +12,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
-from conftest import LESSON
+from conftest import LESSON, QUICK_1S_FLAGS
 from PIL import Image
 
 from fixtures.random_bundle import write_random_lora
 from ray_jobs.render import main
 from ray_jobs.report import build_report
 from runstore.results import read_results
-from tools.demo import QUICK
 
 
 def _manifest(tmp_path: Path, lora: str) -> Path:
@@ -60,7 +59,7 @@ def test_images_and_enhancement_through_ray_once_per_run_and_reused_on_resume(lo
     bundle = str(Path(tiny_bundle.checkpoint_path).parent)
     lora = str(write_random_lora(tiny_bundle, tmp_path / "brand.safetensors", 4, seed=1))
     args = [str(_manifest(tmp_path, lora)), "--out", str(run), "--bundle", bundle, "--shard-size", "1", "--actors", "2"]
-    assert main([*args, *QUICK]) == 0
+    assert main([*args, *QUICK_1S_FLAGS]) == 0
     assert _enhanced_count(capsys.readouterr().out) == 2  # (prompt, first image, 5) and (prompt, image, its seed)
     rows = {r["item_id"]: r for r in read_results(str(run / "results")).to_pylist()}
     assert {r["status"] for r in rows.values()} == {"ok"} and {r["frozen_audio_sigma"] for r in rows.values()} == {

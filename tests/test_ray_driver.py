@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 import yaml
-from conftest import LESSON, REPO, render_actor_pids
+from conftest import LESSON, QUICK_FLAGS, REPO, render_actor_pids
 
 from ltxcore.media import probe_mp4
 from manifests.load import load_manifest
@@ -25,9 +25,8 @@ from ray_jobs.cli import status_lines
 from ray_jobs.render import main
 from ray_jobs.report import build_report
 from runstore.results import read_results
-from tools.demo import set_flags
 
-FAST = set_flags(video_stg_blocks="[1]", num_inference_steps=2, height=128, width=192)  # clip lengths as written
+FAST = QUICK_FLAGS  # clip lengths as written
 
 
 def _manifest(
@@ -188,7 +187,7 @@ def test_driver_killed_leaves_no_ray_behind_and_resume_renders_only_missing(tiny
     assert len(before) >= 2
     resume_started = datetime.now(UTC)
     resumed = subprocess.run(
-        [sys.executable, "-m", "ray_jobs.render", "--resume", str(run), "--local-cpus", "2"],
+        [sys.executable, "-m", "ray_jobs.render", "--resume", str(run), "--local-cpus", "2", "--actors", "1"],
         cwd=REPO,
         capture_output=True,
         text=True,

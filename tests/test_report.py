@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import LESSON, LONG_BOUNDARIES
+from conftest import LESSON, LONG_BOUNDARIES, QUICK_FLAGS
 
 from ray_jobs.cli import main as cli_main
 from ray_jobs.render import main as render_main
@@ -29,9 +29,8 @@ from ray_jobs.summary import Failure, RunSummary
 from runstore.results import read_results
 from runstore.retry_candidates import candidate_seed
 from runstore.run_folder import RunFolder
-from tools.demo import set_flags
 
-FAST = set_flags(video_stg_blocks="[1]", num_inference_steps=2, height=128, width=192)  # clip lengths as written
+FAST = QUICK_FLAGS  # clip lengths as written
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 IDS = [f"clip-{i}" for i in range(4)]
 BROKEN = "clip-2"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import QUICK_1S
 
 from ltxcore.bundle import RELEASED_NAMES
 from manifests.load import load_manifest
@@ -265,7 +266,7 @@ def test_a_resumed_run_starts_from_the_recorded_enhancements(tmp_path):
 
 # --- on Ray: what a worker's failures are recorded as -------------------------------------------
 
-FAST = {"video_stg_blocks": [1], "num_inference_steps": 2, "height": 128, "width": 192, "audio_max_duration": 1.0}
+FAST = QUICK_1S
 BUG, SHARD_BUG, CRASH = "a bug in an item's render", "a bug in the shard's prompts", "an item that kills its worker"
 
 
