@@ -152,6 +152,7 @@ class BlockLoop:
         self.state_key = state_key
         self.plans: dict[Hashable, _Plan] = {}
         self.graphs: dict[Hashable, _CapturedLoop] = {}
+        self.pool: torch.cuda._POOL_HANDLE | None = None  # its captured loops' memory pool, made at capture
         self.cuda_graphs = cuda_graphs
         self.run_block: Callable = _call_block
         if compile:
@@ -180,7 +181,10 @@ class BlockLoop:
             if graph is None and len(self.graphs) >= MAX_CAPTURED_LOOPS:
                 return self._run(video, audio, plan, batch)  # compiled, not captured: memory stays bounded
             if graph is None:
-                graph = self.graphs[key] = _CapturedLoop(lambda v, a: self._run(v, a, plan, batch), video, audio)
+                if self.pool is None:
+                    self.pool = torch.cuda.graph_pool_handle()
+                run = lambda v, a: self._run(v, a, plan, batch)  # noqa: E731
+                graph = self.graphs[key] = _CapturedLoop(run, video, audio, self.pool)
             return graph(video, audio)
         return self._run(video, audio, plan, batch)
 
@@ -263,11 +267,13 @@ def _layout(args: TransformerArgs | None) -> Hashable:
 
 
 class _CapturedLoop:
-    """One CUDA graph of the block loop for one input layout: inputs are copied into static buffers."""
+    """One CUDA graph of the block loop for one input layout: inputs are copied into static buffers. The graphs
+    of one ``BlockLoop`` share its memory pool (``pool``: one of its graphs replays at a time), and a loop's pool
+    goes with its graphs: a pool whose graphs were all freed is never captured into again (torch asserts)."""
 
-    pool = None
-
-    def __init__(self, run: Callable, video: TransformerArgs | None, audio: TransformerArgs | None):
+    def __init__(
+        self, run: Callable, video: TransformerArgs | None, audio: TransformerArgs | None, pool: torch.cuda._POOL_HANDLE
+    ):
         self.inputs = (_static(video), _static(audio))
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -275,10 +281,8 @@ class _CapturedLoop:
             for _ in range(2):  # compiles and selects kernels outside the capture
                 run(*self.inputs)
         torch.cuda.current_stream().wait_stream(stream)
-        if _CapturedLoop.pool is None:
-            _CapturedLoop.pool = torch.cuda.graph_pool_handle()
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, pool=_CapturedLoop.pool):
+        with torch.cuda.graph(self.graph, pool=pool):
             self.outputs = run(*self.inputs)
 
     def __call__(self, video, audio):
