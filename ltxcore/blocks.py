@@ -157,8 +157,8 @@ class BlockLoop:
         self.run_block: Callable = _call_block
         if compile:
             _resolve_attention_functions(model)
-            marks = _mark_token_axes if dynamic_tokens else None
-            self.run_block = CompiledWithFallback(_call_block, _block_call_key, backend, mark_dynamic=marks)
+            marks, key = (_mark_token_axes, _block_graph_key) if dynamic_tokens else (None, _block_call_key)
+            self.run_block = CompiledWithFallback(_call_block, key, backend, mark_dynamic=marks)
         model._process_transformer_blocks = self  # pyright: ignore[reportAttributeAccessIssue]  # our loop, upstream's blocks
 
     def __call__(
@@ -237,6 +237,12 @@ def _block_call_key(block: torch.nn.Module, video, audio, perturbations: BlockPe
     return type(block).__name__, _layout(video), _layout(audio), perturbations.signature()
 
 
+def _block_graph_key(block: torch.nn.Module, video, audio, perturbations: BlockPerturbations) -> Hashable:
+    """A token-generic block's graph: its layout but for the token axes (a failed compile is not tried again
+    at every length)."""
+    return type(block).__name__, _layout(video, True), _layout(audio, True), perturbations.signature()
+
+
 def _resolve_attention_functions(model: torch.nn.Module) -> None:
     """Swap upstream's ``AttentionFunction`` enum (which dynamo cannot call) for the callable it picks."""
     default = attention.XFormersAttention if attention.memory_efficient_attention is not None else None
@@ -260,10 +266,16 @@ def _config_key(config: BatchedPerturbationConfig) -> Hashable:
     return rows, tuple(getattr(config, "shared", ()))
 
 
-def _layout(args: TransformerArgs | None) -> Hashable:
+def _layout(args: TransformerArgs | None, any_tokens: bool = False) -> Hashable:
+    """The shapes and dtypes of ``args``; with ``any_tokens``, the token axes (``TOKEN_AXES``) left out."""
     if args is None:
         return None
-    return args.enabled, tuple((name, tuple(t.shape), t.dtype) for name, t in _tensors(args))
+
+    def shape(name: str, tensor: torch.Tensor) -> tuple:
+        axis = TOKEN_AXES.get(name.split(".")[0]) if any_tokens else None
+        return tuple(None if i == axis else size for i, size in enumerate(tensor.shape))
+
+    return args.enabled, tuple((name, shape(name, t), t.dtype) for name, t in _tensors(args))
 
 
 class _CapturedLoop:

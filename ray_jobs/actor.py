@@ -40,7 +40,16 @@ from ltxcore.render_result import RenderResult
 from ltxcore.request import RenderRequest
 from manifests.item import media_files
 from manifests.model_section import bundle_identity
-from ray_jobs.messages import Event, Finished, ItemDone, ItemStarted, PromptsEnhanced, WindowDone, WorkerReady
+from ray_jobs.messages import (
+    Event,
+    Finished,
+    ItemDone,
+    ItemStarted,
+    PromptsEnhanced,
+    ShardStarted,
+    WindowDone,
+    WorkerReady,
+)
 from ray_jobs.shards import Shard
 from ray_jobs.weights import localize
 from ray_jobs.worker_scoring import ClipScorer, LateScores, PendingScore
@@ -242,6 +251,7 @@ class RenderActor:
         the device is handed on: the next shard this worker holds renders meanwhile."""
         self.turns.take(turn)
         holding = True
+        _tell(events, ShardStarted((shard.shard_id, shard.attempt)))
 
         def hand_on() -> None:
             nonlocal holding

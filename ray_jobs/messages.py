@@ -27,6 +27,14 @@ class WorkerReady:
 
 
 @dataclass(frozen=True)
+class ShardStarted:
+    """A worker's shard call took the device (its media, prompts, then items): a death before its first item
+    starts is blamed on this shard, not on the one before it, whose last mp4 may still be being finished."""
+
+    shard: tuple[int, int]  # (shard id, attempt)
+
+
+@dataclass(frozen=True)
 class ItemStarted:
     """A worker began an item's device work: if the worker dies now, this item is the one blamed."""
 
@@ -64,5 +72,5 @@ class PromptsEnhanced:
     host: str
 
 
-Event = ItemStarted | ItemDone | WindowDone | PromptsEnhanced
+Event = ShardStarted | ItemStarted | ItemDone | WindowDone | PromptsEnhanced
 Finished = ItemDone | WindowDone  # what a shard call returns, one per unit it finished

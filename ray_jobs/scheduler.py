@@ -31,7 +31,16 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayError, RayTa
 from ray.util.queue import Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ray_jobs.messages import Event, Finished, ItemDone, ItemStarted, PromptsEnhanced, WindowDone, WorkerReady
+from ray_jobs.messages import (
+    Event,
+    Finished,
+    ItemDone,
+    ItemStarted,
+    PromptsEnhanced,
+    ShardStarted,
+    WindowDone,
+    WorkerReady,
+)
 from ray_jobs.progress import Progress
 from ray_jobs.shards import Shard
 from runstore.plan import JOIN, PlannedItem
@@ -88,8 +97,9 @@ class WorkQueue:
         self.waiting = deque(self.shards)
         self.crashes: dict[str, int] = {}  # item id -> attempts lost while it was rendering
         self.enhancing: dict = {}  # enhancement key -> (shard id, attempt) generating it
-        # (shard id, attempt) -> the item it last started, and when (in the order of all starts told)
-        self.rendering: dict[tuple[int, int], tuple[int, str]] = {}
+        # (shard id, attempt) -> when it last took the device or started an item (in the order of all starts told),
+        # and that item (None: none yet)
+        self.rendering: dict[tuple[int, int], tuple[int, str | None]] = {}
         self.starts = itertools.count()
         self.next_shard = max((shard.shard_id for shard in self.shards), default=-1) + 1
         # cuts items: the windows still to render, per item, and the item to join once there are none
@@ -118,7 +128,9 @@ class WorkQueue:
     def told(self, event: Event) -> None:
         """What a worker told (``ray_jobs.actor``): an item started or done, a cuts window done, prompts
         enhanced."""
-        if isinstance(event, ItemStarted):
+        if isinstance(event, ShardStarted):
+            self.rendering[event.shard] = (next(self.starts), None)
+        elif isinstance(event, ItemStarted):
             self.rendering[event.shard] = (next(self.starts), event.item_id)
         elif isinstance(event, ItemDone):
             if event.item_id in self.cuts and event.item_id in self.failed:
@@ -147,7 +159,7 @@ class WorkQueue:
             self.waiting.appendleft(Shard(self.next_shard, (join,)))
             self.next_shard += 1
 
-    def finished(self, shard: Shard) -> tuple[int, str] | None:
+    def finished(self, shard: Shard) -> tuple[int, str | None] | None:
         """``shard``'s attempt ended: its enhancement keys are free again. Returns the item it last started, with
         when it started (see ``starts``)."""
         owner = (shard.shard_id, shard.attempt)
@@ -164,13 +176,18 @@ class WorkQueue:
             rows = read_attempt(self.results_uri, self.session, shard.shard_id, shard.attempt)
             written = {row["item_id"] for row in rows}
             remaining[shard.shard_id] = [p for p in shard.items if p.id not in written]
-        # a row is written once the next item has rendered, so the item started last is the one in progress (the
-        # first without a row when its event was lost, or when the worker died before its first item)
+        # the shard that took the device last was on it: its item started last (a row is written once the next item
+        # has rendered), else its first without a row (it died on its media or prompts, or the event was lost)
         unfinished = [(shard, p) for shard in shards for p in remaining[shard.shard_id]]
         if not unfinished:
             return
-        last = max((s for s in started.values() if s is not None), default=None)
-        blamed = next(((shard, p) for shard, p in unfinished if last and (p.id == last[1])), unfinished[0])
+        blamed = unfinished[0]
+        told = [shard for shard in shards if started[shard.shard_id] is not None and remaining[shard.shard_id]]
+        if told:
+            on_device = max(told, key=lambda shard: started[shard.shard_id] or (-1, None))
+            item_id = (started[on_device.shard_id] or (-1, None))[1]
+            mine = remaining[on_device.shard_id]
+            blamed = (on_device, next((p for p in mine if p.id == item_id), mine[0]))
         for shard in reversed(shards):  # back on the queue in the order the worker got them
             self._requeue(shard, remaining[shard.shard_id], blamed[1] if shard is blamed[0] else None, loss)
 
@@ -317,12 +334,14 @@ class Scheduler:
 
     def _on_shard_done(self, ref) -> None:
         worker = self.busy.pop(ref)
+        held = list(worker.shards.values())  # in the order handed over
         shard = worker.shards.pop(ref)
         self._drain_events()  # what its worker told, before the keys it was generating are released
         try:
             finished: list[Finished] = ray.get(ref)
         except RayActorError as e:  # the worker died with every shard it held; Ray restarts it, and ready()
-            held = [shard, *worker.shards.values()]  # answers once it has, or fails for good
+            if isinstance(e, ActorUnavailableError):  # answers once it has, or fails for good; "unavailable" may
+                ray.kill(worker.handle, no_restart=False)  # be a live process still rendering: end it first
             for other in worker.shards:
                 del self.busy[other]
             worker.shards.clear()

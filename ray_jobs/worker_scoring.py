@@ -17,6 +17,7 @@ pulls it from under it.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -31,6 +32,7 @@ from pathlib import Path
 from quality.process import ScoringPool
 from quality.score_fields import unscored
 
+log = logging.getLogger(__name__)
 SCORERS = 2  # clips scored at once per worker
 FLUSH_SCORES = 32  # late scores written as one revision file once this many have arrived
 FLUSH_SECONDS = 60.0  # ... or once the oldest unwritten one has waited this long
@@ -67,8 +69,16 @@ class ClipScorer:
         self, video: Path, reference: str | None, written: Future | None, boundaries: list[int] | None = None
     ) -> PendingScore:
         """Score ``video`` once ``written`` (the mux) is done; ``reference`` is the item's local image and
-        ``boundaries`` the frames where windows 2, 3, ... of a long item begin."""
+        ``boundaries`` the frames where windows 2, 3, ... of a long item begin. The image is linked at once: the
+        worker's next shard may prune its fetched inputs before the scores run."""
         keep = self.folder / video.name
+        if reference is not None and Path(reference).is_file():
+            kept = self.folder / f"{video.stem}-reference{Path(reference).suffix}"
+            try:
+                _link(Path(reference), kept)
+                reference = str(kept)
+            except OSError as e:  # scored from where it is, while it is there
+                log.warning("reference image %s not kept for scoring (%s)", reference, e)
 
         def link() -> None:
             if written is not None:
@@ -81,6 +91,8 @@ class ClipScorer:
                 return self.pool.score(str(keep), reference, boundaries)
             finally:
                 keep.unlink(missing_ok=True)
+                if reference is not None and Path(reference).parent == self.folder:
+                    Path(reference).unlink(missing_ok=True)
 
         linked = self.linker.submit(link)
         return PendingScore(self.threads.submit(score), linked)

@@ -180,3 +180,22 @@ def test_token_generic_blocks_compile_once_for_every_length(dynamic_tokens, leng
         assert torch.equal(x0(video, audio, shared)[0], expected)
         graphs.append(counters["stats"]["unique_graphs"])
     assert graphs == ([3] * len(lengths) if dynamic_tokens else [3 * (i + 1) for i in range(len(lengths))])
+
+
+@torch.inference_mode()
+def test_a_token_generic_block_whose_compile_failed_is_not_compiled_again_at_another_length():
+    x0 = _transformer(torch.bfloat16)
+    attempts = []
+
+    def backend(graph: torch.fx.GraphModule, example_inputs):
+        attempts.append(len(example_inputs))
+        raise RuntimeError("no C compiler on this worker")
+
+    torch._dynamo.reset()
+    BlockLoop(x0.velocity_model, compile=True, backend=backend, dynamic_tokens=True)
+    for frames in (17, 49):
+        video, audio = _inputs(x0, torch.bfloat16, VideoPixelShape(1, frames, SHAPE.height, SHAPE.width, SHAPE.fps))
+        x0(video, audio, BatchedPerturbationConfig(_rows(None)))
+        if frames == 17:
+            tried = len(attempts)
+    assert tried > 0 and len(attempts) == tried  # the second length ran eagerly at once

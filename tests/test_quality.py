@@ -102,3 +102,27 @@ def test_the_opt_in_dlib_models_score_the_same_clips(talking):
     assert aligned["lipsync_confidence"] > unrelated["lipsync_confidence"] + 0.3
     other = score_video(talking["aligned"], talking["other_person"], face_models="dlib68")["identity_similarity"]
     assert other < 0.4 < aligned["identity_similarity"]
+
+
+def test_the_worker_scorer_keeps_the_reference_image_it_was_given(talking, tmp_path):
+    """A worker's next shard may prune the fetched image while a clip's scores still wait for its mp4: the scorer
+    keeps its own link to the image from the moment it is asked, so identity is still compared."""
+    import shutil
+    from concurrent.futures import Future
+
+    from ray_jobs.worker_scoring import ClipScorer
+
+    image, video = tmp_path / "fetched.png", tmp_path / "clip.mp4"
+    shutil.copyfile(talking["astronaut"], image)
+    shutil.copyfile(talking["aligned"], video)
+    muxed: Future = Future()
+    scorer = ClipScorer()
+    try:
+        pending = scorer.start(video, str(image), muxed)
+        image.unlink()  # pruned before the mp4 is even written
+        muxed.set_result(0.1)
+        scorer.settle()
+        record = pending.record()
+    finally:
+        scorer.close()
+    assert record is not None and record["identity_similarity"] is not None and record["identity_similarity"] > 0.5

@@ -16,7 +16,7 @@ from conftest import QUICK_1S
 from ltxcore.bundle import RELEASED_NAMES
 from manifests.load import load_manifest
 from ray_jobs.actor import RenderActor, WorkerSettings
-from ray_jobs.messages import ItemStarted, PromptsEnhanced
+from ray_jobs.messages import ItemStarted, PromptsEnhanced, ShardStarted
 from ray_jobs.progress import Progress
 from ray_jobs.scheduler import WORKER_OPTIONS, Loss, Scheduler, WorkQueue
 from ray_jobs.shards import Shard, cache_key, make_shards
@@ -132,15 +132,30 @@ def test_a_worker_lost_with_two_shards_blames_only_the_item_rendering_and_requeu
     earlier, later = Shard(3, tuple(items[:2])), Shard(4, tuple(items[2:]))
     work = _queue(tmp_path, [])
     _record_ok(work, earlier, items[:1])
-    for shard, planned in ((earlier, items[0]), (earlier, items[1]), (later, items[2])):
+    work.told(ShardStarted((3, 0)))
+    for shard, planned in ((earlier, items[0]), (earlier, items[1])):
         work.told(ItemStarted((shard.shard_id, shard.attempt), planned.id))
+    work.told(ShardStarted((4, 0)))
+    work.told(ItemStarted((4, 0), items[3].id))  # its second item: the first has no row yet either
     work.lost([earlier, later], DIED)
     assert [work.take(), work.take()] == [Shard(3, (items[1],), attempt=1), Shard(4, tuple(items[2:]), attempt=1)]
-    assert work.crashes == {"item-02": 1}
+    assert work.crashes == {"item-03": 1}
     assert (
         f"shard 3 attempt 0: {DIED.reason} (none of its items on the device); 1 item(s) go back on the queue"
         in _log(work)
     )
+
+
+def test_a_worker_lost_while_its_next_shard_prepares_blames_that_shard_not_the_last_item_before(tmp_path, items):
+    """The next shard took the device and died fetching its media: its first item is counted, not the shard
+    before's last item, whose device work was done (its mp4 was being finished)."""
+    earlier, later = Shard(3, tuple(items[:2])), Shard(4, tuple(items[2:]))
+    work = _queue(tmp_path, [])
+    for event in (ShardStarted((3, 0)), ItemStarted((3, 0), items[0].id), ItemStarted((3, 0), items[1].id)):
+        work.told(event)
+    work.told(ShardStarted((4, 0)))
+    work.lost([earlier, later], DIED)
+    assert work.crashes == {"item-02": 1}
 
 
 def test_a_shard_lost_before_any_item_started_counts_its_first_unfinished_item(tmp_path, items):
