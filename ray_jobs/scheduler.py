@@ -340,9 +340,7 @@ class Scheduler:
         try:
             finished: list[Finished] = ray.get(ref)
         except RayActorError as e:  # the worker died with every shard it held; Ray restarts it, and ready()
-            if isinstance(e, ActorUnavailableError):  # answers once it has, or fails for good; "unavailable" may
-                ray.kill(worker.handle, no_restart=False)  # be a live process still rendering: end it first
-            for other in worker.shards:
+            for other in worker.shards:  # answers once it has, or fails for good
                 del self.busy[other]
             worker.shards.clear()
             worker.turns = 0  # a new process
