@@ -15,16 +15,14 @@ import os
 import shutil
 import socket
 import tempfile
-import threading
 import time
 import traceback
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 
 import ray
 import ray.actor
@@ -40,6 +38,7 @@ from ltxcore.render_result import RenderResult
 from ltxcore.request import RenderRequest
 from manifests.item import media_files
 from manifests.model_section import bundle_identity
+from ray_jobs.device_turns import DeviceTurns, render_then_finish
 from ray_jobs.messages import (
     Event,
     Finished,
@@ -61,10 +60,7 @@ from runstore.window_store import local_windows
 from storage.fs import StorageError, download, is_uri, upload
 
 HASH_CHUNK = 1 << 20
-TURN_GRACE_SECONDS = 5.0  # how long a free device waits for a shard call handed over before the one at hand
 log = logging.getLogger(__name__)  # a Ray worker's log lines reach the driver's console and the worker's log
-Entry = TypeVar("Entry")  # what render_then_finish starts ...
-Row = TypeVar("Row")  # ... and what it yields
 
 
 def sha256_file(path: Path) -> str:
@@ -120,51 +116,6 @@ class WorkerSettings:
     transformer: str = "dev"  # the checkpoint to hold, dev or distilled
     max_loras: int = 4  # user LoRAs held at once
     cache: str | None = None  # the artifact cache (``ltxcore.artifacts``), a folder or URI; None: the node's own
-
-
-class DeviceTurns:
-    """The device is one shard call's at a time, taken in the order the driver handed the calls over (their
-    ``turn``: 0, 1, 2, ... per worker process), so shards render in the order of the queue. A call whose
-    earlier turn has not come within ``TURN_GRACE_SECONDS`` of a free device goes anyway: a call Ray lost holds
-    nobody up for longer."""
-
-    def __init__(self):
-        self.free = threading.Condition()
-        self.busy = False
-        self.next = 0  # the turn expected next
-
-    def take(self, turn: int) -> None:
-        with self.free:
-            self.free.wait_for(lambda: not self.busy)
-            deadline = time.monotonic() + TURN_GRACE_SECONDS
-            while self.busy or (turn > self.next and time.monotonic() < deadline):
-                self.free.wait(None if self.busy else max(0.0, deadline - time.monotonic()))
-            self.busy = True
-            self.next = max(self.next, turn + 1)
-
-    def hand_on(self) -> None:
-        with self.free:
-            self.busy = False
-            self.free.notify_all()
-
-
-def render_then_finish(
-    items: Iterable[Entry], start: Callable[[Entry], Callable[[], Row]], rendered: Callable[[], None] = lambda: None
-) -> Iterator[Row]:
-    """Each item's row, finished only once the next item's device work is done: ``start`` renders an item and
-    returns what finishes it (its mp4, written meanwhile on a CPU thread, then its scores and upload), so the
-    device never waits for an encode. ``rendered`` is called once the last item's device work is done, before
-    it is finished: the worker hands the device to its next shard there. The benchmarks run a worker's steady
-    state through this loop too."""
-    finishing: Callable[[], Row] | None = None
-    for item in items:
-        started = start(item)
-        if finishing is not None:
-            yield finishing()
-        finishing = started
-    rendered()
-    if finishing is not None:
-        yield finishing()
 
 
 def written_then_scores(result: RenderResult, scoring: PendingScore | None) -> dict | None:

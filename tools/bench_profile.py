@@ -2,7 +2,7 @@
 
 A worker's engine (``fp8-scaled``, compiled, warmed up through the shared compile cache ``--cache`` as
 ``RenderActor`` is), prompts encoded as per shard, one untimed clip per pipeline; then for finals and drafts,
-three clips through the worker's own loop (``ray_jobs.actor.render_then_finish``, each mp4 written by the
+three clips through the worker's own loop (``ray_jobs.device_turns.render_then_finish``, each mp4 written by the
 mux process while the next clip renders). The middle clip is profiled from its start to the next clip's
 start, one steady-state period: the GPU's busy share is the union of its kernel and copy intervals over
 that period, and every idle gap is listed with the host ops that began inside it (what the GPU waited on).
@@ -31,7 +31,8 @@ from ltxcore.recipes import prompt_pair
 from ltxcore.render_result import RenderResult
 from ltxcore.request import RenderRequest
 from manifests.model_section import bundle_identity
-from ray_jobs.actor import render_then_finish, written_then_scores
+from ray_jobs.actor import written_then_scores
+from ray_jobs.device_turns import render_then_finish
 from tools.reference_clip import ensure_bundle, reference_request, write_stereo_speech
 
 GEMM_WORDS = ("gemm", "xmma", "cutlass", "nvjet", "scaled_mm", "matmul", "cublas")

@@ -6,7 +6,7 @@ per shard), each pipeline is timed in a worker's steady state (each mp4 written 
 next clip renders), without quality scoring, then with one and with ``SCORERS`` scoring processes.
 Scoring runs as the worker runs it (``ray_jobs.worker_scoring.ClipScorer``, started on each clip after its
 mux), and each clip's row is taken once the next clip is rendered, by the worker's own loop
-(``ray_jobs.actor.render_then_finish`` and ``written_then_scores``): the seconds spent looking for the
+(``ray_jobs.device_turns.render_then_finish`` and ``written_then_scores``): the seconds spent looking for the
 scores are the worker's ``quality_wait``, a clip whose scores were not ready yet is "late", and the
 seconds from the last row until every score is in measure the scorer's backlog.
 
@@ -29,7 +29,8 @@ from ltxcore.engine import Engine
 from ltxcore.recipes import prompt_pair
 from ltxcore.render_result import RenderResult
 from ltxcore.request import RenderRequest
-from ray_jobs.actor import render_then_finish, written_then_scores
+from ray_jobs.actor import written_then_scores
+from ray_jobs.device_turns import render_then_finish
 from ray_jobs.worker_scoring import SCORERS, ClipScorer, PendingScore
 from tools.reference_clip import reference_request
 from tools.timing import GIB, peak_gib_since_reset, reset_peak
