@@ -1,11 +1,12 @@
-"""Shards: small groups of items that share a prompt, images, a shape and a LoRA set, so the engine's caches
-hit.
+"""Shards: small groups of items that share a prompt, images, a frame size and a LoRA set, so the engine's
+caches hit.
 
-Items are grouped by what the engine can reuse (the encoded prompt pair, the conditioning images, the clip
-shape that a compiled transformer graph is specialised to, and the set of user LoRAs staged in the
-transformer's branches: strengths may differ within a shard), each group is cut into shards of at
-most ``shard_size`` items, and the largest groups come first. A shard stays small: a worker lost
-mid-shard costs at most the item it was rendering.
+Items are grouped by what the engine can reuse (the encoded prompt pair, the conditioning images, the frame size
+and the set of user LoRAs staged in the transformer's branches, which its compiled graphs are specialised to:
+strengths may differ within a shard, and lengths too, since the graphs serve every length), each group is cut
+into shards of at most ``shard_size`` items, and the largest groups come first. A shard stays small: a worker
+lost mid-shard costs at most the item it was rendering. Grouping is for the caches only: a worker overlaps each
+item with the next across shards too (``ray_jobs.device_turns``).
 """
 
 from __future__ import annotations
@@ -41,13 +42,11 @@ class Shard:
 
 
 def cache_key(p: PlannedItem) -> tuple:
-    """What the engine reuses; the frames are those of the item's first window (a long item's windows share
-    one shape, but for the last)."""
+    """What the engine reuses: the prompt pair, the images, the graphs' frame size and LoRA set."""
     i = p.item
     images = tuple(tuple(image.values()) for image in i.resolved_images)
     loras = tuple(sorted({lora.path for lora in i.loras}))
-    frames = p.window_plan[0].rendered
-    return (i.prompt, i.negative_prompt, images, i.height, i.width, frames, i.frame_rate, loras)
+    return (i.prompt, i.negative_prompt, images, i.height, i.width, loras)
 
 
 def make_shards(planned: list[PlannedItem], shard_size: int, workers: int = 1) -> list[Shard]:
