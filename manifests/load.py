@@ -5,6 +5,11 @@ expand), and a manifest holds at most ``MAX_ITEMS`` items, so no manifest can ex
 media paths resolve against the manifest's folder; ``s3://``, ``gs://`` and ``file://`` URIs pass through
 untouched. A Parquet manifest takes its model section and defaults from a YAML file with the same stem beside
 it (``people.parquet`` -> ``people.yaml``), from ``--defaults FILE``, or from CLI overrides.
+
+Columns users already have: a key of an item or of the defaults, or a Parquet column, that is no item field and
+no misspelling of one (``manifests.item.typo_of``) is moved into the item's tags as a string
+(``manifests.item.with_extras_as_tags``; explicit tags win on a clash) and named in ``Manifest.extra_columns``,
+which validation turns into one warning. A misspelt key stays where it is, for validation to report.
 """
 
 from __future__ import annotations
