@@ -4,6 +4,10 @@
 ``# yaml-language-server: $schema=ltx-batch.schema.json`` is then completed and checked as it is typed
 by editors that speak JSON Schema (VS Code with the YAML extension, JetBrains IDEs). The schema sees
 names and types; ``ltx-batch validate`` also checks ranges, media files and duplicate ids.
+
+Items and defaults allow item fields only, although the loader keeps any other key as a tag (with one
+warning, ``manifests.load``): a schema cannot tell a column of the user's own (``city``) from a misspelt field
+(``promt``), and an editor that marks both lets the person writing see the misspelt one as it is typed.
 """
 
 from __future__ import annotations

@@ -5,6 +5,11 @@ expand), and a manifest holds at most ``MAX_ITEMS`` items, so no manifest can ex
 media paths resolve against the manifest's folder; ``s3://``, ``gs://`` and ``file://`` URIs pass through
 untouched. A Parquet manifest takes its model section and defaults from a YAML file with the same stem beside
 it (``people.parquet`` -> ``people.yaml``), from ``--defaults FILE``, or from CLI overrides.
+
+Columns users already have: a key of an item or of the defaults, or a Parquet column, that is no item field and
+no misspelling of one (``manifests.item.typo_of``) is moved into the item's tags as a string
+(``manifests.item.with_extras_as_tags``; explicit tags win on a clash) and named in ``Manifest.extra_columns``,
+which validation turns into one warning. A misspelt key stays where it is, for validation to report.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from manifests import safe_yaml
-from manifests.item import RECORDS, flatten, map_media
+from manifests.item import RECORDS, extra_columns, flatten, map_media, tag_value, with_extras_as_tags
 from manifests.model_options import ModelOptions
 from storage.fs import NotFound, StorageError, download, exists, is_uri, join
 
@@ -63,6 +68,7 @@ class Manifest:
     run_seed: int = 0
     top_level_problems: list[str] = field(default_factory=list)
     source: str = ""  # the path or URI as given
+    extra_columns: tuple[str, ...] = ()  # columns or keys that are no item field, kept as tags (first seen first)
 
 
 def resolve_media(value: object, base: Path | str) -> object:
@@ -169,11 +175,12 @@ def load_manifest(path: str | Path, defaults_file: str | Path | None = None, ove
         if not isinstance(items, list):
             raise ManifestError(f"{path}: needs an 'items:' list, one entry per clip.")
         _check_count(path, len(items))
+        columns = []
         entries = [
             Entry(
                 i,
                 f"line {lines[i]}" if i < len(lines) else f"entry {i + 1}",
-                _resolve_entry(item, base) if isinstance(item, dict) else {"_not_a_mapping": item},
+                item if isinstance(item, dict) else {"_not_a_mapping": item},
             )
             for i, item in enumerate(items)
         ]
@@ -185,7 +192,8 @@ def load_manifest(path: str | Path, defaults_file: str | Path | None = None, ove
             raise
         except Exception as e:  # pyarrow raises several types for a bad file
             raise ManifestError(f"{path}: not a readable Parquet file: {e}") from e
-        entries = [Entry(i, f"row {i + 1}", _resolve_entry(_drop_nulls(row), base)) for i, row in enumerate(rows)]
+        entries = [Entry(i, f"row {i + 1}", _drop_nulls(row)) for i, row in enumerate(rows)]
+        columns = [name for name in pq.read_schema(path).names if name not in RECORDS]
         sidecar = Path(defaults_file) if defaults_file else path.with_suffix(".yaml")
         data = _read_yaml(sidecar)[0] if sidecar.is_file() else {}
         if defaults_file and not sidecar.is_file():
@@ -194,8 +202,30 @@ def load_manifest(path: str | Path, defaults_file: str | Path | None = None, ove
     else:
         raise ManifestError(f"{path}: a manifest is a .yaml, .yml or .parquet file.")
     model, defaults, run_seed, problems = _sections(data, path)
-    defaults = _resolve_entry({**defaults, **(overrides or {})}, base)
-    return Manifest(path, _resolve_model(model, base), defaults, entries, run_seed, problems, source)
+    defaults, entries, extras = _extras_as_tags({**defaults, **(overrides or {})}, entries, columns)
+    defaults = _resolve_entry(defaults, base)
+    entries = [e if "_not_a_mapping" in e.data else replace(e, data=_resolve_entry(e.data, base)) for e in entries]
+    return Manifest(path, _resolve_model(model, base), defaults, entries, run_seed, problems, source, extras)
+
+
+def _extras_as_tags(
+    defaults: dict, entries: list[Entry], columns: list[str]
+) -> tuple[dict, list[Entry], tuple[str, ...]]:
+    """The defaults and entries (as written) with their extra columns (``manifests.item.extra_columns``: keys
+    that are no item field and no typo of one) moved into tags, and the names of those columns: the defaults',
+    then a Parquet file's ``columns`` (also one that is null throughout), then the entries' in order."""
+    default_names = extra_columns(defaults)
+    default_extras = {str(k): text for k in default_names if (text := tag_value(defaults[k])) is not None}
+    defaults_left = {k: v for k, v in defaults.items() if k not in default_names}
+    names = dict.fromkeys([*map(str, default_names), *extra_columns(dict.fromkeys(columns))])
+    out = []
+    for entry in entries:
+        if "_not_a_mapping" in entry.data:
+            out.append(entry)
+            continue
+        names.update(dict.fromkeys(str(k) for k in extra_columns(entry.data)))
+        out.append(replace(entry, data=with_extras_as_tags(entry.data, defaults_left, default_extras)))
+    return defaults_left, out, tuple(names)
 
 
 def _drop_nulls(row: dict) -> dict:

@@ -48,6 +48,8 @@ class Problem:
     field: str
     message: str
     entry: int | None = dataclasses.field(default=None, compare=False)  # index of the item's entry, for item problems
+    # indexes of the entries a problem named once for several items is about (a misspelt column)
+    entries: tuple[int, ...] = dataclasses.field(default=(), compare=False)
 
     def __str__(self) -> str:
         return f"{self.where}, field {self.field!r}: {self.message}" if self.field else f"{self.where}: {self.message}"
@@ -77,6 +79,7 @@ def _media_problems(item: Item) -> list[tuple[str, str]]:
     return out
 
 
+UNKNOWN = "is not a known field."  # the start of ``unknown_field``'s message
 DRAFT_UNUSED = (*GUIDER_FIELDS, "num_inference_steps")  # a distilled item runs 8 fixed steps without guidance
 
 
@@ -201,7 +204,62 @@ def check(
                 seen[item_id] = entry
     if not manifest.entries:
         problems.append(Problem("manifest", "items", "is empty; add at least one item."))
-    return problems, warnings
+    return _unknown_once(problems, manifest), extra_column_warnings(manifest) + warnings
+
+
+def extra_column_warnings(manifest: Manifest) -> list[Problem]:
+    """One warning naming the manifest's extra columns (kept as tags), or none."""
+    names = manifest.extra_columns
+    if not names:
+        return []
+    shown = ", ".join(names[:MAX_NAMED]) + (f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else "")
+    if len(names) == 1:
+        return [Problem("manifest", "", f"column {shown} is not an item field: kept as a tag.")]
+    return [Problem("manifest", "", f"columns {shown} are not item fields: kept as tags.")]
+
+
+MAX_NAMED = 10  # columns, lines or rows a message names before "and N more"
+
+
+def _unknown_once(problems: list[Problem], manifest: Manifest) -> list[Problem]:
+    """Item problems about the same unknown field (a misspelt column: ``promt`` on every row) as one problem,
+    where the first was, naming every item's line or row."""
+    groups: dict[tuple[str, str], list[Problem]] = {}
+    for p in problems:
+        if p.entry is not None and p.message.startswith(UNKNOWN):
+            groups.setdefault((p.field, p.message), []).append(p)
+    if not groups:
+        return problems
+    where = {e.index: e.where for e in manifest.entries}
+    out = []
+    for p in problems:
+        group = groups.get((p.field, p.message))
+        if group is None or p.entry is None:
+            out.append(p)
+        elif group[0] is p:
+            indexes = tuple(q.entry for q in group if q.entry is not None)
+            label = p.where if len(group) == 1 else f"{len(group)} items ({_places([where[i] for i in indexes])})"
+            out.append(Problem(label, p.field, p.message, p.entry if len(group) == 1 else None, indexes))
+    return out
+
+
+def _places(wheres: list[str]) -> str:
+    """``rows 1-3, 7`` or ``lines 2, 5, 9``: where several items are, the first ``MAX_NAMED`` runs of them."""
+    kind = wheres[0].split()[0]
+    if not all(w.split()[0] == kind and w.split()[-1].isdigit() for w in wheres):
+        return ", ".join(wheres[:MAX_NAMED]) + (
+            f" and {len(wheres) - MAX_NAMED} more" if len(wheres) > MAX_NAMED else ""
+        )
+    numbers = [int(w.split()[-1]) for w in wheres]
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1 and kind == "row":
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    text = [f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:MAX_NAMED]]
+    more = f" and {len(runs) - MAX_NAMED} more" if len(runs) > MAX_NAMED else ""
+    return f"{kind}s {', '.join(text)}{more}"
 
 
 def draft_warnings(manifest: Manifest) -> list[Problem]:

@@ -74,7 +74,7 @@ def load(run: RunFolder) -> InvalidItems | None:
 
 def set_aside(manifest: Manifest, problems: list[Problem]) -> tuple[Manifest, InvalidItems, list[Problem]]:
     """The manifest without its invalid entries, those entries, and the problems that are not an item's."""
-    bad = {p.entry for p in problems if p.entry is not None}
+    bad = {p.entry for p in problems if p.entry is not None} | {i for p in problems for i in p.entries}
     first: dict[str, Entry] = {}
     items = []
     for entry in manifest.entries:
@@ -87,7 +87,7 @@ def set_aside(manifest: Manifest, problems: list[Problem]) -> tuple[Manifest, In
         name = item_id if usable and isinstance(item_id, str) else f"<item {entry.index + 1}, {entry.where}>"
         items.append(SetAside(name, entry, duplicate_of))
     valid = replace(manifest, entries=[e for e in manifest.entries if e.index not in bad])
-    rest = [p for p in problems if p.entry is None]
+    rest = [p for p in problems if p.entry is None and not p.entries]
     return valid, InvalidItems(manifest.run_seed, manifest.defaults, tuple(items)), rest
 
 
