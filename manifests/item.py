@@ -19,12 +19,8 @@ defaults. Plans keep each item as written; the results table's ``images`` holds 
 from __future__ import annotations
 
 import difflib
-import json
-import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from datetime import date, time
 from typing import Annotated, Any, get_args
 
 import pyarrow as pa
@@ -52,6 +48,7 @@ from ltxcore.request import (
     RenderRequest,
 )
 from ltxcore.windows import LONG_FORMS, LongForm
+from manifests.typos import misspelt
 
 GUIDER_PREFIX = "video_"
 GUIDER_SECTION = "video_guider"
@@ -363,10 +360,6 @@ def unknown_field(name: str, known: list[str]) -> str:
     return f"is not a known field.{hint}"
 
 
-TYPO_CUTOFF = 0.8  # difflib's ratio: sed/seed 0.86, promt/prompt 0.91, segment/seed 0.55, city/id 0.33
-# what a key that is no item field may misspell: the fields, the nested guider section, and the guider's
-# fields without their prefix (cfg_scale written flat means video_cfg_scale); names under 4 letters (id)
-# are too short to guess from
 _TYPO_TARGETS = {
     **{name: name for name in (*KINDS, GUIDER_SECTION) if len(name) >= 4},
     **{name.removeprefix(GUIDER_PREFIX): name for name in GUIDER_FIELDS},
@@ -375,75 +368,10 @@ _TYPO_TARGETS = {
 
 def typo_of(name: str) -> str | None:
     """The item field that ``name`` (a key or column that is no item field) misspells, or None when it is a
-    column of the user's own (then kept as a tag). The rule: a typo is
-
-    - a known field written in other case (``Prompt``, ``ID``), or
-    - a name whose ``difflib`` ratio to a known field of 4 letters or more (or a guider field without its
-      ``video_`` prefix) is at least ``TYPO_CUTOFF``, 0.8 (``sed``, ``promt``, ``video_cfg_sacle``,
-      ``cfg_scale``), or that is one edit from one (a letter added, dropped, changed, or two neighbours
-      swapped: ``sede``), unless that field is one ``_``/``-``-separated word of the name: ``prompt_id``,
-      ``image_url`` and ``seed_group`` are columns of their own, not misspellings.
-
-    A column that trips it by chance (``speed`` is close to ``seed``) is named with the suggestion: rename
-    it, or write it under ``tags``."""
-    lower = name.lower()
-    if lower in KINDS or lower == GUIDER_SECTION:
-        return lower
-    match = difflib.get_close_matches(lower, _TYPO_TARGETS, n=1, cutoff=TYPO_CUTOFF)
-    match = match or [known for known in _TYPO_TARGETS if _one_edit_apart(lower, known)]
-    if not match or match[0] in re.split(r"[_\-]", lower):
-        return None
-    return _TYPO_TARGETS[match[0]]
-
-
-def _one_edit_apart(a: str, b: str) -> bool:
-    """One letter added, dropped, changed, or two neighbours swapped (``sede``/``seed``, whose ratio is 0.75)."""
-    if abs(len(a) - len(b)) > 1 or a == b:
-        return False
-    if len(a) == len(b):
-        diff = [i for i in range(len(a)) if a[i] != b[i]]
-        return len(diff) == 1 or (
-            len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
-        )
-    short, long = sorted((a, b), key=len)
-    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
-
-
-def extra_columns(entry: dict) -> list[str]:
-    """The keys of an entry (or of the defaults) as written, before ``flatten``, that are no item field and
-    no typo of one (``typo_of``): the user's own columns (city, segment), kept as tags."""
-    return [k for k in entry if k not in KINDS and k != GUIDER_SECTION and typo_of(str(k)) is None]
-
-
-def tag_value(value: object) -> str | None:
-    """An extra column's value as a tag: a string (true/false, numbers as written, dates in ISO form, lists
-    and mappings as JSON); None for a missing or empty value, which is left out."""
-    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, date | time):
-        return value.isoformat()
-    if isinstance(value, list | dict | tuple):
-        return json.dumps(value, default=str, ensure_ascii=False)
-    return str(value)
-
-
-def with_extras_as_tags(entry: dict, defaults: dict, default_extras: dict[str, str]) -> dict:
-    """``entry`` (as written) with its extra columns moved into its tags: the defaults' extra columns, then
-    the entry's, then the explicit tags (the entry's own, else the defaults'), which win on a clash. An entry
-    with no extra columns (and defaults with none) is returned as it is; explicit tags that are no mapping
-    are left for validation to report."""
-    names = extra_columns(entry)
-    if not names and not default_extras:
-        return entry
-    explicit = entry["tags"] if "tags" in entry else defaults.get("tags") or {}
-    if not isinstance(explicit, dict):
-        return {k: v for k, v in entry.items() if k not in names}
-    own = {str(k): text for k in names if (text := tag_value(entry[k])) is not None}
-    out = {k: v for k, v in entry.items() if k not in names}
-    out["tags"] = {**default_extras, **own, **explicit}
-    return out
+    column of the user's own (then kept as a tag): ``manifests.typos.misspelt`` against the item's fields, the
+    nested guider section, and the guider's fields without their ``video_`` prefix (``cfg_scale`` written flat
+    means ``video_cfg_scale``); names under 4 letters (``id``) are too short to guess from."""
+    return misspelt(name, _TYPO_TARGETS, {*KINDS, GUIDER_SECTION})
 
 
 def check_item(defaults: dict, entry: dict) -> tuple[Item | None, list[tuple[str, str]]]:

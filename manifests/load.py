@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from manifests import safe_yaml
-from manifests.item import RECORDS, extra_columns, flatten, map_media, tag_value, with_extras_as_tags
+from manifests.extra_columns import extra_columns, tag_value, with_extras_as_tags
+from manifests.item import RECORDS, flatten, map_media
 from manifests.model_options import ModelOptions
 from storage.fs import NotFound, StorageError, download, exists, is_uri, join
 
