@@ -63,7 +63,8 @@ class Engine:
 
     The transformer's block loop is ours (:class:`~ltxcore.blocks.BlockLoop`): it shares the STG pass's
     prefix, and with ``compile`` it compiles whole blocks and, on a GPU, replays each stage's loop from a
-    CUDA graph, once per rendered length (``ltxcore/shapes.py``); :meth:`warm_up` pays that up front, per length.
+    CUDA graph captured once per rendered length; the compiled blocks serve every length (their token axes are
+    symbolic), and :meth:`warm_up` pays the compile up front, once per frame size, pipeline and LoRA set.
     """
 
     def __init__(
