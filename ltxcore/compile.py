@@ -5,7 +5,7 @@ turn every later call into an eager one: the failure is logged once for the shap
 runs eagerly from then on, and every other shape stays compiled.
 
 Shapes. Without ``mark_dynamic`` graphs are specialised to one shape (``dynamic=False``), so every length a
-worker meets pays a compile (clips and windows render at a few lengths, ``ltxcore/shapes.py``). With
+worker meets pays a compile. With
 ``mark_dynamic`` (a function that marks the axes of a call's tensors that vary between calls, e.g. the token
 axes), those axes alone are symbolic and every other size stays static: one graph serves every length. Measured
 on an H200, making *every* size symbolic (``dynamic=True``) cost 24% per clip (BENCHMARKS.md), so nothing is

@@ -18,6 +18,7 @@ from pyarrow.fs import FileType
 from ltxcore.checkpoint_header import transformer_layer_count
 from ltxcore.errors import BundleError
 from ltxcore.request import RenderRequest, pipeline_problem
+from ltxcore.shapes import render_length
 from ltxcore.token_bound import MAX_TOKENS
 from manifests.load import ManifestError, ManifestSource
 from manifests.model_section import Model, chosen_model
@@ -284,25 +285,20 @@ def _render(held: HeldRun, pending, progress, enhanced: dict) -> int:
 
 def warm_requests(pending) -> list[RenderRequest]:
     """A request of each graph set the run needs, so that no item meets an uncompiled graph: one per distinct
-    (pipeline, frame size, LoRA set), at the length its windows render most, each pipeline's most rendered
-    first. Compiled graphs serve every length (``ltxcore.blocks``): another length costs its first call a CUDA
-    graph capture (about a second), not a compile. A worker compiles and warms them before its first item (their
-    media are never read; their LoRAs are loaded)."""
-    counts: Counter[tuple] = Counter()
-    requests: dict[tuple, RenderRequest] = {}
+    (pipeline, frame size, LoRA set), at the length its windows render most, pipelines in the run's order and
+    each one's most rendered graph set first. Compiled graphs serve every length (``ltxcore.blocks``): another
+    length costs its first call a CUDA graph capture (about a second), not a compile. A worker compiles and
+    warms them before its first item (their media are never read; their LoRAs are loaded)."""
+    lengths: dict[tuple, Counter[int]] = {}  # graph set -> how many windows render each length
+    first: dict[tuple, RenderRequest] = {}  # graph set -> its first item's request
     for planned in pending:
         request = planned.item.to_request()
-        for window in planned.window_plan:
-            warm = replace(request, num_frames=window.rendered)  # a plan of older lengths renders at today's
-            warm = replace(warm, num_frames=warm.render_frames)
-            counts[_graphs(warm), warm.num_frames] += 1
-            requests.setdefault((_graphs(warm), warm.num_frames), warm)
-    most: dict[tuple, tuple] = {}  # graph set -> its most rendered (graph set, length)
-    for key, _ in counts.most_common():
-        most.setdefault(key[0], key)
-    pipelines = list(dict.fromkeys(graphs[0] for graphs, _ in counts))
-    chosen = sorted(most.values(), key=lambda key: (pipelines.index(key[0][0]), -counts[key]))
-    return [requests[key] for key in chosen]
+        first.setdefault(_graphs(request), request)
+        counted = lengths.setdefault(_graphs(request), Counter())
+        counted.update(render_length(w.rendered) for w in planned.window_plan)  # older plans: today's lengths
+    pipelines = list(dict.fromkeys(graphs[0] for graphs in lengths))
+    order = sorted(lengths, key=lambda graphs: (pipelines.index(graphs[0]), -lengths[graphs].total()))
+    return [replace(first[graphs], num_frames=lengths[graphs].most_common(1)[0][0]) for graphs in order]
 
 
 def _graphs(request: RenderRequest) -> tuple:
