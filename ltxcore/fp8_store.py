@@ -162,10 +162,10 @@ def save(uri: str, key: WeightsKey, model: torch.nn.Module) -> bool:
 
 def _room_left(uri: str, model: torch.nn.Module) -> str | None:
     """Why a local disk has no room for the weights with ``FREE_MARGIN`` left for the run's own files, or None."""
-    if is_uri(uri):
+    if is_uri(uri) and not uri.startswith("file://"):  # object storage: no disk of ours fills
         return None
     size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    folder = Path(uri).parent
+    folder = Path(filesystem(uri)[1]).parent  # a file:// URI or a ~ path, as the write will see it
     while not folder.exists():
         folder = folder.parent
     free = shutil.disk_usage(folder).free

@@ -111,3 +111,17 @@ def test_an_unwritable_cache_costs_nothing_but_the_file(fp8_bundle, tmp_path):
     engine = Engine(fp8_bundle, artifacts=ArtifactCache(str(blocked), "bundle-a"))
     assert engine.fp8_weights is not None and not engine.fp8_weights.saved and not engine.fp8_weights.loaded
     assert _same_state(engine, Engine(fp8_bundle))
+
+
+def test_a_disk_that_would_be_left_too_full_gets_no_weights(fp8_bundle, tmp_path, monkeypatch):
+    """The run's videos need room: a local cache that would keep less than ``FREE_MARGIN`` free is not written."""
+    import shutil
+
+    from ltxcore import fp8_store
+
+    free = shutil.disk_usage(tmp_path).free
+    monkeypatch.setattr(fp8_store, "FREE_MARGIN", free)  # whatever the weights' size, too little would stay free
+    engine = Engine(fp8_bundle, artifacts=ArtifactCache(f"file://{tmp_path / 'cache'}", "bundle-a"))
+    assert engine.fp8_weights is not None and not engine.fp8_weights.saved
+    assert not list(tmp_path.rglob("*.safetensors"))
+    assert _same_state(engine, Engine(fp8_bundle))
