@@ -41,12 +41,17 @@ def decode_rgb(path: str) -> np.ndarray:
         return np.array(image.convert("RGB"))
 
 
-def image_problem(path: str, crf: int) -> str | None:
-    """Why the image at ``path``, re-compressed at ``crf``, cannot condition a clip, or None if it can."""
+def decoded_size(path: str) -> tuple[int, int] | str:
+    """(height, width) of the image at ``path`` as it decodes, or why it cannot be decoded."""
     try:
         height, width, _ = decode_rgb(path).shape
     except Exception as e:  # PIL raises many types for a bad image
         return f"{path} is not a readable image: {e}."
+    return height, width
+
+
+def size_problem(path: str, height: int, width: int, crf: int) -> str | None:
+    """Why an image of ``height`` x ``width``, re-compressed at ``crf``, cannot condition a clip, or None."""
     if crf > 0 and min(height, width) < MIN_SIDE:
         return (
             f"{path} is {width}x{height} pixels, too small to condition on: re-compressed as H.264 (crf {crf}), "
@@ -54,3 +59,9 @@ def image_problem(path: str, crf: int) -> str | None:
             "Use a larger image (a presenter photo of a few hundred pixels), or crf: 0 to skip the re-compression."
         )
     return None
+
+
+def image_problem(path: str, crf: int) -> str | None:
+    """Why the image at ``path``, re-compressed at ``crf``, cannot condition a clip, or None if it can."""
+    found = decoded_size(path)
+    return found if isinstance(found, str) else size_problem(path, *found, crf)

@@ -8,7 +8,7 @@ a pause is a stretch whose loudness stays well below the window's loud parts.
 
 from __future__ import annotations
 
-import functools
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,11 +48,15 @@ def vad_speech(mono16: np.ndarray) -> list[tuple[float, float]]:
     return [(float(s["start"]), float(s["end"])) for s in found]
 
 
-@functools.cache
-def _model():
-    from silero_vad import load_silero_vad
+_loaded = threading.local()  # silero keeps state between the chunks of one search: one model per thread
 
-    return load_silero_vad()
+
+def _model():
+    if not hasattr(_loaded, "model"):
+        from silero_vad import load_silero_vad
+
+        _loaded.model = load_silero_vad()
+    return _loaded.model
 
 
 def energy_pauses(mono: np.ndarray, rate: int) -> list[tuple[float, float]]:

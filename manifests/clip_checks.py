@@ -2,35 +2,20 @@
 much longer than its audio window (a warning: silence padding is legal, but rarely meant).
 
 Both need the clip's frame count; when the manifest leaves it to the audio, it is derived as the plan will
-derive it, from the local audio file (a remote file is not fetched for this).
+derive it, from the seconds of its audio file (``manifests.media_facts``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ltxcore.errors import RenderInputError
-from ltxcore.media import probe_audio
 from ltxcore.request import audio_window, frames_for_audio
 from ltxcore.shapes import render_length
 from ltxcore.token_bound import MAX_TOKENS, token_problem
 from ltxcore.windows import WindowSettings
 from manifests.item import Item
-from storage.fs import is_uri
 
 # A video may outlast its audio window by this much before validation warns: more than the 8-frame step
 # (0.33 s at 24 fps) that frame counts once came in, so a count rounded up to the next 8k+1 never warns.
 WINDOW_MARGIN_SECONDS = 0.5
-
-
-def audio_seconds(item: Item) -> float | None:
-    """Seconds of the item's audio file; None when it is remote or unreadable (reported elsewhere)."""
-    if not isinstance(item.audio, str) or is_uri(item.audio) or not Path(item.audio).is_file():
-        return None
-    try:
-        return probe_audio(item.audio).duration
-    except RenderInputError:
-        return None
 
 
 def clip_frames(item: Item, seconds: float | None) -> int | None:

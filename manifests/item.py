@@ -19,6 +19,7 @@ defaults. Plans keep each item as written; the results table's ``images`` holds 
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Annotated, Any, get_args
@@ -366,6 +367,7 @@ _TYPO_TARGETS = {
 }
 
 
+@functools.lru_cache(maxsize=4096)  # asked per row of a manifest for the same few columns
 def typo_of(name: str) -> str | None:
     """The item field that ``name`` (a key or column that is no item field) misspells, or None when it is a
     column of the user's own (then kept as a tag): ``manifests.typos.misspelt`` against the item's fields, the

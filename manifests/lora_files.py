@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from ltxcore.checkpoint_header import linear_shapes, read_header, tensor_shapes, transformer_shapes
 from ltxcore.errors import BundleError
-from ltxcore.lora import FLOAT_DTYPES, fit_problems, lora_layers, lora_name
 from storage.fs import StorageError, filesystem, is_uri
 
 
@@ -30,6 +29,8 @@ class LoraFiles:
         return self._linears
 
     def _check(self, path: str) -> list[str]:
+        from ltxcore.lora import FLOAT_DTYPES, fit_problems, lora_layers, lora_name  # torch: only with LoRAs
+
         if not path.endswith(".safetensors"):
             return []  # the request's own checks say so
         try:

@@ -10,7 +10,6 @@ drafts set but do not use) are printed too but fail nothing. When the run's mode
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -18,12 +17,11 @@ from pathlib import Path
 
 from ltxcore.bundle import ModelBundle
 from ltxcore.checkpoint_header import transformer_layer_count
-from ltxcore.errors import BundleError, RenderInputError
-from ltxcore.image_files import image_problem
-from ltxcore.media import probe_audio
+from ltxcore.errors import BundleError
 from ltxcore.request import pipeline_problem
 from ltxcore.token_bound import MAX_TOKENS, MAX_TOKENS_HELP
-from manifests.clip_checks import audio_seconds, clip_frames, size_problems, window_warnings
+from ltxcore.windows import Window
+from manifests.clip_checks import clip_frames, size_problems, window_warnings
 from manifests.item import (
     GUIDER_FIELDS,
     GUIDER_PREFIX,
@@ -37,25 +35,15 @@ from manifests.item import (
 )
 from manifests.load import Entry, Manifest, ManifestError, load_manifest
 from manifests.lora_files import LoraFiles
+from manifests.media_facts import MediaFacts
 from manifests.model_section import MODEL_KEYS, model_paths, open_bundle
-from manifests.windows import describe, item_windows
+from manifests.problems import MAX_NAMED, Problem, named_once, problem_lines, warning_lines
+from manifests.ticker import Ticker
+from manifests.windows import describe, item_windows, plan_total
 from storage.fs import StorageError, exists, is_uri, local_or_uri
 
 
-@dataclass(frozen=True)
-class Problem:
-    where: str  # "item 'x' (line 3)", "model", "defaults", "manifest"
-    field: str
-    message: str
-    entry: int | None = dataclasses.field(default=None, compare=False)  # index of the item's entry, for item problems
-    # indexes of the entries a problem named once for several items is about (a misspelt column)
-    entries: tuple[int, ...] = dataclasses.field(default=(), compare=False)
-
-    def __str__(self) -> str:
-        return f"{self.where}, field {self.field!r}: {self.message}" if self.field else f"{self.where}: {self.message}"
-
-
-def _media_problems(item: Item) -> list[tuple[str, str]]:
+def _media_problems(item: Item, facts: MediaFacts) -> list[tuple[str, str]]:
     """Remote media must exist; local audio must decode, local images must decode and be large enough at
     their CRF (``ltxcore.image_files``). A missing local file is the request checks' to report."""
     out = []
@@ -64,17 +52,12 @@ def _media_problems(item: Item) -> list[tuple[str, str]]:
         if value is None or (not is_uri(value) and not Path(value).is_file()):
             continue  # absent, or reported as missing by the request's checks
         if is_uri(value):
-            try:
-                if not exists(value):
-                    out.append((name, f"{value} does not exist."))
-            except (StorageError, OSError) as e:
-                out.append((name, f"{value} cannot be read: {e}"))
+            problem = facts.remote_problem(value)
         elif name == "audio":
-            try:
-                probe_audio(value)
-            except RenderInputError as e:
-                out.append(("audio", e.message))
-        elif problem := image_problem(value, crfs[name.removesuffix(".path")]):
+            problem = facts.audio(value).problem
+        else:
+            problem = facts.image_problem(value, crfs[name.removesuffix(".path")])
+        if problem:
             out.append((name, problem))
     return out
 
@@ -97,34 +80,60 @@ def check_entry(
     max_tokens: int = MAX_TOKENS,
     transformer: str = "dev",
     loras: LoraFiles | None = None,
+    facts: MediaFacts | None = None,
 ) -> tuple[list[Problem], list[Problem]]:
     """Problems and warnings of one entry after defaults apply: fields, types, ranges, size, media, the
     pipeline's model and LoRA files."""
-    if "_not_a_mapping" in entry.data:
-        return [Problem(entry.label, "", "must be a mapping of fields (id, audio, prompt, ...).", entry.index)], []
-    item, problems = check_item(defaults, entry.data)
-    found = list(problems)
-    reported = {name.split("[")[0] for name, _ in problems}
-    if item is None:  # the rest of the item is still checked, all at once, without the fields already reported
-        item, _ = check_item(_without(defaults, reported), _without(entry.data, reported))
-    if item is None:  # a required field is missing or unusable: nothing else can be known
-        return [Problem(entry.label, name, message, entry.index) for name, message in found], []
-    seconds = audio_seconds(item)
-    known = {"seed": item.seed if item.seed is not None else 0, "num_frames": clip_frames(item, seconds)}
-    request = item.model_copy(update=known).to_request()
-    for error in request.problems() + (request.guider.model_problems(num_layers) if num_layers else []):
-        name = error.field if error.field.split("[")[0] in KINDS else GUIDER_PREFIX + error.field
-        found.append((name, error.message))
-    if not {"height", "width", "num_frames"} & {name for name, _ in found}:
-        found += size_problems(item, seconds, max_tokens)
-    found += _media_problems(item)
-    if problem := pipeline_problem(item.pipeline, transformer):
-        found.append(("pipeline", problem))
-    if loras is not None:
-        found += [("loras", message) for lora in item.loras for message in loras.problems(lora.path)]
-    warnings = [Problem(entry.label, name, message, entry.index) for name, message in window_warnings(item, seconds)]
-    found = problems + [(name, text) for name, text in found[len(problems) :] if name.split("[")[0] not in reported]
-    return [Problem(entry.label, name, message, entry.index) for name, message in found], warnings
+    settings = EntryChecks(defaults, num_layers, max_tokens, transformer, loras, facts or MediaFacts())
+    return settings.check(entry, made_item(entry, defaults))
+
+
+def made_item(entry: Entry, defaults: dict) -> tuple[Item | None, list[tuple[str, str]]] | None:
+    """``check_item`` of an entry; None when the entry is no mapping."""
+    return None if "_not_a_mapping" in entry.data else check_item(defaults, entry.data)
+
+
+@dataclass(frozen=True)
+class EntryChecks:
+    """What every entry of a manifest is checked against."""
+
+    defaults: dict
+    num_layers: int | None
+    max_tokens: int
+    transformer: str
+    loras: LoraFiles | None
+    facts: MediaFacts
+
+    def check(
+        self, entry: Entry, made: tuple[Item | None, list[tuple[str, str]]] | None
+    ) -> tuple[list[Problem], list[Problem]]:
+        """Problems and warnings of ``entry``, whose ``made_item`` is ``made``."""
+        if made is None:
+            return [Problem(entry.label, "", "must be a mapping of fields (id, audio, prompt, ...).", entry.index)], []
+        item, problems = made
+        found = list(problems)
+        reported = {name.split("[")[0] for name, _ in problems}
+        if item is None:  # the rest of the item is still checked, all at once, without the fields already reported
+            item, _ = check_item(_without(self.defaults, reported), _without(entry.data, reported))
+        if item is None:  # a required field is missing or unusable: nothing else can be known
+            return [Problem(entry.label, name, message, entry.index) for name, message in found], []
+        seconds = self.facts.local_audio_seconds(item.audio)
+        known = {"seed": item.seed if item.seed is not None else 0, "num_frames": clip_frames(item, seconds)}
+        request = item.model_copy(update=known).to_request()
+        num_layers = self.num_layers
+        for error in request.problems() + (request.guider.model_problems(num_layers) if num_layers else []):
+            name = error.field if error.field.split("[")[0] in KINDS else GUIDER_PREFIX + error.field
+            found.append((name, error.message))
+        if not {"height", "width", "num_frames"} & {name for name, _ in found}:
+            found += size_problems(item, seconds, self.max_tokens)
+        found += _media_problems(item, self.facts)
+        if problem := pipeline_problem(item.pipeline, self.transformer):
+            found.append(("pipeline", problem))
+        if self.loras is not None:
+            found += [("loras", message) for lora in item.loras for message in self.loras.problems(lora.path)]
+        warnings = [Problem(entry.label, n, message, entry.index) for n, message in window_warnings(item, seconds)]
+        found = problems + [(n, text) for n, text in found[len(problems) :] if n.split("[")[0] not in reported]
+        return [Problem(entry.label, name, message, entry.index) for name, message in found], warnings
 
 
 def _without(values: dict, names: set[str]) -> dict:
@@ -178,9 +187,11 @@ def validate(manifest: Manifest, max_tokens: int = MAX_TOKENS, transformer: str 
 
 
 def check(
-    manifest: Manifest, max_tokens: int = MAX_TOKENS, transformer: str = "dev"
+    manifest: Manifest, max_tokens: int = MAX_TOKENS, transformer: str = "dev", facts: MediaFacts | None = None
 ) -> tuple[list[Problem], list[Problem]]:
-    """Every problem and every warning of ``manifest``, each in manifest order."""
+    """Every problem and every warning of ``manifest``, each in manifest order. Its media are looked at once per
+    distinct file, into ``facts`` (which planning then reads)."""
+    facts = facts if facts is not None else MediaFacts()
     problems, warnings = [Problem("manifest", "", p) for p in manifest.top_level_problems], draft_warnings(manifest)
     model_problems, bundle = check_model(manifest)
     num_layers = transformer_layer_count(bundle.checkpoint_path) if bundle else None
@@ -189,11 +200,14 @@ def check(
     for name in manifest.defaults:
         if name not in KINDS:
             problems.append(Problem("defaults", name, unknown_field(name, [*KINDS, GUIDER_SECTION])))
+    made = [made_item(entry, manifest.defaults) for entry in manifest.entries]
+    facts.gather(m[0] for m in made if m is not None and m[0] is not None)
+    checks = EntryChecks(manifest.defaults, num_layers, max_tokens, transformer, loras, facts)
     seen: dict[str, Entry] = {}
-    for entry in manifest.entries:
-        entry_problems, entry_warnings = check_entry(
-            entry, manifest.defaults, num_layers, max_tokens, transformer, loras
-        )
+    tick = Ticker("validating: items checked", len(made))
+    for done, (entry, entry_made) in enumerate(zip(manifest.entries, made, strict=True)):
+        tick(done)
+        entry_problems, entry_warnings = checks.check(entry, entry_made)
         problems += entry_problems
         warnings += entry_warnings
         item_id = entry.data.get("id")
@@ -204,7 +218,7 @@ def check(
                 seen[item_id] = entry
     if not manifest.entries:
         problems.append(Problem("manifest", "items", "is empty; add at least one item."))
-    return _unknown_once(problems, manifest), extra_column_warnings(manifest) + warnings
+    return _unknown_once(problems), extra_column_warnings(manifest) + warnings
 
 
 def extra_column_warnings(manifest: Manifest) -> list[Problem]:
@@ -218,48 +232,10 @@ def extra_column_warnings(manifest: Manifest) -> list[Problem]:
     return [Problem("manifest", "", f"columns {shown} are not item fields: kept as tags.")]
 
 
-MAX_NAMED = 10  # columns, lines or rows a message names before "and N more"
-
-
-def _unknown_once(problems: list[Problem], manifest: Manifest) -> list[Problem]:
+def _unknown_once(problems: list[Problem]) -> list[Problem]:
     """Item problems about the same unknown field (a misspelt column: ``promt`` on every row) as one problem,
     where the first was, naming every item's line or row."""
-    groups: dict[tuple[str, str], list[Problem]] = {}
-    for p in problems:
-        if p.entry is not None and p.message.startswith(UNKNOWN):
-            groups.setdefault((p.field, p.message), []).append(p)
-    if not groups:
-        return problems
-    where = {e.index: e.where for e in manifest.entries}
-    out = []
-    for p in problems:
-        group = groups.get((p.field, p.message))
-        if group is None or p.entry is None:
-            out.append(p)
-        elif group[0] is p:
-            indexes = tuple(q.entry for q in group if q.entry is not None)
-            label = p.where if len(group) == 1 else f"{len(group)} items ({_places([where[i] for i in indexes])})"
-            out.append(Problem(label, p.field, p.message, p.entry if len(group) == 1 else None, indexes))
-    return out
-
-
-def _places(wheres: list[str]) -> str:
-    """``rows 1-3, 7`` or ``lines 2, 5, 9``: where several items are, the first ``MAX_NAMED`` runs of them."""
-    kind = wheres[0].split()[0]
-    if not all(w.split()[0] == kind and w.split()[-1].isdigit() for w in wheres):
-        return ", ".join(wheres[:MAX_NAMED]) + (
-            f" and {len(wheres) - MAX_NAMED} more" if len(wheres) > MAX_NAMED else ""
-        )
-    numbers = [int(w.split()[-1]) for w in wheres]
-    runs: list[list[int]] = []
-    for n in numbers:
-        if runs and n == runs[-1][1] + 1 and kind == "row":
-            runs[-1][1] = n
-        else:
-            runs.append([n, n])
-    text = [f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:MAX_NAMED]]
-    more = f" and {len(runs) - MAX_NAMED} more" if len(runs) > MAX_NAMED else ""
-    return f"{kind}s {', '.join(text)}{more}"
+    return named_once(problems, lambda p: (p.field, p.message) if p.message.startswith(UNKNOWN) else None)
 
 
 def draft_warnings(manifest: Manifest) -> list[Problem]:
@@ -278,17 +254,15 @@ def draft_warnings(manifest: Manifest) -> list[Problem]:
     return [Problem("defaults", name, note) for name in DRAFT_UNUSED if drafts and name in manifest.defaults] + out
 
 
-def report(problems: list[Problem], manifest: Manifest, warnings: Sequence[Problem] = ()) -> str:
+def report(problems: list[Problem], manifest: Manifest, warnings: Sequence[Problem] = (), verbose: bool = False) -> str:
+    """What ``validate`` says of a manifest, sized for a person unless ``verbose`` (``manifests.problems``)."""
+    hint = f"every one, one per line: ltx-batch validate {manifest.source or manifest.path} --verbose"
     if not problems:
         lines = [f"{manifest.path}: {len(manifest.entries)} items, no problems."]
     else:
-        lines = [f"{manifest.path}: {len(problems)} problem(s) in {len(manifest.entries)} items:"]
-        lines += [f"  - {p}" for p in problems]
-    return "\n".join(lines + warning_lines(warnings))
-
-
-def warning_lines(warnings: Sequence[Problem]) -> list[str]:
-    return [f"{len(warnings)} warning(s), not errors:", *(f"  - {w}" for w in warnings)] if warnings else []
+        header = f"{manifest.path}: {len(problems)} problem(s) in {len(manifest.entries)} items:"
+        lines = problem_lines(header, problems, verbose, hint)
+    return "\n".join(lines + warning_lines(warnings, verbose, hint))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,11 +271,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--defaults", help="YAML with model/defaults for a Parquet manifest")
     add_model_check_options(parser)
     args = parser.parse_args(argv)
-    return validate_file(args.manifest, args.defaults, args.bundle, args.max_tokens)
+    return validate_file(args.manifest, args.defaults, args.bundle, args.max_tokens, args.verbose)
 
 
-def validate_file(path: str, defaults: str | None, bundle: str | None, max_tokens: int | None) -> int:
-    """Print every problem of the manifest at ``path`` (against ``bundle``, when given); 1 if there is any."""
+def validate_file(
+    path: str, defaults: str | None, bundle: str | None, max_tokens: int | None, verbose: bool = False
+) -> int:
+    """Print the problems of the manifest at ``path`` (against ``bundle``, when given), or its plan; 1 if there
+    is any problem."""
     try:
         manifest = load_manifest(path, defaults)
     except ManifestError as e:
@@ -309,31 +286,49 @@ def validate_file(path: str, defaults: str | None, bundle: str | None, max_token
         return 1
     if bundle:
         manifest = replace(manifest, model={"bundle": local_or_uri(bundle)})
-    problems, warnings = check(manifest, max_tokens or MAX_TOKENS)
-    print(report(problems, manifest, warnings))
+    facts = MediaFacts()
+    problems, warnings = check(manifest, max_tokens or MAX_TOKENS, facts=facts)
+    print(report(problems, manifest, warnings, verbose))
     if not problems:
-        print("\n".join(window_lines(manifest)))
+        print("\n".join(plan_lines(manifest, facts, verbose)))
     return 1 if problems else 0
 
 
-def window_lines(manifest: Manifest) -> list[str]:
-    """Each item's windows and estimated GPU time, for a manifest without problems (local audio only: a remote
-    file is searched for pauses when the run is planned)."""
-    lines = []
+MAX_PLAN_LINES = 30  # item lines of the plan shown without --verbose
+
+
+def plan_lines(manifest: Manifest, facts: MediaFacts | None = None, verbose: bool = False) -> list[str]:
+    """The plan of a manifest without problems: its totals (items, video, windows, estimated GPU-hours), then
+    each item's windows (``manifests.windows.describe``) when they fit in ``MAX_PLAN_LINES`` or with ``verbose``,
+    else the items that render as several windows, one line each. Local audio only: a remote file is searched
+    for pauses when the run is planned."""
+    facts = facts if facts is not None else MediaFacts()
+    described: list[list[str]] = []
+    planned: list[tuple[Item, tuple[Window, ...]]] = []
     for entry in manifest.entries:
         item = Item.model_validate(merged(manifest.defaults, entry.data))
-        frames = clip_frames(item, audio_seconds(item))
-        if frames is None:
-            lines.append(f"{item.id}: windows are planned when the run starts (remote audio)")
-            continue
-        lines += describe(item, item_windows(item, frames, item.audio))
-    return ["windows (GPU seconds estimated for one H200):", *lines] if lines else []
+        frames = clip_frames(item, facts.local_audio_seconds(item.audio))
+        if frames is not None:
+            found = item_windows(item, frames, facts)
+            planned.append((item, found.windows))
+            described.append(describe(item, found))
+    lines = [f"plan: {plan_total(planned)} (estimated)"]
+    if remote := len(manifest.entries) - len(planned):
+        lines.append(f"  {remote} item(s) with remote audio: their windows are planned when the run starts")
+    every = [line for item_lines in described for line in item_lines]
+    if verbose or len(every) <= MAX_PLAN_LINES:
+        return lines + every
+    several = [item_lines[0] for item_lines in described if len(item_lines) > 1]
+    lines += several[:MAX_PLAN_LINES]
+    left = len(described) - len(several[:MAX_PLAN_LINES])
+    return [*lines, f"  and {left} more item(s); each item's windows: --verbose"]
 
 
 def add_model_check_options(parser: argparse.ArgumentParser) -> None:
     """``--bundle`` and ``--max-tokens`` of ``validate`` (render defines its own, the same)."""
     parser.add_argument("--bundle", help="check against this model folder (its checkpoint's header only)")
     parser.add_argument("--max-tokens", type=int, help=MAX_TOKENS_HELP)
+    parser.add_argument("--verbose", action="store_true", help="list every problem and every item's windows")
 
 
 if __name__ == "__main__":

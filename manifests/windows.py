@@ -9,10 +9,11 @@ rendered again in the next window.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import pyarrow as pa
 
-from ltxcore.pauses import find_pauses
+from ltxcore.pauses import Pauses
 from ltxcore.token_bound import video_tokens
 from ltxcore.windows import Window, WindowSettings, plan_windows
 from manifests.item import Item
@@ -41,19 +42,35 @@ def settings_of(item: Item) -> WindowSettings:
     return WindowSettings(item.window_seconds, item.context_frames, item.long_form)
 
 
-def item_windows(item: Item, num_frames: int, audio_path: str) -> ItemWindows:
-    """The windows of ``item`` at ``num_frames``; its audio (a local file) is searched for pauses only when the
-    clip needs more than one window."""
+class PauseFinder(Protocol):
+    """``ltxcore.pauses.find_pauses`` of a file, as ``manifests.media_facts.MediaFacts`` finds them once."""
+
+    def pauses(self, uri: str, start: float, seconds: float) -> Pauses: ...
+
+
+def item_windows(item: Item, num_frames: int, finder: PauseFinder) -> ItemWindows:
+    """The windows of ``item`` at ``num_frames``; its audio is searched for pauses only when the clip needs more
+    than one window."""
     settings = settings_of(item)
     if num_frames <= settings.window_frames(item.frame_rate):
         return ItemWindows(tuple(plan_windows(num_frames, item.frame_rate, settings)), None)
-    pauses = find_pauses(audio_path, item.audio_start_time, num_frames / item.frame_rate)
+    assert isinstance(item.audio, str), "a validated item has audio"
+    pauses = finder.pauses(item.audio, item.audio_start_time, num_frames / item.frame_rate)
     return ItemWindows(tuple(plan_windows(num_frames, item.frame_rate, settings, pauses.spans)), pauses.detector)
 
 
 def estimated_gpu_seconds(item: Item, windows: tuple[Window, ...]) -> float:
     rate = REFERENCE_SECONDS.get(item.pipeline, REFERENCE_SECONDS["two-stage"]) / REFERENCE_TOKENS
     return sum(video_tokens(w.rendered, item.height, item.width) for w in windows) * rate
+
+
+def plan_total(planned: list[tuple[Item, tuple[Window, ...]]]) -> str:
+    """One line for a plan: its items, seconds of video, windows and estimated GPU-hours."""
+    seconds = sum(sum(w.frames for w in windows) / item.frame_rate for item, windows in planned)
+    gpu = sum(estimated_gpu_seconds(item, windows) for item, windows in planned)
+    video = f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds:.1f} s"
+    windows = sum(len(w) for _, w in planned)
+    return f"{len(planned)} items, {video} of video in {windows} window(s), ~{gpu / 3600:.2f} GPU-hours on one H200"
 
 
 def describe(item: Item, found: ItemWindows) -> list[str]:

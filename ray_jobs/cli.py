@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ltxcore.token_bound import MAX_TOKENS_HELP
+from manifests.validate import add_model_check_options
 from ray_jobs.options import add_render_options, add_resume_options, run_options
 
 EXAMPLES = {
@@ -35,7 +35,7 @@ EXAMPLES = {
 def _validate(args) -> int:
     from manifests.validate import validate_file
 
-    return validate_file(args.manifest, args.defaults, args.bundle, args.max_tokens)
+    return validate_file(args.manifest, args.defaults, args.bundle, args.max_tokens, args.verbose)
 
 
 def _render(args) -> int:
@@ -232,8 +232,7 @@ def parser() -> argparse.ArgumentParser:
     p = add("validate", "List every problem of a manifest at once; exit 1 if there is any.")
     p.add_argument("manifest")
     p.add_argument("--defaults", help="YAML with model/defaults for a Parquet manifest")
-    p.add_argument("--bundle", help="check against this model folder (its checkpoint's header only)")
-    p.add_argument("--max-tokens", type=int, help=MAX_TOKENS_HELP)
+    add_model_check_options(p)
     p.set_defaults(handler=_validate)
     p = add("render", "Render a manifest on Ray.")
     p.add_argument("manifest", help="a .yaml or .parquet manifest")
@@ -349,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.handler(args)
+    except KeyboardInterrupt:  # render and resume say what they kept (ray_jobs.render); the rest change nothing
+        print("\ninterrupted.", file=sys.stderr)
+        return 130
     except Exception as e:  # the one place that turns any failure into one sentence
         if args.debug:
             raise

@@ -23,6 +23,7 @@ from ltxcore.errors import BundleError, RenderInputError
 from ltxcore.request import RenderRequest
 from ltxcore.token_bound import MAX_TOKENS
 from manifests.load import ManifestError, ManifestSource
+from manifests.media_facts import MediaFacts
 from manifests.model_section import Model, chosen_model
 from manifests.validate import check, report
 from ray_jobs.render import EXIT_BAD_INPUT, EXIT_FAILED_ITEMS, EXIT_OK, warm_requests
@@ -80,13 +81,14 @@ def _model_and_plan(options: RunOptions, device: str) -> tuple[Model, list[Plann
     assert options.manifest is not None, "prepare takes a manifest"
     manifest = ManifestSource(options.manifest, items.defaults, items.overrides, given).read()
     transformer = given.transformer or "dev"
-    problems, warnings = check(manifest, items.max_tokens or MAX_TOKENS, transformer)
+    facts = MediaFacts()
+    problems, warnings = check(manifest, items.max_tokens or MAX_TOKENS, transformer, facts)
     if problems and items.skip_invalid:
         manifest, _, problems = invalid.set_aside(manifest, problems)
     if problems:
         raise ManifestError(report(problems, manifest, warnings))
     model = chosen_model(manifest.model, given, local_quantization(device), transformer)
-    return model, plan(manifest, model.identity)
+    return model, plan(manifest, model.identity, facts)
 
 
 def local_quantization(device: str) -> str:

@@ -7,7 +7,9 @@ code is 0 only when every item of the run has an ``ok`` result.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,8 +23,11 @@ from ltxcore.request import RenderRequest, pipeline_problem
 from ltxcore.shapes import render_length
 from ltxcore.token_bound import MAX_TOKENS
 from manifests.load import ManifestError, ManifestSource
+from manifests.media_facts import MediaFacts
 from manifests.model_section import Model, chosen_model
-from manifests.validate import check, report, warning_lines
+from manifests.problems import warning_lines
+from manifests.validate import check, report
+from manifests.windows import plan_total
 from ray_jobs import local_ray
 from ray_jobs.actor import RenderActor, WorkerSettings
 from ray_jobs.options import parse_render_argv
@@ -37,13 +42,14 @@ from runstore.best_candidates import mark_best
 from runstore.claim import Lease, RunTaken
 from runstore.enhanced import recorded_enhancements
 from runstore.plan import plan, refresh_fingerprints
-from runstore.results import read_results, still_to_render
+from runstore.results import ok_count, read_results, still_to_render
 from runstore.resume_changes import bundle_digests
 from runstore.run_folder import RunFolder
 from runstore.window_store import units_of_work
 from storage.fs import StorageError, is_uri
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_BAD_INPUT, EXIT_NO_WORKERS = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C or ``ray job stop``, as a shell reports an interrupted command
 
 
 def _connect(local_cpus: int | None) -> None:
@@ -53,6 +59,13 @@ def _connect(local_cpus: int | None) -> None:
         ray.init(log_to_driver=False)
     else:
         local_ray.start(local_cpus)
+    if threading.current_thread() is threading.main_thread():  # after ray.init, whose own handler prints a dump
+        signal.signal(signal.SIGTERM, _stopped)
+
+
+def _stopped(signum: int, frame: object) -> None:
+    """``ray job stop`` (SIGTERM) ends the driver as Ctrl-C does: finished items kept, one line said."""
+    raise KeyboardInterrupt
 
 
 def _device(device: str) -> str:
@@ -98,7 +111,8 @@ def _prepare(options: RunOptions, run: RunFolder, cluster_quantization: str) -> 
     source = ManifestSource(options.manifest, items.defaults, items.overrides, given)
     manifest = source.read()
     transformer = given.transformer or "dev"
-    problems, warnings = check(manifest, items.max_tokens or MAX_TOKENS, transformer)
+    facts = MediaFacts()  # each distinct media file is read once, for validation and the plan
+    problems, warnings = check(manifest, items.max_tokens or MAX_TOKENS, transformer, facts)
     if warnings:
         print("\n".join(warning_lines(warnings)))
     set_aside = None
@@ -107,7 +121,8 @@ def _prepare(options: RunOptions, run: RunFolder, cluster_quantization: str) -> 
     if problems:
         raise ManifestError(report(problems, manifest, warnings))
     model = chosen_model(manifest.model, given, cluster_quantization, transformer)
-    planned = plan(manifest, model.identity)
+    planned = plan(manifest, model.identity, facts)
+    print(f"plan: {plan_total([(p.item, p.window_plan) for p in planned])} (estimated)")
     sidecars = (items.defaults, manifest.path.with_suffix(".yaml"))
     files = [manifest.path, *(Path(p) for p in sidecars if p and Path(p).is_file())]
     details = {
@@ -131,8 +146,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_render(options: RunOptions) -> int:
-    """Render (or, with ``options.resume``, resume) a run; return the exit code."""
+    """Render (or, with ``options.resume``, resume) a run; return the exit code. Interrupted (Ctrl-C, ``ray job
+    stop``), it says in one line what was kept and how to go on."""
     run = RunFolder(options.out)
+    try:
+        return _run_render(options, run)
+    except KeyboardInterrupt:
+        print(f"\n{interrupted_line(run)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def interrupted_line(run: RunFolder) -> str:
+    """What an interrupted driver kept: the run and its finished items (resume renders the rest), or nothing
+    when it was stopped before its plan was written."""
+    if not run.exists():
+        return "interrupted before the run was planned: nothing was kept; start it again with the same command."
+    ok = ok_count(run.results_uri)
+    return f"interrupted: {run.uri} keeps its plan and {ok} finished item(s); go on with: ltx-batch resume {run.uri}"
+
+
+def _run_render(options: RunOptions, run: RunFolder) -> int:
     lease = Lease(run.uri)
     started_absent = not options.resume and run.fs.get_file_info(run.root).type == FileType.NotFound
     try:

@@ -18,7 +18,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from manifests.item import KINDS, Item, id_problem, merged
 from manifests.load import Entry, Manifest
-from manifests.validate import Problem, check_entry
+from manifests.problems import Problem
+from manifests.validate import check_entry
 from runstore.plan import planned_item, refresh_fingerprints
 from runstore.results import INVALID_INPUT, write_invalid_rows
 from runstore.run_folder import RunFolder

@@ -16,13 +16,14 @@ from dataclasses import dataclass, replace
 
 import pyarrow as pa
 
-from ltxcore.media import probe_audio
+from ltxcore.errors import RenderInputError
 from ltxcore.request import frames_for_audio
 from ltxcore.windows import DEFAULT_CONTEXT_FRAMES, DEFAULT_WINDOW_SECONDS, Window, plan_windows
 from manifests.item import Item, arrow_schema, media_paths, merged
 from manifests.load import Manifest
+from manifests.media_facts import MediaFacts
+from manifests.ticker import Ticker
 from manifests.windows import WINDOW_STRUCT, from_rows, item_windows, settings_of, to_rows
-from storage.fs import file_identity, local_copy
 
 SEED_SPACE = 2**31
 JOIN = -1  # the part of a ``cuts`` item that joins its finished windows into its mp4
@@ -77,12 +78,6 @@ def derive_seed(run_seed: int, item_id: str) -> int:
     return int.from_bytes(digest[:8], "big") % SEED_SPACE
 
 
-def audio_duration(uri: str) -> float:
-    """Seconds of audio; an object-store file is fetched to a temporary folder to be probed."""
-    with local_copy(uri) as path:
-        return probe_audio(path).duration
-
-
 def fingerprint(values: dict, media: dict, bundle_identity: dict | None) -> str:
     unset = [name for name, default in HASHED_WHEN_SET.items() if values.get(name) == default]
     settings = {k: v for k, v in values.items() if k not in (*LABELS, *unset)}
@@ -90,41 +85,52 @@ def fingerprint(values: dict, media: dict, bundle_identity: dict | None) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def resolve_item(item: Item, run_seed: int) -> Item:
+def resolve_item(item: Item, run_seed: int, facts: MediaFacts) -> Item:
     """Fill the seed and the frames shown (as many as cover the audio window: ``frames_for_audio``)."""
     seed = item.seed if item.seed is not None else derive_seed(run_seed, item.id)
-    num_frames = item.num_frames if item.num_frames is not None else frames_for_audio(item, audio_duration(item.audio))
+    num_frames = item.num_frames
+    if num_frames is None:
+        audio = facts.audio(str(item.audio))
+        if audio.seconds is None:
+            raise RenderInputError("audio", audio.problem or f"{item.audio} cannot be read.")
+        num_frames = frames_for_audio(item, audio.seconds)
     return item.model_copy(update={"seed": seed, "num_frames": num_frames})
 
 
-def planned_item(item: Item, run_seed: int) -> PlannedItem:
+def planned_item(item: Item, run_seed: int, facts: MediaFacts | None = None) -> PlannedItem:
     """An item resolved, with its windows (boundaries in its audio's pauses); the fingerprint comes later."""
-    item = resolve_item(item, run_seed)
+    item = resolve_item(item, run_seed, facts := facts if facts is not None else MediaFacts())
     assert item.num_frames is not None, "resolve_item fills it"
-    settings = settings_of(item)
-    if item.num_frames <= settings.window_frames(item.frame_rate):
-        return PlannedItem(item, "", windows=tuple(plan_windows(item.num_frames, item.frame_rate, settings)))
-    with local_copy(item.audio) as path:
-        return PlannedItem(item, "", windows=item_windows(item, item.num_frames, path).windows)
+    return PlannedItem(item, "", windows=item_windows(item, item.num_frames, facts).windows)
 
 
-def plan(manifest: Manifest, bundle_identity: dict | None = None) -> list[PlannedItem]:
-    """Resolve every entry of a *validated* manifest."""
+def plan(manifest: Manifest, bundle_identity: dict | None = None, facts: MediaFacts | None = None) -> list[PlannedItem]:
+    """Resolve every entry of a *validated* manifest; its media are read once per distinct file, into ``facts``
+    (what validation learnt of them is reused)."""
+    facts = facts if facts is not None else MediaFacts()
     items = [Item.model_validate(merged(manifest.defaults, e.data)) for e in manifest.entries]
-    planned = [planned_item(item, manifest.run_seed) for item in items]
-    return refresh_fingerprints(planned, bundle_identity)
+    facts.gather(items, remote_audio=True)
+    tick = Ticker("planning: items planned", len(items))
+    planned = []
+    for done, item in enumerate(items):
+        tick(done)
+        planned.append(planned_item(item, manifest.run_seed, facts))
+    return refresh_fingerprints(planned, bundle_identity, facts)
 
 
-def refresh_fingerprints(planned: list[PlannedItem], bundle_identity: dict | None) -> list[PlannedItem]:
+def refresh_fingerprints(
+    planned: list[PlannedItem], bundle_identity: dict | None, facts: MediaFacts | None = None
+) -> list[PlannedItem]:
     """Recompute fingerprints from the inputs as they are now: a changed file or model re-renders its items."""
+    facts = facts if facts is not None else MediaFacts()
     out = []
     for p in planned:
         values = p.item.values
         media: dict[str, object] = {
-            name: file_identity(uri) if uri is not None else None for name, uri in media_paths(values)
+            name: facts.identity(uri) if uri is not None else None for name, uri in media_paths(values)
         }
         if values["loras"]:
-            media["loras"] = [file_identity(lora["path"]) for lora in values["loras"]]
+            media["loras"] = [facts.identity(lora["path"]) for lora in values["loras"]]
         out.append(replace(p, fingerprint=fingerprint(values, media, bundle_identity)))
     return out
 

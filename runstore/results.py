@@ -208,6 +208,11 @@ def write_invalid_rows(results_uri: str, run_id: str, session: str, rows: list[d
     write_atomically(fs, f"{root}/{session}-invalid.parquet", lambda stream: pq.write_table(table, stream))
 
 
+def ok_count(results_uri: str) -> int:
+    """How many items have an ``ok`` attempt."""
+    return len({item_id for item_id, _ in done_fingerprints(read_results(results_uri))})
+
+
 def read_results(results_uri: str) -> pa.Table:
     """Every attempt ever recorded (hidden temporary files are skipped), with its latest revisions applied."""
     fs, root = filesystem(results_uri)

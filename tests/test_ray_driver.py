@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
+import pytest
 import yaml
 from conftest import LESSON, QUICK_FLAGS, REPO, render_actor_pids
 
@@ -200,6 +201,30 @@ def test_driver_killed_leaves_no_ray_behind_and_resume_renders_only_missing(tiny
     rendered_by_resume = {r["item_id"] for r in ok if r["started_at"] >= resume_started}
     assert rendered_by_resume and not rendered_by_resume & before  # only what was missing
     assert f"{len(rendered_by_resume)} of 6 items to render" in resumed.stdout
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "ray-job-stop"])
+def test_an_interrupted_driver_says_one_line_and_its_run_resumes(stop, local_ray, tiny_bundle, tmp_path, capsys):
+    """Ctrl-C (SIGINT to the terminal's process group) or ``ray job stop`` (SIGTERM) once an item is done: no
+    traceback, one line saying what was kept and how to go on, and the run resumes to every item once."""
+    run = tmp_path / "run"
+    bundle = str(Path(tiny_bundle.checkpoint_path).parent)
+    command = [sys.executable, "-m", "ray_jobs.render", str(_manifest(tmp_path, 3, seconds=0.3)), "--out", str(run)]
+    command += ["--bundle", bundle, "--shard-size", "1", "--actors", "1", "--local-cpus", "2", *FAST]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    driver = subprocess.Popen(command, cwd=REPO, start_new_session=True, text=True, env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while not ((run / "results").is_dir() and _ok_counts(run)) and driver.poll() is None:
+        assert time.monotonic() < deadline, "no item finished within 180 s"
+        time.sleep(0.2)
+    os.killpg(driver.pid, stop)
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130, err
+    assert "Traceback" not in err, err
+    said = [line for line in err.splitlines() if line.startswith("interrupted")]
+    assert len(said) == 1 and said[0].endswith(f"go on with: ltx-batch resume {run}"), err
+    assert main(["--resume", str(run)]) == 0
+    assert _ok_counts(run) == {f"clip-{i:02d}": 1 for i in range(3)}
 
 
 def test_no_worker_can_start_stops_the_run_with_a_clear_error(local_ray, tiny_bundle, tmp_path, capsys):

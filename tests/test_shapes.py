@@ -19,7 +19,7 @@ from ltxcore.media import decode_audio
 from ltxcore.shapes import FRAME_STEP, frames_for_duration
 from manifests.clip_checks import clip_frames
 from manifests.load import load_manifest
-from manifests.validate import window_lines
+from manifests.validate import plan_lines
 from ray_jobs.render import warm_requests
 from runstore.plan import plan
 
@@ -57,7 +57,7 @@ def test_every_length_of_a_mixed_manifest_shows_its_audio_and_warms_one_graph_se
         assert sum(w.frames for w in windows) == p.item.num_frames
         assert all(0 <= w.rendered - w.context - w.frames < FRAME_STEP for w in windows)
     # validation, the plan, the engine and the workers' warm-up use the same numbers
-    lines = "\n".join(window_lines(manifest))
+    lines = "\n".join(plan_lines(manifest, verbose=True))
     assert "a: 53 frames (2.1 s), 1 window(s) rendered at 57 frames" in lines
     for p in planned.values():
         unresolved = p.item.model_copy(update={"num_frames": None})

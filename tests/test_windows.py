@@ -10,6 +10,7 @@ from ltxcore.pauses import energy_pauses, find_pauses
 from ltxcore.shapes import FRAME_STEP
 from ltxcore.windows import ROPE_MAX_SECONDS, WindowSettings, plan_windows, window_seed
 from manifests.item import Item
+from manifests.media_facts import MediaFacts
 from manifests.windows import describe, item_windows
 
 FPS = 24.0
@@ -82,7 +83,7 @@ def test_a_window_over_the_positional_range_is_an_error_naming_the_field():
 
 def test_plan_lines_show_each_window_and_the_gpu_estimate(lesson):
     item = Item(id="l1", audio=lesson, prompt="p", window_seconds=4.0, context_frames=9, height=512, width=768)
-    found = item_windows(item, 16 * 24 + 1, lesson)
+    found = item_windows(item, 16 * 24 + 1, MediaFacts())
     lines = describe(item, found)
     assert lines[0].startswith("l1: 385 frames (16.0 s), ") and "GPU s" in lines[0]
     assert len(lines) == 1 + len(found.windows) and "starts in a pause" in lines[2]
