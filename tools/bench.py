@@ -1,4 +1,5 @@
-"""The benchmark: one command per measurement, all on a CUDA GPU but ``quality``, results as JSON (``--out``).
+"""The benchmark: one command per measurement, all on a CUDA GPU but ``quality``, ``mux`` and ``campaign``,
+results as JSON (``--out``).
 
     python -m tools.bench forward --out forward.json      # transformer forwards, every variant side by side
     python -m tools.bench clip --bundle DIR --part ours --out ours.json          # end to end, ours (finals, drafts)
