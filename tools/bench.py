@@ -1,4 +1,5 @@
-"""The benchmark: one command per measurement, all on a CUDA GPU but ``quality``, results as JSON (``--out``).
+"""The benchmark: one command per measurement, all on a CUDA GPU but ``quality``, ``mux`` and ``campaign``,
+results as JSON (``--out``).
 
     python -m tools.bench forward --out forward.json      # transformer forwards, every variant side by side
     python -m tools.bench clip --bundle DIR --part ours --out ours.json          # end to end, ours (finals, drafts)
@@ -19,10 +20,12 @@
     python -m tools.bench profile --bundle DIR --out profile.json  # GPU busy share of a clip, GEMM TFLOP/s
     python -m tools.bench long-scaling --bundle DIR --workers 1 4 --out long.json  # long lessons over N workers
     python -m tools.bench product --bundle DIR --out product.json  # ray_jobs.render: campaign, lessons, cold/persisted
+    python -m tools.bench campaign --rows 100000 --yaml-items 10000 --out campaign.json  # the front end at scale (CPU)
 
 ``DIR`` holds a random bundle with the released LTX-2.3 sizes; it is written there first if missing.
 How each figure is taken is said in ``tools/bench_forward.py``, ``bench_clip.py``, ``bench_lora.py``,
-``bench_worker.py``, ``bench_scaling.py``, ``bench_enhance.py``, ``bench_tokens.py`` and ``bench_quality.py``.
+``bench_worker.py``, ``bench_scaling.py``, ``bench_enhance.py``, ``bench_tokens.py``, ``bench_quality.py`` and
+``bench_campaign.py``.
 """
 
 from __future__ import annotations
@@ -99,7 +102,14 @@ def main() -> None:
     product.add_argument("--lessons", type=int, default=3, help="continuous lessons")
     product.add_argument("--lesson-seconds", type=float, default=60.0)
     product.add_argument("--runs", nargs="+", default=None, help="MANIFEST:cold|persisted in order (default: all)")
-    for p in (forward, clip, scaling, enhance, tokens, quality, mux, longform, memory, ready, prof, longs, product):
+    campaign = sub.add_parser("campaign", help="validate, plan, status and report of a 100,000-row campaign (CPU)")
+    campaign.add_argument("--rows", type=int, default=100_000, help="rows of the Parquet campaign")
+    campaign.add_argument("--yaml-items", type=int, default=10_000, help="items of the YAML campaign")
+    campaign.add_argument("--work", help="where the manifests and runs go (default: campaign/ beside --out)")
+    campaign.add_argument("--bundle", help="the model for the render (default: a tiny random bundle in --work)")
+    campaign.add_argument("--skip", nargs="+", default=[], choices=("validate", "render", "status"))
+    parts = (forward, clip, scaling, enhance, tokens, quality, mux, longform, memory, ready, prof, longs, product)
+    for p in (*parts, campaign):
         p.add_argument("--out", required=True, help="JSON results file (its folder also holds any outputs)")
     args = parser.parse_args()
     out = Path(args.out).resolve()
@@ -161,6 +171,10 @@ def main() -> None:
 
         runs = args.runs or RUNS
         report = run(args.bundle, out, args.device, args.campaign, args.lessons, args.lesson_seconds, runs)
+    elif args.what == "campaign":
+        from tools.bench_campaign import run
+
+        report = run(out, args.rows, args.yaml_items, Path(args.work) if args.work else None, args.bundle, args.skip)
     elif args.what == "memory":
         from tools.bench_memory import run
 
