@@ -8,7 +8,8 @@ editor flattens it on export:
 - palette and grayscale become RGB (grey levels kept);
 - 16-bit (I;16, and I as Pillow opens 16-bit PNGs) scale 0..65535 onto 0..255;
 - transparency (RGBA, LA, PA, or a palette's transparent colour) is composited on white, the background
-  that editors flatten onto and that a cut-out portrait is usually shown on.
+  that editors flatten onto and that a cut-out portrait is usually shown on;
+- an EXIF orientation (a phone photo's pixels stored sideways) is applied, as every viewer shows the photo.
 
 An RGB image reads exactly as upstream reads it, so RGB inputs render bit-identically.
 
@@ -18,7 +19,7 @@ Nothing here imports torch: validation calls it before anything renders.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 BACKGROUND = (255, 255, 255)  # what transparent pixels are composited on
 # Upstream re-compresses each image as one H.264 frame at its CRF; H.264 keeps colour per 2x2 block, so
@@ -30,8 +31,8 @@ MIN_SIDE = 2
 def decode_rgb(path: str) -> np.ndarray:
     """The image at ``path`` as (height, width, 3) uint8 RGB; raises ``OSError`` or ``ValueError`` when it
     cannot be decoded."""
-    with Image.open(path) as image:
-        image.load()
+    with Image.open(path) as opened:
+        image = ImageOps.exif_transpose(opened)  # a phone photo stores its pixels sideways and says so in EXIF
         if image.mode == "I" or image.mode.startswith("I;16"):
             levels = np.asarray(image, dtype=np.float64) / 257.0
             image = Image.fromarray(np.clip(np.rint(levels), 0, 255).astype(np.uint8))  # L

@@ -102,12 +102,42 @@ def probe_audio(path: str, field: str = "audio") -> AudioInfo:
                 field, f"{path} uses the {codec} codec, which is not supported; use WAV, MP3, M4A/AAC, OGG or FLAC."
             )
         if stream.duration is not None:
-            duration = float(stream.duration * stream.time_base)
+            duration: float | None = float(stream.duration * stream.time_base)
         elif container.duration is not None:
             duration = container.duration / av.time_base
         else:
+            duration = None
+        stored = _stored_seconds(container, stream)
+        if stored is not None and (duration is None or stored < duration - HEADER_SLACK_SECONDS):
+            duration = stored  # a truncated file whose header still gives the whole length
+        if duration is None:
+            container.seek(0)
             duration = sum(f.samples for f in container.decode(stream)) / stream.rate
+        if duration <= 0:
+            raise RenderInputError(field, f"{path} holds no audio: it is 0 seconds long.")
         return AudioInfo(codec, stream.rate, stream.channels, duration)
+
+
+HEADER_SLACK_SECONDS = 0.5  # a header longer than the stored packets by more than this lies (a cut-off file)
+
+
+def _stored_seconds(container: av.container.InputContainer, stream: av.AudioStream) -> float | None:
+    """Seconds the file's audio packets cover, read without decoding them (0 when it holds none); None when
+    they carry no times."""
+    first = end = None
+    packets = 0
+    for packet in container.demux(stream):
+        if packet.size == 0:  # the empty packet that ends a demux
+            continue
+        packets += 1
+        if packet.pts is not None and packet.duration is not None:
+            first = packet.pts if first is None else min(first, packet.pts)
+            end = packet.pts + packet.duration if end is None else max(end, packet.pts + packet.duration)
+    if not packets:
+        return 0.0
+    if first is None or end is None or stream.time_base is None:
+        return None
+    return float((end - first) * stream.time_base)
 
 
 def decode_audio(

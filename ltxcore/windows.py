@@ -16,6 +16,7 @@ shown`` frames rounded up to the next valid length (``ltxcore/shapes.py``), the 
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -29,7 +30,6 @@ DEFAULT_WINDOW_SECONDS = 10.0
 DEFAULT_CONTEXT_FRAMES = 17
 LongForm = Literal["continuous", "cuts"]
 LONG_FORMS: tuple[str, ...] = get_args(LongForm)
-SHORTEST_SHARE = 0.5  # a boundary is sought in the later half of the longest window, so windows stay long
 
 
 @dataclass(frozen=True)
@@ -96,46 +96,66 @@ class WindowSettings:
 def plan_windows(
     num_frames: int, fps: float, settings: WindowSettings, pauses: list[tuple[float, float]] | None = None
 ) -> list[Window]:
-    """The windows of a clip showing ``num_frames``, boundaries inside ``pauses`` ((start, end) seconds of the
-    clip) where one lies in the allowed range, else as late as the window allows. A clip that fits one window is
-    one window, rendered as a plain clip. Every window renders at the next valid length (``ltxcore/shapes.py``):
+    """The windows of a clip showing ``num_frames``, boundaries chosen over the whole clip (``_ends``) inside
+    ``pauses`` ((start, end) seconds of the clip) wherever they allow it. A clip that fits one window is one
+    window, rendered as a plain clip. Every window renders at the next valid length (``ltxcore/shapes.py``):
     the extra frames are dropped, and a worker's compiled graphs serve every clip and window."""
     longest = settings.window_frames(fps)
     if num_frames <= longest:
         return [Window(0, 0, num_frames, 0, render_length(num_frames), True)]
     continuous = settings.long_form == "continuous"
+    context = settings.context_frames if continuous else 0
+    tail = 0 if continuous else 1  # a later ``cuts`` window renders one frame more than it shows
+    pause_of = _PauseLookup(pauses or [], fps)
     windows: list[Window] = []
-    start, in_pause = 0, True
-    while start < num_frames:
-        index = len(windows)
-        context = settings.context_frames if continuous and index else 0
-        tail = 1 if index and not continuous else 0
-        most = longest - context - tail  # frames this window may show
-        if num_frames - start <= most:
-            end, next_in_pause = num_frames, True
-        else:
-            end, next_in_pause = _boundary(start, most, fps, pauses or [])
-        rendered = render_length(context + end - start + tail)
-        windows.append(Window(index, start, end - start, context, rendered, in_pause))
-        start, in_pause = end, next_in_pause
+    start = 0
+    for index, end in enumerate(_ends(num_frames, longest, longest - context - tail, pause_of)):
+        extra = context + tail if index else 0
+        in_pause = index == 0 or pause_of(start) is not None
+        ctx = context if index else 0
+        windows.append(Window(index, start, end - start, ctx, render_length(extra + end - start), in_pause))
+        start = end
     return windows
 
 
-def _boundary(start: int, most: int, fps: float, pauses: list[tuple[float, float]]) -> tuple[int, bool]:
-    """Where the window from ``start`` showing at most ``most`` frames ends: an output frame 8j+1 in the later
-    part of its range, inside the pause nearest the range's end (at the pause's middle as near as the 8-frame grid
-    allows); without one, the latest frame allowed, inside speech."""
-    latest = grid_floor(start + most)
-    earliest = max(grid_ceil(start + math.ceil(most * SHORTEST_SHARE)), start + FRAME_STEP)
-    best: int | None = None
-    for pause_start, pause_end in pauses:
-        inside = [b for b in range(earliest, latest + 1, FRAME_STEP) if pause_start <= b / fps <= pause_end]
-        if not inside:
+class _PauseLookup:
+    """How far boundary frame ``b`` is from the middle of the pause it falls in, in seconds; None: in speech."""
+
+    def __init__(self, pauses: list[tuple[float, float]], fps: float):
+        self.pauses, self.fps = sorted(pauses), fps
+
+    def __call__(self, frame: int) -> float | None:
+        t = frame / self.fps
+        at = bisect.bisect_right(self.pauses, (t, math.inf)) - 1
+        if at >= 0 and self.pauses[at][0] <= t <= self.pauses[at][1]:
+            return abs(t - (self.pauses[at][0] + self.pauses[at][1]) / 2)
+        return None
+
+
+def _ends(num_frames: int, first_most: int, most: int, pause_of: _PauseLookup) -> list[int]:
+    """Where each window ends (output frames 8j+1, then ``num_frames``), chosen over the whole clip rather than
+    window by window: the fewest boundaries inside speech, then the fewest windows, then boundaries nearest
+    their pause's middle, then the earlier windows longest. The first window shows at most ``first_most``
+    frames, a later one ``most``."""
+    # best[start] = ((boundaries in speech, windows, seconds off pause middles), the end of the window from start)
+    best: dict[int, tuple[tuple[int, int, float], int]] = {}
+    for start in [*range(grid_floor(num_frames - 1), 0, -FRAME_STEP), 0]:
+        limit = first_most if start == 0 else most
+        if num_frames - start <= limit:
+            best[start] = ((0, 1, 0.0), num_frames)
             continue
-        middle = (pause_start + pause_end) / 2
-        candidate = min(inside, key=lambda b: abs(b / fps - middle))
-        best = candidate if best is None else max(best, candidate)
-    return (best, True) if best is not None else (latest, False)
+        options = []
+        for end in range(grid_ceil(start + FRAME_STEP), min(grid_floor(start + limit), num_frames - 1) + 1, FRAME_STEP):
+            (speech, windows, off), _ = best[end]
+            off_middle = pause_of(end)
+            cost = (speech + (off_middle is None), windows + 1, off + (off_middle or 0.0))
+            options.append((cost, end))
+        best[start] = min(options, key=lambda option: (option[0], -option[1]))  # ties: the longest window first
+    ends, start = [], 0
+    while start < num_frames:
+        start = best[start][1]
+        ends.append(start)
+    return ends
 
 
 def window_file(index: int, suffix: str) -> str:

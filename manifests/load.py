@@ -116,9 +116,9 @@ def _read_yaml(path: Path) -> tuple[dict, list[int]]:
     try:
         root = safe_yaml.compose(path)
         data = safe_yaml.construct(root)
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise ManifestError(f"{path}: cannot read the manifest: {e}.") from e
-    except safe_yaml.YamlLimitError as e:
+    except safe_yaml.YamlRefused as e:
         raise ManifestError(f"{path}: {e}") from e
     except yaml.YAMLError as e:
         raise ManifestError(f"{path}: not valid YAML: {e}") from e

@@ -9,6 +9,7 @@ once per use without expanding it, and refused past the limits below; only then 
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +20,77 @@ MAX_VALUES = 5_000_000  # scalars, lists and mappings after aliases expand (an i
 MAX_DEPTH = 64  # nesting of lists and mappings (an item's images are 4 deep)
 
 
-class YamlLimitError(ValueError):
-    """A YAML file too large, too nested, or whose aliases expand too far; the message names the limit."""
+class YamlRefused(ValueError):
+    """A YAML file too large, too nested, whose aliases expand too far, with a key written twice in one mapping,
+    or not text; the message says which."""
 
 
 def compose(path: Path) -> yaml.Node | None:
     """The file's node graph (None for an empty file), within ``MAX_FILE_BYTES``, ``MAX_DEPTH`` and
-    ``MAX_VALUES``. Raises ``YamlLimitError``, ``yaml.YAMLError``, ``OSError`` or ``UnicodeDecodeError``."""
+    ``MAX_VALUES``, with no key twice in a mapping. Raises ``YamlRefused``, ``yaml.YAMLError`` or ``OSError``."""
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise YamlLimitError(
+        raise YamlRefused(
             f"is {size / 2**20:.1f} MiB, over the {MAX_FILE_BYTES / 2**20:g} MiB limit for YAML; "
             "write a batch this large as a Parquet manifest."
         )
-    loader = yaml.SafeLoader(path.read_text())
+    loader = yaml.SafeLoader(_text(path.read_bytes()))
     try:
         try:
             root = loader.get_single_node()
         except RecursionError:
-            raise YamlLimitError(f"nests lists or mappings deeper than {MAX_DEPTH} levels.") from None
+            raise YamlRefused(f"nests lists or mappings deeper than {MAX_DEPTH} levels.") from None
     finally:
         loader.dispose()
     if root is not None:
         _measure(root)
+        _refuse_duplicate_keys(root)
     return root
+
+
+BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _text(data: bytes) -> str:
+    """UTF-8, or UTF-16 and UTF-8 with the byte-order mark that editors on Windows write."""
+    encoding = next((name for bom, name in BOMS if data.startswith(bom)), "utf-8")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise YamlRefused(
+            f"is not {encoding.upper().removesuffix('-SIG')} text (byte {data[e.start]:#04x} at position {e.start}); "
+            "save the manifest as UTF-8."
+        ) from None
+
+
+def _refuse_duplicate_keys(root: yaml.Node) -> None:
+    """A key written twice in one mapping: YAML would keep the last silently, so one of the two was a mistake."""
+    stack = [root]
+    seen_nodes: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            lines: dict[object, int] = {}
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value in lines:
+                    where = _named(node)
+                    raise YamlRefused(
+                        f"{where} has the key {key.value!r} twice (lines {lines[key.value]} and "
+                        f"{key.start_mark.line + 1}); YAML would keep only the last. Remove one."
+                    )
+                if isinstance(key, yaml.ScalarNode):
+                    lines[key.value] = key.start_mark.line + 1
+        stack += _children(node)
+
+
+def _named(mapping: yaml.MappingNode) -> str:
+    """``item 'x' (line 14)`` for a mapping with an id, else ``the mapping at line 14``."""
+    line = mapping.start_mark.line + 1
+    ids = [v.value for k, v in mapping.value if isinstance(k, yaml.ScalarNode) and k.value == "id"]
+    return f"item {ids[0]!r} (line {line})" if ids else f"the mapping at line {line}"
 
 
 def construct(root: yaml.Node | None) -> Any:  # the plain values YAML holds
@@ -71,12 +119,12 @@ def _measure(root: yaml.Node) -> None:
         if id(node) in sizes:
             continue
         if depth > MAX_DEPTH:
-            raise YamlLimitError(f"nests lists or mappings deeper than {MAX_DEPTH} levels.")
+            raise YamlRefused(f"nests lists or mappings deeper than {MAX_DEPTH} levels.")
         children = _children(node)
         if children_done or not children:
             sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
             if sizes[id(node)] > MAX_VALUES:
-                raise YamlLimitError(
+                raise YamlRefused(
                     f"expands to more than {MAX_VALUES:,} values once its anchors and aliases are filled in "
                     f"(line {node.start_mark.line + 1} alone holds {sizes[id(node)]:,}); an alias of a list of "
                     "aliases multiplies. Write the values out, or split the batch."

@@ -95,3 +95,14 @@ def test_energy_pauses_ignore_short_dips():
     signal = np.sin(2 * np.pi * 200 * t)
     signal[rate // 2 : rate // 2 + 800] = 0  # 50 ms: a consonant, not a pause
     assert energy_pauses(signal, rate) == []
+
+
+def test_boundaries_are_chosen_over_the_whole_clip_so_every_one_falls_in_a_pause():
+    """Window by window, the first boundary would take the latest pause in reach (3.3-3.7 s), from where no pause
+    is in reach of the next (6.9 s is past 3.375 + 3.33 s): a cut inside speech. Over the whole clip, the earlier
+    pause (1.9-2.3 s) leads through 3.9-4.3 s to 6.9-7.3 s, every boundary in a pause."""
+    pauses = [(1.9, 2.3), (3.3, 3.7), (3.9, 4.3), (6.9, 7.3)]
+    windows = plan_windows(217, FPS, WindowSettings(4.0, 9), pauses)
+    assert [w.start for w in windows] == [0, 49, 97, 169] and all(w.in_pause for w in windows)
+    assert sum(w.frames for w in windows) == 217
+    assert all(w.context + w.frames <= WindowSettings(4.0).window_frames(FPS) for w in windows)
