@@ -4,22 +4,21 @@ Each problem names the item (id, and line or row) and the field, in a sentence m
 who wrote the manifest. Warnings (legal but rarely meant: a video far longer than its audio, settings that
 drafts set but do not use) are printed too but fail nothing. When the run's model is known (the manifest's
 ``model:`` section, or ``--bundle``), values are checked against the checkpoint's header as well.
-``python -m manifests.validate MANIFEST`` prints the report and exits 1 on errors.
+``ltx-batch validate MANIFEST`` (with render's model and item options) prints the report and exits 1 on errors.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from ltxcore.bundle import ModelBundle
 from ltxcore.checkpoint_header import transformer_layer_count
 from ltxcore.errors import BundleError
 from ltxcore.request import pipeline_problem
-from ltxcore.token_bound import MAX_TOKENS, MAX_TOKENS_HELP
+from ltxcore.token_bound import MAX_TOKENS
 from ltxcore.windows import Window
 from manifests.clip_checks import clip_frames, size_problems, window_warnings
 from manifests.item import (
@@ -33,14 +32,14 @@ from manifests.item import (
     merged,
     unknown_field,
 )
-from manifests.load import Entry, Manifest, ManifestError, load_manifest
+from manifests.load import Entry, Manifest, ManifestError, ManifestSource
 from manifests.lora_files import LoraFiles
 from manifests.media_facts import MediaFacts
 from manifests.model_section import MODEL_KEYS, model_paths, open_bundle
 from manifests.problems import MAX_NAMED, Problem, named_once, problem_lines, warning_lines
 from manifests.ticker import Ticker
 from manifests.windows import describe, item_windows, plan_total
-from storage.fs import StorageError, exists, is_uri, local_or_uri
+from storage.fs import StorageError, exists, is_uri
 
 
 def _media_problems(item: Item, facts: MediaFacts) -> list[tuple[str, str]]:
@@ -265,29 +264,16 @@ def report(problems: list[Problem], manifest: Manifest, warnings: Sequence[Probl
     return "\n".join(lines + warning_lines(warnings, verbose, hint))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Check a render manifest and list every problem at once.")
-    parser.add_argument("manifest", help="a .yaml or .parquet manifest")
-    parser.add_argument("--defaults", help="YAML with model/defaults for a Parquet manifest")
-    add_model_check_options(parser)
-    args = parser.parse_args(argv)
-    return validate_file(args.manifest, args.defaults, args.bundle, args.max_tokens, args.verbose)
-
-
-def validate_file(
-    path: str, defaults: str | None, bundle: str | None, max_tokens: int | None, verbose: bool = False
-) -> int:
-    """Print the problems of the manifest at ``path`` (against ``bundle``, when given), or its plan; 1 if there
-    is any problem."""
+def validate_source(source: ManifestSource, max_tokens: int | None, verbose: bool = False) -> int:
+    """Print the problems of the manifest ``source`` reads (with its overrides and model, as a render of the
+    same options reads it), or its plan; 1 if there is any problem."""
     try:
-        manifest = load_manifest(path, defaults)
+        manifest = source.read()
     except ManifestError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    if bundle:
-        manifest = replace(manifest, model={"bundle": local_or_uri(bundle)})
     facts = MediaFacts()
-    problems, warnings = check(manifest, max_tokens or MAX_TOKENS, facts=facts)
+    problems, warnings = check(manifest, max_tokens or MAX_TOKENS, source.model.transformer or "dev", facts)
     print(report(problems, manifest, warnings, verbose))
     if not problems:
         print("\n".join(plan_lines(manifest, facts, verbose)))
@@ -322,14 +308,3 @@ def plan_lines(manifest: Manifest, facts: MediaFacts | None = None, verbose: boo
     lines += several[:MAX_PLAN_LINES]
     left = len(described) - len(several[:MAX_PLAN_LINES])
     return [*lines, f"  and {left} more item(s); each item's windows: --verbose"]
-
-
-def add_model_check_options(parser: argparse.ArgumentParser) -> None:
-    """``--bundle`` and ``--max-tokens`` of ``validate`` (render defines its own, the same)."""
-    parser.add_argument("--bundle", help="check against this model folder (its checkpoint's header only)")
-    parser.add_argument("--max-tokens", type=int, help=MAX_TOKENS_HELP)
-    parser.add_argument("--verbose", action="store_true", help="list every problem and every item's windows")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

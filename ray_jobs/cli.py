@@ -9,8 +9,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from manifests.validate import add_model_check_options
-from ray_jobs.options import add_render_options, add_resume_options, run_options
+from ray_jobs.options import (
+    add_item_options,
+    add_model_options,
+    add_render_options,
+    add_resume_options,
+    model_options,
+    run_options,
+)
 
 EXAMPLES = {
     "validate": "ltx-batch validate lessons.yaml",
@@ -33,9 +39,11 @@ EXAMPLES = {
 
 
 def _validate(args) -> int:
-    from manifests.validate import validate_file
+    from manifests.load import ManifestSource
+    from manifests.validate import validate_source
 
-    return validate_file(args.manifest, args.defaults, args.bundle, args.max_tokens, args.verbose)
+    source = ManifestSource(args.manifest, args.defaults, tuple(args.set), model_options(args))
+    return validate_source(source, args.max_tokens, args.verbose)
 
 
 def _render(args) -> int:
@@ -231,8 +239,9 @@ def parser() -> argparse.ArgumentParser:
 
     p = add("validate", "List every problem of a manifest at once; exit 1 if there is any.")
     p.add_argument("manifest")
-    p.add_argument("--defaults", help="YAML with model/defaults for a Parquet manifest")
-    add_model_check_options(p)
+    add_model_options(p)
+    add_item_options(p)
+    p.add_argument("--verbose", action="store_true", help="list every problem and every item's windows")
     p.set_defaults(handler=_validate)
     p = add("render", "Render a manifest on Ray.")
     p.add_argument("manifest", help="a .yaml or .parquet manifest")

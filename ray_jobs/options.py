@@ -56,12 +56,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
             take_over=args.take_over,
             cache=local_or_uri(args.cache) if args.cache else None,
         ),
-        model=ModelOptions(
-            bundle=local_or_uri(args.bundle) if args.bundle else None,
-            files=tuple((name, getattr(args, name)) for name in MODEL_FILES if getattr(args, name)),
-            quantization=args.quantization,
-            transformer=args.transformer,
-        ),
+        model=model_options(args),
         items=ItemOptions(
             defaults=args.defaults,
             overrides=tuple(args.set),
@@ -106,6 +101,16 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
         help="artifact cache (folder or s3:// / gs://) where workers keep compiled graphs and FP8 weights for later "
         "workers and runs (default: each node's $LTX_BATCH_CACHE/artifacts, else ~/.cache/ltx-batch/artifacts)",
     )
+    add_model_options(parser)
+    add_item_options(parser).add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="render the valid items of a manifest and record each invalid one as a failed row (InvalidInput)",
+    )
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The model of a render, and of the ``validate`` that checks a manifest as that render will."""
     model = parser.add_argument_group("model")
     model.add_argument(
         "--quantization",
@@ -122,6 +127,11 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--bundle", help="model folder with the released file names")
     for name in MODEL_FILES:
         model.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"override the bundle's {name}")
+
+
+def add_item_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """How a render reads its items (the defaults, ``--set``, ``--draft``, the token bound), and ``validate``
+    the same way; the group, for what only one of them takes."""
     items = parser.add_argument_group("items")
     items.add_argument("--defaults", help="YAML with model/defaults for a Parquet manifest")
     items.add_argument(
@@ -140,10 +150,18 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
         "then ltx-batch promote the ones to keep",
     )
     items.add_argument("--max-tokens", type=int, help=MAX_TOKENS_HELP)
-    items.add_argument(
-        "--skip-invalid",
-        action="store_true",
-        help="render the valid items of a manifest and record each invalid one as a failed row (InvalidInput)",
+    return items
+
+
+def model_options(args: argparse.Namespace) -> ModelOptions:
+    """The model given on the command line (``add_model_options``)."""
+    from storage.fs import local_or_uri  # here, not above: pyarrow would slow every ``ltx-batch --help``
+
+    return ModelOptions(
+        bundle=local_or_uri(args.bundle) if args.bundle else None,
+        files=tuple((name, getattr(args, name)) for name in MODEL_FILES if getattr(args, name)),
+        quantization=args.quantization,
+        transformer=args.transformer,
     )
 
 

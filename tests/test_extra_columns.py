@@ -12,7 +12,7 @@ from conftest import LESSON
 from manifests.item import typo_of
 from manifests.load import load_manifest
 from manifests.validate import check
-from manifests.validate import main as validate_main
+from ray_jobs.cli import main as cli_main
 from runstore import invalid
 from runstore.plan import plan
 from runstore.results import result_row
@@ -155,7 +155,7 @@ def test_the_typo_rule(name, field):
 
 def test_validate_prints_the_warning_once_and_passes(tmp_path, capsys):
     _parquet(tmp_path, id=[f"i{n}" for n in range(20)], city=["Paris"] * 20, segment=["A"] * 20)
-    assert validate_main([str(tmp_path / "m.parquet")]) == 0
+    assert cli_main(["validate", str(tmp_path / "m.parquet")]) == 0
     out = capsys.readouterr().out
     assert "20 items, no problems." in out
     assert out.count("not item fields") == 1 and "1 warning(s), not errors" in out

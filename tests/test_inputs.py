@@ -16,8 +16,8 @@ from PIL import Image
 from ltxcore.image_files import decode_rgb
 from ltxcore.media import probe_audio
 from manifests.load import ManifestError, load_manifest
-from manifests.validate import main as validate_main
 from manifests.validate import validate
+from ray_jobs.cli import main as cli_main
 
 LESSON = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "lesson"
 MANIFEST = "defaults:\n  prompt: Ein Lehrer erklärt\nitems:\n  - id: grüße\n    audio: de.mp3\n"
@@ -68,7 +68,7 @@ def test_an_empty_audio_file_is_refused_at_validate(tmp_path, capsys):
         w.setframerate(16000)
         w.writeframes(b"")
     (tmp_path / "m.yaml").write_text(yaml.safe_dump({"items": [{"id": "e", "audio": "empty.wav", "prompt": "p"}]}))
-    assert validate_main([str(tmp_path / "m.yaml")]) == 1
+    assert cli_main(["validate", str(tmp_path / "m.yaml")]) == 1
     out = capsys.readouterr().out
     assert "item 'e' (line 2), field 'audio': " in out and "empty.wav holds no audio: it is 0 seconds long." in out
 
@@ -81,6 +81,7 @@ def test_a_cut_off_file_is_as_long_as_what_it_holds_not_as_its_header_says(tmp_p
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     with av.open(str(cut)) as container:
         stream = container.streams.audio[0]
+        assert stream.duration is not None and stream.time_base is not None
         header = float(stream.duration * stream.time_base)
     assert header == pytest.approx(probe_audio(str(whole)).duration)  # the header still says the whole length
     assert probe_audio(str(cut)).duration < 0.6 * header

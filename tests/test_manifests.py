@@ -17,8 +17,8 @@ import yaml
 from conftest import EXAMPLES, LESSON
 
 from manifests.load import ManifestError, load_manifest
-from manifests.validate import main as validate_main
 from manifests.validate import validate
+from ray_jobs.cli import main as cli_main
 from runstore.plan import derive_seed, plan, plan_from_table, plan_table
 from runstore.results import ShardRecorder, latest_attempts, read_results, result_row, still_to_render
 
@@ -28,7 +28,7 @@ def _messages(path) -> list[str]:
 
 
 def test_broken_example_lists_every_planted_error_in_one_run(capsys):
-    assert validate_main([str(EXAMPLES / "broken" / "broken.yaml")]) == 1
+    assert cli_main(["validate", str(EXAMPLES / "broken" / "broken.yaml")]) == 1
     out = capsys.readouterr().out
     expected = [
         "item 'ok-item' (line 9), field 'id': duplicates the id of item 'ok-item' (line 7).",
@@ -215,7 +215,7 @@ def test_a_billion_laughs_manifest_fails_fast_naming_the_file_and_the_limit(tmp_
     path = _laughs(tmp_path)
     tracemalloc.start()
     start = time.perf_counter()
-    assert validate_main([str(path)]) == 1
+    assert cli_main(["validate", str(path)]) == 1
     seconds, (_, peak) = time.perf_counter() - start, tracemalloc.get_traced_memory()
     tracemalloc.stop()
     message = capsys.readouterr().err
