@@ -55,6 +55,29 @@ def find_recordings(audio_root: Path, lesson: str | None = None) -> list[Recordi
     ]
 
 
+def grouping_lines(recordings: list[Recording]) -> list[str]:
+    """What ``find_recordings`` grouped, a line per lesson, and a warning for languages whose names differ only
+    in case (``de.mp3`` and ``DE.MP3`` become two items, likely one recording saved twice)."""
+    lessons: dict[str, list[str]] = {}
+    for rec in recordings:
+        lessons.setdefault(rec.lesson, []).append(rec.language)
+    lines = [f"{len(recordings)} recording(s) grouped as {len(lessons)} lesson(s):"]
+    lines += [
+        f"  {lesson}: {len(languages)} language(s) ({', '.join(languages)})" for lesson, languages in lessons.items()
+    ]
+    for lesson, languages in lessons.items():
+        by_case: dict[str, list[str]] = {}
+        for language in languages:
+            by_case.setdefault(language.casefold(), []).append(language)
+        lines += [
+            f"warning: {lesson}: {' and '.join(same)} differ only in case, so they are {len(same)} items; "
+            "rename or remove one if they are the same language."
+            for same in by_case.values()
+            if len(same) > 1
+        ]
+    return lines
+
+
 @dataclass(frozen=True)
 class ImageSpec:
     """A conditioning image for every item: the presenter at frame 0, another pose later (``--image``)."""

@@ -255,11 +255,12 @@ def draft_warnings(manifest: Manifest) -> list[Problem]:
 
 def report(problems: list[Problem], manifest: Manifest, warnings: Sequence[Problem] = (), verbose: bool = False) -> str:
     """What ``validate`` says of a manifest, sized for a person unless ``verbose`` (``manifests.problems``)."""
-    hint = f"every one, one per line: ltx-batch validate {manifest.source or manifest.path} --verbose"
+    name = manifest.source or manifest.path  # as given: an s3:// URI, not the copy read
+    hint = f"every one, one per line: ltx-batch validate {name} --verbose"
     if not problems:
-        lines = [f"{manifest.path}: {len(manifest.entries)} items, no problems."]
+        lines = [f"{name}: {len(manifest.entries)} items, no problems."]
     else:
-        header = f"{manifest.path}: {len(problems)} problem(s) in {len(manifest.entries)} items:"
+        header = f"{name}: {len(problems)} problem(s) in {len(manifest.entries)} items:"
         lines = problem_lines(header, problems, verbose, hint)
     return "\n".join(lines + warning_lines(warnings, verbose, hint))
 

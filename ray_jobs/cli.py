@@ -181,7 +181,7 @@ def image_specs(values: list[list[str]]) -> list:
 
 def _lessons(args) -> int:
     from ltxcore.request import LoraSpec
-    from manifests.builders import build_lessons
+    from manifests.builders import build_lessons, find_recordings, grouping_lines
 
     out = build_lessons(
         image_specs(args.image),
@@ -196,6 +196,7 @@ def _lessons(args) -> int:
         loras=[(spec.path, spec.strength) for spec in map(LoraSpec.parse, args.lora)],
         enhance_prompt=args.enhance_prompt,
     )
+    print("\n".join(grouping_lines(find_recordings(Path(args.audio), args.lesson))))
     print(f"wrote {out}; check it with: ltx-batch validate {out}")
     return 0
 

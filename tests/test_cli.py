@@ -103,6 +103,7 @@ def test_lessons_builder_round_trips_into_a_valid_manifest(tmp_path, capsys):
         (series / lesson).mkdir(parents=True)
         for name in ("en.ogg", "de.mp3", "es.m4a"):
             shutil.copy(LESSON / name, series / lesson / name)
+    shutil.copy(LESSON / "de.mp3", series / "lesson02" / "DE.MP3")  # saved twice, under a name in capitals
     out = tmp_path / "lessons.yaml"
     assert (
         main(
@@ -120,10 +121,18 @@ def test_lessons_builder_round_trips_into_a_valid_manifest(tmp_path, capsys):
         )
         == 0
     )
+    said = capsys.readouterr().out.splitlines()
+    assert said[:3] == [
+        "7 recording(s) grouped as 2 lesson(s):",
+        "  lesson01: 3 language(s) (de, en, es)",
+        "  lesson02: 4 language(s) (DE, de, en, es)",
+    ]
+    assert said[3].startswith("warning: lesson02: DE and de differ only in case, so they are 2 items;")
     manifest = load_manifest(out)
     assert validate(manifest) == []
     ids = sorted(e.data["id"] for e in manifest.entries)
-    assert ids == sorted(f"{lesson}-{lang}" for lesson in ("lesson01", "lesson02") for lang in ("de", "en", "es"))
+    expected = [f"{lesson}-{lang}" for lesson in ("lesson01", "lesson02") for lang in ("de", "en", "es")]
+    assert ids == sorted([*expected, "lesson02-DE"])
     body = yaml.safe_load(out.read_text())
     assert body["defaults"]["seed"] == 42 and body["items"][0]["tags"]["language"]
     for item in body["items"]:  # the whole recording, within one frame
