@@ -126,10 +126,6 @@ class ModelBundle:
     def checkpoint_metadata(self) -> dict:
         return self._metadata(self.checkpoint_path, "checkpoint_path")
 
-    def checkpoint_config(self) -> dict:
-        raw = self.checkpoint_metadata().get("config")
-        return json.loads(raw) if raw else {}
-
     def model_version(self) -> str:
         return self.checkpoint_metadata().get("model_version", "unknown")
 

@@ -23,7 +23,8 @@ fit any GPU we support; ``--max-tokens`` moves the bound (for a bigger card, or 
 
 from __future__ import annotations
 
-FRAMES_PER_LATENT = 8
+from ltxcore.shapes import FRAME_STEP
+
 PIXELS_PER_LATENT = 32
 GPU_GIB = 140.4
 USABLE_SHARE = 0.9
@@ -35,7 +36,7 @@ MAX_TOKENS_HELP = f"refuse clips above this many stage-2 video tokens (default {
 
 def video_tokens(num_frames: int, height: int, width: int) -> int:
     """Stage-2 video tokens of a clip (frames 8k+1, sizes multiples of 32)."""
-    return ((num_frames - 1) // FRAMES_PER_LATENT + 1) * (height // PIXELS_PER_LATENT) * (width // PIXELS_PER_LATENT)
+    return ((num_frames - 1) // FRAME_STEP + 1) * (height // PIXELS_PER_LATENT) * (width // PIXELS_PER_LATENT)
 
 
 def token_problem(num_frames: int, height: int, width: int, max_tokens: int = MAX_TOKENS) -> str | None:
@@ -43,7 +44,7 @@ def token_problem(num_frames: int, height: int, width: int, max_tokens: int = MA
     tokens = video_tokens(num_frames, height, width)
     if tokens <= max_tokens:
         return None
-    latent = ((num_frames - 1) // FRAMES_PER_LATENT + 1, height // PIXELS_PER_LATENT, width // PIXELS_PER_LATENT)
+    latent = ((num_frames - 1) // FRAME_STEP + 1, height // PIXELS_PER_LATENT, width // PIXELS_PER_LATENT)
     origin = (
         f"what fits an H200's {GPU_GIB:g} GiB: {FIXED_GIB:g} GiB of weights and buffers plus about "
         f"{ACTIVATION_MIB_PER_TOKEN:g} MiB of activations per token"

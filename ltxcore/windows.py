@@ -178,8 +178,3 @@ def window_seed(item_seed: int, index: int) -> int:
     if index == 0:
         return item_seed
     return (item_seed * 1_000_003 + index * 7_919) % 2**31
-
-
-def gpu_seconds(windows: list[Window], seconds_per_frame: float) -> float:
-    """Estimated device seconds: rendered frames (context included) at a per-frame rate."""
-    return sum(w.rendered for w in windows) * seconds_per_frame
