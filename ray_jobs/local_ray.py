@@ -28,7 +28,7 @@ def start(num_cpus: int | None) -> None:
     """``ray.init`` a local Ray, and the watchdog that stops it when this process ends."""
     import ray
 
-    context = ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     ray_dir = os.path.dirname(ray.__file__)
     command = [sys.executable, "-m", "ray_jobs.local_ray", session_dir(context), ray_dir]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

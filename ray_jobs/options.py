@@ -53,6 +53,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
             cpus_per_actor=args.cpus_per_actor,
             max_loras=args.max_loras,
             local_cpus=args.local_cpus,
+            address=args.address,
             take_over=args.take_over,
             cache=local_or_uri(args.cache) if args.cache else None,
         ),
@@ -95,6 +96,11 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
         help="take the run from a driver that holds it (its later results are not counted); only if it is gone",
     )
     workers.add_argument("--local-cpus", type=int, help="CPUs for a local Ray started by this command")
+    workers.add_argument(
+        "--address",
+        metavar="HOST:PORT",
+        help="the Ray cluster to render on (default: RAY_ADDRESS, which ray job submit sets; neither: a local Ray)",
+    )
     workers.add_argument(
         "--cache",
         metavar="URI",

@@ -6,10 +6,7 @@ code is 0 only when every item of the run has an ``ok`` result.
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
-import threading
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,8 +25,8 @@ from manifests.model_section import Model, chosen_model
 from manifests.problems import warning_lines
 from manifests.validate import check, report
 from manifests.windows import plan_total
-from ray_jobs import local_ray
 from ray_jobs.actor import RenderActor, WorkerSettings
+from ray_jobs.connect import ClusterError, connect
 from ray_jobs.options import parse_render_argv
 from ray_jobs.progress import Progress
 from ray_jobs.resume_check import ResumeRequest, kept_plan, settle_resume
@@ -50,17 +47,6 @@ from storage.fs import StorageError, is_uri
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_BAD_INPUT, EXIT_NO_WORKERS = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # Ctrl-C or ``ray job stop``, as a shell reports an interrupted command
-
-
-def _connect(local_cpus: int | None) -> None:
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=False)
-    else:
-        local_ray.start(local_cpus)
-    if threading.current_thread() is threading.main_thread():  # after ray.init, whose own handler prints a dump
-        signal.signal(signal.SIGTERM, _stopped)
 
 
 def _stopped(signum: int, frame: object) -> None:
@@ -204,12 +190,15 @@ def _take(options: RunOptions, run: RunFolder, lease: Lease) -> None:
 
 def _render_held(options: RunOptions, run: RunFolder, session: str) -> int:
     try:
-        _connect(options.workers.local_cpus)
+        connect(options.workers.address, options.workers.local_cpus, _stopped)
         device = _device(options.workers.device)
         model, run_id = _prepare(options, run, default_quantization(device))
         recorded = recorded_options(run.run_info())
         max_tokens = options.items.max_tokens or recorded.items.max_tokens or MAX_TOKENS  # given, else the run's
         keep_plan = options.resume and not _settle_resume(options, run, model, max_tokens)
+    except ClusterError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_NO_WORKERS
     except (ManifestError, BundleError, StorageError, RunOptionsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -31,6 +31,7 @@ class WorkerOptions:
     cpus_per_actor: int = 1
     max_loras: int = 4
     local_cpus: int | None = None  # CPUs of a local Ray started by the command
+    address: str | None = None  # the Ray cluster to join (default RAY_ADDRESS; none: a local Ray)
     take_over: bool = False  # take the run from a driver that holds it (``runstore.claim``)
     cache: str | None = None  # the artifact cache (``ltxcore.artifacts``); None: each node's default
 

@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def start_local_ray() -> None:
     """A local Ray with 2 CPUs, as the driver tests expect; its workers inherit this process's environment."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never a cluster of a test
 
 
 @pytest.fixture(scope="session")
