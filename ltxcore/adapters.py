@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ltxcore.lora import LoraWeights, file_identity, read_lora
+from ltxcore.lora import LoraWeights, lora_file_identity, read_lora
 
 RANK_STEP = 16  # staged ranks are allotted in steps: tensor-core friendly, and fewer distinct shapes
 FP8 = torch.float8_e4m3fn
@@ -156,7 +156,7 @@ class Adapters:
     def load(self, path: str) -> str:
         """Make the user LoRA at ``path`` resident (read only if new or changed on disk); its name."""
         held = self.loaded.get(path)
-        if held is None or held.identity != file_identity(path):
+        if held is None or held.identity != lora_file_identity(path):
             with _allocating():
                 self.loaded[path] = read_lora(path, self.linears, self.dtype, torch.device("cpu"), pin=self._pin)
             self.reads += 1

@@ -9,11 +9,11 @@ are the same, and an item whose audio cannot be read fails in its own render wit
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ltxcore.conditioning_audio import conditioning_clip
+from ltxcore.local_files import FileIdentity, file_identity
 from ltxcore.media import AudioClip, decode_audio
 from ltxcore.request import RenderRequest
 
@@ -49,12 +49,11 @@ def audio_key(request: RenderRequest) -> Hashable:
     )
 
 
-def _file_identity(path: str) -> tuple[int, int, int] | None:
+def _file_identity(path: str) -> FileIdentity | None:
     try:
-        found = os.stat(path)
+        return file_identity(path)
     except OSError:
         return None  # the render's own resolve says what is wrong
-    return found.st_ino, found.st_size, found.st_mtime_ns
 
 
 class AudioAhead:

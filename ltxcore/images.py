@@ -11,7 +11,6 @@ what encoding again would.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 
 import torch
@@ -20,6 +19,7 @@ from ltx_pipelines.utils.media_io import normalize_latent, preprocess, resize_an
 
 from ltxcore.errors import RenderInputError
 from ltxcore.image_files import decode_rgb
+from ltxcore.local_files import file_identity
 from ltxcore.request import ImageCondition
 
 
@@ -36,8 +36,7 @@ class ImageLatents:
     def get(self, image: ImageCondition, height: int, width: int, field: str) -> torch.Tensor:
         """The VAE latent of ``image`` at ``height`` x ``width``; ``field`` names it in errors."""
         try:
-            stat = os.stat(image.path)
-            key = (os.path.realpath(image.path), stat.st_size, stat.st_mtime_ns, height, width, image.crf)
+            key = (file_identity(image.path), height, width, image.crf)
             latent = self._entries.get(key)
             if latent is None:
                 pixels = self._pixels(image, height, width)

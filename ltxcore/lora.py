@@ -8,7 +8,6 @@ its loaded tensors (the worker), so both report the same file and layer.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +15,7 @@ from ltx_core.loader import LTXV_LORA_COMFY_RENAMING_MAP, SafetensorsStateDictLo
 from safetensors import SafetensorError
 
 from ltxcore.errors import RenderInputError
+from ltxcore.local_files import FileIdentity, file_identity
 
 DOWN, UP = ".lora_A.weight", ".lora_B.weight"
 FLOAT_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
@@ -91,7 +91,7 @@ class LoraWeights:
 
     path: str
     layers: dict[str, tuple[torch.Tensor, torch.Tensor]]
-    identity: tuple[int, int]  # size, mtime_ns when read
+    identity: FileIdentity  # of the file when read
 
     @property
     def rank(self) -> int:
@@ -99,12 +99,12 @@ class LoraWeights:
         return max(down.shape[0] for down, _ in self.layers.values())
 
 
-def file_identity(path: str) -> tuple[int, int]:
+def lora_file_identity(path: str) -> FileIdentity:
+    """``ltxcore.local_files.file_identity``, or a ``LoraError`` that says why the file cannot be read."""
     try:
-        stat = os.stat(path)
+        return file_identity(path)
     except OSError as e:
         raise LoraError(path, f"cannot be read: {e.strerror}.") from e
-    return stat.st_size, stat.st_mtime_ns
 
 
 def read_lora(
@@ -116,7 +116,7 @@ def read_lora(
 ) -> LoraWeights:
     """Load a LoRA with upstream's safetensors loader and renaming map, check it against ``linears``, and
     hold it on ``device`` in :func:`held_dtype` (in pinned memory with ``pin``)."""
-    identity = file_identity(path)
+    identity = lora_file_identity(path)
     if not path.endswith(".safetensors"):
         raise LoraError(path, "is not a .safetensors file; only safetensors are ever loaded.")
     try:

@@ -77,7 +77,7 @@ def build(variant: str, lora: bool):
         adapter = Adapters(model, torch.bfloat16)
         stems = [key.removesuffix(DOWN) for key in sd if key.endswith(DOWN)]
         layers = {stem: (sd.pop(stem + DOWN), sd.pop(stem + UP)) for stem in stems}
-        adapter.pin_weights(DISTILLED, LoraWeights("random-rank-384", layers, (0, 0)))
+        adapter.pin_weights(DISTILLED, LoraWeights("random-rank-384", layers, (0, 0, 0, 0)))
     return X0Model(model).eval(), adapter
 
 
