@@ -20,6 +20,7 @@ from ltxcore.windows import DEFAULT_CONTEXT_FRAMES, DEFAULT_WINDOW_SECONDS, Long
 if TYPE_CHECKING:
     from ltx_core.components.guiders import MultiModalGuiderParams
 
+BOTH_IMAGE_FORMS = "and image are both set; write every image in images, or one image with image."
 SIZE_STEP = 64  # two-stage: half size must still be a multiple of 32
 # final renders, and drafts (ltxcore/recipes.py says how stage 1 differs)
 Pipeline = Literal["two-stage", "distilled"]
@@ -255,7 +256,7 @@ class RenderRequest:
         if not self.images:
             return []
         if self.image is not None:
-            return [RenderInputError("images", "and image are both set; use images for several, image for one.")]
+            return [RenderInputError("images", BOTH_IMAGE_FORMS)]
         out = []
         for i, image in enumerate(self.images):
             where = f"images[{i}]"

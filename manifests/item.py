@@ -39,6 +39,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from ltxcore.request import (
+    BOTH_IMAGE_FORMS,
     FROZEN_AUDIO_SIGMAS,
     PIPELINES,
     FrozenAudioSigma,
@@ -236,7 +237,7 @@ class Item(BaseModel):
     @classmethod
     def _one_image_form(cls, value: list | None, info: ValidationInfo) -> list | None:
         if value is not None and info.data.get("image") is not None:
-            raise ValueError("and image are both set; write every image in images, or one image with image.")
+            raise ValueError(BOTH_IMAGE_FORMS)
         return value
 
     @property
