@@ -13,7 +13,7 @@ import ray
 import torch
 from PIL import Image
 
-from fixtures.random_bundle import make_tiny_bundle
+from fixtures.random_bundle import QUICK_SETTINGS, make_tiny_bundle
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.request import GuiderSettings, RenderRequest
@@ -23,10 +23,10 @@ from tools.demo import set_flags
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "manifests" / "examples"
 LESSON = EXAMPLES / "lesson"  # the example manifest, its speech and presenter image
-# The tiny bundle's quick settings, for every test that renders through a manifest: STG on block 1 (the tiny
-# transformer has blocks 0 and 1), 2 steps, 128x192 frames. QUICK keeps the clip lengths as written;
-# QUICK_1S also cuts the audio to 1 s (17 frames at 24 fps), as tools/demo.py's QUICK does.
-QUICK = {"video_stg_blocks": [1], "num_inference_steps": 2, "height": 128, "width": 192}
+# The tiny bundle's quick settings (fixtures.random_bundle), for every test that renders through a manifest.
+# QUICK keeps the clip lengths as written; QUICK_1S also cuts the audio to 1 s (17 frames at 24 fps), as
+# tools/demo.py's QUICK does.
+QUICK = QUICK_SETTINGS
 QUICK_1S = {**QUICK, "audio_max_duration": 1.0}
 QUICK_FLAGS, QUICK_1S_FLAGS = set_flags(**QUICK), set_flags(**QUICK_1S)  # the same as --set arguments
 # Where a test needs a render but not its pictures: 0.3 s clips (9 frames) at 128x128 in 2 steps, one worker.

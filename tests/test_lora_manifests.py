@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
-from conftest import LESSON
+from conftest import LESSON, QUICK
 
 from fixtures.random_bundle import save_safetensors, write_random_lora
 from ltxcore.bundle import RELEASED_NAMES
@@ -205,7 +205,7 @@ def test_builders_write_loras(tmp_path, lora_files, capsys):
 
 def test_a_worker_fetches_a_lora_uri_once_and_records_it(tiny_bundle, tmp_path, lora_files):
     uri = f"file://{lora_files['anna']}"
-    fast = {"video_stg_blocks": [1], "num_inference_steps": 1, "height": 128, "width": 128, "num_frames": 9}
+    fast = {**QUICK, "num_inference_steps": 1, "width": 128, "num_frames": 9}
     path = _manifest(tmp_path, [{"id": "a", "loras": [{"path": uri, "strength": 0.5}]}], fast)
     planned = plan(load_manifest(path))
     run = RunFolder(str(tmp_path / "run"))

@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from fixtures.random_bundle import QUICK_SETTINGS
 from ltxcore.media import decode_audio
 from tools.demo import set_flags
 
@@ -70,7 +71,7 @@ SEGMENTS = ("new", "returning", "lapsed")
 DEFAULTS = {"image": f"media/{IMAGE}", "height": 512, "width": 768}
 # The tiny bundle's quickest render (tests/conftest.py's SHORT_RENDER): 0.3 s clips at 128x128 in 2 steps.
 RENDER_SETTINGS = [
-    *set_flags(video_stg_blocks="[1]", num_inference_steps=2, height=128, width=128, audio_max_duration=0.3),
+    *set_flags(**{**QUICK_SETTINGS, "width": 128, "audio_max_duration": 0.3}),
     *("--actors", "1", "--cpus-per-actor", "1", "--local-cpus", "2", "--device", "cpu"),
 ]
 

@@ -39,6 +39,7 @@ from typing import NamedTuple
 import psutil
 import yaml
 
+from fixtures.random_bundle import QUICK_SETTINGS
 from ltxcore.windows import window_index
 from runstore.results import read_results
 from tools.demo import set_flags
@@ -55,7 +56,7 @@ class WindowSeen(NamedTuple):
     worker: int  # the pid that rendered it
 
 
-CPU_SETTINGS = set_flags(video_stg_blocks="[1]", num_inference_steps=2, height=128, width=192)
+CPU_SETTINGS = set_flags(**QUICK_SETTINGS)
 
 
 def write_manifest(path: Path, audio: Path, lessons: int, long_form: str, device: str) -> Path:

@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from fixtures.random_bundle import QUICK_SETTINGS
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("LTX_BATCH_CACHE", Path.home() / ".cache" / "ltx-batch"))
 RUN = ROOT / "demo-out" / "lesson-run"
@@ -20,10 +22,9 @@ def set_flags(**settings: object) -> list[str]:
     return [arg for name, value in settings.items() for arg in ("--set", f"{name}={value}")]
 
 
-# The tiny bundle has 2 transformer blocks (STG on block 1); small frames and few steps keep the CPU quick.
-TINY = set_flags(video_stg_blocks="[1]", height=256, width=384, num_inference_steps=8)
-# Tests and drills, where the pictures don't matter: 1 s clips at 128x192 in 2 steps.
-QUICK = set_flags(video_stg_blocks="[1]", num_inference_steps=2, height=128, width=192, audio_max_duration=1.0)
+# The demo's pictures: the tiny bundle's quick settings at 256x384 in 8 steps; drills: 1 s quick clips.
+TINY = set_flags(**{**QUICK_SETTINGS, "height": 256, "width": 384, "num_inference_steps": 8})
+QUICK = set_flags(**QUICK_SETTINGS, audio_max_duration=1.0)
 
 
 def main() -> int:
