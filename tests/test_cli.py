@@ -244,3 +244,18 @@ def test_lessons_builder_takes_several_images_and_enhancement(tmp_path, capsys):
     assert main(["lessons", "--image", image, "late", "--audio", str(folder), "--prompt", "p", "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "--image" in err and "write PATH [FRAME [STRENGTH]]" in err
+
+
+def test_the_one_clip_command_renders_an_mp4_and_reports_it(tiny_bundle, media, tmp_path, capsys):
+    """``python -m ltxcore.cli`` as the README shows it, on the tiny bundle: the clip, and its JSON report."""
+    from ltxcore.cli import main as render_clip
+
+    out = tmp_path / "clip.mp4"
+    args = ["--bundle", str(Path(tiny_bundle.checkpoint_path).parent), "--audio", media["stereo_wav"]]
+    args += ["--image", media["image"], "--prompt", "A presenter", "--height", "128", "--width", "128"]
+    args += ["--num-frames", "9", "--steps", "2", "--stg-blocks", "1", "--out", str(out)]
+    assert render_clip(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["output"] == str(out) and report["probe"]["frames"] == 9 and out.stat().st_size > 0
+    assert render_clip([*args[:-1], str(tmp_path / "bad.mp4"), "--height", "100"]) == 2  # one line, no traceback
+    assert capsys.readouterr().err.startswith("error: ")
