@@ -10,6 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from fixtures.random_bundle import CHECKPOINT_PREFIXES
 from ltxcore.bundle import RELEASED_NAMES, ModelBundle
 from ltxcore.errors import BundleError
 from ltxcore.loading import COMPONENTS, build_component
@@ -50,9 +51,21 @@ def test_generator_is_deterministic(tiny_bundle, tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(COMPONENTS))
-def test_every_component_loads_through_upstream_builders(tiny_bundle, name):
+def test_every_component_loads_its_own_weights_through_upstream_builders(tiny_bundle, name):
+    """Every parameter of the built component is one of the file's tensors under the component's prefix (random
+    weights are all different), so a key mapping that left a layer at its initial values would fail."""
     model = build_component(tiny_bundle, name, torch.device("cpu"))
-    assert all(p.device.type == "cpu" for p in model.parameters())
+    path = tiny_bundle.spatial_upsampler_path if name == "spatial_upsampler" else tiny_bundle.checkpoint_path
+    prefix = CHECKPOINT_PREFIXES.get(name, "")
+    with safe_open(path, "pt") as f:
+        stored = {_digest(f.get_tensor(k)) for k in f.keys() if k.startswith(prefix)}
+    loaded = [(n, _digest(t)) for n, t in model.named_parameters() if t.numel() > 1]
+    assert loaded and [n for n, digest in loaded if digest not in stored] == []
+
+
+def _digest(tensor: torch.Tensor) -> tuple:
+    values = tensor.detach().to(torch.bfloat16).float().flatten()
+    return tuple(values.shape) + (round(values.sum().item(), 3), round(values.abs().max().item(), 4))
 
 
 def test_missing_file_is_named(tiny_bundle, tmp_path):
