@@ -12,11 +12,13 @@ import json
 import subprocess
 import sys
 
+import pyarrow as pa
 import pytest
 from conftest import REPO
 
 from quality.score_clip import EXTRA_MISSING, score_video
 from quality.score_fields import FIELDS, SCORE_NAMES
+from runstore.results import QUALITY_TYPE
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +30,15 @@ def scores(talking) -> dict[str, dict]:
     return out
 
 
-def test_every_record_has_every_field(scores):
+def test_every_record_fits_the_results_tables_quality_column(scores):
+    """What the scorer returns is what a results row stores: every field, of the column's type, none lost."""
     for record in scores.values():
-        assert tuple(record) == FIELDS
+        stored = pa.array([record], QUALITY_TYPE).to_pylist()[0]
+        assert tuple(record) == FIELDS and stored.keys() >= set(SCORE_NAMES)
+        assert all(stored[name] == record[name] for name in SCORE_NAMES if not isinstance(record[name], float))
+        assert all(
+            stored[name] == pytest.approx(record[name]) for name in SCORE_NAMES if isinstance(record[name], float)
+        )
 
 
 def test_offset_is_zero_in_sync_and_the_shift_when_shifted(scores):
