@@ -334,7 +334,7 @@ def build_report(run_uri: str) -> Path:
     folder = local_or_uri(run_uri)
     command = f"python -m ray_jobs.render --resume {shlex.quote(folder)}"
     promote = f"ltx-batch promote {shlex.quote(folder)} --out {shlex.quote(folder.rstrip('/') + '-final')}"
-    summary = summarize(planned, attempts, invalid)
+    summary = summarize([p.id for p in planned], attempts, invalid)
     page = render_page(run.run_info(), cards, summary, command, promote, retry_info(run))
     index = f"{report_root}/index.html"
     write_atomically(fs, index, lambda stream: stream.write(page.encode()))

@@ -12,16 +12,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from pydantic import TypeAdapter, ValidationError
 
 from manifests.item import KINDS, Item, id_problem, merged
 from manifests.load import Entry, Manifest
-from manifests.validate import Problem, check_entry
 from runstore.plan import planned_item, refresh_fingerprints
 from runstore.results import INVALID_INPUT, write_invalid_rows
 from runstore.run_folder import RunFolder
+
+if TYPE_CHECKING:
+    from manifests.validate import Problem
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ def settle(
 ) -> tuple[int, int]:
     """Validate the run's set-aside items again: fixed ones join the plan (then ``invalid.json`` drops them),
     the others get a fresh InvalidInput row. Returns (fixed, still invalid)."""
+    from manifests.validate import Problem, check_entry  # here: validation loads torch, reading the run need not
+
     invalid = load(run)
     if invalid is None or not invalid.items:
         return 0, 0
