@@ -7,6 +7,7 @@ that had to read at least ``REFRESH_FILES`` files saves every row it read as the
 file's name, size and modification time; later readers take the rows of unchanged files from the cache and read
 only the files written or rewritten since. A rewritten file (an attempt that went on) has a new size and time,
 so its cached rows never stand in for it; a file no longer counted (a fenced session's) drops its rows.
+A file without rows (workers leave none) has nothing to cache and is read every time.
 
 The cache is derived data, written atomically: deleting it loses nothing, and a reader that cannot write it (a
 read-only bucket) reads on without it. A run of fewer files than ``REFRESH_FILES`` never gets one.

@@ -161,7 +161,8 @@ def build_synthetic_run(folder: Path, items: int, attempts_per_file: int = 8) ->
     for shard, members in enumerate(shards[: len(shards) - max(1, len(shards) // 50)]):  # 2% still to render
         start = T0 + timedelta(seconds=(shard // WORKERS) * ITEM_SECONDS * attempts_per_file)
         lost = rng.randrange(len(members)) if shard % 10 == 9 else len(members)  # its worker died on that item
-        failed += writer.attempt(FIRST_SESSION, shard, 0, members[:lost], start, fail=0.2)
+        if lost:  # a worker that dies on its first item leaves no file
+            failed += writer.attempt(FIRST_SESSION, shard, 0, members[:lost], start, fail=0.2)
         if lost < len(members):
             failed += writer.attempt(FIRST_SESSION, shard, 1, members[lost:], start + timedelta(hours=1), fail=0.2)
     resumed = T0 + timedelta(days=2)
