@@ -24,6 +24,7 @@ from runstore.compute import pc
 from storage.fs import write_atomically
 
 CACHE = "_cache/rows.parquet"  # under the results folder: the leading _ keeps it out of the attempts dataset
+READ_GROUP = 500  # attempt files read together
 REFRESH_FILES = 200  # reading this many small files costs about what rewriting the cache of a big run does
 # The attempt file a cached row came from, as listed when it was read.
 KEY_FIELDS = [pa.field("_file", pa.string()), pa.field("_size", pa.int64()), pa.field("_mtime_ns", pa.int64())]
@@ -78,8 +79,13 @@ def _read_files(fs: pafs.FileSystem, files: list[pafs.FileInfo], schema: pa.Sche
         },
         schema=pa.schema([pa.field("path", pa.string()), *KEY_FIELDS]),
     )
-    dataset = ds.dataset(listed.column("path").to_pylist(), filesystem=fs, format="parquet", schema=schema)
-    rows = dataset.to_table(columns=[*columns, "__filename"])
+    paths = listed.column("path").to_pylist()
+    rows = pa.concat_tables(  # a group's rows in one chunk: a chunk per file and column costs gigabytes at 16,000
+        ds.dataset(paths[n : n + READ_GROUP], filesystem=fs, format="parquet", schema=schema)
+        .to_table(columns=[*columns, "__filename"])
+        .combine_chunks()
+        for n in range(0, len(paths), READ_GROUP)
+    )
     keys = listed.take(pc.index_in(rows.column("__filename"), value_set=listed.column("path")))
     return pa.Table.from_arrays(
         [*rows.columns[:-1], *keys.select(list(KEY)).columns], schema=pa.schema([*rows.schema][:-1] + KEY_FIELDS)
