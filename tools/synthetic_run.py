@@ -9,7 +9,8 @@ died, and a resume (a second driver session) re-renders the items that failed (a
 newest 2% of shards are not rendered yet (pending). About 3% of items end failed, with a few kinds of error whose
 messages name the item's files; most ok clips carry quality scores, some only in a late revision
 (``runstore.results.revise``), and a few are long items with seam scores. 100,000 items give about 118,000 rows
-in 16,000 files. Every value comes from a generator seeded by ``items``: one call always writes the same rows.
+in 16,000 files, and the results cache a driver's end-of-run summary leaves. Every value comes from a generator
+seeded by ``items``: one call always writes the same rows.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 
 from manifests.item import Item
 from quality.score_fields import SCORE_NAMES, unscored
+from ray_jobs.summary import run_summary
 from runstore.plan import PlannedItem, derive_seed, fingerprint
 from runstore.results import RESULT_SCHEMA, attempt_path, error_text, result_row, revise
 from runstore.run_folder import RunFolder
@@ -171,6 +173,7 @@ def build_synthetic_run(folder: Path, items: int, attempts_per_file: int = 8) ->
         writer.attempt(RESUME_SESSION, len(shards) + n, 0, failed[n : n + attempts_per_file], start, fail=0.15)
     for n in range(0, len(writer.late), 500):  # as the workers' scoring writers send them, a file per batch
         revise(run.results_uri, writer.late[n : n + 500], f"{FIRST_SESSION}-late{n // 500:03d}")
+    run_summary(run)  # as each driver session ends: its summary's read leaves the results cache (results_cache.py)
 
 
 if __name__ == "__main__":
