@@ -59,15 +59,19 @@ def _prepare(args) -> int:
 
 
 def status_lines(run_uri: str, weakest: int = 5) -> list[str]:
-    """Counts, failures grouped by error, throughput, (while items are left) an ETA, and the ``weakest`` items
-    per quality score."""
-    from ray_jobs.summary import run_summary
+    """Counts, failures grouped by error (the most common: ``failure_lines``), throughput, (while items are left)
+    an ETA, and the ``weakest`` items per quality score: a few dozen lines however big the run."""
+    from ray_jobs.quality_view import quality_lines
+    from ray_jobs.summary import SUMMARY_COLUMNS, failure_lines, invalid_ids, summarize
+    from runstore.latest import latest_table
+    from runstore.results import read_results
     from runstore.run_folder import RunFolder
 
     run = RunFolder(run_uri)
-    summary = run_summary(run)
-    counts = summary.counts
     info = run.run_info()
+    planned_ids, attempts = run.plan_ids(), read_results(run.results_uri, SUMMARY_COLUMNS)
+    summary = summarize(planned_ids, attempts, invalid_ids(run))
+    counts = summary.counts
     invalid = f" ({summary.invalid} with invalid input)" if summary.invalid else ""
     lines = [
         f"run {info['run_id']}: {summary.total} items, {counts['ok']} ok, {counts['failed']} failed"
@@ -75,18 +79,13 @@ def status_lines(run_uri: str, weakest: int = 5) -> list[str]:
     ]
     if "promoted_from" in info:
         lines.append(f"  promoted from draft run {info['promoted_from']['run_id']} ({info['promoted_from']['run']})")
-    for group in summary.failure_groups():
-        examples = ", ".join(group.item_ids[:5])
-        lines.append(f"  {len(group.item_ids)} x {group.error_type}: {group.message}  (e.g. {examples})")
+    lines += failure_lines(summary.failure_groups())
     throughput = summary.throughput_line()
     if throughput:
         lines.append(throughput)
         if summary.pending:
             lines.append(f"ETA at that rate: {summary.eta_hours:.2f} h for the {counts['pending']} items left")
-    from ray_jobs.quality_view import quality_lines
-    from runstore.latest import latest_rows
-
-    return lines + quality_lines(latest_rows(run), weakest)
+    return lines + quality_lines(latest_table(planned_ids, attempts), weakest)
 
 
 def _status(args) -> int:

@@ -330,7 +330,7 @@ def _graphs(request: RenderRequest) -> tuple:
 
 
 def _summary(run: RunFolder, planned) -> int:
-    summary = run_summary(run, planned)
+    summary = run_summary(run, [p.id for p in planned])
     not_ok = len(summary.failures) + len(summary.pending)
     lines = ["", f"{summary.ok} ok, {not_ok} not ok, {summary.total} items in the run"]
     lines += [f"  failed {f.item_id}: {f.error_type}: {f.message}".replace("\n", "\n    ") for f in summary.failures]

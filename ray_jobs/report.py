@@ -1,12 +1,16 @@
 """A static HTML report of a run: ``python -m ray_jobs.report RUN`` writes ``RUN/report/index.html``.
 
 One card per planned item, with a poster frame, settings, timings, quality scores and, for failures, the
-error and the command that re-renders it. The page sorts and filters cards by score; in a retry run
-(``ltx-batch retry-weak``) each item's candidates stand side by side, the best one marked. The drafts of a run
-can be picked on their cards: the page writes the ``ltx-batch promote`` command for the picked ones. The page
-is self-contained (no network, no framework) and stays usable for thousands of items: thumbnails are small
-lazy-loaded JPEG files beside the page, and every card's filter data lives in plain ``data-`` attributes
-rather than in a big inline JSON blob.
+error and the command that re-renders it. The page sorts and filters cards by status, tag and score; in a retry
+run (``ltx-batch retry-weak``) each item's candidates stand side by side, the best one marked. The drafts of a run
+can be picked on their cards: the page writes the ``ltx-batch promote`` command for the picked ones.
+
+The page is self-contained (no network, no framework: it is opened as a file) and stays quick for a run of
+100,000 items: the cards are data, a JSON blob in the page, whose script lays out ``PAGE`` of them at a time
+(a page of cards in the browser, not 100,000 at once) and sorts and filters over all of them. What many cards
+repeat (a campaign's settings, prompts and tags) is in the data once (``Shared``). The cards' text is formatted
+here; the script only places it, as text nodes and attributes, never as markup. Thumbnails are small
+lazy-loaded JPEG files beside the page (``ray_jobs.posters``).
 
 The page is the Jinja2 template ``templates/report.html.j2`` with autoescape on; its stylesheet and script
 are the package files ``templates/report.css`` and ``templates/report.js``, inlined into it.
@@ -15,35 +19,30 @@ are the package files ``templates/report.css`` and ``templates/report.js``, inli
 from __future__ import annotations
 
 import html
-import io
+import json
 import shlex
 import sys
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
 from urllib.parse import quote
 
-import av
-import av.error
 import jinja2
-import pyarrow.fs as pafs
-from av.container import InputContainer
 from markupsafe import Markup
-from PIL import Image, UnidentifiedImageError
 
 from quality.score_fields import SCORES
-from ray_jobs.summary import RunSummary, invalid_ids, item_status, summarize
+from ray_jobs.posters import posters
+from ray_jobs.summary import SUMMARY_COLUMNS, RunSummary, invalid_ids, item_status, summarize
 from runstore.best_candidates import retry_info
-from runstore.latest import latest_by_item
+from runstore.latest import latest_table
 from runstore.plan import PlannedItem
 from runstore.results import read_results
 from runstore.run_folder import RunFolder
-from storage.fs import filesystem, is_uri, join, local_or_uri, write_atomically
+from storage.fs import is_uri, join, local_or_uri, write_atomically
 
-POSTER_WIDTH = 256
+PAGE = 100  # cards (or a retry run's groups of candidates) the page lays out at a time
 WEAK_SEAM = 2.0  # a seam score above this is drawn as a visible jump on the item's timeline
 GUIDANCE = (
     ("steps", "num_inference_steps"),
@@ -57,6 +56,14 @@ GUIDANCE = (
     ("frozen audio sigma", "frozen_audio_sigma"),
 )
 DRAFT = (("steps", "num_inference_steps"), ("distilled LoRA", "distilled_lora_strength"))  # no guidance
+# The results table's columns the cards show, besides the summary's.
+CARD_COLUMNS = (
+    *SUMMARY_COLUMNS,
+    *("best", "prompt", "prompt_enhanced", "pipeline", "frame_rate", "num_frames", "width", "height", "seed"),
+    *("images", "loras", "timings", "tags", "retry_of", *(key for _, key in GUIDANCE)),
+)
+# The settings that make a card's look (``_look``): items rendered alike share one.
+LOOK = ("pipeline", "frame_rate", "num_frames", "width", "height", "images", "loras", *(key for _, key in GUIDANCE))
 
 
 @dataclass(frozen=True)
@@ -98,63 +105,20 @@ def _seconds(row: dict) -> float | None:
     return (end - start).total_seconds() if start and end else None
 
 
-def extract_poster(fs: pafs.FileSystem, video_path: str) -> tuple[bytes, tuple[int, int]]:
-    """The middle frame as a small JPEG: seek to the nearest keyframe before it, decode up to it."""
-    with fs.open_input_file(video_path) as f, cast(InputContainer, av.open(f, mode="r")) as container:
-        stream = container.streams.video[0]
-        start = stream.start_time or 0
-        middle = (stream.duration or 0) // 2
-        if stream.frames and stream.average_rate and stream.time_base:  # exact: the frame at index frames // 2
-            middle = int((stream.frames // 2) / stream.average_rate / stream.time_base)
-        target = start + middle
-        container.seek(target, stream=stream, backward=True, any_frame=False)
-        frame = None
-        for frame in container.decode(stream):
-            if frame.pts is None or frame.pts >= target:
-                break
-        if frame is None:
-            raise ValueError(f"{video_path}: no video frame")
-        image = frame.to_image()
-    if image.width > POSTER_WIDTH:
-        image = image.resize((POSTER_WIDTH, max(1, round(image.height * POSTER_WIDTH / image.width))))
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=80)
-    return buffer.getvalue(), image.size
+class Shared:
+    """Values that many cards repeat, kept once in the page's data: a card holds their index."""
 
+    def __init__(self) -> None:
+        self.values: list = []
+        self._index: dict[tuple[str, Hashable], int] = {}
 
-def _poster(fs: pafs.FileSystem, video_path: str, poster_path: str) -> tuple[int, int] | None:
-    """Write (or reuse, if newer than the video) one poster; None when the video cannot be read."""
-    try:
-        video, poster = fs.get_file_info([video_path, poster_path])
-        if video.type != pafs.FileType.File:
-            return None
-        if poster.type == pafs.FileType.File and poster.mtime_ns and poster.mtime_ns >= (video.mtime_ns or 0):
-            with fs.open_input_file(poster_path) as f, Image.open(f) as image:  # reads only the JPEG header
-                return image.size
-        data, size = extract_poster(fs, video_path)
-        write_atomically(fs, poster_path, lambda stream: stream.write(data))
-        return size
-    except (av.error.FFmpegError, UnidentifiedImageError, OSError, ValueError, IndexError):
-        return None
-
-
-def collect_cards(
-    run: RunFolder, planned: list[PlannedItem], latest: dict[str, dict], fs: pafs.FileSystem, report_root: str
-) -> list[Card]:
-    """Cards in plan order from each item's latest attempt (``latest_by_item``); posters written on the way."""
-    fs.create_dir(f"{report_root}/posters", recursive=True)
-
-    def card(p: PlannedItem) -> Card:
-        row = latest.get(p.id)
-        status = item_status(row)
-        values = {**p.item.values, **(row or {})}
-        values["images"] = values.get("images") or p.item.resolved_images  # both forms, and rows from before
-        video = filesystem(run.video_uri(p.id))[1]  # video_uri refuses ids that could leave the folder
-        size = _poster(fs, video, f"{report_root}/posters/{p.id}.jpg") if status == "ok" else None
-        return Card(p.id, status, values, dict(p.item.values.get("tags") or {}), size)
-
-    with ThreadPoolExecutor(max_workers=8) as pool:  # decoding releases the GIL; thousands of posters add up
-        return list(pool.map(card, planned))
+    def ref(self, kind: str, key: Hashable, make: Callable[[], object]) -> int:
+        """The index of the value of ``kind`` known by ``key``, made (once) by ``make``."""
+        at = self._index.get((kind, key))
+        if at is None:
+            at = self._index[(kind, key)] = len(self.values)
+            self.values.append(make())
+        return at
 
 
 def invalid_card(item_id: str, row: dict | None) -> Card:
@@ -163,56 +127,69 @@ def invalid_card(item_id: str, row: dict | None) -> Card:
     return Card(item_id, item_status(row), values, dict(values.get("tags") or []))
 
 
-def _card_view(card: Card) -> dict:
-    """What the template shows of one card, as plain text (the template escapes it)."""
-    v = card.values
+def _look(v: dict) -> dict:
+    """What a card shows of its settings: its facts (the seed's value, ``None`` here, is the card's own), its
+    guidance line and its pipeline."""
     fps, frames = v.get("frame_rate"), v.get("num_frames")
     clip = f"{frames / fps:.2f} s" if fps and frames else "–"
-    total = _seconds(v)
     draft = v.get("pipeline") == "distilled"
     return {
-        "item_id": card.item_id,
-        "status": card.status,
-        "pipeline": v.get("pipeline") or "two-stage",
-        "promotable": draft and card.status == "ok",
-        "uid": quote(card.item_id, safe=""),
-        "tokens": " ".join(_tag_token(k, val) for k, val in sorted(card.tags.items())),
-        "poster": card.poster,
-        "tags": sorted(card.tags.items()),
         "facts": [
             ("duration", f"{clip} ({_fmt(frames)} frames @ {_fmt(fps)} fps)"),
             ("size", f"{_fmt(v.get('width'))}×{_fmt(v.get('height'))}"),
-            ("seed", _fmt(v.get("seed"))),
+            ("seed", None),
             *([("images", _images(v["images"]))] if v.get("images") else []),
             *([("LoRAs", _loras(v["loras"]))] if v.get("loras") else []),
         ],
-        "prompt": v.get("prompt") or "",
-        "prompt_enhanced": v.get("prompt_enhanced"),
         "guidance": " · ".join(
             (["draft (distilled), no guidance"] if draft else [])
             + [f"{name} {_fmt(v.get(key))}" for name, key in (DRAFT if draft else GUIDANCE)]
         ),
-        "timings": [(k, f"{t:.2f}s") for k, t in dict(v.get("timings") or []).items()],
-        "total": f"{total:.1f}s" if total else None,
-        "error": f"{v.get('error_type') or 'error'}: {v.get('error_message') or ''}",
+        "pipeline": v.get("pipeline") or "two-stage",
+    }
+
+
+def card_data(card: Card, shared: Shared) -> dict:
+    """One card as the page's script shows it: its own text, and indices into ``shared`` for the rest. Keys
+    whose value would be empty are left out."""
+    v = card.values
+    prompt = v.get("prompt") or ""
+    data: dict = {
+        "id": card.item_id,
+        "status": card.status,
+        "look": shared.ref("look", repr([v.get(k) for k in LOOK]), lambda: _look(v)),  # repr: lists and dicts too
         "seed": _fmt(v.get("seed")),
-        **_quality_view(v),
+        "prompt": shared.ref("prompt", prompt, lambda: prompt),
     }
+    uid = quote(card.item_id, safe="")
+    tags = sorted(card.tags.items())
+    optional = {
+        "uid": uid if uid != card.item_id else None,
+        "tags": shared.ref(
+            "tags", tuple(tags), lambda: {"tags": tags, "tokens": " ".join(_tag_token(*t) for t in tags)}
+        )
+        if tags
+        else None,
+        "poster": card.poster,
+        "enhanced": v.get("prompt_enhanced"),
+        "timings": [(k, f"{t:.2f}s") for k, t in dict(v.get("timings") or []).items()],
+        "total": f"{total:.1f}s" if (total := _seconds(v)) else None,
+        "error": f"{v.get('error_type') or 'error'}: {v.get('error_message') or ''}"
+        if card.status == "failed"
+        else None,
+        "promotable": v.get("pipeline") == "distilled" and card.status == "ok",
+        "best": bool(v.get("best")),
+        **_quality_data(v.get("quality")),
+    }
+    return data | {k: value for k, value in optional.items() if value or (k == "enhanced" and value is not None)}
 
 
-def _quality_view(values: dict) -> dict:
-    """The card's scores as text, their raw values for sorting and filtering, and its retry labels."""
-    quality = values.get("quality") or {}
-    raw = {s.name: quality.get(s.name) for s in SCORES}
-    return {
-        "scores": [(s.name, _fmt(raw[s.name]), s.meaning) for s in SCORES] if quality else [],
-        "quality_reason": quality.get("reason"),
-        "qdata": [(s.name, "" if raw[s.name] is None else repr(raw[s.name])) for s in SCORES],
-        "timeline": _timeline(quality),
-        "best": bool(values.get("best")),
-        "retry_of": values.get("retry_of"),
-        "candidate": values.get("candidate"),
-    }
+def _quality_data(quality: dict | None) -> dict:
+    """A card's scores in ``SCORES`` order (``q``, None where not measured; the script formats them as ``_fmt``
+    does), why any is missing and its timeline; nothing for a clip without a quality record."""
+    if not quality:
+        return {}
+    return {"q": [quality.get(s.name) for s in SCORES], "reason": quality.get("reason"), "timeline": _timeline(quality)}
 
 
 def _timeline(quality: dict) -> dict | None:
@@ -248,14 +225,15 @@ def _signed(value: int | None) -> str:
     return "–" if value is None else f"{value:+d}"
 
 
-def _groups(views: list[dict], retry: dict | None) -> list[dict]:
-    """Cards in plan order; a retry run's candidates of one item together, with the original's score."""
-    out: list[dict] = []
+def _units(cards: list[Card], retry: dict | None) -> list[int | dict]:
+    """What the page lays out, in plan order: a card (its index in ``cards``), or a retry run's candidates of one
+    item together (their indices) with the original's score."""
+    out: list[int | dict] = []
     by_origin: dict[str, dict] = {}
-    for view in views:
-        origin = view["retry_of"]
+    for index, card in enumerate(cards):
+        origin = card.values.get("retry_of")
         if origin is None:
-            out.append({"origin": None, "cards": [view]})
+            out.append(index)
             continue
         if origin not in by_origin:
             original = (retry or {}).get("originals", {}).get(origin, {})
@@ -263,7 +241,7 @@ def _groups(views: list[dict], retry: dict | None) -> list[dict]:
             note = f"original {by} {_fmt(original.get(by))}" if by else ""
             by_origin[origin] = {"origin": origin, "uid": quote(origin, safe=""), "note": note, "cards": []}
             out.append(by_origin[origin])
-        by_origin[origin]["cards"].append(view)
+        by_origin[origin]["cards"].append(index)
     return out
 
 
@@ -278,7 +256,7 @@ def _tag_values(cards: list[Card]) -> list[tuple[str, list[tuple[str, str, int]]
 
 def _escape(value: object) -> Markup:
     """Jinja's ``finalize``: escape every value with the standard library, which writes a quote as ``&quot;``
-    as this report always has (markupsafe writes ``&#34;``); ``Markup`` (a macro's output) passes unchanged."""
+    as this report always has (markupsafe writes ``&#34;``); ``Markup`` (the page's data) passes unchanged."""
     return value if isinstance(value, Markup) else Markup(html.escape(str(value), quote=True))
 
 
@@ -307,37 +285,64 @@ def render_page(
         ("seconds", "render seconds", f"{summary.worker_seconds:,.1f}"),
         ("rate", "clips / hour", f"{summary.clips_per_hour or 0.0:,.1f}"),
     ]
-    views = [_card_view(c) for c in cards]
+    shared = Shared()
+    data = {
+        "page": PAGE,
+        "runCommand": run_command,
+        "scores": [(s.name, s.meaning, s.weak) for s in SCORES],
+        "cards": [card_data(c, shared) for c in cards],
+        "units": _units(cards, retry),
+    }
+    data["shared"] = shared.values
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return TEMPLATES.get_template("report.html.j2").render(
         info=info,
-        groups=_groups(views, retry),
-        promotable=any(view["promotable"] for view in views),
+        data=Markup(text.replace("<", "\\u003c")),  # no "</script>" or "<!--" can end the data early
+        promotable=any(c.get("promotable") for c in data["cards"]),
         scores=SCORES,
         figures=figures,
         total=summary.total,
         counts=summary.counts,
         tag_values=_tag_values(cards),
-        run_command=run_command,
         promote_command=promote_command,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
 
 
+def _card(
+    item_id: str, row: dict | None, planned: PlannedItem | None, tags: dict, poster: tuple[int, int] | None
+) -> Card:
+    """A planned item's card from its latest row; its plan's settings where it has none (``planned``: given
+    then), and its conditioning images from the plan where its row predates their column."""
+    if planned is None:
+        return Card(item_id, item_status(row), row or {}, tags, poster)
+    values = {**planned.item.values, **(row or {})}
+    if not values.get("images"):
+        values["images"] = planned.item.resolved_images
+    return Card(item_id, item_status(row), values, tags, poster)
+
+
 def build_report(run_uri: str) -> Path:
     """Write ``RUN/report/index.html`` and its posters; return the page's path (inside the bucket for a URI)."""
     run = RunFolder(run_uri)
-    fs, root = filesystem(run_uri)
-    report_root = f"{root.rstrip('/')}/report"
-    planned, attempts, invalid = run.plan(), read_results(run.results_uri), invalid_ids(run)
-    latest = latest_by_item(planned, attempts, invalid)
-    cards = [invalid_card(i, latest.get(i)) for i in invalid] + collect_cards(run, planned, latest, fs, report_root)
+    report_root = f"{run.root}/report"
+    info, plan, invalid = run.run_info(), run.plan_table(["id", "tags"]), invalid_ids(run)
+    ids = plan.column("id").to_pylist()
+    attempts = read_results(run.results_uri, CARD_COLUMNS)
+    rows = {r["item_id"]: r for r in latest_table(ids, attempts, invalid).to_pylist()}
+    lacking = [i for i in ids if i not in rows or rows[i]["images"] is None]  # the plan says what they show
+    planned = {p.id: p for p in run.plan(lacking, info)} if lacking else {}
+    sizes = posters(run, [i for i in ids if i in rows and rows[i]["status"] == "ok"], report_root)
+    tags = [dict(pairs or []) for pairs in plan.column("tags").to_pylist()]
+    cards = [invalid_card(i, rows.get(i)) for i in invalid]
+    cards += [_card(i, rows.get(i), planned.get(i), t, sizes.get(i)) for i, t in zip(ids, tags, strict=True)]
     folder = local_or_uri(run_uri)
     command = f"python -m ray_jobs.render --resume {shlex.quote(folder)}"
     promote = f"ltx-batch promote {shlex.quote(folder)} --out {shlex.quote(folder.rstrip('/') + '-final')}"
-    summary = summarize(planned, attempts, invalid)
-    page = render_page(run.run_info(), cards, summary, command, promote, retry_info(run))
+    summary = summarize(ids, attempts, invalid)
+    page = render_page(info, cards, summary, command, promote, retry_info(run))
     index = f"{report_root}/index.html"
-    write_atomically(fs, index, lambda stream: stream.write(page.encode()))
+    write_atomically(run.fs, index, lambda stream: stream.write(page.encode()))
     return Path(index)
 
 

@@ -52,7 +52,7 @@ def plan_retry(retry: Retry, out: str, overrides: dict) -> tuple[str, int]:
         raise RetryError(f"--by must name the score that picks the best candidate, one of: {', '.join(SCORE_NAMES)}.")
     source = RunFolder(retry.run)
     plan = source.plan()
-    selected = matching_rows(source, keep, plan)
+    selected = matching_rows(source, keep, [p.id for p in plan])
     planned = {p.id: p for p in plan}
     entries = candidates([planned[row["item_id"]] for row in selected], retry.seeds, overrides)
     if not entries:

@@ -18,7 +18,7 @@ from quality.score_clip import EXTRA_MISSING
 from quality.score_fields import FIELDS
 from ray_jobs.quality_view import quality_lines
 from runstore.best_candidates import mark_best
-from runstore.latest import latest_by_item, latest_rows
+from runstore.latest import latest_by_item, latest_table
 from runstore.results import read_results, revise
 from runstore.run_folder import RunFolder
 from storage.fs import download, is_uri
@@ -81,4 +81,4 @@ def score_run(run_uri: str, jobs: int = 1, missing_only: bool = False) -> list[s
         f"({cpu / max(1, len(revisions)):.2f} CPU s per clip, {scorers.size} at a time)"
     ]
     lines += mark_best(run)
-    return lines + quality_lines(latest_rows(run, planned))
+    return lines + quality_lines(latest_table([p.id for p in planned], read_results(run.results_uri)))

@@ -13,6 +13,7 @@ worker), and the time spent on attempts that failed counts against it.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,12 +21,24 @@ import pyarrow as pa
 
 from ray_jobs.progress import duration
 from runstore import invalid
-from runstore.latest import latest_by_item
-from runstore.plan import PlannedItem
+from runstore.compute import pc
+from runstore.latest import latest_table
 from runstore.results import INVALID_INPUT, error_summary, read_results
 from runstore.run_folder import RunFolder
 
 GROUP_MESSAGE_CHARS = 160
+FAILURE_GROUPS = 10  # failure groups ``ltx-batch status`` lists one by one
+# What a summary reads of the results table (a run of 100,000 items reads much faster without the rest).
+SUMMARY_COLUMNS = (
+    "item_id",
+    "attempt",
+    "status",
+    "error_type",
+    "error_message",
+    "started_at",
+    "finished_at",
+    "quality",
+)
 
 
 @dataclass(frozen=True)
@@ -97,21 +110,45 @@ class RunSummary:
         )
 
 
-def rendering_seconds(intervals: list[tuple[datetime, datetime]]) -> float:
-    """Length of the union of ``intervals``: overlapping attempts count once, gaps not at all."""
-    total, end = 0.0, None
-    for start, stop in sorted(intervals):
-        if end is None or start > end:
-            total += (stop - start).total_seconds()
-            end = stop
-        elif stop > end:
-            total += (stop - end).total_seconds()
-            end = stop
-    return total
+def failure_lines(groups: list[FailureGroup]) -> list[str]:
+    """A line per failure group (``FailureGroup``), the ``FAILURE_GROUPS`` most common; the rest on one line
+    by error type (messages that name files make a group of every failure)."""
+    lines = []
+    for group in groups[:FAILURE_GROUPS]:
+        examples = ", ".join(group.item_ids[:5])
+        lines.append(f"  {len(group.item_ids)} x {group.error_type}: {group.message}  (e.g. {examples})")
+    rest = groups[FAILURE_GROUPS:]
+    if rest:
+        kinds: Counter[str] = Counter()
+        for group in rest:
+            kinds[group.error_type] += len(group.item_ids)
+        shown = ", ".join(f"{count} x {kind}" for kind, count in kinds.most_common(5))
+        more = ", ..." if len(kinds) > 5 else ""
+        lines.append(f"  and {len(rest)} more kinds of error ({kinds.total()} items: {shown}{more})")
+    return lines
 
 
-def _timed(row: dict) -> bool:
-    return row["started_at"] is not None and row["finished_at"] is not None and row["finished_at"] >= row["started_at"]
+def rendering_seconds(spans: pa.Table) -> float:
+    """Length of the union of the ``started_at``..``finished_at`` intervals of ``spans``: overlapping attempts
+    count once, gaps not at all. In start order, each interval adds what reaches past every earlier one's end."""
+    if spans.num_rows == 0:
+        return 0.0
+    spans = spans.sort_by([("started_at", "ascending")])
+    start, end = (_micros(spans.column(name)) for name in ("started_at", "finished_at"))
+    reach = pc.cumulative_max(end)
+    before = pa.concat_arrays([start.slice(0, 1), reach.slice(0, len(reach) - 1)])  # the first adds from its start
+    added = pc.max_element_wise(pc.subtract(reach, pc.max_element_wise(before, start)), 0)
+    return pc.sum(added).as_py() / 1e6
+
+
+def _micros(column: pa.ChunkedArray) -> pa.Array:
+    return column.combine_chunks().cast(pa.int64())
+
+
+def _timed(rows: pa.Table) -> pa.Table:
+    """The rows with a start and a finish, not before it."""
+    start, end = rows.column("started_at"), rows.column("finished_at")
+    return rows.filter(pc.fill_null(pc.greater_equal(end, start), False))
 
 
 def item_status(latest: dict | None) -> str:
@@ -119,40 +156,43 @@ def item_status(latest: dict | None) -> str:
     return latest["status"] if latest else "pending"
 
 
-def summarize(planned: list[PlannedItem], attempts: pa.Table, invalid_ids: tuple[str, ...] = ()) -> RunSummary:
-    """The summary of the items in ``planned`` and the set-aside ``invalid_ids`` from every recorded attempt
-    (``read_results``)."""
-    order = [*invalid_ids, *(p.id for p in planned)]
-    ids = set(order)
-    latest = latest_by_item(planned, attempts, invalid_ids)
-    statuses = Counter(item_status(latest.get(i)) for i in order)
+def summarize(planned_ids: Sequence[str], attempts: pa.Table, invalid_ids: Sequence[str] = ()) -> RunSummary:
+    """The summary of the items of ``planned_ids`` and the set-aside ``invalid_ids`` from every recorded attempt
+    (``read_results``, at least its ``SUMMARY_COLUMNS``)."""
+    order = [*invalid_ids, *planned_ids]
+    latest = latest_table(planned_ids, attempts, invalid_ids)
+    status = dict(zip(latest.column("item_id").to_pylist(), latest.column("status").to_pylist(), strict=True))
+    failed = latest.filter(pc.equal(latest.column("status"), "failed"))
     failures = sorted(
         (
-            Failure(i, latest[i]["error_type"] or "error", error_summary(latest[i]["error_message"] or ""))
-            for i in order
-            if item_status(latest.get(i)) == "failed"
+            Failure(r["item_id"], r["error_type"] or "error", error_summary(r["error_message"] or ""))
+            for r in failed.select(["item_id", "error_type", "error_message"]).to_pylist()
         ),
         key=lambda f: f.error_type != INVALID_INPUT,
     )
-    rows = attempts.select(["item_id", "started_at", "finished_at"]).to_pylist()
-    spans = [(r["started_at"], r["finished_at"]) for r in rows if r["item_id"] in ids and _timed(r)]
-    worker = sum((r["finished_at"] - r["started_at"]).total_seconds() for r in latest.values() if _timed(r))
+    ids = pa.array(order, type=pa.string())
+    spans = _timed(attempts.select(["item_id", "started_at", "finished_at"]))
+    spans = spans.filter(pc.is_in(spans.column("item_id"), ids))
+    worked = _timed(latest)
+    worker = pc.sum(pc.subtract(_micros(worked.column("finished_at")), _micros(worked.column("started_at"))))
+    ok = latest.filter(pc.equal(latest.column("status"), "ok"))
     return RunSummary(
         total=len(order),
-        ok=statuses["ok"],
+        ok=sum(status.get(i) == "ok" for i in order),
         failures=tuple(failures),
-        pending=tuple(i for i in order if item_status(latest.get(i)) == "pending"),
-        worker_seconds=worker,
+        pending=tuple(i for i in order if i not in status),
+        worker_seconds=(worker.as_py() or 0) / 1e6,
         rendering_seconds=rendering_seconds(spans),
-        first_start=min((s for s, _ in spans), default=None),
-        last_end=max((e for _, e in spans), default=None),
-        unscored=sum(r["status"] == "ok" and r["quality"] is None for r in latest.values()),
+        first_start=pc.min(spans.column("started_at")).as_py(),
+        last_end=pc.max(spans.column("finished_at")).as_py(),
+        unscored=ok.column("quality").null_count,
     )
 
 
-def run_summary(run: RunFolder, planned: list[PlannedItem] | None = None) -> RunSummary:
-    """The summary of ``run`` (of its recorded plan unless ``planned`` is given, and its set-aside items)."""
-    return summarize(run.plan() if planned is None else planned, read_results(run.results_uri), invalid_ids(run))
+def run_summary(run: RunFolder, planned_ids: Sequence[str] | None = None) -> RunSummary:
+    """The summary of ``run`` (of its recorded plan unless ``planned_ids`` is given, and its set-aside items)."""
+    attempts = read_results(run.results_uri, SUMMARY_COLUMNS)
+    return summarize(run.plan_ids() if planned_ids is None else planned_ids, attempts, invalid_ids(run))
 
 
 def invalid_ids(run: RunFolder) -> tuple[str, ...]:

@@ -19,7 +19,6 @@ from pydantic import TypeAdapter, ValidationError
 from manifests.item import KINDS, Item, id_problem, merged
 from manifests.load import Entry, Manifest
 from manifests.problems import Problem
-from manifests.validate import check_entry
 from runstore.plan import planned_item, refresh_fingerprints
 from runstore.results import INVALID_INPUT, write_invalid_rows
 from runstore.run_folder import RunFolder
@@ -102,6 +101,8 @@ def settle(
 ) -> tuple[int, int]:
     """Validate the run's set-aside items again: fixed ones join the plan (then ``invalid.json`` drops them),
     the others get a fresh InvalidInput row. Returns (fixed, still invalid)."""
+    from manifests.validate import check_entry  # here: reading a run needs no validation
+
     invalid = load(run)
     if invalid is None or not invalid.items:
         return 0, 0

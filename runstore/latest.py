@@ -7,12 +7,12 @@ columns: ``--where 'status == "ok" and lipsync_confidence > 0.8'`` picks the dra
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from quality.score_fields import SCORE_NAMES
+from runstore.compute import pc
 from runstore.plan import PlannedItem
 from runstore.results import INVALID_INPUT, RESULT_SCHEMA, latest_attempts, read_results
 from runstore.run_folder import RunFolder
@@ -23,19 +23,25 @@ from runstore.where import row_filter
 COLUMNS = (*(n for n in RESULT_SCHEMA.names if n != "quality"), *SCORE_NAMES, "worst_seam_frame", "quality_reason")
 
 
+def latest_table(planned_ids: Sequence[str], attempts: pa.Table, invalid_ids: Sequence[str] = ()) -> pa.Table:
+    """The latest attempt's row of each item of ``planned_ids`` and of the set-aside ``invalid_ids`` that has one,
+    in their order (the set-aside first); ``attempts`` needs ``item_id``, ``error_type``, ``finished_at`` and
+    ``attempt`` of ``read_results``' columns. A planned item's InvalidInput rows date from before it was fixed
+    and joined the plan: not attempts."""
+    planned = pa.array(planned_ids, type=pa.string())  # typed: a plan with no items is still a plan
+    if attempts.num_rows:
+        invalid_input = pc.fill_null(pc.equal(attempts.column("error_type"), INVALID_INPUT), False)
+        attempts = attempts.filter(pc.invert(pc.and_(pc.is_in(attempts.column("item_id"), planned), invalid_input)))
+    latest = latest_attempts(attempts)
+    order = pa.concat_arrays([pa.array(invalid_ids, type=pa.string()), planned])
+    return latest.take(pc.index_in(order, value_set=latest.column("item_id")).drop_null())
+
+
 def latest_by_item(
     planned: list[PlannedItem], attempts: pa.Table, invalid_ids: tuple[str, ...] = ()
 ) -> dict[str, dict]:
-    """Item id -> its latest attempt's row, for the items of ``planned`` (and the set-aside ``invalid_ids``) that
-    have one. A planned item's InvalidInput rows date from before it was fixed and joined the plan: not attempts."""
-    ids = {p.id for p in planned}
-    if attempts.num_rows:
-        error_type = pc.field("error_type")
-        planned_ids = pa.array(sorted(ids), type=pa.string())  # typed: a plan with no items is still a plan
-        stale = pc.field("item_id").isin(planned_ids) & error_type.is_valid() & (error_type == INVALID_INPUT)
-        attempts = attempts.filter(~stale)
-    ids |= set(invalid_ids)
-    return {r["item_id"]: r for r in latest_attempts(attempts).to_pylist() if r["item_id"] in ids}
+    """Item id -> its latest attempt's row (``latest_table``), for the items of ``planned`` and ``invalid_ids``."""
+    return {r["item_id"]: r for r in latest_table([p.id for p in planned], attempts, invalid_ids).to_pylist()}
 
 
 def flat(row: dict) -> dict:
@@ -49,12 +55,11 @@ def flat(row: dict) -> dict:
     return out
 
 
-def latest_rows(run: RunFolder, planned: list[PlannedItem] | None = None) -> list[dict]:
-    """Flat rows of the planned items that have an attempt, in plan order (``planned``: the run's plan, when
-    the caller has read it already)."""
-    planned = run.plan() if planned is None else planned
-    latest = latest_by_item(planned, read_results(run.results_uri))
-    return [flat(latest[p.id]) for p in planned if p.id in latest]
+def latest_rows(run: RunFolder, planned_ids: Sequence[str] | None = None) -> list[dict]:
+    """Flat rows of the planned items that have an attempt, in plan order (``planned_ids``: the run's plan's ids,
+    when the caller has read them already)."""
+    ids = run.plan_ids() if planned_ids is None else planned_ids
+    return [flat(row) for row in latest_table(ids, read_results(run.results_uri)).to_pylist()]
 
 
 def where_filter(where: str) -> Callable[[dict], bool]:
@@ -62,6 +67,6 @@ def where_filter(where: str) -> Callable[[dict], bool]:
     return row_filter(where, COLUMNS)
 
 
-def matching_rows(run: RunFolder, keep: Callable[[dict], bool], planned: list[PlannedItem] | None = None) -> list[dict]:
+def matching_rows(run: RunFolder, keep: Callable[[dict], bool], planned_ids: Sequence[str] | None = None) -> list[dict]:
     """The latest rows that ``keep`` (a ``where_filter``) keeps."""
-    return [row for row in latest_rows(run, planned) if keep(row)]
+    return [row for row in latest_rows(run, planned_ids) if keep(row)]

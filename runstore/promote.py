@@ -43,7 +43,7 @@ def select(draft: RunFolder, planned: list[PlannedItem], selection: Selection) -
         raise PromoteError(f"{draft.uri} has no item {', '.join(map(repr, unknown))}; its items are {shown}")
     chosen = [p for p in planned if (not selection.only or p.id in selection.only) and p.id not in selection.exclude]
     if selection.where:
-        matching = {row["item_id"] for row in matching_rows(draft, where_filter(selection.where), planned)}
+        matching = {row["item_id"] for row in matching_rows(draft, where_filter(selection.where), ids)}
         chosen = [p for p in chosen if p.id in matching]
     if not chosen:
         raise PromoteError(f"nothing to promote: no item of {draft.uri} is selected by {_describe(selection)}.")

@@ -3,6 +3,8 @@ files."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -29,6 +31,7 @@ LESSON = EXAMPLES / "lesson"  # the example manifest, its speech and presenter i
 QUICK = QUICK_SETTINGS
 QUICK_1S = {**QUICK, "audio_max_duration": 1.0}
 QUICK_FLAGS, QUICK_1S_FLAGS = set_flags(**QUICK), set_flags(**QUICK_1S)  # the same as --set arguments
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")  # Debian's, for report pages
 # Where a test needs a render but not its pictures: 0.3 s clips (9 frames) at 128x128 in 2 steps, one worker.
 SHORT_RENDER = [*set_flags(**{**QUICK, "width": 128, "audio_max_duration": 0.3}), "--actors", "1"]
 
@@ -206,3 +209,57 @@ def render_actor_pids() -> list[int]:
     """The render workers of this test process's own Ray (its descendants), never another test worker's or
     another run's on the same machine."""
     return render_workers.render_actor_pids(os.getpid())
+
+
+@contextlib.contextmanager
+def chromium(tmp_path: Path):
+    """Headless Debian Chromium through Selenium (no browser download), with the browser log kept."""
+    if not CHROMIUM.exists():
+        pytest.skip(
+            "Debian's Chromium is not installed at /usr/bin/chromium (apt-get install chromium chromium-driver)"
+        )
+    assert CHROMEDRIVER.exists(), "chromium is installed but chromedriver is not: apt-get install chromium-driver"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def report_data(page: str) -> dict:
+    """The data of a report page (``ray_jobs.report``): its cards, what they share, and how they are laid out."""
+    start = '<script type="application/json" id="report-data">'
+    return json.loads(page[page.index(start) + len(start) :].split("</script>", 1)[0])
+
+
+def report_cards(page: str) -> list[dict]:
+    """The cards of a report page in its order, each with what it shares with others filled in: ``facts`` (with
+    its seed), ``guidance``, ``pipeline``, ``prompt``, ``tags`` and ``tokens``."""
+    data = report_data(page)
+    shared, out = data["shared"], []
+    for card in data["cards"]:
+        look = shared[card["look"]]
+        tags = shared[card["tags"]] if "tags" in card else {"tags": [], "tokens": ""}
+        facts = [(name, card["seed"] if value is None else value) for name, value in look["facts"]]
+        out.append(card | look | tags | {"facts": facts, "prompt": shared[card["prompt"]]})
+    return out

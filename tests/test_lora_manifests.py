@@ -22,7 +22,7 @@ from manifests.load import load_manifest, set_overrides
 from manifests.validate import validate
 from ray_jobs.actor import RenderActor, WorkerSettings
 from ray_jobs.cli import main
-from ray_jobs.report import Card, _card_view
+from ray_jobs.report import Card, Shared, card_data
 from ray_jobs.shards import Shard, make_shards
 from runstore.plan import fingerprint, plan
 from runstore.results import RESULT_SCHEMA, read_results, result_row
@@ -169,8 +169,9 @@ def test_results_table_and_report_hold_the_resolved_loras(tmp_path, lora_files):
     row = result_row(planned, status="ok", started_at=now, finished_at=now)
     table = pa.Table.from_pylist([row], schema=RESULT_SCHEMA)
     assert table.column("loras").to_pylist() == [[{"path": brand, "strength": 0.8}]]
-    view = _card_view(Card("a", "ok", {**planned.item.values, **table.to_pylist()[0]}, {}))
-    assert ("LoRAs", "brand.safetensors 0.8") in view["facts"]
+    shared = Shared()
+    card = card_data(Card("a", "ok", {**planned.item.values, **table.to_pylist()[0]}, {}), shared)
+    assert ("LoRAs", "brand.safetensors 0.8") in shared.values[card["look"]]["facts"]
 
 
 def test_builders_write_loras(tmp_path, lora_files, capsys):

@@ -5,14 +5,13 @@ read back on resume), and the frozen-audio setting recorded per row."""
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
-from conftest import LESSON, QUICK_1S_FLAGS
+from conftest import LESSON, QUICK_1S_FLAGS, report_cards
 from PIL import Image
 
 from fixtures.random_bundle import write_random_lora
@@ -74,8 +73,8 @@ def test_images_and_enhancement_through_ray_once_per_run_and_reused_on_resume(lo
     assert a["loras"] == [{"path": lora, "strength": 0.8}] and one["loras"] == [{"path": lora, "strength": 1.0}]
     assert b["loras"] == []  # the same shard layout without the LoRA
 
-    page = build_report(str(run)).read_text()
-    assert html.escape(b["prompt_enhanced"], quote=True) in page and "pose.png @8 ×0.7" in page
+    card = {c["id"]: c for c in report_cards(build_report(str(run)).read_text())}["two-b"]
+    assert card["enhanced"] == b["prompt_enhanced"] and dict(card["facts"])["images"].endswith("pose.png @8 ×0.7")
 
     part = next(p for p in (run / "results").glob("*.parquet") if "one" in pq.read_table(p)["item_id"].to_pylist())
     table = pq.read_table(part)  # as if "one" had failed after its prompt was enhanced

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from conftest import LESSON, QUICK_FLAGS, REPO, render_actor_pids
+from conftest import LESSON, QUICK_FLAGS, REPO, render_actor_pids, report_cards
 
 from ltxcore.media import probe_mp4
 from manifests.load import load_manifest
@@ -88,9 +88,8 @@ def test_skip_invalid_renders_the_rest_then_resume_renders_the_fixed_item_only(
     assert '"status": "ok"' in out and "clips/h" in out
     assert (run / "submitted" / "manifest.yaml").is_file() and (run / "plan.parquet").is_file()
     assert status_lines(str(run))[0].endswith("5 items, 4 ok, 1 failed (1 with invalid input), 0 not rendered yet")
-    page = build_report(str(run)).read_text()
-    first = page[page.index('<article class="card') :].split("</article>")[0]
-    assert 'id="item-clip-03"' in first and "InvalidInput: item " in first
+    first = report_cards(build_report(str(run)).read_text())[0]  # the invalid items' cards come first
+    assert first["id"] == "clip-03" and first["error"].startswith("InvalidInput: item ")
 
     shutil.copy(LESSON / "en.ogg", tmp_path / "voice.ogg")
     resume_started = datetime.now(UTC)

@@ -8,7 +8,6 @@ talking-face clips (conftest ``talking``) replace some rendered videos, as the R
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import shlex
@@ -19,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import LESSON, LONG_BOUNDARIES, QUICK_FLAGS
+from conftest import LESSON, LONG_BOUNDARIES, QUICK_FLAGS, chromium, report_cards, report_data
 
 from ray_jobs.cli import main as cli_main
 from ray_jobs.render import main as render_main
@@ -31,7 +30,6 @@ from runstore.retry_candidates import candidate_seed
 from runstore.run_folder import RunFolder
 
 FAST = QUICK_FLAGS  # clip lengths as written
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 IDS = [f"clip-{i}" for i in range(4)]
 BROKEN = "clip-2"
 ODD_TAG = 'a<i> & "q"'  # must come out escaped, never as markup
@@ -70,9 +68,9 @@ def run(local_ray, tiny_bundle, tmp_path_factory) -> Path:
     return out
 
 
-def _cards(page: str) -> dict[str, str]:
-    """item id -> data-status, read from the raw HTML."""
-    return dict(re.findall(r'<article class="card [a-z]+" id="item-([^"]+)" data-status="([a-z]+)"', page))
+def _cards(page: str) -> dict[str, dict]:
+    """item id -> its card, as the page's data holds it."""
+    return {card["id"]: card for card in report_cards(page)}
 
 
 def test_report_files_posters_and_cards(run, capsys):
@@ -80,23 +78,25 @@ def test_report_files_posters_and_cards(run, capsys):
     index = run / "report" / "index.html"
     assert capsys.readouterr().out.strip() == str(index) and index.is_file()
     page = index.read_text()
+    cards = _cards(page)
     ok = [i for i in IDS if i != BROKEN]
-    assert _cards(page) == {**{i: "ok" for i in ok}, BROKEN: "failed"}
+    assert {i: c["status"] for i, c in cards.items()} == {**{i: "ok" for i in ok}, BROKEN: "failed"}
     for item_id in ok:
         poster = run / "report" / "posters" / f"{item_id}.jpg"
         assert poster.stat().st_size > 500 and poster.read_bytes()[:2] == b"\xff\xd8"  # a JPEG
-        assert f'<img loading="lazy" src="posters/{item_id}.jpg" width="192" height="128"' in page
-        assert f'href="../videos/{item_id}.mp4"' in page and (index.parent / f"../videos/{item_id}.mp4").is_file()
-    assert not (run / "report" / "posters" / f"{BROKEN}.jpg").exists()
-    failed = page[page.index(f'id="item-{BROKEN}"') :].split("</article>")[0]
-    assert "RenderInputError" in failed and "could not be decoded" in failed
-    assert f"python -m ray_jobs.render --resume {run}" in failed and 'class="copy"' in failed
+        assert cards[item_id]["poster"] == [192, 128] and (index.parent / f"../videos/{item_id}.mp4").is_file()
+    assert not (run / "report" / "posters" / f"{BROKEN}.jpg").exists() and "poster" not in cards[BROKEN]
+    failed = cards[BROKEN]
+    assert "RenderInputError" in failed["error"] and "could not be decoded" in failed["error"]
+    assert report_data(page)["runCommand"] == f"python -m ray_jobs.render --resume {run}"
     seed = read_results(str(run / "results")).filter(pc.equal(pc.field("item_id"), BROKEN)).column("seed")[0]
-    assert f"seed {seed.as_py()}" in failed
-    assert "a&lt;i&gt; &amp; &quot;q&quot;" in page and ODD_TAG not in page
+    assert failed["seed"] == str(seed.as_py()) and ("seed", str(seed.as_py())) in failed["facts"]
+    assert "a&lt;i&gt; &amp; &quot;q&quot;" in page and ODD_TAG not in page  # escaped in the filters and the data
+    assert cards["clip-0"]["tags"] == [["lang", "en"], ["note", ODD_TAG]]
     assert "data:image" not in page and "http://" not in page and "https://" not in page
     assert re.search(r'<div class="fig ok" data-figure="ok"><b>3</b>', page)
-    assert page.count('class="promote-pick"') == 3 and "draft (distilled), no guidance · steps 8" in page
+    assert [i for i, c in cards.items() if c.get("promotable")] == ok
+    assert cards["clip-0"]["guidance"].startswith("draft (distilled), no guidance · steps 8")
 
 
 def test_draft_rows_record_what_the_drafts_used(run):
@@ -114,45 +114,9 @@ def test_items_without_a_result_are_pending(run, tmp_path):
         table = pq.read_table(part)
         pq.write_table(table.filter(pc.not_equal(table.column("item_id"), "clip-3")), part)
     page = build_report(str(copy)).read_text()
-    assert _cards(page)["clip-3"] == "pending"
-    pending = page[page.index('id="item-clip-3"') :].split("</article>")[0]
-    assert "<img" not in pending and "../videos/" not in pending
+    pending = _cards(page)["clip-3"]
+    assert pending["status"] == "pending" and "poster" not in pending and "timings" not in pending
     assert '<option value="pending">pending (1)</option>' in page
-
-
-@contextlib.contextmanager
-def _chromium(tmp_path: Path):
-    """Headless Debian Chromium through Selenium (no browser download), with the browser log kept."""
-    if not CHROMIUM.exists():
-        pytest.skip(
-            "Debian's Chromium is not installed at /usr/bin/chromium (apt-get install chromium chromium-driver)"
-        )
-    assert CHROMEDRIVER.exists(), "chromium is installed but chromedriver is not: apt-get install chromium-driver"
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1400,1000",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def test_report_in_headless_chromium(run, tmp_path):
@@ -160,7 +124,7 @@ def test_report_in_headless_chromium(run, tmp_path):
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     index = build_report(str(run))
-    with _chromium(tmp_path) as driver:
+    with chromium(tmp_path) as driver:
         driver.get(index.as_uri())
         wait = WebDriverWait(driver, 10)
         wait.until(
@@ -172,6 +136,12 @@ def test_report_in_headless_chromium(run, tmp_path):
         assert len(cards) == len(IDS) and all(c.is_displayed() for c in cards)
         sizes = driver.execute_script("return [...document.images].map(i => [i.naturalWidth, i.naturalHeight])")
         assert sizes == [[192, 128]] * 3  # every poster decoded
+        ok = [i for i in IDS if i != BROKEN]
+        links = "return [...document.querySelectorAll('img, a.video')].map(e => e.getAttribute(e.src ? 'src' : 'href'))"
+        assert driver.execute_script(links) == [p for i in ok for p in (f"posters/{i}.jpg", f"../videos/{i}.mp4")]
+        failed = driver.find_element(By.ID, f"item-{BROKEN}").text
+        assert "RenderInputError" in failed and f"python -m ray_jobs.render --resume {run}" in failed
+        assert not any(pager.is_displayed() for pager in driver.find_elements(By.CSS_SELECTOR, "nav.pager"))  # 1 page
         assert driver.find_element(By.ID, "shown").text == "4 of 4 shown"
         note = driver.find_element(By.CSS_SELECTOR, "#item-clip-0 .tags").text
         assert ODD_TAG in note  # shown as text, not parsed as markup
@@ -215,16 +185,28 @@ def test_report_in_headless_chromium(run, tmp_path):
         assert errors == [], errors
 
 
-def test_hostile_text_is_escaped_everywhere_it_appears():
+def test_hostile_text_is_escaped_everywhere_it_appears(tmp_path):
     """Ids, tags, errors and run metadata come from manifests and exceptions: never markup on the page."""
+    from selenium.webdriver.common.by import By
+
     evil = '<script>alert("x")</script>'
     values = {"prompt": evil, "seed": 1, "error_type": evil, "error_message": f"</pre>{evil}", "timings": [(evil, 1.0)]}
     cards = [Card(evil, "failed", values, {evil: evil}), Card("ok-1", "ok", {"seed": 2}, {}, (192, 128))]
     summary = RunSummary(2, 1, (Failure(evil, evil, evil),), (), 1.0, 1.0, None, None)
     page = render_page({"run_id": evil, "code_version": evil}, cards, summary, f"python -m x --resume '{evil}'")
-    assert page.count("<script") == 1 and page.count("</script>") == 1  # the report's own script only
+    assert re.findall(r"<script[^>]*>", page) == ['<script type="application/json" id="report-data">', "<script>"]
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page and "</pre><script" not in page
-    assert 'id="item-%3Cscript%3Ealert%28%22x%22%29%3C%2Fscript%3E"' in page  # URL-quoted in attributes
+    assert "<" not in page.split('id="report-data">')[1].split("</script>")[0]  # no tag can end the data early
+    assert report_cards(page)[0]["error"] == f"{evil}: </pre>{evil}"
+    index = tmp_path / "index.html"
+    index.write_text(page)
+    with chromium(tmp_path) as driver:
+        driver.get(index.as_uri())  # an alert would stop the page here
+        card = driver.find_element(By.CSS_SELECTOR, "article.card")
+        assert card.get_attribute("id") == "item-%3Cscript%3Ealert%28%22x%22%29%3C%2Fscript%3E"  # URL-quoted
+        assert card.find_element(By.CSS_SELECTOR, "pre.error").text == f"{evil}: </pre>{evil}"
+        assert card.find_element(By.CSS_SELECTOR, ".tags").text == f"{evil}: {evil}"
+        assert driver.execute_script("return document.scripts.length") == 2  # the data and the report's script
 
 
 def _latest(run: Path) -> dict[str, dict]:
@@ -278,7 +260,7 @@ def test_report_scores_sort_and_filter_in_chromium(scored, tmp_path):
     from selenium.webdriver.support.ui import Select
 
     index = build_report(str(scored))
-    with _chromium(tmp_path) as driver:
+    with chromium(tmp_path) as driver:
         driver.get(index.as_uri())
         cards = driver.find_elements(By.CSS_SELECTOR, "article.card")
         confidence = driver.find_element(By.CSS_SELECTOR, "#item-clip-1 .q-lipsync_confidence").text
@@ -326,12 +308,11 @@ def test_retry_weak_renders_candidates_and_marks_the_best(scored, talking, tiny_
     assert {item: row["best"] for item, row in _latest(new).items()} == {"clip-1-retry1": False, "clip-1-retry2": True}
 
     page = build_report(str(new)).read_text()
-    group = page[page.index('<section class="candidates" id="retry-clip-1">') :].split("</section>")[0]
-    assert group.count("<article") == 2 and "original lipsync_confidence" in group
-    best = group[group.index('id="item-clip-1-retry2"') :].split("</article>")[0]
-    assert (
-        '<span class="badge best">best</span>' in best and "badge best" not in group.split('id="item-clip-1-retry2"')[0]
-    )
+    [group] = [u for u in report_data(page)["units"] if isinstance(u, dict)]
+    cards = report_cards(page)
+    assert (group["origin"], [cards[i]["id"] for i in group["cards"]]) == ("clip-1", ["clip-1-retry1", "clip-1-retry2"])
+    assert group["note"].startswith("original lipsync_confidence ")
+    assert [c["id"] for c in cards if c.get("best")] == ["clip-1-retry2"]
     assert cli_main(["retry-weak", str(scored), "--out", str(new), *where]) == 2  # never over an existing run
 
 
@@ -387,7 +368,7 @@ def test_report_timeline_of_a_long_item_in_chromium(windowed, tmp_path):
     from selenium.webdriver.support.ui import Select
 
     index = build_report(str(windowed))
-    with _chromium(tmp_path) as driver:
+    with chromium(tmp_path) as driver:
         driver.get(index.as_uri())
         timeline = driver.find_element(By.CSS_SELECTOR, "#item-clip-0 .timeline")
         windows = timeline.find_elements(By.CSS_SELECTOR, ".window")

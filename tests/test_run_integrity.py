@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import LESSON, SHORT_RENDER
+from conftest import LESSON, SHORT_RENDER, report_cards
 
 from runstore import claim
 from runstore.claim import Lease, RunTaken
@@ -206,7 +206,7 @@ def test_an_all_invalid_run_is_still_a_run_that_status_report_and_resume_read(
     assert lines[0].endswith(": 2 items, 0 ok, 2 failed (2 with invalid input), 0 not rendered yet")
     assert any("InvalidInput" in line and "field 'audio'" in line for line in lines)
     page = build_report(str(run)).read_text()
-    assert 'id="item-a"' in page and 'id="item-b"' in page
+    assert [card["id"] for card in report_cards(page)] == ["a", "b"]
     assert main(["--resume", str(run)]) == 1
     out = capsys.readouterr().out
     assert "2 invalid item(s) not rendered" in out and "0 ok, 2 not ok, 2 items in the run" in out

@@ -3,8 +3,10 @@ from a real results table written the way workers write it."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pyarrow as pa
 import pytest
 from conftest import LESSON
 
@@ -33,11 +35,22 @@ def _record(results: str, planned, attempts: list[tuple]) -> None:
         recorder.add(result_row(planned[index], status=status, started_at=_at(start), finished_at=_at(end), **error))
 
 
+def _ids(planned) -> list[str]:
+    return [p.id for p in planned]
+
+
+def _spans(*seconds: tuple[float, float]) -> pa.Table:
+    starts, ends = zip(*seconds, strict=True) if seconds else ((), ())
+    column = pa.timestamp("us", tz="UTC")
+    return pa.table({"started_at": pa.array(map(_at, starts), column), "finished_at": pa.array(map(_at, ends), column)})
+
+
 def test_union_of_intervals_counts_overlap_once_and_gaps_not_at_all():
-    assert rendering_seconds([]) == 0
-    assert rendering_seconds([(_at(0), _at(10)), (_at(5), _at(15)), (_at(6), _at(7))]) == 15
-    assert rendering_seconds([(_at(20), _at(30)), (_at(0), _at(10))]) == 20
-    assert rendering_seconds([(_at(0), _at(0)), (_at(0), _at(4))]) == 4
+    assert rendering_seconds(_spans()) == 0
+    assert rendering_seconds(_spans((0, 10), (5, 15), (6, 7))) == 15
+    assert rendering_seconds(_spans((20, 30), (0, 10))) == 20
+    assert rendering_seconds(_spans((0, 0), (0, 4))) == 4
+    assert rendering_seconds(_spans((0, 10), (2, 3), (4, 12), (20, 21))) == 13
 
 
 def test_counts_failures_rate_and_eta(planned, tmp_path):
@@ -51,7 +64,7 @@ def test_counts_failures_rate_and_eta(planned, tmp_path):
             (1, 0, "failed", 25, 40, "audio: could not be decoded\nsecond line"),
         ],
     )
-    summary = summarize(planned, read_results(results))
+    summary = summarize(_ids(planned), read_results(results))
     assert summary.total == 3 and summary.counts == {"ok": 1, "failed": 1, "pending": 1}
     assert summary.pending == ("lesson03-es",)
     assert [(f.item_id, f.message) for f in summary.failures] == [
@@ -76,7 +89,7 @@ def test_idle_time_between_a_run_and_its_resume_does_not_count(planned, tmp_path
         planned,
         [(0, 0, "ok", 0, 60, None), (1, 0, "ok", day, day + 60, None), (2, 0, "ok", day + 30, day + 120, None)],
     )
-    summary = summarize(planned, read_results(results))
+    summary = summarize(_ids(planned), read_results(results))
     assert summary.counts == {"ok": 3, "failed": 0, "pending": 0}
     assert summary.rendering_seconds == 180 and summary.clips_per_hour == pytest.approx(60.0)
     assert summary.eta_hours == 0
@@ -93,7 +106,7 @@ def test_failures_group_by_type_and_first_line_most_common_first(planned, tmp_pa
             (2, 0, "failed", 0, 1, "audio: empty\nB"),
         ],
     )
-    summary = summarize(planned, read_results(results))
+    summary = summarize(_ids(planned), read_results(results))
     groups = [(g.error_type, g.message, g.item_ids) for g in summary.failure_groups()]
     assert groups == [
         ("RenderInputError", "audio: empty", ("lesson03-de", "lesson03-es")),
@@ -103,7 +116,7 @@ def test_failures_group_by_type_and_first_line_most_common_first(planned, tmp_pa
 
 
 def test_a_run_without_results_is_all_pending(planned, tmp_path):
-    summary = summarize(planned, read_results(str(tmp_path / "results")))
+    summary = summarize(_ids(planned), read_results(str(tmp_path / "results")))
     assert summary.counts == {"ok": 0, "failed": 0, "pending": 3}
     assert summary.clips_per_hour is None and summary.eta_hours is None and summary.first_start is None
 
@@ -123,7 +136,7 @@ def test_invalid_items_count_and_come_first_and_a_fixed_items_old_row_is_not_an_
     [row] = [r for r in read_results(results).to_pylist() if r["item_id"] == "<item 5, line 20>"]
     assert (row["audio"], row["prompt"], row["height"], row["status"]) == ("x.wav", "p", None, "failed")
 
-    summary = summarize(planned, read_results(results), invalid_ids=("<item 5, line 20>",))
+    summary = summarize(_ids(planned), read_results(results), invalid_ids=("<item 5, line 20>",))
     assert summary.total == 4 and summary.counts == {"ok": 0, "failed": 3, "pending": 1} and summary.invalid == 1
     assert [f.item_id for f in summary.failures] == ["<item 5, line 20>", "lesson03-en", "lesson03-de"]
     assert summary.pending == ("lesson03-es",)  # its InvalidInput row predates its joining the plan
@@ -132,3 +145,34 @@ def test_invalid_items_count_and_come_first_and_a_fixed_items_old_row_is_not_an_
         ("InvalidInput", "item #5 (line 20), field 'id': is required.", ("<item 5, line 20>",)),
         ("RenderInputError", "audio: empty", ("lesson03-en", "lesson03-de")),
     ]
+
+
+def test_status_of_a_big_run_counts_every_item_in_a_few_lines(tmp_path):
+    """A synthetic run of 2,000 items (``tools.synthetic_run``) whose failure messages name their files: a group
+    per failure, so ``status`` lists the most common and counts the rest by error type."""
+    from ray_jobs.cli import status_lines
+    from tools.synthetic_run import build_synthetic_run
+
+    build_synthetic_run(tmp_path / "run", 2000)
+    latest: dict[str, dict] = {}
+    for row in read_results(str(tmp_path / "run" / "results")).to_pylist():  # every attempt, the latest kept
+        if row["item_id"] not in latest or (row["finished_at"], row["attempt"]) > (
+            latest[row["item_id"]]["finished_at"],
+            latest[row["item_id"]]["attempt"],
+        ):
+            latest[row["item_id"]] = row
+    failed = [r for r in latest.values() if r["status"] == "failed"]
+    groups = Counter((r["error_type"], r["error_message"].splitlines()[0]) for r in failed)
+    ok = sum(r["status"] == "ok" for r in latest.values())
+
+    lines = status_lines(str(tmp_path / "run"))
+    assert lines[0].endswith(f"2000 items, {ok} ok, {len(failed)} failed, {2000 - len(latest)} not rendered yet")
+    listed = [line for line in lines if " x " in line and not line.startswith("  and ")]
+    assert len(listed) == 10 and len(groups) > 20 and len(lines) < 40
+    top = sorted(groups.values(), reverse=True)[:10]
+    assert [int(line.split(" x ")[0]) for line in listed] == top
+    rest = [line for line in lines if line.startswith("  and ")]
+    assert rest == [rest[0]] and rest[0].startswith(f"  and {len(groups) - 10} more kinds of error ")
+    assert f"({len(failed) - sum(top)} items: " in rest[0]
+    assert any(line.startswith("ETA at that rate: ") for line in lines)
+    assert any(line.startswith("quality: ") for line in lines)
