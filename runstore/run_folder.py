@@ -34,6 +34,10 @@ from storage.fs import filesystem, write_bytes
 MARKER = "ltx-batch-run"
 
 
+class NotARun(ValueError):
+    """A folder given as a run is none."""
+
+
 def _marker_being_written(name: str) -> bool:
     """Another driver's marker on its way into place (``write_atomically``): the folder is a run starting."""
     return name.startswith(f".{MARKER}.") and name.endswith(".tmp") and "/" not in name
@@ -172,6 +176,13 @@ class RunFolder:
             return stream.read().decode() == session
 
     def run_info(self) -> dict:
+        """run.json; a folder without one is said not to be a run, in a sentence (``status`` of a wrong folder)."""
+        from pyarrow.fs import FileType
+
+        if self.fs.get_file_info(self._join("run.json")).type != FileType.File:
+            raise NotARun(
+                f"{self.uri} is not a run folder (it has no run.json): give a folder that a render wrote (--out)."
+            )
         with self.fs.open_input_stream(self._join("run.json")) as stream:
             return json.loads(stream.read())
 

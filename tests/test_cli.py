@@ -259,3 +259,10 @@ def test_the_one_clip_command_renders_an_mp4_and_reports_it(tiny_bundle, media, 
     assert report["output"] == str(out) and report["probe"]["frames"] == 9 and out.stat().st_size > 0
     assert render_clip([*args[:-1], str(tmp_path / "bad.mp4"), "--height", "100"]) == 2  # one line, no traceback
     assert capsys.readouterr().err.startswith("error: ")
+
+
+@pytest.mark.parametrize("command", ["status", "report"])
+def test_status_and_report_of_a_folder_that_is_no_run_say_so_in_a_line(command, tmp_path, capsys):
+    assert main([command, str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path} is not a run folder (it has no run.json)") and len(err.splitlines()) == 1
