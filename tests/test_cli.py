@@ -19,6 +19,7 @@ from manifests.validate import validate
 from ray_jobs.cli import main, parser
 from ray_jobs.options import parse_render_argv, run_options
 from ray_jobs.run_options import recorded_options
+from runstore.run_folder import NotARun
 
 
 def test_help_has_an_example_for_every_subcommand(capsys):
@@ -83,7 +84,7 @@ def test_errors_are_one_sentence_unless_debug(capsys, tmp_path):
     assert main(["status", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(NotARun):
         main(["--debug", "status", str(tmp_path / "nowhere")])
 
 
