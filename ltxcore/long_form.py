@@ -132,11 +132,12 @@ def render_windows(
     output: str | Path,
     folder: WindowFolder | None = None,
     only: set[int] | None = None,
+    on_window: Callable[[WindowRecord], None] | None = None,
 ) -> RenderResult:
     """Render ``request`` as ``windows`` into ``output``. ``folder`` keeps finished windows (default: beside
     ``output``); windows already there are not rendered again. ``only``: render just these windows (``cuts``
     windows spread over workers) and join nothing (``result.output`` is None): one call without ``only`` joins
-    them, so two workers never write one mp4."""
+    them, so two workers never write one mp4. ``on_window`` hears of each window rendered (progress)."""
     request = engine.resolve(request)
     if len(windows) == 1:
         result = engine.render(request, output)
@@ -181,6 +182,8 @@ def render_windows(
         saving = engine.muxer.submit(folder.save, record, shown, request.frame_rate, keep, engine.encoder.write_segment)
         done[window.index] = record
         carried = {window.index: keep} if keep is not None else {}
+        if on_window is not None:
+            on_window(record)
     if saving is not None:
         saving.result()
     complete = only is None and all(w.index in done for w in windows)

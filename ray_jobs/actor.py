@@ -33,7 +33,7 @@ from ltxcore.artifacts import ArtifactCache
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.errors import RenderInputError
-from ltxcore.long_form import WindowFolder, render_windows
+from ltxcore.long_form import WindowFolder, WindowRecord, render_windows
 from ltxcore.render_result import RenderResult
 from ltxcore.request import RenderRequest
 from manifests.item import media_files
@@ -222,7 +222,7 @@ class RenderActor:
             def start(planned: PlannedItem) -> Callable[[], dict | WindowDone]:  # told first: if it kills the
                 _tell(events, ItemStarted((shard.shard_id, shard.attempt), planned.id))  # worker, the driver knows
                 self._read_ahead(following.get(id(planned)), requests)
-                return self._start(planned, requests[planned.id])
+                return self._start(planned, requests[planned.id], lambda event: _tell(events, event))
 
             rows = render_then_finish(shard.items, start, rendered=hand_on)
             finished = [self._record(row, recorder, events) for row in rows]
@@ -310,8 +310,11 @@ class RenderActor:
             self.media[uri] = str(download(uri, local))
         return self.media.get(uri, uri)
 
-    def _start(self, planned: PlannedItem, request: RenderRequest | Exception) -> Callable[[], dict | WindowDone]:
-        """Render ``planned`` on the device; return what finishes its row later (mp4, hash, upload)."""
+    def _start(
+        self, planned: PlannedItem, request: RenderRequest | Exception, tell: Callable[[Event], None]
+    ) -> Callable[[], dict | WindowDone]:
+        """Render ``planned`` on the device (``tell``: the driver hears of each window of a chain); return what
+        finishes its row later (mp4, hash, upload)."""
         common = {
             "bundle": self.identity,
             "quantization": self.engine.bundle.quantization,
@@ -327,7 +330,7 @@ class RenderActor:
             if isinstance(request, Exception):
                 raise request
             if len(windows) > 1:
-                result = self._render_windows(planned, request, local)
+                result = self._render_windows(planned, request, local, tell)
             else:
                 result = self.engine.render(request, local, background_mux=True)
             common["prompt_enhanced"] = result.prompt_enhanced
@@ -336,7 +339,8 @@ class RenderActor:
             return lambda: row
         if result.output is None:  # a cuts window, in the run folder: the item is joined once all are there
             assert planned.part is not None
-            window = WindowDone(planned.id, planned.part, self.host)
+            shown = windows[planned.part].frames / planned.item.frame_rate
+            window = WindowDone(planned.id, planned.part, self.host, shown)
             return lambda: window
         rendered_at = datetime.now(UTC)
         first = planned.item.first_image
@@ -345,12 +349,21 @@ class RenderActor:
         scoring = self.scorer.start(local, reference, result.muxing, boundaries)
         return lambda: self._finish(planned, result, local, common, rendered_at, scoring)
 
-    def _render_windows(self, planned: PlannedItem, request: RenderRequest, local: Path) -> RenderResult:
+    def _render_windows(
+        self, planned: PlannedItem, request: RenderRequest, local: Path, tell: Callable[[Event], None]
+    ) -> RenderResult:
         """A long item, window by window, its finished windows kept in the run folder: a chain resumes from its
-        last finished window, and a ``cuts`` part renders just its window (the JOIN part joins them all)."""
+        last finished window, and a ``cuts`` part renders just its window (the JOIN part joins them all). Each
+        window of a chain is told as rendered (a ``cuts`` window is told with its part's result)."""
         path, saved = local_windows(self.run, planned, self.scratch)
         only = None if planned.part in (None, JOIN) else {planned.part}
-        return render_windows(self.engine, request, planned.window_plan, local, WindowFolder(path, saved), only)
+
+        def rendered(record: WindowRecord) -> None:
+            tell(WindowDone(planned.id, record.index, self.host, record.end_s - record.start_s))
+
+        folder = WindowFolder(path, saved)
+        chain = rendered if planned.part is None else None
+        return render_windows(self.engine, request, planned.window_plan, local, folder, only, chain)
 
     def _finish(
         self,

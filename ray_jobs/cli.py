@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ray_jobs.options import (
     add_item_options,
@@ -17,6 +18,9 @@ from ray_jobs.options import (
     model_options,
     run_options,
 )
+
+if TYPE_CHECKING:
+    from runstore.run_folder import RunFolder
 
 EXAMPLES = {
     "validate": "ltx-batch validate lessons.yaml",
@@ -79,6 +83,7 @@ def status_lines(run_uri: str, weakest: int = 5) -> list[str]:
     ]
     if "promoted_from" in info:
         lines.append(f"  promoted from draft run {info['promoted_from']['run_id']} ({info['promoted_from']['run']})")
+    lines += partial_lines(run, set(summary.pending))
     lines += failure_lines(summary.failure_groups())
     throughput = summary.throughput_line()
     if throughput:
@@ -86,6 +91,26 @@ def status_lines(run_uri: str, weakest: int = 5) -> list[str]:
         if summary.pending:
             lines.append(f"ETA at that rate: {summary.eta_hours:.2f} h for the {counts['pending']} items left")
     return lines + quality_lines(latest_table(planned_ids, attempts), weakest)
+
+
+MAX_PARTIAL = 10  # partly rendered items named by status
+
+
+def partial_lines(run: RunFolder, pending: set[str]) -> list[str]:
+    """Items without a row yet whose windows are partly (or all, a ``cuts`` item waiting for its join) in the run
+    folder: a resume renders only the rest."""
+    from runstore.window_store import finished_counts
+
+    plan = run.plan_table(["id", "fingerprint", "windows"]).to_pydict()
+    several = {i: (fp, len(w or ())) for i, fp, w in zip(plan["id"], plan["fingerprint"], plan["windows"], strict=True)}
+    items = [(i, fp) for i, (fp, n) in several.items() if i in pending and n > 1]
+    finished = finished_counts(run, items) if items else {}
+    if not finished:
+        return []
+    named = [f"{i} {n}/{several[i][1]}" for i, n in finished.items()]
+    more = f" and {len(named) - MAX_PARTIAL} more" if len(named) > MAX_PARTIAL else ""
+    head = f"  {len(named)} of them partly rendered (windows finished, kept for the resume): "
+    return [head + ", ".join(named[:MAX_PARTIAL]) + more]
 
 
 def _status(args) -> int:

@@ -56,11 +56,13 @@ class ItemDone:
 
 @dataclass(frozen=True)
 class WindowDone:
-    """A ``cuts`` window is in the run folder; its item has no row until the join."""
+    """A window of an item of several is rendered (a ``cuts`` window: in the run folder; its item has no row
+    until the join); ``seconds``: of video it shows, for the progress line."""
 
     item_id: str
     window: int
     host: str
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)

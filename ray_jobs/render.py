@@ -233,7 +233,8 @@ def _render_prepared(held: HeldRun) -> int:
     fixed, still_invalid = _settle_invalid(held)
     planned = kept_plan(run) if held.keep_plan else refresh_fingerprints(run.plan(), held.model.identity)
     pending = still_to_render(planned, run.results_uri)
-    progress = Progress(total=len(pending))
+    windows = {p.id: len(p.window_plan) for p in pending if len(p.window_plan) > 1}
+    progress = Progress(total=len(pending), windows=windows)
     if fixed:
         progress.note(f"{fixed} item(s) set aside as invalid now pass validation and join the run")
     if still_invalid:

@@ -140,6 +140,7 @@ class WorkQueue:
             self.progress.item(event)
         elif isinstance(event, WindowDone):
             self.window_done(event.item_id, event.window)
+            self.progress.window(event)
         elif isinstance(event, PromptsEnhanced):
             texts = dict(event.texts)
             self.known.update(texts)

@@ -23,7 +23,7 @@ from storage.fs import download, filesystem, write_atomically
 
 def windows_uri(run: RunFolder, planned: PlannedItem) -> str:
     run.video_uri(planned.id)  # the id check: nothing outside the folder
-    return f"{run.uri.rstrip('/')}/windows/{planned.id}-{planned.fingerprint[:16]}"
+    return f"{run.uri.rstrip('/')}/windows/{_folder(planned.id, planned.fingerprint)}"
 
 
 def _names(uri: str) -> list[str]:
@@ -35,6 +35,25 @@ def _names(uri: str) -> list[str]:
 def finished_windows(run: RunFolder, planned: PlannedItem) -> set[int]:
     """The windows of ``planned`` with a record (and so whole) in the run folder."""
     return {i for name in _names(windows_uri(run, planned)) if (i := window_index(name)) is not None}
+
+
+def finished_counts(run: RunFolder, items: list[tuple[str, str]]) -> dict[str, int]:
+    """Item id -> how many of its windows are finished in the run folder, for (id, fingerprint) ``items``, from one
+    listing of ``windows/`` (``status`` of a big run lists once, not once per item)."""
+    fs, path = filesystem(f"{run.uri.rstrip('/')}/windows")
+    infos = fs.get_file_info(pafs.FileSelector(path.rstrip("/"), recursive=True, allow_not_found=True))
+    per_folder: dict[str, int] = {}
+    for info in infos:
+        if info.type == pafs.FileType.File and window_index(info.base_name) is not None:
+            folder = info.path.rsplit("/", 2)[-2]
+            per_folder[folder] = per_folder.get(folder, 0) + 1
+    counts = {item_id: per_folder.get(_folder(item_id, fingerprint), 0) for item_id, fingerprint in items}
+    return {item_id: n for item_id, n in counts.items() if n}
+
+
+def _folder(item_id: str, fingerprint: str) -> str:
+    """An item's windows folder: its id and fingerprint (an item edited under the same id starts afresh)."""
+    return f"{item_id}-{fingerprint[:16]}"
 
 
 def units_of_work(planned: list[PlannedItem], run: RunFolder) -> list[PlannedItem]:
@@ -58,7 +77,7 @@ def local_windows(run: RunFolder, planned: PlannedItem, scratch: Path) -> tuple[
     fs, path = filesystem(uri)
     if isinstance(fs, pafs.LocalFileSystem):
         return Path(path), None
-    local = scratch / "windows" / f"{planned.id}-{planned.fingerprint[:16]}"
+    local = scratch / "windows" / _folder(planned.id, planned.fingerprint)
     shutil.rmtree(local, ignore_errors=True)
     for name in sorted(_names(uri), key=lambda n: n.endswith(".json")):  # records last: a record means whole
         if not name.startswith("."):

@@ -5,6 +5,7 @@ workers and are joined into one mp4."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 import time
@@ -15,6 +16,7 @@ from conftest import LESSON, render_actor_pids, write_tone
 from test_ray_driver import FAST
 
 from ltxcore.media import probe_mp4
+from ray_jobs.cli import status_lines
 from ray_jobs.render import main
 from runstore.results import read_results
 
@@ -86,3 +88,13 @@ def test_cuts_windows_spread_over_two_workers_and_join_into_one_mp4(local_ray, t
     assert [(w["start_frame"], w["num_frames"]) for w in windows] == [(0, 33), (33, 32), (65, 31)]
     assert len({w["rendered_by"] for w in windows}) == 2  # two workers rendered them
     assert probe_mp4(run / "videos" / "lesson.mp4").frames == 96
+    # as a driver killed before the join leaves it: every window on disk, no row; status says so, and a resume
+    # joins them without rendering any again
+    shutil.rmtree(run / "results")
+    (run / "videos" / "lesson.mp4").unlink()
+    lines = status_lines(str(run))
+    assert lines[0].endswith("1 items, 0 ok, 0 failed, 1 not rendered yet")
+    assert lines[1] == "  1 of them partly rendered (windows finished, kept for the resume): lesson 3/3"
+    before = _records(run)
+    assert main(["--resume", str(run)]) == 0
+    assert _records(run) == before and probe_mp4(run / "videos" / "lesson.mp4").frames == 96

@@ -3,6 +3,8 @@ from a real results table written the way workers write it."""
 
 from __future__ import annotations
 
+import io
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +13,8 @@ import pytest
 from conftest import LESSON
 
 from manifests.load import load_manifest
+from ray_jobs.messages import ItemDone, WindowDone
+from ray_jobs.progress import Progress
 from ray_jobs.summary import rendering_seconds, summarize
 from runstore.plan import plan
 from runstore.results import ShardRecorder, read_results, result_row
@@ -176,3 +180,17 @@ def test_status_of_a_big_run_counts_every_item_in_a_few_lines(tmp_path):
     assert f"({len(failed) - sum(top)} items: " in rest[0]
     assert any(line.startswith("ETA at that rate: ") for line in lines)
     assert any(line.startswith("quality: ") for line in lines)
+
+
+def test_the_progress_line_counts_the_windows_of_long_items_and_its_eta_follows_them():
+    """A lesson of 3 windows moves the line at each window, not once at its end; an item of one window is one."""
+    stream = io.StringIO()
+    progress = Progress(total=2, stream=stream, windows={"lesson": 3}, started=time.monotonic() - 30)
+    assert "windows 0/4" in progress.line() and "ETA ?" in progress.line()
+    progress.window(WindowDone("lesson", 0, "h", 10.0))
+    progress.window(WindowDone("lesson", 1, "h", 10.0))
+    line = progress.line()
+    assert "0/2 ok 0 failed 0 | windows 2/4" in line and "ETA 0m30s" in line  # 2 windows in 30 s: 2 left
+    progress.item(ItemDone("lesson", "ok", "h", 1, 60.0))  # its last window was rendered before a resume
+    progress.item(ItemDone("clip", "failed", "h", 1, 1.0))
+    assert "2/2 ok 1 failed 1 | windows 4/4" in progress.line()
