@@ -58,7 +58,12 @@ def named_once(problems: Sequence[Problem], key: Callable[[Problem], Hashable | 
 
 def kind(problem: Problem) -> tuple[str, str]:
     """A problem's field and message without what varies from item to item."""
-    return problem.field, _VARYING.sub("_", problem.message)
+    return problem.field, without_particulars(problem.message)
+
+
+def without_particulars(message: str) -> str:
+    """``message`` with its paths, quoted names and numbers blanked: what messages of one kind share."""
+    return _VARYING.sub("_", message)
 
 
 def places(wheres: list[str]) -> str:

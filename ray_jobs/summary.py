@@ -19,6 +19,7 @@ from datetime import datetime
 
 import pyarrow as pa
 
+from manifests.problems import without_particulars
 from ray_jobs.progress import duration
 from runstore import invalid
 from runstore.compute import pc
@@ -90,14 +91,18 @@ class RunSummary:
         return len(self.pending) / rate if rate else None
 
     def failure_groups(self) -> list[FailureGroup]:
-        """Failures grouped by error type and the first line of the message, the most common first."""
+        """Failures grouped by error type and kind of message (its first line without the paths, names and numbers
+        that differ from item to item), the most common first; each group says its first message."""
         groups: dict[tuple[str, str], list[str]] = {}
+        first: dict[tuple[str, str], str] = {}
         for f in self.failures:
             first_line = (f.message.splitlines() or [""])[0][:GROUP_MESSAGE_CHARS]
-            groups.setdefault((f.error_type, first_line), []).append(f.item_id)
+            key = (f.error_type, without_particulars(first_line))
+            groups.setdefault(key, []).append(f.item_id)
+            first.setdefault(key, first_line)
         # invalid inputs first, then the most common; stable: first seen first among equals
         ranked = sorted(groups.items(), key=lambda kv: (kv[0][0] != INVALID_INPUT, -len(kv[1])))
-        return [FailureGroup(kind, message, tuple(ids)) for (kind, message), ids in ranked]
+        return [FailureGroup(key[0], first[key], tuple(ids)) for key, ids in ranked]
 
     def throughput_line(self) -> str | None:
         """``throughput: ...`` once there is a rate, else None."""
