@@ -55,6 +55,7 @@ from ray_jobs.worker_scoring import ClipScorer, LateScores, PendingScore
 from runstore.enhanced import enhancement_key
 from runstore.plan import JOIN, PlannedItem
 from runstore.results import ShardRecorder, error_summary, error_text, result_row, revise
+from runstore.run_faults import RunFault, run_fault
 from runstore.run_folder import RunFolder
 from runstore.window_store import local_windows
 from storage.fs import StorageError, download, is_uri, upload
@@ -403,7 +404,10 @@ class RenderActor:
 
     @staticmethod
     def _failed(planned: PlannedItem, error: Exception, local: Path, common: dict) -> dict:
+        """The item's failed row; a fault of the run (a full or read-only disk) stops the shard instead."""
         local.unlink(missing_ok=True)
+        if fault := run_fault(error):
+            raise RunFault(fault) from error
         if isinstance(error, torch.cuda.OutOfMemoryError):
             torch.cuda.empty_cache()
         message = error_text(str(error) or type(error).__name__, "".join(traceback.format_exception(error)))

@@ -31,7 +31,7 @@ from ray_jobs.options import parse_render_argv
 from ray_jobs.progress import Progress
 from ray_jobs.resume_check import ResumeRequest, kept_plan, settle_resume
 from ray_jobs.run_options import RunOptions, RunOptionsError, WorkerOptions, recorded_options
-from ray_jobs.scheduler import WORKER_OPTIONS, NoWorkers, Scheduler
+from ray_jobs.scheduler import WORKER_OPTIONS, NoWorkers, RunStopped, Scheduler
 from ray_jobs.shards import make_shards
 from ray_jobs.summary import run_summary
 from runstore import invalid
@@ -46,6 +46,7 @@ from runstore.window_store import units_of_work
 from storage.fs import StorageError, is_uri
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_BAD_INPUT, EXIT_NO_WORKERS = 0, 1, 2, 3
+EXIT_RUN_FAULT = 4  # the run folder's disk is full, read-only or over quota
 EXIT_INTERRUPTED = 130  # Ctrl-C or ``ray job stop``, as a shell reports an interrupted command
 
 
@@ -303,6 +304,12 @@ def _render(held: HeldRun, pending, progress, enhanced: dict) -> int:
     except NoWorkers as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_NO_WORKERS
+    except RunStopped as e:
+        print(
+            f"error: the run stopped: {e}. What finished is kept; free the disk, then: ltx-batch resume {run.uri}",
+            file=sys.stderr,
+        )
+        return EXIT_RUN_FAULT
     return 0
 
 
