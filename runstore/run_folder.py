@@ -36,6 +36,11 @@ def _marker_being_written(name: str) -> bool:
     return name.startswith(f".{MARKER}.") and name.endswith(".tmp") and "/" not in name
 
 
+def new_run_id() -> str:
+    """A run's id: when it was submitted, and a random suffix."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
 def code_version() -> str:
     """The git commit when run from a checkout, else the installed package version."""
     try:
@@ -122,9 +127,12 @@ class RunFolder:
     def _write_bytes(self, name: str, data: bytes) -> None:
         write_bytes(self._sub_uri(name), data)
 
-    def record_submission(self, manifest_files: list[Path], planned: list[PlannedItem], details: dict) -> str:
-        """Save the manifest copy, the plan and run.json; return the new run id."""
-        run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    def record_submission(
+        self, manifest_files: list[Path], planned: list[PlannedItem], details: dict, run_id: str | None = None
+    ) -> str:
+        """Save the manifest copy, the plan and run.json; return the run id: ``run_id`` (made before planning, so
+        that workers start meanwhile) or a new one."""
+        run_id = run_id or new_run_id()
         for path in manifest_files:
             self._write_bytes(f"submitted/{path.name}", path.read_bytes())
         self.record_plan(planned)
