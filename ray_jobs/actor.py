@@ -1,5 +1,6 @@
-"""The render worker: Ray's batch-inference pattern, a class that loads the model in ``__init__`` and
-renders shards in ``__call__``. One per GPU (or per CPU slot on a machine without GPUs).
+"""The render worker: Ray's batch-inference pattern, a class that loads the model in ``__init__`` (started
+before the driver has planned the run), warms up for the run's shapes in ``ready`` and renders shards in
+``__call__``. One per GPU (or per CPU slot on a machine without GPUs).
 
 Every item ends as exactly one result row of its shard attempt, written as soon as the item is done.
 A failure inside one item becomes a ``failed`` row, named by its exception's type, with its traceback, and the
@@ -17,7 +18,6 @@ import socket
 import tempfile
 import time
 import traceback
-import uuid
 import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -51,10 +51,10 @@ from ray_jobs.messages import (
 )
 from ray_jobs.shards import Shard
 from ray_jobs.weights import localize
-from ray_jobs.worker_scoring import ClipScorer, LateScores, PendingScore
+from ray_jobs.worker_scoring import ClipScorer, LateScores, PendingScore, score_writer, written_then_scores
 from runstore.enhanced import enhancement_key
 from runstore.plan import JOIN, PlannedItem
-from runstore.results import ShardRecorder, error_summary, error_text, result_row, revise
+from runstore.results import ShardRecorder, error_summary, error_text, result_row
 from runstore.run_faults import RunFault, run_fault
 from runstore.run_folder import RunFolder
 from runstore.window_store import local_windows
@@ -82,27 +82,10 @@ def _tell(events, event: Event) -> None:
         log.warning("the driver was not told %s (%s: %s)", event, type(e).__name__, e)
 
 
-def _score_writer(run: RunFolder, session: str) -> Callable[[list[dict]], None]:
-    """Late scores as a revision of their rows; not a method, so a finished actor never waits for its scores."""
-
-    def write(revisions: list[dict]) -> None:
-        try:  # the run may belong to a newer session by now, or the disk is gone
-            if run.owned_by(session):
-                revise(run.results_uri, revisions, f"{session}-{uuid.uuid4().hex[:8]}")
-                return
-            reason = "the run belongs to a newer driver session"
-        except Exception as e:
-            reason = f"{type(e).__name__}: {e}"
-        ids = ", ".join(r["item_id"] for r in revisions)
-        log.warning("late quality scores not recorded (%s) for %s; ltx-batch score --missing-only", reason, ids)
-
-    return write
-
-
 @dataclass(frozen=True)
 class WorkerSettings:
     """What every render worker of a driver session is built with (the driver derives it from the run's options
-    and model)."""
+    and model, before it plans the run: what the plan decides, the warm-up, comes in ``RenderActor.ready``)."""
 
     paths: dict  # the bundle's files, local paths or URIs
     quantization: str
@@ -111,25 +94,10 @@ class WorkerSettings:
     run_id: str
     session: str
     threads: int = 0  # torch threads on a CPU worker; 0: torch's default
-    # compile the transformer and warm it as these requests will run (per pipeline, the most common shape, LoRA
-    # set and settings of the run) before the first item; none: run eagerly
-    warm_requests: tuple[RenderRequest, ...] = ()
+    compile: bool = False  # compile the transformer (warmed up for the run's requests in ``RenderActor.ready``)
     transformer: str = "dev"  # the checkpoint to hold, dev or distilled
     max_loras: int = 4  # user LoRAs held at once
     cache: str | None = None  # the artifact cache (``ltxcore.artifacts``), a folder or URI; None: the node's own
-
-
-def written_then_scores(result: RenderResult, scoring: PendingScore | None) -> dict | None:
-    """Wait for the mp4, then look (never wait) for its scores: their record, None while they still run (or
-    with no ``scoring``). The seconds spent looking are ``result.timings["quality_wait"]``."""
-    result.wait()
-    if scoring is None:
-        return None
-    waiting = time.perf_counter()
-    scoring.wait_linked()  # the scorer has its own link to the mp4 (right after the mux): upload may move it
-    quality = scoring.record()
-    result.timings["quality_wait"] = time.perf_counter() - waiting
-    return quality
 
 
 class RenderActor:
@@ -142,33 +110,24 @@ class RenderActor:
         identity = bundle_identity(bundle.paths(), quantization, transformer)
         self.identity = {"model_version": bundle.model_version(), **identity}
         # keyed by the bundle as the run names it: a bundle fetched from object storage has the same key on every node
-        cache = ArtifactCache.of(settings.cache, bundle_identity(settings.paths, quantization, transformer))
+        self.cache = ArtifactCache.of(settings.cache, bundle_identity(settings.paths, quantization, transformer))
+        self.compiles = settings.compile
         self.engine = Engine(
-            bundle,
-            settings.device,
-            compile=bool(settings.warm_requests),
-            max_loras=settings.max_loras,
-            artifacts=cache,
+            bundle, settings.device, compile=self.compiles, max_loras=settings.max_loras, artifacts=self.cache
         )
         self.load_seconds = time.perf_counter() - started
         self.scratch = Path(tempfile.mkdtemp(prefix="ltx-batch-"))
         weakref.finalize(self, shutil.rmtree, self.scratch, ignore_errors=True)  # also at interpreter exit
         self.media: dict[str, str] = {}
         self.run = RunFolder(settings.run_uri)
-        warm = settings.warm_requests
-        self.compile_cache: str | None = None  # hit or miss of the shared compile cache; None: no compile
-        if warm:
-            hit, self.warm_up_seconds = compile_cache.warm_up_shared(cache, self.engine, warm, self._warm_up)
-            self.compile_cache = "hit" if hit else "miss"
-        else:
-            self.warm_up_seconds = 0.0
+        self.warmed: WorkerReady | None = None  # what ``ready`` said, once warmed up
         self.run_id, self.session = settings.run_id, settings.session
         self.host = socket.gethostname()
         self.device = torch.cuda.get_device_name() if settings.device.startswith("cuda") else "cpu"
         self.scorer = ClipScorer()  # quality scores, in child processes, after each mp4 is written
         weakref.finalize(self, self.scorer.close)
         self.late_scores: dict[str, PendingScore] = {}  # item id -> scores still running when its row was due
-        self.late = LateScores(_score_writer(self.run, self.session))  # their records, once they arrive
+        self.late = LateScores(score_writer(self.run, self.session))  # their records, once they arrive
         # the device is one shard's at a time: the next shard (the driver hands a worker two) renders while this
         # one's last mp4 is encoded, scored and uploaded (``WORKER_OPTIONS``' two concurrent calls)
         self.turns = DeviceTurns()
@@ -187,10 +146,16 @@ class RenderActor:
         self.scorer.settle()
         self.late.flush()
 
-    def ready(self) -> WorkerReady:
-        return WorkerReady(
-            self.host, self.device, os.getpid(), self.load_seconds, self.warm_up_seconds, self.compile_cache
-        )
+    def ready(self, warm: tuple[RenderRequest, ...] = ()) -> WorkerReady:
+        """Warm up for ``warm`` (one request per graph set of the run, ``render.warm_requests``), once per process:
+        the driver starts workers before it has planned the run, and asks a worker Ray restarted again."""
+        if self.warmed is None:
+            seconds, compiled = 0.0, None
+            if warm:
+                hit, seconds = compile_cache.warm_up_shared(self.cache, self.engine, warm, self._warm_up)
+                compiled = ("hit" if hit else "miss") if self.compiles else None
+            self.warmed = WorkerReady(self.host, self.device, os.getpid(), self.load_seconds, seconds, compiled)
+        return self.warmed
 
     def __call__(self, shard: Shard, events=None, turn: int = 0) -> list[Finished]:
         """Render every item of ``shard``; return what it finished, one value per item or cuts window (each

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,23 +26,23 @@ from manifests.model_section import Model, chosen_model
 from manifests.problems import warning_lines
 from manifests.validate import check, report
 from manifests.windows import plan_total
-from ray_jobs.actor import RenderActor, WorkerSettings
 from ray_jobs.connect import ClusterError, connect
+from ray_jobs.early_workers import EarlyWorkers
 from ray_jobs.options import parse_render_argv
 from ray_jobs.progress import Progress
 from ray_jobs.resume_check import ResumeRequest, kept_plan, settle_resume
 from ray_jobs.run_options import RunOptions, RunOptionsError, WorkerOptions, recorded_options
-from ray_jobs.scheduler import WORKER_OPTIONS, NoWorkers, RunStopped, Scheduler
+from ray_jobs.scheduler import NoWorkers, RunStopped, Scheduler
 from ray_jobs.shards import make_shards
 from ray_jobs.summary import run_summary
 from runstore import invalid
 from runstore.best_candidates import mark_best
 from runstore.claim import Lease, RunTaken
 from runstore.enhanced import recorded_enhancements
-from runstore.plan import plan, refresh_fingerprints
+from runstore.plan import PlannedItem, plan, refresh_fingerprints
 from runstore.results import ok_count, read_results, still_to_render
 from runstore.resume_changes import bundle_digests
-from runstore.run_folder import RunFolder
+from runstore.run_folder import RunFolder, new_run_id
 from runstore.window_store import units_of_work
 from storage.fs import StorageError, is_uri
 
@@ -74,15 +75,22 @@ def default_quantization(device: str) -> str:
     return "fp8-scaled" if labels and labels <= set(FP8_ACCELERATORS) else "fp8-cast"
 
 
-def _prepare(options: RunOptions, run: RunFolder, cluster_quantization: str) -> tuple[Model, str]:
-    """Create the run (validate, plan, record) or load it for resume; return (model, run id). A quantization
-    neither given nor in the model section is ``cluster_quantization``."""
+def _prepare(
+    options: RunOptions, run: RunFolder, cluster_quantization: str, started: EarlyWorkers
+) -> tuple[Model, str, list[PlannedItem] | None]:
+    """Create the run (validate, plan, record) or load it for resume; return (model, run id, the new run's
+    planned items; None on a resume). The workers start as soon as the model is known, before validation. A
+    quantization neither given nor in the model section is ``cluster_quantization``."""
     given = options.model
     if options.manifest is None:  # a resume
         if not run.exists():
             raise ManifestError(f"{options.out} is not a run folder (no plan.parquet); start it with MANIFEST --out.")
         info = run.run_info()
         transformer = given.transformer or info.get("transformer", "dev")  # the recorded ones, unless given
+        section = {**given.section(info["model"]), "quantization": info["bundle"]["quantization"]}
+        model = _early_model(lambda: chosen_model(section, given, cluster_quantization, transformer))
+        if isinstance(model, Model):
+            started.start(model, info["run_id"])
         problems = [
             f"item {p.id!r}, field 'pipeline': {problem}"
             for p in run.plan()
@@ -90,14 +98,19 @@ def _prepare(options: RunOptions, run: RunFolder, cluster_quantization: str) -> 
         ]
         if problems:
             raise ManifestError("\n  ".join([f"{options.out} cannot resume with this model:", *problems]))
-        section = {**given.section(info["model"]), "quantization": info["bundle"]["quantization"]}
-        return chosen_model(section, given, cluster_quantization, transformer), info["run_id"]
+        if isinstance(model, Exception):
+            raise model
+        return model, info["run_id"], None
     if run.exists():
         raise ManifestError(f"{options.out} already holds a run; use --resume {options.out} or pick a new --out.")
     items = options.items
     source = ManifestSource(options.manifest, items.defaults, items.overrides, given)
     manifest = source.read()
     transformer = given.transformer or "dev"
+    run_id = new_run_id()
+    model = _early_model(lambda: chosen_model(manifest.model, given, cluster_quantization, transformer))
+    if isinstance(model, Model):
+        started.start(model, run_id)
     facts = MediaFacts()  # each distinct media file is read once, for validation and the plan
     problems, warnings = check(manifest, items.max_tokens or MAX_TOKENS, transformer, facts)
     if warnings:
@@ -107,8 +120,10 @@ def _prepare(options: RunOptions, run: RunFolder, cluster_quantization: str) -> 
         manifest, set_aside, problems = invalid.set_aside(manifest, problems)
     if problems:
         raise ManifestError(report(problems, manifest, warnings))
-    model = chosen_model(manifest.model, given, cluster_quantization, transformer)
+    if isinstance(model, Exception):
+        raise model
     planned = plan(manifest, model.identity, facts)
+    manifest = replace(manifest, entries=[])  # planned: its entries go before the plan is written
     print(f"plan: {plan_total([(p.item, p.window_plan) for p in planned])} (estimated)")
     sidecars = (items.defaults, manifest.path.with_suffix(".yaml"))
     files = [manifest.path, *(Path(p) for p in sidecars if p and Path(p).is_file())]
@@ -124,7 +139,17 @@ def _prepare(options: RunOptions, run: RunFolder, cluster_quantization: str) -> 
     }
     if set_aside:  # before the plan, which makes the folder a run: a run never lacks its set-aside items
         invalid.save(run, set_aside)
-    return model, run.record_submission(list(dict.fromkeys(files)), planned, details)
+    run.record_submission(list(dict.fromkeys(files)), planned, details, run_id)
+    return model, run_id, planned
+
+
+def _early_model(choose: Callable[[], Model]) -> Model | Exception:
+    """The run's model, chosen before validation so that workers load it meanwhile; or the error choosing it
+    met, for the caller to raise where it was raised before: after validation's problems, which come first."""
+    try:
+        return choose()
+    except (ManifestError, BundleError, StorageError) as e:
+        return e
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,19 +217,24 @@ def _take(options: RunOptions, run: RunFolder, lease: Lease) -> None:
 def _render_held(options: RunOptions, run: RunFolder, session: str) -> int:
     try:
         connect(options.workers.address, options.workers.local_cpus, _stopped)
-        device = _device(options.workers.device)
-        model, run_id = _prepare(options, run, default_quantization(device))
-        recorded = recorded_options(run.run_info())
-        max_tokens = options.items.max_tokens or recorded.items.max_tokens or MAX_TOKENS  # given, else the run's
-        keep_plan = options.resume and not _settle_resume(options, run, model, max_tokens)
     except ClusterError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_NO_WORKERS
-    except (ManifestError, BundleError, StorageError, RunOptionsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    held = HeldRun(run, run_id, session, model, device, options.workers, max_tokens, keep_plan)
-    return _render_prepared(held)
+    device = _device(options.workers.device)
+    started = EarlyWorkers(device, options.workers, run.uri, session)
+    try:
+        try:
+            model, run_id, planned = _prepare(options, run, default_quantization(device), started)
+            recorded = recorded_options(run.run_info())
+            max_tokens = options.items.max_tokens or recorded.items.max_tokens or MAX_TOKENS  # given, else the run's
+            keep_plan = options.resume and not _settle_resume(options, run, model, max_tokens)
+        except (ManifestError, BundleError, StorageError, RunOptionsError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        held = HeldRun(run, run_id, session, model, device, options.workers, max_tokens, keep_plan, planned)
+        return _render_prepared(held, started)
+    finally:
+        started.kill()  # those the run had no use for, or all when it was refused, failed or interrupted
 
 
 @dataclass(frozen=True)
@@ -219,6 +249,7 @@ class HeldRun:
     workers: WorkerOptions
     max_tokens: int  # the token bound of this session's validation
     keep_plan: bool = False  # ``--keep-plan``: render ``resume_check.kept_plan``
+    planned: list[PlannedItem] | None = None  # a new run's plan as just written, fingerprints fresh; None: resume
 
 
 def _settle_resume(options: RunOptions, run: RunFolder, model: Model, max_tokens: int) -> bool:
@@ -228,11 +259,16 @@ def _settle_resume(options: RunOptions, run: RunFolder, model: Model, max_tokens
     return settle_resume(run, ResumeRequest(model, with_.choice, with_.manifest, max_tokens, section))
 
 
-def _render_prepared(held: HeldRun) -> int:
+def _render_prepared(held: HeldRun, started: EarlyWorkers) -> int:
     run, run_id = held.run, held.run_id
     run.claim(held.session)  # before reading results: a leftover worker of an earlier session stops writing
     fixed, still_invalid = _settle_invalid(held)
-    planned = kept_plan(run) if held.keep_plan else refresh_fingerprints(run.plan(), held.model.identity)
+    if held.keep_plan:
+        planned = kept_plan(run)
+    elif held.planned is not None and not fixed:  # not read back: the plan was written from these
+        planned = held.planned
+    else:
+        planned = refresh_fingerprints(run.plan(), held.model.identity)
     pending = still_to_render(planned, run.results_uri)
     windows = {p.id: len(p.window_plan) for p in pending if len(p.window_plan) > 1}
     progress = Progress(total=len(pending), windows=windows)
@@ -245,7 +281,7 @@ def _render_prepared(held: HeldRun) -> int:
         enhanced = {}
         if any(p.item.enhance_prompt for p in pending):  # a resumed run reuses what earlier attempts wrote
             enhanced = recorded_enhancements(planned, read_results(run.results_uri))
-        exit_code = _render(held, pending, progress, enhanced)
+        exit_code = _render(held, started, pending, progress, enhanced)
         if exit_code:
             return exit_code
     else:
@@ -264,40 +300,20 @@ def _settle_invalid(held: HeldRun) -> tuple[int, int]:
     return invalid.settle(run, held.run_id, held.session, model.identity, num_layers, held.max_tokens)
 
 
-def _render(held: HeldRun, pending, progress, enhanced: dict) -> int:
-    workers, device, model, run = held.workers, held.device, held.model, held.run
-    if device == "cuda":
-        resources = {"num_gpus": 1, "num_cpus": 1}
-        actors = workers.actors or int(ray.cluster_resources().get("GPU", 1))
-    else:
-        resources = {"num_gpus": 0, "num_cpus": workers.cpus_per_actor}
-        actors = workers.actors or max(1, int(ray.available_resources().get("CPU", 1)) // workers.cpus_per_actor)
-    shards = make_shards(units_of_work(pending, run), workers.shard_size, actors)
-    actors = min(actors, len(shards))
-    remote = ray.remote(RenderActor).options(**WORKER_OPTIONS, **resources)
-    settings = WorkerSettings(
-        paths=model.paths,
-        quantization=model.quantization,
-        transformer=model.transformer,
-        device=device,
-        run_uri=run.uri,
-        run_id=held.run_id,
-        session=held.session,
-        threads=workers.cpus_per_actor if device == "cpu" else 0,
-        warm_requests=tuple(warm_requests(pending)) if device == "cuda" and workers.compile else (),
-        max_loras=workers.max_loras,
-        cache=workers.cache,
-    )
+def _render(held: HeldRun, started: EarlyWorkers, pending, progress, enhanced: dict) -> int:
+    options, run = held.workers, held.run
+    shards = make_shards(units_of_work(pending, run), options.shard_size, len(started.handles))
+    warm = tuple(warm_requests(pending)) if held.device == "cuda" and options.compile else ()
     scheduler = Scheduler(
-        lambda: remote.remote(settings),
-        actors,
+        started.take(len(shards)),
         shards,
         run.results_uri,
         held.run_id,
         held.session,
         progress,
-        workers.max_attempts,
+        options.max_attempts,
         known=enhanced,
+        warm_requests=warm,
     )
     try:
         scheduler.run()

@@ -2,14 +2,16 @@
 
 There is no static split, so a slow GPU or a long clip never holds the run back. A worker holds up to two shards
 while the queue has work for every worker: it renders the next while the last mp4 of the one before is encoded,
-scored and uploaded, whatever the shards' sizes (``RenderActor.__call__`` hands the device on). When a worker dies
-(a SIGKILL, a lost node, an out-of-memory kill), Ray starts it again with the same arguments
-(``WORKER_OPTIONS``), at most ``RESTARTS`` times per worker. Ray does not run the shard again itself
-(``max_task_retries=0``): it would rerun all of it, blind to which item killed the worker. Instead the results
-file of the shard attempt says which items finished and the worker's ``started`` event which one was
-rendering; the rest of the shard goes back on the queue as the next attempt, and the item that was rendering
-is counted against it: one that keeps killing workers is failed after ``max_attempts``, named in its row. The
-other shard the worker held goes back too, not counted against any item.
+scored and uploaded, whatever the shards' sizes (``RenderActor.__call__`` hands the device on). The workers come
+started (their model loads while the driver plans); each warms up for the run in the ``ready`` call that tells the
+scheduler it can take shards. When a worker dies (a SIGKILL, a lost node, an out-of-memory kill), Ray starts it
+again with the same arguments (``WORKER_OPTIONS``), at most ``RESTARTS`` times per worker, and it is asked to be
+ready, so warms up, again. Ray does not run the shard again itself (``max_task_retries=0``): it would rerun all of
+it, blind to which item killed the worker. Instead the results file of the shard attempt says which items
+finished and the worker's ``started`` event which one was rendering; the rest of the shard goes back on the queue
+as the next attempt, and the item that was rendering is counted against it: one that keeps killing workers is
+failed after ``max_attempts``, named in its row. The other shard the worker held goes back too, not counted
+against any item.
 
 Enhanced prompts are generated once per run: a worker tells the enhanced prompts it wrote as soon as it wrote
 them, shards handed out later carry them, and a shard that would generate one another running shard is
@@ -21,7 +23,6 @@ from __future__ import annotations
 import itertools
 import re
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayError, RayTa
 from ray.util.queue import Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from ltxcore.request import RenderRequest
 from ray_jobs.messages import (
     Event,
     Finished,
@@ -254,8 +256,7 @@ class Worker:
 
 @dataclass
 class Scheduler:
-    make_actor: Callable[[], Any]  # a Ray actor handle, of a class given WORKER_OPTIONS
-    num_actors: int
+    actors: list  # Ray actor handles of render workers (``ray_jobs.actor``, given WORKER_OPTIONS), started already
     shards: list[Shard]
     results_uri: str
     run_id: str
@@ -263,6 +264,7 @@ class Scheduler:
     progress: Progress
     max_attempts: int = 3
     known: dict = field(default_factory=dict)  # enhancement key -> enhanced prompt recorded by earlier attempts
+    warm_requests: tuple[RenderRequest, ...] = ()  # what each worker warms up for (once per process) when ready
     startup_errors: list[str] = field(default_factory=list)
 
     def __post_init__(self):
@@ -281,9 +283,8 @@ class Scheduler:
         # takes the queue (and with it every worker's event calls) down.
         here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
         self.events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
-        for _ in range(min(self.num_actors, max(1, len(self.work)))):
-            worker = Worker(self.make_actor())
-            self.starting[worker.handle.ready.remote()] = (worker, False)
+        for handle in self.actors:
+            self.starting[handle.ready.remote(self.warm_requests)] = (Worker(handle), False)
         while self.work or self.busy:
             self._dispatch()
             if not self.busy and not self.starting:
@@ -351,7 +352,8 @@ class Scheduler:
             worker.shards.clear()
             worker.turns = 0  # a new process
             self.ready.remove(worker)
-            self.starting[worker.handle.ready.options(max_task_retries=-1).remote()] = (worker, True)
+            ready = worker.handle.ready.options(max_task_retries=-1)  # a new process: it warms up again
+            self.starting[ready.remote(self.warm_requests)] = (worker, True)
             self.work.lost(held, Loss.of(e))
             return
         except RayError as e:  # the shard raised outside its items; its worker goes on with the next it holds

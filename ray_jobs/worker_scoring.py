@@ -23,14 +23,21 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from quality.process import ScoringPool
 from quality.score_fields import unscored
+from runstore.results import revise
+from runstore.run_folder import RunFolder
+
+if TYPE_CHECKING:  # torch: the scorer's module does not need it
+    from ltxcore.render_result import RenderResult
 
 log = logging.getLogger(__name__)
 SCORERS = 2  # clips scored at once per worker
@@ -139,6 +146,36 @@ class LateScores:
             revisions, self.arrived = self.arrived, []
         if revisions:
             self.write(revisions)
+
+
+def score_writer(run: RunFolder, session: str) -> Callable[[list[dict]], None]:
+    """Late scores as a revision of their rows; not a method, so a finished actor never waits for its scores."""
+
+    def write(revisions: list[dict]) -> None:
+        try:  # the run may belong to a newer session by now, or the disk is gone
+            if run.owned_by(session):
+                revise(run.results_uri, revisions, f"{session}-{uuid.uuid4().hex[:8]}")
+                return
+            reason = "the run belongs to a newer driver session"
+        except Exception as e:
+            reason = f"{type(e).__name__}: {e}"
+        ids = ", ".join(r["item_id"] for r in revisions)
+        log.warning("late quality scores not recorded (%s) for %s; ltx-batch score --missing-only", reason, ids)
+
+    return write
+
+
+def written_then_scores(result: RenderResult, scoring: PendingScore | None) -> dict | None:
+    """Wait for the mp4, then look (never wait) for its scores: their record, None while they still run (or
+    with no ``scoring``). The seconds spent looking are ``result.timings["quality_wait"]``."""
+    result.wait()
+    if scoring is None:
+        return None
+    waiting = time.perf_counter()
+    scoring.wait_linked()  # the scorer has its own link to the mp4 (right after the mux): upload may move it
+    quality = scoring.record()
+    result.timings["quality_wait"] = time.perf_counter() - waiting
+    return quality
 
 
 def _link(source: Path, link: Path) -> None:

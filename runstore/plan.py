@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
 from dataclasses import dataclass, replace
 
 import pyarrow as pa
@@ -108,13 +109,13 @@ def plan(manifest: Manifest, bundle_identity: dict | None = None, facts: MediaFa
     """Resolve every entry of a *validated* manifest; its media are read once per distinct file, into ``facts``
     (what validation learnt of them is reused)."""
     facts = facts if facts is not None else MediaFacts()
-    items = [Item.model_validate(merged(manifest.defaults, e.data)) for e in manifest.entries]
+    items = deque(Item.model_validate(merged(manifest.defaults, e.data)) for e in manifest.entries)
     facts.gather(items, remote_audio=True)
     tick = Ticker("planning: items planned", len(items))
     planned = []
-    for done, item in enumerate(items):
-        tick(done)
-        planned.append(planned_item(item, manifest.run_seed, facts))
+    while items:  # each item let go once resolved: a big plan never holds its items twice
+        tick(len(planned))
+        planned.append(planned_item(items.popleft(), manifest.run_seed, facts))
     return refresh_fingerprints(planned, bundle_identity, facts)
 
 

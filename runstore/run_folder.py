@@ -12,7 +12,6 @@ RUN/lease.json   the driver that holds the run (runstore/claim.py)
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import uuid
@@ -28,10 +27,11 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from manifests.item import Item, id_problem
-from runstore.plan import HASHED_WHEN_SET, PlannedItem, plan_from_table, plan_table
-from storage.fs import filesystem, write_bytes
+from runstore.plan import HASHED_WHEN_SET, PLAN_SCHEMA, PlannedItem, plan_from_table, plan_table
+from storage.fs import filesystem, write_atomically, write_bytes
 
 MARKER = "ltx-batch-run"
+PLAN_ROWS = 10_000  # rows of plan.parquet made and written at a time: a big plan is never one table in memory
 
 
 class NotARun(ValueError):
@@ -41,6 +41,11 @@ class NotARun(ValueError):
 def _marker_being_written(name: str) -> bool:
     """Another driver's marker on its way into place (``write_atomically``): the folder is a run starting."""
     return name.startswith(f".{MARKER}.") and name.endswith(".tmp") and "/" not in name
+
+
+def new_run_id() -> str:
+    """A run's id: when it was submitted, and a random suffix."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
 def code_version() -> str:
@@ -129,9 +134,12 @@ class RunFolder:
     def _write_bytes(self, name: str, data: bytes) -> None:
         write_bytes(self._sub_uri(name), data)
 
-    def record_submission(self, manifest_files: list[Path], planned: list[PlannedItem], details: dict) -> str:
-        """Save the manifest copy, the plan and run.json; return the new run id."""
-        run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    def record_submission(
+        self, manifest_files: list[Path], planned: list[PlannedItem], details: dict, run_id: str | None = None
+    ) -> str:
+        """Save the manifest copy, the plan and run.json; return the run id: ``run_id`` (made before planning, so
+        that workers start meanwhile) or a new one."""
+        run_id = run_id or new_run_id()
         for path in manifest_files:
             self._write_bytes(f"submitted/{path.name}", path.read_bytes())
         self.record_plan(planned)
@@ -147,10 +155,16 @@ class RunFolder:
         return run_id
 
     def record_plan(self, planned: list[PlannedItem]) -> None:
-        """Write the plan: at submission, and when a resume adds set-aside items that now pass validation."""
-        buffer = io.BytesIO()
-        pq.write_table(plan_table(planned), buffer)
-        self._write_bytes("plan.parquet", buffer.getvalue())
+        """Write the plan: at submission, and when a resume adds set-aside items that now pass validation. It is
+        made and written ``PLAN_ROWS`` rows at a time, into place once whole."""
+
+        def write(stream) -> None:
+            with pq.ParquetWriter(stream, PLAN_SCHEMA) as writer:
+                for start in range(0, len(planned), PLAN_ROWS):
+                    writer.write_table(plan_table(planned[start : start + PLAN_ROWS]))
+
+        self.fs.create_dir(self.root, recursive=True)
+        write_atomically(self.fs, self._join("plan.parquet"), write)
 
     def write_file(self, name: str, data: bytes) -> None:
         """Write ``RUN/name`` atomically."""

@@ -136,6 +136,18 @@ def test_plan_resolves_defaults_seeds_and_frames():
     assert plan_from_table(plan_table(planned)) == planned
 
 
+def test_a_plan_is_written_a_row_group_at_a_time_and_reads_back_whole(tmp_path, monkeypatch):
+    """``record_plan`` never makes a big plan's table at once: ``PLAN_ROWS`` rows per row group."""
+    from runstore import run_folder
+
+    monkeypatch.setattr(run_folder, "PLAN_ROWS", 2)
+    planned = plan(load_manifest(LESSON / "lesson.yaml"))  # three items
+    run = run_folder.RunFolder(str(tmp_path / "run"))
+    run.record_submission([], planned, {})
+    assert pq.ParquetFile(tmp_path / "run" / "plan.parquet").num_row_groups == 2
+    assert run.plan() == planned
+
+
 def test_fingerprint_changes_with_settings_and_media_not_tags(tmp_path):
     audio = tmp_path / "v.ogg"
     audio.write_bytes((LESSON / "en.ogg").read_bytes())

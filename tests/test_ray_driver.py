@@ -105,6 +105,36 @@ def test_skip_invalid_renders_the_rest_then_resume_renders_the_fixed_item_only(
     assert "nothing to render" in capsys.readouterr().out
 
 
+def test_workers_load_while_the_manifest_is_validated_and_go_when_it_is_refused(
+    local_ray, tiny_bundle, tmp_path, capsys, monkeypatch
+):
+    """The render worker starts loading before validation is done (its process is there while the manifest is
+    checked, before any plan is written); a manifest with an invalid item is then refused as before, with the
+    same message and exit code, no folder left, and the worker's process gone."""
+    from ray_jobs import render
+
+    run, seen = tmp_path / "run", {}
+
+    def slow_check(*args, **kwargs):  # validation that lasts until a worker's process shows (at most 120 s)
+        deadline = time.monotonic() + 120
+        while not render_actor_pids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        seen.update(workers=render_actor_pids(), planned=(run / "plan.parquet").exists())
+        return check(*args, **kwargs)
+
+    check = render.check
+    monkeypatch.setattr(render, "check", slow_check)
+    bundle = str(Path(tiny_bundle.checkpoint_path).parent)
+    manifest = _manifest(tmp_path, 2, not_audio=1)
+    assert main([str(manifest), "--out", str(run), "--bundle", bundle, "--actors", "1", *FAST]) == 2
+    assert "1 problem(s) in 2 items" in capsys.readouterr().err and not run.exists()
+    assert len(seen["workers"]) == 1 and not seen["planned"]
+    deadline = time.monotonic() + 30
+    while set(seen["workers"]) & set(render_actor_pids()):
+        assert time.monotonic() < deadline, "the refused run's worker is still alive 30 s later"
+        time.sleep(0.2)
+
+
 def test_actor_killed_mid_run_every_item_ok_exactly_once(local_ray, tiny_bundle, tmp_path):
     run = tmp_path / "run"
     bundle = str(Path(tiny_bundle.checkpoint_path).parent)

@@ -5,7 +5,9 @@ on a local Ray with workers whose items raise or kill them."""
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from manifests.load import load_manifest
 from ray_jobs.actor import RenderActor, WorkerSettings
 from ray_jobs.messages import ItemStarted, PromptsEnhanced, ShardStarted
 from ray_jobs.progress import Progress
+from ray_jobs.render import warm_requests
 from ray_jobs.scheduler import WORKER_OPTIONS, Loss, Scheduler, WorkQueue
 from ray_jobs.shards import Shard, cache_key, make_shards
 from runstore.plan import PlannedItem, plan
@@ -286,15 +289,16 @@ FAST = QUICK_1S
 BUG, SHARD_BUG, CRASH = "a bug in an item's render", "a bug in the shard's prompts", "an item that kills its worker"
 
 
-def _faulty_worker():
+def _faulty_worker(warm_ups: Path):
     """A real render worker whose items fail as their prompts say: a TypeError raised in the item's render, one
-    raised in the shard's prompt preparation (outside any item), a process that exits in the item's render.
-    Defined in a function, so Ray ships the class itself to its workers."""
+    raised in the shard's prompt preparation (outside any item), a process that exits in the item's render; each
+    of its processes writes its pid to ``warm_ups`` as it warms up. Defined in a function, so Ray ships the class
+    itself to its workers."""
 
     class FaultyWorker(RenderActor):
         def __init__(self, *args):
             super().__init__(*args)
-            render, prepare = self.engine.render, self.engine.prepare_prompts
+            render, prepare, warm_up = self.engine.render, self.engine.prepare_prompts, self.engine.warm_up
 
             def faulty_render(request, output, **kwargs):
                 if request.prompt == BUG:
@@ -308,7 +312,12 @@ def _faulty_worker():
                     raise TypeError("the prompt cache is None")
                 return prepare(requests)
 
-            vars(self.engine).update(render=faulty_render, prepare_prompts=faulty_prepare)
+            def told_warm_up(request):
+                with open(warm_ups, "a") as f:
+                    f.write(f"{os.getpid()}\n")
+                return warm_up(request)
+
+            vars(self.engine).update(render=faulty_render, prepare_prompts=faulty_prepare, warm_up=told_warm_up)
 
     return FaultyWorker
 
@@ -316,7 +325,8 @@ def _faulty_worker():
 def test_failures_on_ray_are_named_by_what_happened(local_ray, tiny_bundle, tmp_path):
     """One worker, two attempts per item: its own TypeError fails an item with that type and its traceback,
     one raised outside any item fails the item after its attempts with that type, and the item that kills
-    its worker (Ray restarts it) is WorkerLost after two; the items around them render ok."""
+    its worker (Ray restarts it) is WorkerLost after two; the items around them render ok. Every worker process,
+    the ones Ray restarted too, warms up before it renders."""
     import ray
 
     prompts = ["A presenter", BUG, CRASH, "A presenter", SHARD_BUG]
@@ -330,17 +340,18 @@ def test_failures_on_ray_are_named_by_what_happened(local_ray, tiny_bundle, tmp_
     run_id = run.record_submission([], planned, {})
     run.claim("s1")
     paths = {name: getattr(tiny_bundle, name) for name in RELEASED_NAMES}
-    remote = ray.remote(_faulty_worker()).options(**WORKER_OPTIONS, num_cpus=1)
+    warm_ups = tmp_path / "warm-ups"
+    remote = ray.remote(_faulty_worker(warm_ups)).options(**WORKER_OPTIONS, num_cpus=1)
     progress = Progress(total=len(planned), stream=io.StringIO())
     scheduler = Scheduler(
-        lambda: remote.remote(WorkerSettings(paths, "none", "cpu", run.uri, run_id, "s1", threads=1)),
-        1,
+        [remote.remote(WorkerSettings(paths, "none", "cpu", run.uri, run_id, "s1", threads=1))],
         [Shard(0, tuple(planned[:4])), Shard(1, tuple(planned[4:]))],
         run.results_uri,
         run_id,
         "s1",
         progress,
         max_attempts=2,
+        warm_requests=tuple(warm_requests(planned[:1])),
     )
     scheduler.run()
 
@@ -376,3 +387,7 @@ def test_failures_on_ray_are_named_by_what_happened(local_ray, tiny_bundle, tmp_
     # the worker held the next shard when item-2 killed it: it went back without counting against its item
     assert "shard 1 attempt 0: the worker died while rendering (its process ended) (none of its items" in log
     assert log.count("worker ready on") == 3  # started, then restarted by Ray after each death
+    warmed = [int(pid) for pid in warm_ups.read_text().split()]
+    ready = [int(pid) for pid in re.findall(r"worker ready on .*, pid (\d+)\)", log)]
+    rendered = {json.loads(line)["pid"] for line in log.splitlines() if line.startswith('{"item"')} - {0}
+    assert len(set(warmed)) == 3 and warmed == ready and rendered <= set(warmed)  # a restarted one warms up again

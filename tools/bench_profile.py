@@ -31,8 +31,8 @@ from ltxcore.recipes import prompt_pair
 from ltxcore.render_result import RenderResult
 from ltxcore.request import RenderRequest
 from manifests.model_section import bundle_identity
-from ray_jobs.actor import written_then_scores
 from ray_jobs.device_turns import render_then_finish
+from ray_jobs.worker_scoring import written_then_scores
 from tools.reference_clip import ensure_bundle, reference_request, write_stereo_speech
 
 GEMM_WORDS = ("gemm", "xmma", "cutlass", "nvjet", "scaled_mm", "matmul", "cublas")

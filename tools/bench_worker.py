@@ -29,9 +29,8 @@ from ltxcore.engine import Engine
 from ltxcore.recipes import prompt_pair
 from ltxcore.render_result import RenderResult
 from ltxcore.request import RenderRequest
-from ray_jobs.actor import written_then_scores
 from ray_jobs.device_turns import render_then_finish
-from ray_jobs.worker_scoring import SCORERS, ClipScorer, PendingScore
+from ray_jobs.worker_scoring import SCORERS, ClipScorer, PendingScore, written_then_scores
 from tools.reference_clip import reference_request
 from tools.timing import GIB, peak_gib_since_reset, reset_peak
 
