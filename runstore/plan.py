@@ -20,7 +20,7 @@ import pyarrow as pa
 from ltxcore.errors import RenderInputError
 from ltxcore.request import frames_for_audio
 from ltxcore.windows import DEFAULT_CONTEXT_FRAMES, DEFAULT_WINDOW_SECONDS, Window, plan_windows
-from manifests.item import Item, arrow_schema, media_paths, merged
+from manifests.item import Item, arrow_schema, as_stored, media_paths, merged
 from manifests.load import Manifest
 from manifests.media_facts import MediaFacts
 from manifests.ticker import Ticker
@@ -80,6 +80,7 @@ def derive_seed(run_seed: int, item_id: str) -> int:
 
 
 def fingerprint(values: dict, media: dict, bundle_identity: dict | None) -> str:
+    values = as_stored(values)  # the same before the plan is written as after it is read back
     unset = [name for name, default in HASHED_WHEN_SET.items() if values.get(name) == default]
     settings = {k: v for k, v in values.items() if k not in (*LABELS, *unset)}
     payload = {"settings": settings, "media": media, "bundle": bundle_identity}

@@ -16,7 +16,7 @@ from manifests.load import MissingFile, load_manifest
 from ray_jobs.cli import main as cli
 from ray_jobs.cli import status_lines
 from ray_jobs.render import EXIT_BAD_INPUT, main
-from runstore.plan import plan
+from runstore.plan import plan, refresh_fingerprints
 from runstore.resume_changes import DIGEST_BYTES, bundle_changes, current_manifest, file_digest, item_changes
 from runstore.run_folder import RunFolder
 
@@ -127,3 +127,20 @@ def test_the_compared_manifest_is_the_one_given_else_the_submitted_one_while_it_
     gone = tmp_path / "defaults.yaml"
     manifest, note = current_manifest({"manifest": str(table), "options": {"items": {"defaults": str(gone)}}}, None)
     assert manifest is None and note == f"the run's --defaults {gone} is gone: the items of {table} are not compared"
+
+
+def test_a_plans_fingerprints_are_the_same_before_it_is_written_and_after_it_is_read_back(tmp_path):
+    """Whole numbers in float fields (``frame_rate: 25``, an image's ``strength: 1``) read back as floats: a run
+    renders with the fingerprints of the plan it wrote, and a resume recomputes them from the plan it reads."""
+    image = str(LESSON / "presenter.png")
+    body = {
+        "defaults": {"prompt": "p", "frame_rate": 25, "audio_max_duration": 2, "video_cfg_scale": 3},
+        "items": [{"id": "a", "audio": str(LESSON / "en.ogg"), "images": [{"path": image, "frame": 0, "strength": 1}]}],
+    }
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(body))
+    planned = plan(load_manifest(tmp_path / "m.yaml"), {"bundle": "b"})
+    run = RunFolder(str(tmp_path / "run"))
+    run.record_submission([], planned, {"bundle": {"bundle": "b"}})
+    read_back = refresh_fingerprints(run.plan(), {"bundle": "b"})
+    assert [p.fingerprint for p in read_back] == [p.fingerprint for p in planned]
+    assert read_back[0].item.frame_rate == 25.0 and isinstance(read_back[0].item.frame_rate, float)
