@@ -42,7 +42,7 @@ from runstore import invalid
 from runstore.best_candidates import mark_best
 from runstore.claim import Lease, RunTaken
 from runstore.enhanced import recorded_enhancements
-from runstore.plan import plan, refresh_fingerprints
+from runstore.plan import PlannedItem, plan, refresh_fingerprints
 from runstore.results import ok_count, read_results, still_to_render
 from runstore.resume_changes import bundle_digests
 from runstore.run_folder import RunFolder, new_run_id
@@ -90,10 +90,10 @@ def default_quantization(device: str) -> str:
 
 def _prepare(
     options: RunOptions, run: RunFolder, cluster_quantization: str, started: EarlyWorkers
-) -> tuple[Model, str]:
-    """Create the run (validate, plan, record) or load it for resume; return (model, run id). The workers start
-    as soon as the model is known, before validation. A quantization neither given nor in the model section is
-    ``cluster_quantization``."""
+) -> tuple[Model, str, list[PlannedItem] | None]:
+    """Create the run (validate, plan, record) or load it for resume; return (model, run id, the new run's
+    planned items; None on a resume). The workers start as soon as the model is known, before validation. A
+    quantization neither given nor in the model section is ``cluster_quantization``."""
     given = options.model
     if options.manifest is None:  # a resume
         if not run.exists():
@@ -113,7 +113,7 @@ def _prepare(
             raise ManifestError("\n  ".join([f"{options.out} cannot resume with this model:", *problems]))
         if isinstance(model, Exception):
             raise model
-        return model, info["run_id"]
+        return model, info["run_id"], None
     if run.exists():
         raise ManifestError(f"{options.out} already holds a run; use --resume {options.out} or pick a new --out.")
     items = options.items
@@ -136,6 +136,7 @@ def _prepare(
     if isinstance(model, Exception):
         raise model
     planned = plan(manifest, model.identity, facts)
+    manifest = replace(manifest, entries=[])  # planned: its entries go before the plan is written
     print(f"plan: {plan_total([(p.item, p.window_plan) for p in planned])} (estimated)")
     sidecars = (items.defaults, manifest.path.with_suffix(".yaml"))
     files = [manifest.path, *(Path(p) for p in sidecars if p and Path(p).is_file())]
@@ -152,7 +153,7 @@ def _prepare(
     if set_aside:  # before the plan, which makes the folder a run: a run never lacks its set-aside items
         invalid.save(run, set_aside)
     run.record_submission(list(dict.fromkeys(files)), planned, details, run_id)
-    return model, run_id
+    return model, run_id, planned
 
 
 def _early_model(choose: Callable[[], Model]) -> Model | Exception:
@@ -232,14 +233,14 @@ def _render_held(options: RunOptions, run: RunFolder, session: str) -> int:
     started = EarlyWorkers(device, options.workers, run.uri, session)
     try:
         try:
-            model, run_id = _prepare(options, run, default_quantization(device), started)
+            model, run_id, planned = _prepare(options, run, default_quantization(device), started)
             recorded = recorded_options(run.run_info())
             max_tokens = options.items.max_tokens or recorded.items.max_tokens or MAX_TOKENS  # given, else the run's
             keep_plan = options.resume and not _settle_resume(options, run, model, max_tokens)
         except (ManifestError, BundleError, StorageError, RunOptionsError) as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        held = HeldRun(run, run_id, session, model, device, options.workers, max_tokens, keep_plan)
+        held = HeldRun(run, run_id, session, model, device, options.workers, max_tokens, keep_plan, planned)
         return _render_prepared(held, started)
     finally:
         started.kill()  # those the run had no use for, or all when it was refused, failed or interrupted
@@ -257,6 +258,7 @@ class HeldRun:
     workers: WorkerOptions
     max_tokens: int  # the token bound of this session's validation
     keep_plan: bool = False  # ``--keep-plan``: render ``resume_check.kept_plan``
+    planned: list[PlannedItem] | None = None  # a new run's plan as just written, fingerprints fresh; None: resume
 
 
 def _settle_resume(options: RunOptions, run: RunFolder, model: Model, max_tokens: int) -> bool:
@@ -270,7 +272,12 @@ def _render_prepared(held: HeldRun, started: EarlyWorkers) -> int:
     run, run_id = held.run, held.run_id
     run.claim(held.session)  # before reading results: a leftover worker of an earlier session stops writing
     fixed, still_invalid = _settle_invalid(held)
-    planned = kept_plan(run) if held.keep_plan else refresh_fingerprints(run.plan(), held.model.identity)
+    if held.keep_plan:
+        planned = kept_plan(run)
+    elif held.planned is not None and not fixed:  # not read back: the plan was written from these
+        planned = held.planned
+    else:
+        planned = refresh_fingerprints(run.plan(), held.model.identity)
     pending = still_to_render(planned, run.results_uri)
     progress = Progress(total=len(pending))
     if fixed:

@@ -12,7 +12,6 @@ RUN/lease.json   the driver that holds the run (runstore/claim.py)
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import uuid
@@ -25,10 +24,11 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from manifests.item import Item, id_problem
-from runstore.plan import HASHED_WHEN_SET, PlannedItem, plan_from_table, plan_table
-from storage.fs import filesystem, write_bytes
+from runstore.plan import HASHED_WHEN_SET, PLAN_SCHEMA, PlannedItem, plan_from_table, plan_table
+from storage.fs import filesystem, write_atomically, write_bytes
 
 MARKER = "ltx-batch-run"
+PLAN_ROWS = 10_000  # rows of plan.parquet made and written at a time: a big plan is never one table in memory
 
 
 def _marker_being_written(name: str) -> bool:
@@ -148,10 +148,16 @@ class RunFolder:
         return run_id
 
     def record_plan(self, planned: list[PlannedItem]) -> None:
-        """Write the plan: at submission, and when a resume adds set-aside items that now pass validation."""
-        buffer = io.BytesIO()
-        pq.write_table(plan_table(planned), buffer)
-        self._write_bytes("plan.parquet", buffer.getvalue())
+        """Write the plan: at submission, and when a resume adds set-aside items that now pass validation. It is
+        made and written ``PLAN_ROWS`` rows at a time, into place once whole."""
+
+        def write(stream) -> None:
+            with pq.ParquetWriter(stream, PLAN_SCHEMA) as writer:
+                for start in range(0, len(planned), PLAN_ROWS):
+                    writer.write_table(plan_table(planned[start : start + PLAN_ROWS]))
+
+        self.fs.create_dir(self.root, recursive=True)
+        write_atomically(self.fs, self._join("plan.parquet"), write)
 
     def write_file(self, name: str, data: bytes) -> None:
         """Write ``RUN/name`` atomically."""
