@@ -327,24 +327,6 @@ def _is_path(value: object) -> bool:
     return isinstance(value, str) and bool(value)
 
 
-def as_stored(values: dict) -> dict:
-    """An item's ``values`` as a plan or results table gives them back: a whole number in a float column is a
-    float there (``frame_rate: 25`` reads back as 25.0), so a fingerprint taken before storing and one taken
-    after agree."""
-    return {k: _stored(v, KINDS[k].arrow) if k in KINDS else v for k, v in values.items()}
-
-
-def _stored(value: object, arrow: pa.DataType) -> object:
-    if isinstance(value, int) and not isinstance(value, bool) and pa.types.is_floating(arrow):
-        return float(value)
-    if isinstance(value, list) and pa.types.is_list(arrow):
-        return [_stored(v, arrow.value_type) for v in value]
-    if isinstance(value, dict) and pa.types.is_struct(arrow):
-        names = {arrow.field(i).name: arrow.field(i).type for i in range(arrow.num_fields)}
-        return {k: _stored(v, names[k]) if k in names else v for k, v in value.items()}
-    return value
-
-
 def arrow_schema(extra: tuple[pa.Field, ...] = ()) -> pa.Schema:
     """The item's columns (then ``extra``) as plans, results and Parquet manifests store them."""
     return pa.schema([pa.field(name, kind.arrow) for name, kind in KINDS.items()] + list(extra))

@@ -13,14 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import pyarrow as pa
+from pydantic import BaseModel
 
 from ltxcore.errors import RenderInputError
 from ltxcore.request import frames_for_audio
 from ltxcore.windows import DEFAULT_CONTEXT_FRAMES, DEFAULT_WINDOW_SECONDS, Window, plan_windows
-from manifests.item import Item, arrow_schema, as_stored, media_paths, merged
+from manifests.item import KINDS, Item, arrow_schema, media_paths, merged
 from manifests.load import Manifest
 from manifests.media_facts import MediaFacts
 from manifests.ticker import Ticker
@@ -80,7 +82,6 @@ def derive_seed(run_seed: int, item_id: str) -> int:
 
 
 def fingerprint(values: dict, media: dict, bundle_identity: dict | None) -> str:
-    values = as_stored(values)  # the same before the plan is written as after it is read back
     unset = [name for name, default in HASHED_WHEN_SET.items() if values.get(name) == default]
     settings = {k: v for k, v in values.items() if k not in (*LABELS, *unset)}
     payload = {"settings": settings, "media": media, "bundle": bundle_identity}
@@ -88,7 +89,8 @@ def fingerprint(values: dict, media: dict, bundle_identity: dict | None) -> str:
 
 
 def resolve_item(item: Item, run_seed: int, facts: MediaFacts) -> Item:
-    """Fill the seed and the frames shown (as many as cover the audio window: ``frames_for_audio``)."""
+    """Fill the seed and the frames shown (as many as cover the audio window: ``frames_for_audio``), its values
+    as its plan row reads back (``_stored_update``)."""
     seed = item.seed if item.seed is not None else derive_seed(run_seed, item.id)
     num_frames = item.num_frames
     if num_frames is None:
@@ -96,7 +98,30 @@ def resolve_item(item: Item, run_seed: int, facts: MediaFacts) -> Item:
         if audio.seconds is None:
             raise RenderInputError("audio", audio.problem or f"{item.audio} cannot be read.")
         num_frames = frames_for_audio(item, audio.seconds)
-    return item.model_copy(update={"seed": seed, "num_frames": num_frames})
+    stored = _stored_update(item, lambda name: KINDS[name].arrow)
+    return item.model_copy(update={**stored, "seed": seed, "num_frames": num_frames})
+
+
+def _stored_update(model: BaseModel, kind: Callable[[str], pa.DataType]) -> dict:
+    """The fields of ``model`` (an item, a LoRA, an image) that its plan.parquet row gives back otherwise: a number
+    written whole, which a model keeps an int (as written), is a float there. A new run renders and fingerprints
+    its items so, as a resume of it does. ``kind``: a field's column type."""
+    update = {}
+    for name, value in vars(model).items():
+        stored = _as_stored(value, kind(name))
+        if stored is not value:
+            update[name] = stored
+    return update
+
+
+def _as_stored(value: object, kind: pa.DataType) -> object:
+    if isinstance(value, BaseModel):
+        update = _stored_update(value, lambda name: kind.field(name).type)
+        return value.model_copy(update=update) if update else value
+    if isinstance(value, list) and pa.types.is_list(kind):
+        stored = [_as_stored(v, kind.value_type) for v in value]
+        return stored if any(new is not old for new, old in zip(stored, value, strict=True)) else value
+    return float(value) if pa.types.is_floating(kind) and type(value) is int else value
 
 
 def planned_item(item: Item, run_seed: int, facts: MediaFacts | None = None) -> PlannedItem:

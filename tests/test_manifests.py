@@ -19,7 +19,7 @@ from conftest import EXAMPLES, LESSON
 from manifests.load import ManifestError, load_manifest
 from manifests.validate import validate
 from ray_jobs.cli import main as cli_main
-from runstore.plan import derive_seed, plan, plan_from_table, plan_table
+from runstore.plan import derive_seed, plan, plan_from_table, plan_table, refresh_fingerprints
 from runstore.results import ShardRecorder, latest_attempts, read_results, result_row, still_to_render
 
 
@@ -136,16 +136,27 @@ def test_plan_resolves_defaults_seeds_and_frames():
     assert plan_from_table(plan_table(planned)) == planned
 
 
-def test_a_plan_is_written_a_row_group_at_a_time_and_reads_back_whole(tmp_path, monkeypatch):
-    """``record_plan`` never makes a big plan's table at once: ``PLAN_ROWS`` rows per row group."""
+def test_a_new_runs_planned_items_are_its_plan_as_read_back(tmp_path, monkeypatch):
+    """A new run renders the items it planned rather than plan.parquet read back: they are the same, numbers
+    written whole (floats in the file) too, so a resume finds their fingerprints. The plan is written
+    ``PLAN_ROWS`` rows per row group."""
     from runstore import run_folder
 
     monkeypatch.setattr(run_folder, "PLAN_ROWS", 2)
-    planned = plan(load_manifest(LESSON / "lesson.yaml"))  # three items
+    lora = tmp_path / "style.safetensors"
+    lora.write_bytes(b"a LoRA, not read when planning")
+    image = {"path": str(LESSON / "presenter.png"), "frame": 0, "strength": 1}
+    defaults = {"audio": str(LESSON / "en.ogg"), "frame_rate": 25, "video_cfg_scale": 3, "images": [image]}
+    defaults["loras"] = [{"path": str(lora), "strength": 1}]
+    items = [{"id": f"item-{n}", "prompt": "A presenter", "num_frames": 17} for n in range(3)]
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump({"run_seed": 1, "defaults": defaults, "items": items}))
+    planned = plan(load_manifest(tmp_path / "m.yaml"))
     run = run_folder.RunFolder(str(tmp_path / "run"))
     run.record_submission([], planned, {})
     assert pq.ParquetFile(tmp_path / "run" / "plan.parquet").num_row_groups == 2
-    assert run.plan() == planned
+    read_back = refresh_fingerprints(run.plan(), None)
+    assert [p.fingerprint for p in read_back] == [p.fingerprint for p in planned]
+    assert [repr(p.item) for p in read_back] == [repr(p.item) for p in planned]  # 25.0, not 25
 
 
 def test_fingerprint_changes_with_settings_and_media_not_tags(tmp_path):
