@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import socket
-import tempfile
 import time
 import traceback
 import weakref
@@ -49,6 +48,7 @@ from ray_jobs.messages import (
     WindowDone,
     WorkerReady,
 )
+from ray_jobs.scratch import scratch_folder
 from ray_jobs.shards import Shard
 from ray_jobs.weights import localize
 from ray_jobs.worker_scoring import ClipScorer, LateScores, PendingScore, score_writer, written_then_scores
@@ -116,7 +116,7 @@ class RenderActor:
             bundle, settings.device, compile=self.compiles, max_loras=settings.max_loras, artifacts=self.cache
         )
         self.load_seconds = time.perf_counter() - started
-        self.scratch = Path(tempfile.mkdtemp(prefix="ltx-batch-"))
+        self.scratch = scratch_folder()
         weakref.finalize(self, shutil.rmtree, self.scratch, ignore_errors=True)  # also at interpreter exit
         self.media: dict[str, str] = {}
         self.run = RunFolder(settings.run_uri)
@@ -124,7 +124,7 @@ class RenderActor:
         self.run_id, self.session = settings.run_id, settings.session
         self.host = socket.gethostname()
         self.device = torch.cuda.get_device_name() if settings.device.startswith("cuda") else "cpu"
-        self.scorer = ClipScorer()  # quality scores, in child processes, after each mp4 is written
+        self.scorer = ClipScorer(folder=self.scratch / "scoring")  # quality scores, in child processes, per mp4
         weakref.finalize(self, self.scorer.close)
         self.late_scores: dict[str, PendingScore] = {}  # item id -> scores still running when its row was due
         self.late = LateScores(score_writer(self.run, self.session))  # their records, once they arrive

@@ -62,11 +62,13 @@ class PendingScore:
 
 
 class ClipScorer:
-    def __init__(self, scorers: int = SCORERS):
+    def __init__(self, scorers: int = SCORERS, folder: Path | None = None):
+        """``folder``: where its links to the clips live (a worker's scratch; default a temporary folder)."""
         self.pool = ScoringPool(scorers)
         self.linker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quality-link")  # never waits on scoring
         self.threads = self._threads()
-        self.folder = Path(tempfile.mkdtemp(prefix="ltx-batch-scoring-"))
+        self.folder = folder if folder is not None else Path(tempfile.mkdtemp(prefix="ltx-batch-scoring-"))
+        self.folder.mkdir(parents=True, exist_ok=True)
         weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)
 
     def _threads(self) -> ThreadPoolExecutor:

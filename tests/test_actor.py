@@ -27,7 +27,9 @@ def _rows(run: RunFolder) -> list[dict]:
 
 
 def _scratch_files(actor: RenderActor) -> list[str]:
-    return sorted(p.name for p in actor.scratch.rglob("*") if p.is_file())
+    """The fetched inputs and videos in the worker's scratch (the scorer's links, kept beside them, aside)."""
+    files = [p for p in actor.scratch.rglob("*") if p.is_file()]
+    return sorted(p.name for p in files if p.relative_to(actor.scratch).parts[0] != "scoring")
 
 
 def test_scratch_is_pruned_after_upload_and_between_shards(tiny_bundle, tmp_path):
@@ -143,3 +145,26 @@ def _planned_actor(body: dict, tmp_path, tiny_bundle) -> tuple[list, RenderActor
     run.claim("s1")
     paths = {name: getattr(tiny_bundle, name) for name in RELEASED_NAMES}
     return planned, RenderActor(WorkerSettings(paths, "none", "cpu", run.uri, run_id, "s1"))
+
+
+def test_a_new_workers_scratch_removes_what_killed_workers_of_this_host_left(tmp_path):
+    """A worker killed with SIGKILL leaves its scratch (mp4s, partial files); the next worker on the host removes
+    it, and leaves those of workers still alive, and of other hosts, alone."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from ray_jobs.scratch import scratch_folder
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    dead = tmp_path / f"{host}-{int(gone.stdout)}-0badf00d"
+    alive = tmp_path / f"{host}-{os.getppid()}-0000beef"
+    elsewhere = tmp_path / f"another-host-{int(gone.stdout)}-12345678"
+    for folder in (dead, alive, elsewhere):
+        (folder / "media").mkdir(parents=True)
+        (folder / "media" / ".clip.mp4.1.partial").write_bytes(b"half an mp4")
+    mine = scratch_folder(tmp_path)
+    assert mine.is_dir() and mine.name.startswith(f"{host}-{os.getpid()}-")
+    assert not dead.exists() and alive.exists() and elsewhere.exists()
