@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -53,11 +54,8 @@ class MediaFacts:
     def audio(self, uri: str) -> AudioFacts:
         """Seconds of an audio file (a remote one is downloaded for it), or why it cannot be read."""
         if uri not in self._audio:
-            if is_uri(uri) and uri not in self._local:
-                with local_copy(uri) as path:
-                    self._count("download", uri)
-                    return self._probe(uri, str(path))
-            self._probe(uri, self._local.get(uri, uri))
+            with self._readable(uri) as path:
+                self._probe(uri, path)
         return self._audio[uri]
 
     def local_audio_seconds(self, uri: str | None) -> float | None:
@@ -95,14 +93,20 @@ class MediaFacts:
         """The pauses of ``seconds`` of ``uri`` from ``start`` (``ltxcore.pauses``), once per span."""
         key = (uri, start, seconds)
         if key not in self._pauses:
-            if is_uri(uri) and uri not in self._local:
-                with local_copy(uri) as path:
-                    self._count("download", uri)
-                    self._pauses[key] = find_pauses(str(path), start, seconds)
-            else:
+            with self._readable(uri) as path:
                 self._count("pauses", uri)
-                self._pauses[key] = find_pauses(self._local.get(uri, uri), start, seconds)
+                self._pauses[key] = find_pauses(path, start, seconds)
         return self._pauses[key]
+
+    @contextmanager
+    def _readable(self, uri: str) -> Iterator[str]:
+        """A local path of ``uri``: the file itself, the copy ``gather`` holds, or a copy downloaded for this."""
+        if not is_uri(uri) or uri in self._local:
+            yield self._local.get(uri, uri)
+            return
+        with local_copy(uri) as path:
+            self._count("download", uri)
+            yield str(path)
 
     def gather(self, items: Iterable[Item], remote_audio: bool = False) -> None:
         """Learn everything ``items`` will ask of their files, one task per distinct file, in threads. Remote
