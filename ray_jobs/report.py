@@ -60,7 +60,7 @@ DRAFT = (("steps", "num_inference_steps"), ("distilled LoRA", "distilled_lora_st
 CARD_COLUMNS = (
     *SUMMARY_COLUMNS,
     *("best", "prompt", "prompt_enhanced", "pipeline", "frame_rate", "num_frames", "width", "height", "seed"),
-    *("images", "loras", "timings", "tags", "retry_of", *(key for _, key in GUIDANCE)),
+    *("images", "loras", "timings", "tags", "retry_of", "windows", *(key for _, key in GUIDANCE)),
 )
 # The settings that make a card's look (``_look``): items rendered alike share one.
 LOOK = ("pipeline", "frame_rate", "num_frames", "width", "height", "images", "loras", *(key for _, key in GUIDANCE))
@@ -179,6 +179,7 @@ def card_data(card: Card, shared: Shared) -> dict:
         else None,
         "promotable": v.get("pipeline") == "distilled" and card.status == "ok",
         "best": bool(v.get("best")),
+        "timeline": _timeline(v.get("windows"), v.get("quality")),
         **_quality_data(v.get("quality")),
     }
     return data | {k: value for k, value in optional.items() if value or (k == "enhanced" and value is not None)}
@@ -186,37 +187,47 @@ def card_data(card: Card, shared: Shared) -> dict:
 
 def _quality_data(quality: dict | None) -> dict:
     """A card's scores in ``SCORES`` order (``q``, None where not measured; the script formats them as ``_fmt``
-    does), why any is missing and its timeline; nothing for a clip without a quality record."""
+    does) and why any is missing; nothing for a clip without a quality record."""
     if not quality:
         return {}
-    return {"q": [quality.get(s.name) for s in SCORES], "reason": quality.get("reason"), "timeline": _timeline(quality)}
+    return {"q": [quality.get(s.name) for s in SCORES], "reason": quality.get("reason")}
 
 
-def _timeline(quality: dict) -> dict | None:
-    """A long item's windows as segments of a bar (left and width in % of its frames), each with its scores,
-    and its seams as marks at their boundaries; ``weak`` marks a seam above ``WEAK_SEAM``. None for one window."""
-    windows = quality.get("windows")
-    if not windows:
+def _timeline(rendered: list[dict] | None, quality: dict | None) -> dict | None:
+    """A long item's windows as segments of a bar (left and width in % of its frames): each with its span in
+    seconds and frames, the worker that rendered it and its scores, and its seams as marks at their boundaries;
+    ``weak`` marks a seam above ``WEAK_SEAM``. From the windows as rendered (the results' ``windows``) and as
+    scored (the quality record's), whichever the row has; None for one window."""
+    scored = (quality or {}).get("windows") or []
+    spans = [(w["start_frame"], w["num_frames"]) for w in rendered or []] or [(w["start"], w["frames"]) for w in scored]
+    if len(spans) < 2:
         return None
-    total = sum(w["frames"] for w in windows)
-    segments = [
-        {
-            "left": round(100 * w["start"] / total, 3),
-            "width": round(100 * w["frames"] / total, 3),
-            "label": f"frames {w['start']}–{w['start'] + w['frames'] - 1}",
-            "scores": f"sync {_fmt(w['lipsync_confidence'])} ({_signed(w['lipsync_offset_frames'])}) · "
-            f"id {_fmt(w['identity_similarity'])} · colour {_fmt(w['colour_shift'])}",
-        }
-        for w in windows
-    ]
+    total = sum(frames for _, frames in spans)
+    segments = []
+    for k, (start, frames) in enumerate(spans):
+        made = rendered[k] if rendered else None
+        label = f"frames {start}–{start + frames - 1}"
+        if made:
+            label = f"{made['start_s']:.2f}–{made['end_s']:.2f} s, {label}"
+            if k and not made["boundary_in_pause"]:
+                label += ", starts inside speech"
+        score = scored[k] if k < len(scored) else None
+        segments.append(
+            {
+                "left": round(100 * start / total, 3),
+                "width": round(100 * frames / total, 3),
+                "label": label,
+                "by": f"rendered by {made['rendered_by']} in {made['seconds']:.1f}s" if made else None,
+                "scores": f"sync {_fmt(score['lipsync_confidence'])} ({_signed(score['lipsync_offset_frames'])}) · "
+                f"id {_fmt(score['identity_similarity'])} · colour {_fmt(score['colour_shift'])}"
+                if score
+                else None,
+            }
+        )
     seams = [
-        {
-            "left": segments[k + 1]["left"],
-            "frame": windows[k + 1]["start"],
-            "score": _fmt(score),
-            "weak": score > WEAK_SEAM,
-        }
-        for k, score in enumerate(quality.get("seams") or [])
+        {"left": segments[k + 1]["left"], "frame": spans[k + 1][0], "score": _fmt(score), "weak": score > WEAK_SEAM}
+        for k, score in enumerate((quality or {}).get("seams") or [])
+        if k + 1 < len(spans)
     ]
     return {"windows": segments, "seams": seams}
 

@@ -12,12 +12,13 @@ import time
 from pathlib import Path
 
 import yaml
-from conftest import LESSON, render_actor_pids, write_tone
+from conftest import LESSON, render_actor_pids, report_cards, write_tone
 from test_ray_driver import FAST
 
 from ltxcore.media import probe_mp4
 from ray_jobs.cli import status_lines
 from ray_jobs.render import main
+from ray_jobs.report import build_report
 from runstore.results import read_results
 
 FPS = 24.0
@@ -88,6 +89,15 @@ def test_cuts_windows_spread_over_two_workers_and_join_into_one_mp4(local_ray, t
     assert [(w["start_frame"], w["num_frames"]) for w in windows] == [(0, 33), (33, 32), (65, 31)]
     assert len({w["rendered_by"] for w in windows}) == 2  # two workers rendered them
     assert probe_mp4(run / "videos" / "lesson.mp4").frames == 96
+    [card] = report_cards(build_report(str(run)).read_text())  # the report's strip: each window's span and worker
+    strip = card["timeline"]["windows"]
+    speech = ", starts inside speech"  # a steady tone: no pause to cut in
+    assert [w["label"] for w in strip] == [
+        "0.00–1.38 s, frames 0–32",
+        f"1.38–2.71 s, frames 33–64{speech}",
+        f"2.71–4.00 s, frames 65–95{speech}",
+    ]
+    assert {w["by"].split(" in ")[0] for w in strip} == {f"rendered by {w['rendered_by']}" for w in windows}
     # as a driver killed before the join leaves it: every window on disk, no row; status says so, and a resume
     # joins them without rendering any again
     shutil.rmtree(run / "results")

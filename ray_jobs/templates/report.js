@@ -39,9 +39,11 @@
   }
 
   function timeline(t) {
-    var windows = t.windows.map(function (w, k) {
+    var windows = t.windows.map(function (w, k) {  // its span, who rendered it, its scores: what the row has
+      var lines = [w.label, w.by, w.scores].filter(function (line) { return line; });
       return el("div", {class: "window", style: "left:" + w.left + "%;width:" + w.width + "%",
-        title: w.label + ": " + w.scores}, [el("b", {}, [String(k + 1)]), el("span", {}, [w.scores])]);
+        title: "window " + (k + 1) + ": " + lines.join("; ")}, [el("b", {}, [String(k + 1)])].concat(
+        lines.map(function (line) { return el("span", {}, [line]); })));
     });
     var seams = t.seams.map(function (s) {
       return el("div", {class: "seam" + (s.weak ? " weak" : ""), style: "left:" + s.left + "%", "data-frame": s.frame,
