@@ -380,8 +380,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from ray_jobs.scratch import temporary_files_in_scratch  # here: --help stays quick (it reaches pyarrow)
+
     try:
-        return args.handler(args)
+        with temporary_files_in_scratch():
+            return args.handler(args)
     except KeyboardInterrupt:  # render and resume say what they kept (ray_jobs.render); the rest change nothing
         print("\ninterrupted.", file=sys.stderr)
         return 130

@@ -33,6 +33,7 @@ from ray_jobs.progress import Progress
 from ray_jobs.resume_check import ResumeRequest, kept_plan, settle_resume
 from ray_jobs.run_options import RunOptions, RunOptionsError, WorkerOptions, recorded_options
 from ray_jobs.scheduler import NoWorkers, RunStopped, Scheduler
+from ray_jobs.scratch import temporary_files_in_scratch
 from ray_jobs.shards import make_shards
 from ray_jobs.summary import run_summary
 from runstore import invalid
@@ -154,7 +155,8 @@ def _early_model(choose: Callable[[], Model]) -> Model | Exception:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_render_argv(argv)
-    return run_render(options)
+    with temporary_files_in_scratch():
+        return run_render(options)
 
 
 def run_render(options: RunOptions) -> int:

@@ -267,3 +267,26 @@ def test_status_and_report_of_a_folder_that_is_no_run_say_so_in_a_line(command, 
     assert main([command, str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {tmp_path} is not a run folder (it has no run.json)") and len(err.splitlines()) == 1
+
+
+def test_a_command_keeps_its_temporary_files_in_its_scratch_and_removes_them(tmp_path, monkeypatch, capsys):
+    """validate of a remote manifest copies it to read it: the copy lives in the command's scratch (which also
+    removes what a killed command left), never in the system's temporary folder, and is gone afterwards."""
+    import socket
+    import tempfile
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LTX_BATCH_CACHE", str(cache))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "system-temp"))
+    (tmp_path / "system-temp").mkdir()
+    killed = cache / "scratch" / f"{socket.gethostname()}-{2**22 + 1}-deadbeef"  # a pid beyond pid_max: gone
+    killed.mkdir(parents=True)
+    (killed / "manifest.yaml").write_text("left behind")
+    manifest = tmp_path / "m.yaml"
+    body = {"defaults": {"prompt": "A presenter", "image": str(LESSON / "presenter.png")}, "items": []}
+    body["items"] = [{"id": "clip", "audio": str(LESSON / "en.ogg")}]
+    manifest.write_text(yaml.safe_dump(body))
+    assert main(["validate", f"file://{manifest}"]) == 0
+    assert f"file://{manifest}" in capsys.readouterr().out  # named as given, not by its copy
+    assert list((tmp_path / "system-temp").iterdir()) == []
+    assert list((cache / "scratch").iterdir()) == []  # the command's own, and the killed one's
