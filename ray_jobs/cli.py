@@ -135,9 +135,9 @@ def _retry_weak(args) -> int:
 
 
 def _report(args) -> int:
-    from ray_jobs.report import build_report
+    from ray_jobs.report import report_written
 
-    print(build_report(args.run))
+    print(report_written(args.run))
     return 0
 
 

@@ -357,13 +357,18 @@ def build_report(run_uri: str) -> Path:
     return Path(index)
 
 
+def report_written(run_uri: str) -> str:
+    """Build the report; where it is, as the user opens it: a URI for a run on object storage, else its path."""
+    path = build_report(run_uri)
+    return join(run_uri, "report/index.html") if is_uri(run_uri) else str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0].startswith("-"):
         print("usage: python -m ray_jobs.report RUN   (writes RUN/report/index.html)", file=sys.stderr)
         return 2
-    path = build_report(args[0])
-    print(join(args[0], "report/index.html") if is_uri(args[0]) else path)
+    print(report_written(args[0]))
     return 0
 
 

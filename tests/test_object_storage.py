@@ -19,6 +19,7 @@ from conftest import LESSON, start_local_ray
 from conftest import QUICK_1S_FLAGS as FAST
 
 from ltxcore.media import probe_mp4
+from ray_jobs.cli import main as cli_main
 from ray_jobs.render import main
 from storage.fs import download
 
@@ -130,6 +131,9 @@ def test_run_entirely_on_s3_then_resume(s3, tiny_bundle, capsys):
     assert "nothing to render" in capsys.readouterr().out
     again = ds.dataset("studio/runs/r1/results", filesystem=fs, format="parquet").to_table()
     assert again.num_rows == len(results)
+    assert cli_main(["report", run]) == 0  # where the page is, as the user opens it: with its scheme
+    assert capsys.readouterr().out.strip() == f"{run}/report/index.html"
+    assert fs.get_file_info("studio/runs/r1/report/index.html").size > 0
 
 
 def test_other_uri_schemes_are_refused(s3, tmp_path, capsys):
