@@ -55,7 +55,7 @@ from ray_jobs.worker_scoring import ClipScorer, LateScores, PendingScore, score_
 from runstore.enhanced import enhancement_key
 from runstore.plan import JOIN, PlannedItem
 from runstore.results import ShardRecorder, error_summary, error_text, result_row
-from runstore.run_faults import RunFault, run_fault
+from runstore.run_faults import RunFault, folder_gone, run_fault
 from runstore.run_folder import RunFolder
 from runstore.window_store import local_windows
 from storage.fs import StorageError, download, is_uri, upload
@@ -192,6 +192,12 @@ class RenderActor:
 
             rows = render_then_finish(shard.items, start, rendered=hand_on)
             finished = [self._record(row, recorder, events) for row in rows]
+        except RunFault:
+            raise
+        except Exception as e:
+            if fault := self._run_fault(e):  # not the shard's fault: the driver stops the run
+                raise fault from e
+            raise
         finally:
             hand_on()
         self.late.flush()
@@ -367,12 +373,21 @@ class RenderActor:
             **common,
         )
 
-    @staticmethod
-    def _failed(planned: PlannedItem, error: Exception, local: Path, common: dict) -> dict:
-        """The item's failed row; a fault of the run (a full or read-only disk) stops the shard instead."""
+    def _run_fault(self, error: Exception) -> RunFault | None:
+        """The fault of the run behind ``error``, if any (``runstore.run_faults``); a run folder that lost its plan
+        is gone."""
+        if fault := run_fault(error, self.run.uri):
+            return fault
+        try:
+            return None if self.run.exists() else folder_gone(self.run.uri)
+        except Exception:  # storage that cannot say: the error stands as it is
+            return None
+
+    def _failed(self, planned: PlannedItem, error: Exception, local: Path, common: dict) -> dict:
+        """The item's failed row; a fault of the run (a full disk, a lost run folder) stops the shard instead."""
         local.unlink(missing_ok=True)
-        if fault := run_fault(error):
-            raise RunFault(fault) from error
+        if fault := self._run_fault(error):
+            raise fault from error
         if isinstance(error, torch.cuda.OutOfMemoryError):
             torch.cuda.empty_cache()
         message = error_text(str(error) or type(error).__name__, "".join(traceback.format_exception(error)))

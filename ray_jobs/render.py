@@ -32,7 +32,7 @@ from ray_jobs.options import parse_render_argv
 from ray_jobs.progress import Progress
 from ray_jobs.resume_check import ResumeRequest, kept_plan, settle_resume
 from ray_jobs.run_options import RunOptions, RunOptionsError, WorkerOptions, recorded_options
-from ray_jobs.scheduler import NoWorkers, RunStopped, Scheduler
+from ray_jobs.scheduler import NoWorkers, Scheduler
 from ray_jobs.scratch import temporary_files_in_scratch
 from ray_jobs.shards import make_shards
 from ray_jobs.summary import run_summary
@@ -43,6 +43,7 @@ from runstore.enhanced import recorded_enhancements
 from runstore.plan import PlannedItem, plan, refresh_fingerprints
 from runstore.results import ok_count, read_results, still_to_render
 from runstore.resume_changes import bundle_digests
+from runstore.run_faults import RunFault
 from runstore.run_folder import RunFolder, new_run_id
 from runstore.window_store import units_of_work
 from storage.fs import StorageError, is_uri
@@ -322,11 +323,8 @@ def _render(held: HeldRun, started: EarlyWorkers, pending, progress, enhanced: d
     except NoWorkers as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_NO_WORKERS
-    except RunStopped as e:
-        print(
-            f"error: the run stopped: {e}. What finished is kept; free the disk, then: ltx-batch resume {run.uri}",
-            file=sys.stderr,
-        )
+    except RunFault as fault:
+        print(f"error: {fault.line(run.uri)}", file=sys.stderr)
         return EXIT_RUN_FAULT
     return 0
 

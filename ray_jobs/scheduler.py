@@ -47,7 +47,7 @@ from ray_jobs.progress import Progress
 from ray_jobs.shards import Shard
 from runstore.plan import JOIN, PlannedItem
 from runstore.results import ShardRecorder, error_summary, error_text, read_attempt, result_row
-from runstore.run_faults import RunFault, run_fault
+from runstore.run_faults import RunFault
 
 SETTLE_SECONDS = 120  # at the end, how long workers may take to record their last quality scores
 EVENT_SECONDS = 1.0  # the longest the driver waits before showing what workers told (items done, prompts)
@@ -61,10 +61,6 @@ _COLOR = re.compile(r"\x1b\[[0-9;]*m")
 
 class NoWorkers(RuntimeError):
     """No render worker could start, or every one died and none could be restarted."""
-
-
-class RunStopped(RuntimeError):
-    """A worker met a fault of the run (``runstore.run_faults``): the run stops, what finished is kept."""
 
 
 @dataclass(frozen=True)
@@ -358,7 +354,7 @@ class Scheduler:
             return
         except RayError as e:  # the shard raised outside its items; its worker goes on with the next it holds
             if fault := _run_fault(e):
-                raise RunStopped(fault) from None  # every later item would fail the same way
+                raise fault from None  # the run stops: every later item would fail the same way
             self.work.lost([shard], Loss.of(e))
             return
         for done in finished:  # what an event lost on the way still tells: the cuts windows done
@@ -377,12 +373,10 @@ class Scheduler:
             self.work.told(event)
 
 
-def _run_fault(error: RayError) -> str | None:
-    """What is wrong with the run's disk, when a shard raised for it (``runstore.run_faults``)."""
-    if not isinstance(error, RayTaskError):
-        return None
-    cause = error.cause
-    return str(cause) if isinstance(cause, RunFault) else run_fault(cause)
+def _run_fault(error: RayError) -> RunFault | None:
+    """The fault of the run a shard raised for (a worker turns each it meets into one: ``runstore.run_faults``)."""
+    cause = error.cause if isinstance(error, RayTaskError) else None
+    return cause if isinstance(cause, RunFault) else None
 
 
 def _short(error: Exception) -> str:

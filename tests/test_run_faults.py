@@ -20,21 +20,80 @@ from runstore.run_faults import run_fault
 
 
 def test_a_full_or_read_only_disk_is_the_runs_fault_and_an_items_own_error_is_not():
+    def what(error: BaseException) -> str | None:
+        fault = run_fault(error, "/runs/x")
+        return None if fault is None else fault.what
+
     full = OSError(errno.ENOSPC, "No space left on device", "/runs/x/videos/.a.mp4.123.partial")
-    assert run_fault(full) == "no space is left on the device under /runs/x/videos"
+    assert what(full) == "no space is left on the device under /runs/x/videos"
     wrapped = RuntimeError(
         "OSError: [Errno 28] No space left on device: '/runs/x/windows/l/.window-0000.mp4.9.partial'"
     )
-    assert run_fault(wrapped) == "no space is left on the device under /runs/x/windows/l"  # from the mux child
+    assert what(wrapped) == "no space is left on the device under /runs/x/windows/l"  # from the mux child
     try:
         try:
             raise OSError(errno.EROFS, "Read-only file system", "/runs/x/results/a.parquet")
         except OSError as e:
             raise ValueError("writing the row failed") from e
     except ValueError as chained:
-        assert run_fault(chained) == "the file system is read-only under /runs/x/results"
-    assert run_fault(OSError(errno.ENOENT, "No such file", "/media/gone.wav")) is None
-    assert run_fault(RuntimeError("audio: could not be decoded: /media/x.wav")) is None
+        assert what(chained) == "the file system is read-only under /runs/x/results"
+        assert (
+            run_fault(chained, "/runs/x").line("/runs/x").endswith("make it writable, then: ltx-batch resume /runs/x")
+        )
+    assert what(OSError(errno.ENOENT, "No such file", "/media/gone.wav")) is None
+    assert what(RuntimeError("audio: could not be decoded: /media/x.wav")) is None
+
+
+def test_credentials_object_storage_refuses_are_the_runs_fault(tmp_path):
+    """The errors of a real S3 server (moto, checking credentials) that no longer knows the run's key: any
+    refusal of who we are stops the run; a key refused outside the run folder is the item's own input."""
+    import os
+    import socket
+    import sys
+
+    import pyarrow.fs as pafs
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="0")  # every request's key is checked
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "moto did not start"
+                time.sleep(0.2)
+        fs = pafs.S3FileSystem(
+            endpoint_override=f"127.0.0.1:{port}",
+            scheme="http",
+            access_key="gone",
+            secret_key="gone",
+            region="us-east-1",
+            allow_bucket_creation=True,
+        )
+        with pytest.raises(OSError) as written:
+            with fs.open_output_stream("studio/runs/r1/videos/a.mp4") as out:
+                out.write(b"x")
+        with pytest.raises(OSError) as read:
+            fs.open_input_stream("studio/media/a.wav").read()
+    finally:
+        server.kill()
+    fault = run_fault(written.value, "s3://studio/runs/r1")
+    assert fault is not None and fault.what.startswith("object storage refused the run's credentials")
+    assert fault.line("s3://studio/runs/r1").endswith("then: ltx-batch resume s3://studio/runs/r1")
+    denied = read.value  # HeadObject: "AWS Error ACCESS_DENIED" for a key of the bucket
+    assert "ACCESS_DENIED" in str(denied)
+    assert run_fault(denied, "s3://studio/runs/r1") is None  # an input the item may not read: the item's fault
+    assert run_fault(denied, "s3://studio/media") is not None  # under the run folder: the run's
 
 
 @pytest.fixture
@@ -83,3 +142,31 @@ def test_a_disk_that_fills_mid_run_stops_it_in_one_line_and_resume_finishes(smal
     assert main(["--resume", str(run)]) == 0
     rows = read_results(str(run / "results")).to_pylist()
     assert sorted(r["item_id"] for r in rows if r["status"] == "ok") == [f"clip-{i}" for i in range(6)]
+
+
+def test_a_run_folder_removed_mid_run_stops_it_in_one_line_and_is_not_made_again(
+    local_ray, tiny_bundle, tmp_path, capsys
+):
+    items = [{"id": f"clip-{i}", "audio": str(LESSON / "en.ogg")} for i in range(6)]
+    body = {"defaults": {"prompt": "A presenter", "image": str(LESSON / "presenter.png")}, "items": items}
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump(body))
+    run = tmp_path / "run"
+    bundle = str(Path(tiny_bundle.checkpoint_path).parent)
+    args = [str(manifest), "--out", str(run), "--bundle", bundle, *SHORT_RENDER, "--shard-size", "1"]
+    result: dict = {}
+    driver = threading.Thread(target=lambda: result.setdefault("code", main(args)), daemon=True)
+    driver.start()
+    deadline = time.monotonic() + 300
+    while not ((run / "results").is_dir() and len(read_results(str(run / "results")))):
+        assert time.monotonic() < deadline and driver.is_alive(), "no item finished"
+        time.sleep(0.1)
+    shutil.rmtree(run)  # the folder is deleted (or its disk unmounted) while the run renders
+    driver.join(300)
+    assert result.get("code") == EXIT_RUN_FAULT
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert err == [
+        f"error: the run stopped: the run folder {run} is gone (removed or unmounted while the run rendered). "
+        f"Restore it, then: ltx-batch resume {run}; or render again into a new --out"
+    ]
+    assert not run.exists()  # no failed rows, no report: nothing wrote the folder anew
