@@ -23,7 +23,7 @@ import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,22 +34,7 @@ from ltxcore.errors import RenderInputError
 from ltxcore.media import AudioClip, decode_audio, join_segments, probe_audio, write_segment
 from ltxcore.render_result import RenderResult
 from ltxcore.request import RenderRequest
-from ltxcore.windows import Window, window_file, window_seed
-
-
-@dataclass(frozen=True)
-class WindowRecord:
-    """What a finished window was: the results table's ``windows`` column holds one per window."""
-
-    index: int
-    start_frame: int
-    num_frames: int
-    start_s: float
-    end_s: float
-    seed: int
-    seconds: float
-    boundary_in_pause: bool
-    rendered_by: str = ""  # host/pid of the worker that rendered it (cuts windows spread over workers)
+from ltxcore.windows import Window, WindowRecord, window_file, window_seed
 
 
 class WindowFolder:

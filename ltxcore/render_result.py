@@ -27,7 +27,7 @@ class RenderResult:
     video_latent: torch.Tensor | None = None
     prompt_enhanced: str | None = None  # the prompt Gemma wrote, when the request asked for enhancement
     muxing: Future | None = None  # set when the mp4 is still being written in the background
-    windows: list = field(default_factory=list)  # a long clip's finished windows (ltxcore.long_form.WindowRecord)
+    windows: list = field(default_factory=list)  # a long clip's finished windows (ltxcore.windows.WindowRecord)
 
     def wait(self) -> RenderResult:
         """Block until the mp4 is written (re-raising its error), and add the mux time to ``timings``."""

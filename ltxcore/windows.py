@@ -1,5 +1,7 @@
 """Long clips as a sequence of model windows, their boundaries placed inside speech pauses. Pure and torch-free:
-the plan, ``validate`` and the engine all use it.
+the plan, ``validate``, the engine and the results all use it. It owns the window vocabulary: a window as planned
+(:class:`Window`) and as rendered (:class:`WindowRecord`); their Arrow structs are derived from these fields
+(``manifests/windows.py``), so plans and results name them once, here.
 
 LTX-2.3 places video tokens by their time in seconds, and its video RoPE is configured to 20 s
 (``positional_embedding_max_pos = [20, 2048, 2048]`` in ltx-core's transformer); users report breakdown from
@@ -51,6 +53,22 @@ class Window:
     def seconds(self, fps: float) -> tuple[float, float]:
         """Start and end of the frames it shows, in seconds of the clip."""
         return self.start / fps, (self.start + self.frames) / fps
+
+
+@dataclass(frozen=True)
+class WindowRecord:
+    """What a finished window was: the record file beside its segment, and one entry of the results table's
+    ``windows`` column."""
+
+    index: int
+    start_frame: int
+    num_frames: int
+    start_s: float
+    end_s: float
+    seed: int
+    seconds: float  # of rendering
+    boundary_in_pause: bool
+    rendered_by: str = ""  # host/pid of the worker that rendered it (cuts windows spread over workers)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """An item's windows as the plan and ``validate`` show them: boundaries in the speech pauses of its audio
-(``ltxcore/pauses.py``), each window's frames and seconds, and the item's estimated GPU time.
+(``ltxcore/pauses.py``), each window's frames and seconds, and the item's estimated GPU time; and the Arrow
+structs of the window vocabulary (``ltxcore/windows.py``), derived from its dataclasses.
 
 The estimate is linear in stage-2 video tokens, from the reference clip of BENCHMARKS.md (768x512, 97 frames,
 4,992 tokens on one H200, steady state): 7.9 s for a final, 2.9 s for a draft. Context frames count: they are
@@ -8,28 +9,30 @@ rendered again in the next window.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, fields
+from typing import Protocol, get_type_hints
 
 import pyarrow as pa
 
 from ltxcore.pauses import Pauses
 from ltxcore.token_bound import video_tokens
-from ltxcore.windows import Window, WindowSettings, plan_windows
+from ltxcore.windows import Window, WindowRecord, WindowSettings, plan_windows
 from manifests.item import Item
 
 REFERENCE_TOKENS = 4992
 REFERENCE_SECONDS = {"two-stage": 7.9, "distilled": 2.9}
-WINDOW_STRUCT = pa.struct(
-    [
-        pa.field("index", pa.int64()),
-        pa.field("start", pa.int64()),
-        pa.field("frames", pa.int64()),
-        pa.field("context", pa.int64()),
-        pa.field("rendered", pa.int64()),
-        pa.field("in_pause", pa.bool_()),
-    ]
-)
+_ARROW = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}
+
+
+def arrow_struct(cls: type) -> pa.StructType:
+    """The Arrow struct of a dataclass of plain fields, in field order: ltxcore stays free of pyarrow, and the
+    fields are written once, in the dataclass."""
+    hints = get_type_hints(cls)
+    return pa.struct([pa.field(f.name, _ARROW[hints[f.name]]) for f in fields(cls)])
+
+
+WINDOW_STRUCT = arrow_struct(Window)  # a window as planned: the plan's ``windows`` column
+RENDERED_WINDOW = arrow_struct(WindowRecord)  # a window as rendered: the results table's ``windows`` column
 
 
 @dataclass(frozen=True)

@@ -32,15 +32,15 @@ from ltxcore.artifacts import ArtifactCache
 from ltxcore.bundle import ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.errors import RenderInputError
-from ltxcore.long_form import WindowFolder, WindowRecord, render_windows
+from ltxcore.long_form import WindowFolder, render_windows
 from ltxcore.render_result import RenderResult
 from ltxcore.request import RenderRequest
+from ltxcore.windows import WindowRecord
 from manifests.item import media_files
 from manifests.model_section import bundle_identity
 from ray_jobs.device_turns import DeviceTurns, render_then_finish
 from ray_jobs.messages import (
     Event,
-    Finished,
     ItemDone,
     ItemStarted,
     PromptsEnhanced,
@@ -53,7 +53,7 @@ from ray_jobs.shards import Shard
 from ray_jobs.weights import localize
 from ray_jobs.worker_scoring import ClipScorer, LateScores, PendingScore, score_writer, written_then_scores
 from runstore.enhanced import enhancement_key
-from runstore.plan import JOIN, PlannedItem
+from runstore.plan import PlannedItem, RenderWindow
 from runstore.results import ShardRecorder, error_summary, error_text, result_row
 from runstore.run_faults import RunFault, folder_gone, run_fault
 from runstore.run_folder import RunFolder
@@ -157,10 +157,10 @@ class RenderActor:
             self.warmed = WorkerReady(self.host, self.device, os.getpid(), self.load_seconds, seconds, compiled)
         return self.warmed
 
-    def __call__(self, shard: Shard, events=None, turn: int = 0) -> list[Finished]:
-        """Render every item of ``shard``; return what it finished, one value per item or cuts window (each
-        also told to ``events`` as it happens). The call returns once every row of the shard is written; it
-        takes the device at its ``turn`` (``DeviceTurns``).
+    def __call__(self, shard: Shard, events=None, turn: int = 0) -> list[ItemDone]:
+        """Render every item of ``shard``; return one ``ItemDone`` per row it wrote (each also told to ``events``
+        as it happens; a ``cuts`` window writes none: it is in the run folder once the call returns). The call
+        returns once every row of the shard is written; it takes the device at its ``turn`` (``DeviceTurns``).
 
         Each item's mp4 is encoded on a CPU thread, then scored in a child process, while the next item renders
         on the device; its row is written once the next item's device work is done, and scores not ready by
@@ -185,13 +185,13 @@ class RenderActor:
             # a retried shard reads nothing ahead: a read that kills the worker is blamed on the item before it
             following = {} if shard.attempt else dict(zip(map(id, shard.items), shard.items[1:], strict=False))
 
-            def start(planned: PlannedItem) -> Callable[[], dict | WindowDone]:  # told first: if it kills the
+            def start(planned: PlannedItem) -> Callable[[], dict | None]:  # told first: if it kills the
                 _tell(events, ItemStarted((shard.shard_id, shard.attempt), planned.id))  # worker, the driver knows
                 self._read_ahead(following.get(id(planned)), requests)
                 return self._start(planned, requests[planned.id], lambda event: _tell(events, event))
 
             rows = render_then_finish(shard.items, start, rendered=hand_on)
-            finished = [self._record(row, recorder, events) for row in rows]
+            finished = [self._record(row, recorder, events) for row in rows if row is not None]
         except RunFault:
             raise
         except Exception as e:
@@ -210,12 +210,9 @@ class RenderActor:
         if isinstance(request := requests[planned.id], RenderRequest):
             self.engine.audio_ahead.ahead(request)
 
-    def _record(self, row: dict | WindowDone, recorder: ShardRecorder, events) -> Finished:
+    def _record(self, row: dict, recorder: ShardRecorder, events) -> ItemDone:
         if not self.run.owned_by(self.session):
             ray.actor.exit_actor()  # a newer driver session owns the run: write nothing more
-        if isinstance(row, WindowDone):  # a cuts window is in the run folder; its item has no row yet
-            _tell(events, row)
-            return row
         recorder.add(row)
         pending = self.late_scores.pop(row["item_id"], None)
         if pending is not None:
@@ -284,9 +281,9 @@ class RenderActor:
 
     def _start(
         self, planned: PlannedItem, request: RenderRequest | Exception, tell: Callable[[Event], None]
-    ) -> Callable[[], dict | WindowDone]:
-        """Render ``planned`` on the device (``tell``: the driver hears of each window of a chain); return what
-        finishes its row later (mp4, hash, upload)."""
+    ) -> Callable[[], dict | None]:
+        """Render ``planned`` on the device (``tell``: the driver hears of each window rendered); return what
+        finishes its row later (mp4, hash, upload), or None: a ``cuts`` window, which has no row."""
         common = {
             "bundle": self.identity,
             "quantization": self.engine.bundle.quantization,
@@ -310,10 +307,7 @@ class RenderActor:
             row = self._failed(planned, e, local, common)
             return lambda: row
         if result.output is None:  # a cuts window, in the run folder: the item is joined once all are there
-            assert planned.part is not None
-            shown = windows[planned.part].frames / planned.item.frame_rate
-            window = WindowDone(planned.id, planned.part, self.host, shown)
-            return lambda: window
+            return lambda: None
         rendered_at = datetime.now(UTC)
         first = planned.item.first_image
         reference = self.media.get(first, first) if first is not None else None
@@ -325,17 +319,16 @@ class RenderActor:
         self, planned: PlannedItem, request: RenderRequest, local: Path, tell: Callable[[Event], None]
     ) -> RenderResult:
         """A long item, window by window, its finished windows kept in the run folder: a chain resumes from its
-        last finished window, and a ``cuts`` part renders just its window (the JOIN part joins them all). Each
-        window of a chain is told as rendered (a ``cuts`` window is told with its part's result)."""
+        last finished window, and a ``cuts`` part renders just its window (its join part joins them all). Each
+        window is told as rendered, for the progress line."""
         path, saved = local_windows(self.run, planned, self.scratch)
-        only = None if planned.part in (None, JOIN) else {planned.part}
+        only = {planned.part.index} if isinstance(planned.part, RenderWindow) else None
 
         def rendered(record: WindowRecord) -> None:
             tell(WindowDone(planned.id, record.index, self.host, record.end_s - record.start_s))
 
         folder = WindowFolder(path, saved)
-        chain = rendered if planned.part is None else None
-        return render_windows(self.engine, request, planned.window_plan, local, folder, only, chain)
+        return render_windows(self.engine, request, planned.window_plan, local, folder, only, rendered)
 
     def _finish(
         self,

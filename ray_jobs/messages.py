@@ -1,5 +1,8 @@
 """What render workers tell the driver, as typed values: through the event queue while a shard renders
-(advisory: the results table is the record), and as the shard call's return value (what the driver acts on)."""
+(advisory: the results table is the record), and as the shard call's return value (what the driver acts on):
+one ``ItemDone`` per row the shard wrote. A window is told once, as an event, for the progress line; a ``cuts``
+window is in the run folder once its shard call has returned without a row for it, which is when the driver
+counts it towards its item's join."""
 
 from __future__ import annotations
 
@@ -56,8 +59,8 @@ class ItemDone:
 
 @dataclass(frozen=True)
 class WindowDone:
-    """A window of an item of several is rendered (a ``cuts`` window: in the run folder; its item has no row
-    until the join); ``seconds``: of video it shows, for the progress line."""
+    """A window of an item of several is rendered (its item has no row until its last window, or its join);
+    ``seconds``: of video it shows, for the progress line."""
 
     item_id: str
     window: int
@@ -75,4 +78,3 @@ class PromptsEnhanced:
 
 
 Event = ShardStarted | ItemStarted | ItemDone | WindowDone | PromptsEnhanced
-Finished = ItemDone | WindowDone  # what a shard call returns, one per unit it finished

@@ -35,7 +35,6 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from ltxcore.request import RenderRequest
 from ray_jobs.messages import (
     Event,
-    Finished,
     ItemDone,
     ItemStarted,
     PromptsEnhanced,
@@ -45,7 +44,7 @@ from ray_jobs.messages import (
 )
 from ray_jobs.progress import Progress
 from ray_jobs.shards import Shard
-from runstore.plan import JOIN, PlannedItem
+from runstore.plan import JoinWindows, PlannedItem, RenderWindow
 from runstore.results import ShardRecorder, error_summary, error_text, read_attempt, result_row
 from runstore.run_faults import RunFault
 
@@ -109,8 +108,8 @@ class WorkQueue:
         self.windows_left: dict[str, set[int]] = {}
         self.cuts: dict[str, PlannedItem] = {}
         for planned in (p for shard in self.shards for p in shard.items):
-            if planned.part is not None and planned.part != JOIN:
-                self.windows_left.setdefault(planned.id, set()).add(planned.part)
+            if isinstance(planned.part, RenderWindow):
+                self.windows_left.setdefault(planned.id, set()).add(planned.part.index)
                 self.cuts[planned.id] = planned
         self.failed: set[str] = set()
 
@@ -129,7 +128,7 @@ class WorkQueue:
         return None
 
     def told(self, event: Event) -> None:
-        """What a worker told (``ray_jobs.actor``): an item started or done, a cuts window done, prompts
+        """What a worker told (``ray_jobs.actor``): an item started or done, a window rendered, prompts
         enhanced."""
         if isinstance(event, ShardStarted):
             self.rendering[event.shard] = (next(self.starts), None)
@@ -142,7 +141,6 @@ class WorkQueue:
                 self.failed.add(event.item_id)
             self.progress.item(event)
         elif isinstance(event, WindowDone):
-            self.window_done(event.item_id, event.window)
             self.progress.window(event)
         elif isinstance(event, PromptsEnhanced):
             texts = dict(event.texts)
@@ -151,17 +149,19 @@ class WorkQueue:
                 self.enhancing.pop(key, None)
             self.progress.note(f"{event.host}: {len(texts)} prompt(s) enhanced in {event.seconds:.1f}s")
 
-    def window_done(self, item_id: str, index: int) -> None:
-        """A cuts window is in the run folder (told, or returned: either may come first); once its item's last
-        window is, the item's join goes on the queue, once, unless one of its windows failed."""
-        left = self.windows_left.get(item_id)
-        if left is None or index not in left:
-            return
-        left.discard(index)
-        if not left and item_id not in self.failed:
-            join = replace(self.cuts[item_id], part=JOIN)
-            self.waiting.appendleft(Shard(self.next_shard, (join,)))
-            self.next_shard += 1
+    def returned(self, shard: Shard, rows: list[ItemDone]) -> None:
+        """``shard``'s call returned ``rows``: each of its cuts windows without a row is in the run folder (one that
+        failed has its item's row). Once an item's last window is, its join goes on the queue, once, unless one of
+        its windows failed."""
+        written = {done.item_id for done in rows}
+        for planned in shard.items:
+            part, left = planned.part, self.windows_left.get(planned.id, set())
+            if isinstance(part, RenderWindow) and part.index in left and planned.id not in written:
+                left.discard(part.index)
+                if not left and planned.id not in self.failed:
+                    join = replace(self.cuts[planned.id], part=JoinWindows())
+                    self.waiting.appendleft(Shard(self.next_shard, (join,)))
+                    self.next_shard += 1
 
     def finished(self, shard: Shard) -> tuple[int, str | None] | None:
         """``shard``'s attempt ended: its enhancement keys are free again. Returns the item it last started, with
@@ -341,7 +341,7 @@ class Scheduler:
         shard = worker.shards.pop(ref)
         self._drain_events()  # what its worker told, before the keys it was generating are released
         try:
-            finished: list[Finished] = ray.get(ref)
+            rows: list[ItemDone] = ray.get(ref)
         except RayActorError as e:  # the worker died with every shard it held; Ray restarts it, and ready()
             for other in worker.shards:  # answers once it has, or fails for good
                 del self.busy[other]
@@ -357,9 +357,7 @@ class Scheduler:
                 raise fault from None  # the run stops: every later item would fail the same way
             self.work.lost([shard], Loss.of(e))
             return
-        for done in finished:  # what an event lost on the way still tells: the cuts windows done
-            if isinstance(done, WindowDone):
-                self.work.window_done(done.item_id, done.window)
+        self.work.returned(shard, rows)
         self.work.finished(shard)
 
     def _drain_events(self) -> None:

@@ -29,7 +29,6 @@ from manifests.ticker import Ticker
 from manifests.windows import WINDOW_STRUCT, from_rows, item_windows, settings_of, to_rows
 
 SEED_SPACE = 2**31
-JOIN = -1  # the part of a ``cuts`` item that joins its finished windows into its mp4
 LABELS = ("id", "tags", "retry_of", "candidate")  # fields that name or label an item without changing its render
 # Settings added after runs were first planned, with the value that renders as before they existed. Resuming a
 # run planned before a setting existed gives its items this value (``plan_from_table``), and the fingerprint
@@ -52,13 +51,25 @@ PROMOTED_FROM = pa.struct([pa.field("run_id", pa.string()), pa.field("item_id", 
 
 
 @dataclass(frozen=True)
+class RenderWindow:
+    """A ``cuts`` item's unit of work that renders one of its windows into the run folder (no row, no mp4)."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class JoinWindows:
+    """A ``cuts`` item's last unit of work: its finished windows joined into its mp4, which gets its row."""
+
+
+@dataclass(frozen=True)
 class PlannedItem:
     item: Item
     fingerprint: str
     promoted_from: dict | None = None  # {"run_id": ..., "item_id": ...}, see PROMOTED_FROM
     prompt_enhanced: str | None = None  # an enhancement an earlier attempt made and recorded; used, not redone
     windows: tuple[Window, ...] = ()  # the model windows it renders as (manifests/windows.py); () : one
-    part: int | None = None  # a ``cuts`` item's unit of work: the window it renders, JOIN; None: the whole item
+    part: RenderWindow | JoinWindows | None = None  # a ``cuts`` item's unit of work; None: the whole item
 
     @property
     def window_plan(self) -> tuple[Window, ...]:

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from ltxcore.upstream_defaults import DISTILLED_STEPS
 from manifests.item import GUIDER_FIELDS, Item, arrow_schema
+from manifests.windows import RENDERED_WINDOW
 from quality.score_fields import SCORES, WINDOW_FIELDS
 from runstore.claim import fenced_tokens
 from runstore.compute import pc
@@ -58,22 +59,6 @@ REVISION_SCHEMA = pa.schema(
         pa.field("quality", QUALITY_TYPE),  # null: this revision leaves the scores as they were
         pa.field("best", pa.bool_()),  # null: this revision leaves the mark as it was
         pa.field("revised_at", _TIMESTAMP),
-    ]
-)
-
-# One rendered window of a long item (ltxcore.long_form.WindowRecord): where it starts and ends in the clip, its
-# seed and its seconds of rendering.
-RENDERED_WINDOW = pa.struct(
-    [
-        pa.field("index", pa.int64()),
-        pa.field("start_frame", pa.int64()),
-        pa.field("num_frames", pa.int64()),
-        pa.field("start_s", pa.float64()),
-        pa.field("end_s", pa.float64()),
-        pa.field("seed", pa.int64()),
-        pa.field("seconds", pa.float64()),
-        pa.field("boundary_in_pause", pa.bool_()),
-        pa.field("rendered_by", pa.string()),  # host/pid of its worker
     ]
 )
 

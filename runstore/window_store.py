@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from ltxcore.windows import window_index
-from runstore.plan import JOIN, PlannedItem
+from runstore.plan import JoinWindows, PlannedItem, RenderWindow
 from runstore.run_folder import RunFolder
 from storage.fs import download, filesystem, write_atomically
 
@@ -58,7 +58,7 @@ def _folder(item_id: str, fingerprint: str) -> str:
 
 def units_of_work(planned: list[PlannedItem], run: RunFolder) -> list[PlannedItem]:
     """What workers are handed: each item whole, but a ``cuts`` item of several windows as one part per window
-    not yet in the run folder (the scheduler queues its JOIN once they all are), or its JOIN alone."""
+    not yet in the run folder (the scheduler queues its join once they all are), or its join alone."""
     out = []
     for p in planned:
         windows = p.window_plan
@@ -66,7 +66,8 @@ def units_of_work(planned: list[PlannedItem], run: RunFolder) -> list[PlannedIte
             out.append(p)
             continue
         done = finished_windows(run, p)
-        out += [replace(p, part=w.index) for w in windows if w.index not in done] or [replace(p, part=JOIN)]
+        missing = [replace(p, part=RenderWindow(w.index)) for w in windows if w.index not in done]
+        out += missing or [replace(p, part=JoinWindows())]
     return out
 
 

@@ -1,9 +1,10 @@
 """Long items through the Ray driver on the tiny bundle: a chain whose worker is killed resumes from its last
 finished window (only the missing windows render), and the windows of a ``cuts`` item spread over two
-workers and are joined into one mp4."""
+workers and are joined into one mp4; before them, the driver's bookkeeping of a ``cuts`` item without Ray."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
@@ -16,10 +17,18 @@ from conftest import LESSON, render_actor_pids, report_cards, write_tone
 from test_ray_driver import FAST
 
 from ltxcore.media import probe_mp4
+from manifests.load import load_manifest
 from ray_jobs.cli import status_lines
+from ray_jobs.messages import ItemDone, WindowDone
+from ray_jobs.progress import Progress
 from ray_jobs.render import main
 from ray_jobs.report import build_report
+from ray_jobs.scheduler import WorkQueue
+from ray_jobs.shards import Shard
+from runstore.plan import JoinWindows, RenderWindow, plan
 from runstore.results import read_results
+from runstore.run_folder import RunFolder
+from runstore.window_store import units_of_work
 
 FPS = 24.0
 
@@ -49,6 +58,39 @@ def _ok_row(run: Path) -> dict:
 def _worker_pid() -> int | None:
     pids = render_actor_pids()
     return pids[0] if pids else None
+
+
+def _cuts_queue(tmp_path: Path) -> tuple[WorkQueue, list[Shard]]:
+    """A ``cuts`` item of three windows as its units of work, its first window in a shard of its own."""
+    [planned] = plan(load_manifest(_manifest(tmp_path, 4.0, "cuts")))
+    units = units_of_work([planned], RunFolder(str(tmp_path / "run")))
+    assert [u.part for u in units] == [RenderWindow(0), RenderWindow(1), RenderWindow(2)]
+    shards = [Shard(0, tuple(units[:1])), Shard(1, tuple(units[1:]))]
+    progress = Progress(total=1, stream=io.StringIO(), windows={"lesson": 3})
+    return WorkQueue(shards, str(tmp_path / "results"), "run-1", "s1", progress), shards
+
+
+def test_a_cuts_item_is_joined_once_every_shard_of_its_windows_has_returned(tmp_path):
+    """A window told (as rendered) moves the progress line; its shard's return (the window then in the run
+    folder) counts it towards the join, which goes first on the queue, once."""
+    work, shards = _cuts_queue(tmp_path)
+    work.told(WindowDone("lesson", 0, "h", 1.4))
+    assert work.progress.windows_done == 1 and len(work) == 2  # told: no join yet
+    work.returned(shards[0], [])
+    work.returned(shards[1], [])
+    work.returned(shards[1], [])  # returned twice: still one join
+    assert len(work) == 3
+    join = work.take()
+    assert join is not None and [p.part for p in join.items] == [JoinWindows()]
+
+
+def test_a_cuts_item_whose_window_failed_is_not_joined(tmp_path):
+    work, shards = _cuts_queue(tmp_path)
+    failed = ItemDone("lesson", "failed", "h", 1, error="audio: cannot be decoded")
+    work.told(failed)
+    work.returned(shards[0], [failed])
+    work.returned(shards[1], [])
+    assert len(work) == 2 and work.progress.failed == 1  # the two shards handed out at first, no join
 
 
 def test_a_chain_whose_worker_dies_resumes_from_its_last_finished_window(local_ray, tiny_bundle, tmp_path):

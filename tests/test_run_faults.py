@@ -80,9 +80,8 @@ def test_credentials_object_storage_refuses_are_the_runs_fault(tmp_path):
             region="us-east-1",
             allow_bucket_creation=True,
         )
-        with pytest.raises(OSError) as written:
-            with fs.open_output_stream("studio/runs/r1/videos/a.mp4") as out:
-                out.write(b"x")
+        with pytest.raises(OSError) as written, fs.open_output_stream("studio/runs/r1/videos/a.mp4") as out:
+            out.write(b"x")
         with pytest.raises(OSError) as read:
             fs.open_input_stream("studio/media/a.wav").read()
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from conftest import write_tone
 
@@ -11,7 +12,7 @@ from ltxcore.shapes import FRAME_STEP
 from ltxcore.windows import ROPE_MAX_SECONDS, WindowSettings, plan_windows, window_seed
 from manifests.item import Item
 from manifests.media_facts import MediaFacts
-from manifests.windows import describe, item_windows
+from manifests.windows import RENDERED_WINDOW, WINDOW_STRUCT, describe, item_windows
 
 FPS = 24.0
 PAUSES = [(3.0, 3.6), (6.4, 7.0), (9.1, 9.7), (12.5, 13.1)]  # seconds of silence in a 16 s "speech" signal
@@ -106,3 +107,35 @@ def test_boundaries_are_chosen_over_the_whole_clip_so_every_one_falls_in_a_pause
     assert [w.start for w in windows] == [0, 49, 97, 169] and all(w.in_pause for w in windows)
     assert sum(w.frames for w in windows) == 217
     assert all(w.context + w.frames <= WindowSettings(4.0).window_frames(FPS) for w in windows)
+
+
+# The window structs as plans and results were written before they were derived from the dataclasses.
+PLANNED_WINDOW_AS_WRITTEN = pa.struct(
+    [
+        pa.field("index", pa.int64()),
+        pa.field("start", pa.int64()),
+        pa.field("frames", pa.int64()),
+        pa.field("context", pa.int64()),
+        pa.field("rendered", pa.int64()),
+        pa.field("in_pause", pa.bool_()),
+    ]
+)
+RENDERED_WINDOW_AS_WRITTEN = pa.struct(
+    [
+        pa.field("index", pa.int64()),
+        pa.field("start_frame", pa.int64()),
+        pa.field("num_frames", pa.int64()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("seed", pa.int64()),
+        pa.field("seconds", pa.float64()),
+        pa.field("boundary_in_pause", pa.bool_()),
+        pa.field("rendered_by", pa.string()),
+    ]
+)
+
+
+def test_the_window_structs_derived_from_the_dataclasses_are_the_ones_runs_were_written_with():
+    """Plans and results of earlier runs still read: the same names, types and order, field for field."""
+    assert list(WINDOW_STRUCT) == list(PLANNED_WINDOW_AS_WRITTEN)
+    assert list(RENDERED_WINDOW) == list(RENDERED_WINDOW_AS_WRITTEN)
