@@ -15,7 +15,7 @@ import yaml
 from conftest import LESSON, render_actor_pids, write_tone
 from test_ray_driver import FAST
 
-from ltxcore.media import probe_mp4
+from ltxcore.mp4 import probe_mp4
 from ray_jobs.cli import status_lines
 from ray_jobs.render import main
 from runstore.results import read_results

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from conftest import LESSON, QUICK_FLAGS, REPO, render_actor_pids, report_cards
 
-from ltxcore.media import probe_mp4
+from ltxcore.mp4 import probe_mp4
 from manifests.load import load_manifest
 from manifests.validate import validate
 from ray_jobs.cli import status_lines
