@@ -10,7 +10,7 @@ import time
 from ltxcore.bundle import QUANTIZATIONS, ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.errors import BundleError, RenderInputError
-from ltxcore.media import probe_mp4
+from ltxcore.mp4 import probe_mp4
 from ltxcore.request import FROZEN_AUDIO_SIGMAS, GuiderSettings, ImageCondition, LoraSpec, RenderRequest
 
 

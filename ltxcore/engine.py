@@ -43,7 +43,8 @@ from ltxcore.guidance import PlainDenoiser, synthetic_inputs
 from ltxcore.images import ImageLatents
 from ltxcore.loading import build_component, build_embeddings_processor, build_text_encoder
 from ltxcore.lora import LoraError
-from ltxcore.media import AudioClip, first_frames, probe_audio
+from ltxcore.media import AudioClip, probe_audio
+from ltxcore.mp4 import first_frames
 from ltxcore.mux_process import MuxProcess
 from ltxcore.offload import StreamedModule
 from ltxcore.recipes import RECIPES, prompt_pair

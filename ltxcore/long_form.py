@@ -31,7 +31,8 @@ import torch
 
 from ltxcore.engine import Engine
 from ltxcore.errors import RenderInputError
-from ltxcore.media import AudioClip, decode_audio, join_segments, probe_audio, write_segment
+from ltxcore.media import AudioClip, decode_audio, probe_audio
+from ltxcore.mp4 import join_segments, write_segment
 from ltxcore.render_result import RenderResult
 from ltxcore.request import RenderRequest
 from ltxcore.windows import Window, WindowRecord, window_file, window_seed

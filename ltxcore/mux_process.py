@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ltxcore.media import AudioClip, write_mp4, write_segment
+from ltxcore.media import AudioClip
+from ltxcore.mp4 import write_mp4, write_segment
 
 if TYPE_CHECKING:  # the child never imports torch: its start-up is the first clip's mux time
     import torch

@@ -1,5 +1,5 @@
 """A manifest's own columns (city, segment, ...): every key or column that is no item field and no misspelling
-of one (``manifests.item.typo_of``) is kept as one of the item's tags, a string."""
+of one (``manifests.item_checks.typo_of``) is kept as one of the item's tags, a string."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import math
 from datetime import date, time
 
-from manifests.item import GUIDER_SECTION, KINDS, typo_of
+from manifests.item import GUIDER_SECTION, KINDS
+from manifests.item_checks import typo_of
 
 
 def extra_columns(entry: dict) -> list[str]:

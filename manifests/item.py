@@ -18,8 +18,6 @@ defaults. Plans keep each item as written; the results table's ``images`` holds 
 
 from __future__ import annotations
 
-import difflib
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Annotated, Any, get_args
@@ -31,7 +29,6 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
-    ValidationError,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -50,7 +47,6 @@ from ltxcore.request import (
     RenderRequest,
 )
 from ltxcore.windows import LONG_FORMS, LongForm
-from manifests.typos import misspelt
 
 GUIDER_PREFIX = "video_"
 GUIDER_SECTION = "video_guider"
@@ -280,7 +276,8 @@ MEDIA_FIELDS = tuple(name for name, kind in KINDS.items() if kind.media)
 GUIDER_FIELDS = tuple(name for name in KINDS if name.startswith(GUIDER_PREFIX))
 # fields that hold lists of records, by their record model: errors name the index and the key (``images[1].frame``)
 RECORDS: dict[str, type[BaseModel]] = {"images": ImageInput, "loras": Lora}
-RECORD_MEDIA = {name: tuple(f for f, i in m.model_fields.items() if _kind(i).media) for name, m in RECORDS.items()}
+RECORD_KINDS = {name: {f: _kind(i) for f, i in m.model_fields.items()} for name, m in RECORDS.items()}
+RECORD_MEDIA = {name: tuple(f for f, kind in kinds.items() if kind.media) for name, kinds in RECORD_KINDS.items()}
 
 
 def map_media(values: dict, change: Callable[[str], object]) -> dict:
@@ -352,75 +349,3 @@ def merged(defaults: dict, entry: dict) -> dict:
         if any(name in entry for name in form):
             base = {k: v for k, v in base.items() if k not in other}
     return {**base, **entry}
-
-
-def unknown_field(name: str, known: list[str]) -> str:
-    """``is not a known field.``, with the closest of ``known`` as a hint (for item fields, ``typo_of``'s)."""
-    typo = typo_of(name) if GUIDER_SECTION in known else None
-    guess = [typo] if typo else difflib.get_close_matches(name, known, n=1)
-    hint = f" Did you mean {guess[0]!r}?" if guess else ""
-    return f"is not a known field.{hint}"
-
-
-_TYPO_TARGETS = {
-    **{name: name for name in (*KINDS, GUIDER_SECTION) if len(name) >= 4},
-    **{name.removeprefix(GUIDER_PREFIX): name for name in GUIDER_FIELDS},
-}
-
-
-@functools.lru_cache(maxsize=4096)  # asked per row of a manifest for the same few columns
-def typo_of(name: str) -> str | None:
-    """The item field that ``name`` (a key or column that is no item field) misspells, or None when it is a
-    column of the user's own (then kept as a tag): ``manifests.typos.misspelt`` against the item's fields, the
-    nested guider section, and the guider's fields without their ``video_`` prefix (``cfg_scale`` written flat
-    means ``video_cfg_scale``); names under 4 letters (``id``) are too short to guess from."""
-    return misspelt(name, _TYPO_TARGETS, {*KINDS, GUIDER_SECTION})
-
-
-def check_item(defaults: dict, entry: dict) -> tuple[Item | None, list[tuple[str, str]]]:
-    """The item an entry makes with the manifest's defaults, or every problem with it as (field, message):
-    unknown fields first, then missing ones, then wrong types, one message per field."""
-    data = merged(defaults, entry)
-    try:
-        return Item.model_validate(data), []
-    except ValidationError as e:
-        errors = {}
-        for error in e.errors():
-            errors.setdefault(_location(error["loc"]), error)
-    problems = [(name, _problem(name, error, data)) for name, error in errors.items()]
-    return None, sorted(problems, key=lambda p: 0 if p[0] not in KINDS else 1 if p[1] == "is required." else 2)
-
-
-def _location(loc: tuple) -> str:
-    """``images[1].frame`` for an error inside a list of mappings, else the field's name."""
-    field, *rest = loc
-    if field in RECORDS and rest and isinstance(rest[0], int):
-        return f"{field}[{rest[0]}]" + (f".{rest[1]}" if len(rest) > 1 else "")
-    return str(field)
-
-
-def _problem(name: str, error: dict, data: dict) -> str:
-    """The message for one error, about a field or a key of a list element (``images[1].frame``)."""
-    field, _, key = name.partition("[")
-    if not key:
-        return _message(Item, KINDS, name, error, data.get(name), [*KINDS, GUIDER_SECTION])
-    index, _, key = key.partition("]")
-    element, key = data[field][int(index)], key.removeprefix(".")
-    model = RECORDS[field]
-    if not key:
-        return f"must be a mapping with {', '.join(model.model_fields)}, got {element!r}."
-    kinds = {k: _kind(info) for k, info in model.model_fields.items()}
-    return _message(model, kinds, key, error, element.get(key), list(model.model_fields))
-
-
-def _message(model: type[BaseModel], kinds: dict, name: str, error: dict, value: object, known: list) -> str:
-    """Pydantic's error for one field of ``model``, in this project's words."""
-    if error["type"] == "extra_forbidden":
-        return unknown_field(name, known)
-    if model.model_fields[name].is_required() and value in (None, ""):
-        return "is required."
-    if value is None:
-        return "must not be empty."
-    if error["type"] == "value_error":
-        return str(error["ctx"]["error"])
-    return f"must be {kinds[name].what}, got {value!r}."

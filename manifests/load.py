@@ -7,7 +7,7 @@ untouched. A Parquet manifest takes its model section and defaults from a YAML f
 it (``people.parquet`` -> ``people.yaml``), from ``--defaults FILE``, or from CLI overrides.
 
 Columns users already have: a key of an item or of the defaults, or a Parquet column, that is no item field and
-no misspelling of one (``manifests.item.typo_of``) is moved into the item's tags as a string
+no misspelling of one (``manifests.item_checks.typo_of``) is moved into the item's tags as a string
 (``manifests.item.with_extras_as_tags``; explicit tags win on a clash) and named in ``Manifest.extra_columns``,
 which validation turns into one warning. A misspelt key stays where it is, for validation to report.
 """

@@ -25,7 +25,7 @@ from ltxcore.pauses import Pauses, find_pauses
 from manifests.clip_checks import clip_frames
 from manifests.item import Item, media_paths
 from manifests.ticker import Ticker
-from manifests.windows import item_windows
+from manifests.windows import pause_span
 from storage.fs import StorageError, exists, file_identity, is_uri, local_copy
 
 THREADS = 8  # files worked on at once: enough to hide object-store latency, few enough for 2 cores
@@ -137,25 +137,27 @@ class MediaFacts:
     def _gather_audio(self, uri: str, users: list[Item]) -> None:
         if not is_uri(uri):
             if Path(uri).is_file():
-                self._windows_of(uri, users)
+                self._pauses_of(uri, users)
             return
         with local_copy(uri) as path:
             self._count("download", uri)
             self._local[uri] = str(path)
             try:
-                self._windows_of(uri, users)
+                self._pauses_of(uri, users)
             finally:
                 del self._local[uri]
 
-    def _windows_of(self, uri: str, users: list[Item]) -> None:
-        """Probe the file, then find the pauses every item of it needs for its windows."""
+    def _pauses_of(self, uri: str, users: list[Item]) -> None:
+        """Probe the file, then find the pauses every item of it needs for its windows (``pause_span``): the
+        windows themselves are planned once, by whoever asks for them."""
         seconds = self.audio(uri).seconds
         if seconds is None:
             return
         for item in users:
             frames = clip_frames(item, seconds)
-            if frames:
-                item_windows(item, frames, self)
+            span = pause_span(item, frames) if frames else None
+            if span is not None:
+                self.pauses(uri, *span)
 
     def _probe(self, uri: str, path: str) -> AudioFacts:
         self._count("probe", uri)

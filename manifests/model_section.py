@@ -15,8 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ltxcore.bundle import OPTIONAL_NAMES, RELEASED_NAMES, SCALED_FP8, ModelBundle, Quantization
 from ltxcore.errors import BundleError
-from manifests.load import ManifestError
-from manifests.model_options import ModelOptions
 from storage.fs import file_identity, files_under, is_uri, join
 
 
@@ -108,12 +106,3 @@ def resolve_model(section: dict, quantization: str, transformer: str = "dev") ->
     if not any(is_uri(p) for p in paths.values()):
         open_bundle(section, quantization, transformer)
     return Model(paths, quantization, bundle_identity(paths, quantization, transformer), transformer)
-
-
-def chosen_model(section: dict, given: ModelOptions, cluster_quantization: str, transformer: str) -> Model:
-    """A run's model from its model section, with the quantization given on the command line, else the
-    section's, else ``cluster_quantization`` (what the cluster's devices compute best)."""
-    if not section:
-        raise ManifestError("no model given: add a model: section to the manifest or pass --bundle FOLDER.")
-    quantization = given.quantization or section.get("quantization") or cluster_quantization
-    return resolve_model(section, quantization, transformer)

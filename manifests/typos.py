@@ -1,5 +1,5 @@
 """Whether a name a user wrote misspells a known one: a column of their own is kept (as a tag), a misspelt
-field is an error with a suggestion. Pure: the item model (``manifests.item.typo_of``) gives the names."""
+field is an error with a suggestion. Pure: the item checks (``manifests.item_checks.typo_of``) give the names."""
 
 from __future__ import annotations
 

@@ -21,17 +21,8 @@ from ltxcore.request import pipeline_problem
 from ltxcore.token_bound import MAX_TOKENS
 from ltxcore.windows import Window
 from manifests.clip_checks import clip_frames, size_problems, window_warnings
-from manifests.item import (
-    GUIDER_FIELDS,
-    GUIDER_PREFIX,
-    GUIDER_SECTION,
-    KINDS,
-    Item,
-    check_item,
-    media_paths,
-    merged,
-    unknown_field,
-)
+from manifests.item import GUIDER_FIELDS, GUIDER_PREFIX, GUIDER_SECTION, KINDS, Item, media_paths, merged
+from manifests.item_checks import check_item, unknown_field
 from manifests.load import Entry, Manifest, ManifestError, ManifestSource
 from manifests.lora_files import LoraFiles
 from manifests.media_facts import MediaFacts

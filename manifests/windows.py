@@ -51,14 +51,22 @@ class PauseFinder(Protocol):
     def pauses(self, uri: str, start: float, seconds: float) -> Pauses: ...
 
 
+def pause_span(item: Item, num_frames: int) -> tuple[float, float] | None:
+    """The (start, seconds) of its audio that ``item_windows`` searches for pauses: the clip's, when it needs more
+    than one window; None when it fits one. ``MediaFacts.gather`` finds them ahead, without planning windows."""
+    if num_frames <= settings_of(item).window_frames(item.frame_rate):
+        return None
+    return item.audio_start_time, num_frames / item.frame_rate
+
+
 def item_windows(item: Item, num_frames: int, finder: PauseFinder) -> ItemWindows:
-    """The windows of ``item`` at ``num_frames``; its audio is searched for pauses only when the clip needs more
-    than one window."""
+    """The windows of ``item`` at ``num_frames``, boundaries in the pauses of ``pause_span``."""
     settings = settings_of(item)
-    if num_frames <= settings.window_frames(item.frame_rate):
+    span = pause_span(item, num_frames)
+    if span is None:
         return ItemWindows(tuple(plan_windows(num_frames, item.frame_rate, settings)), None)
     assert isinstance(item.audio, str), "a validated item has audio"
-    pauses = finder.pauses(item.audio, item.audio_start_time, num_frames / item.frame_rate)
+    pauses = finder.pauses(item.audio, *span)
     return ItemWindows(tuple(plan_windows(num_frames, item.frame_rate, settings, pauses.spans)), pauses.detector)
 
 

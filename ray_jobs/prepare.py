@@ -21,16 +21,11 @@ from ltxcore.bundle import SCALED_FP8, ModelBundle
 from ltxcore.engine import Engine
 from ltxcore.errors import BundleError, RenderInputError
 from ltxcore.request import RenderRequest
-from ltxcore.token_bound import MAX_TOKENS
-from manifests.load import ManifestError, ManifestSource
-from manifests.media_facts import MediaFacts
-from manifests.model_section import Model, chosen_model
-from manifests.validate import check, report
+from manifests.load import ManifestError
 from ray_jobs.render import EXIT_BAD_INPUT, EXIT_FAILED_ITEMS, EXIT_OK, warm_requests
 from ray_jobs.run_options import RunOptions
+from ray_jobs.submission import Submission, checked_plan
 from ray_jobs.weights import localize
-from runstore import invalid
-from runstore.plan import PlannedItem, plan
 from storage.fs import StorageError, exists, local_copy
 
 FP8_CAPABILITY = (8, 9)  # Ada and newer multiply in FP8: what ``render.default_quantization`` picks fp8-scaled for
@@ -41,8 +36,10 @@ def run_prepare(options: RunOptions) -> int:
     everything this device can make is in the cache."""
     device = options.workers.device
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    try:
-        model, planned = _model_and_plan(options, device)
+    try:  # the model and the plan a render of these options would start with
+        submission = Submission(options)
+        new = checked_plan(submission, submission.model(local_quantization(device)), options.items.skip_invalid)
+        model, planned = new.model, new.planned
         bundle = ModelBundle.from_paths(
             **localize(model.paths), quantization=model.quantization, transformer=model.transformer
         )
@@ -72,23 +69,6 @@ def run_prepare(options: RunOptions) -> int:
         print(f"compiled graphs ({shapes}): compiled in {seconds:.1f} s, but not saved to {uri} (see the log)")
         return EXIT_FAILED_ITEMS
     return EXIT_OK if weights_ok else EXIT_FAILED_ITEMS
-
-
-def _model_and_plan(options: RunOptions, device: str) -> tuple[Model, list[PlannedItem]]:
-    """The model and the planned items a render of these options would start with (invalid items refused, or
-    set aside with ``--skip-invalid``)."""
-    given, items = options.model, options.items
-    assert options.manifest is not None, "prepare takes a manifest"
-    manifest = ManifestSource(options.manifest, items.defaults, items.overrides, given).read()
-    transformer = given.transformer or "dev"
-    facts = MediaFacts()
-    problems, warnings = check(manifest, items.max_tokens or MAX_TOKENS, transformer, facts)
-    if problems and items.skip_invalid:
-        manifest, _, problems = invalid.set_aside(manifest, problems)
-    if problems:
-        raise ManifestError(report(problems, manifest, warnings))
-    model = chosen_model(manifest.model, given, local_quantization(device), transformer)
-    return model, plan(manifest, model.identity, facts)
 
 
 def local_quantization(device: str) -> str:

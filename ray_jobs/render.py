@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,32 +18,29 @@ from ltxcore.checkpoint_header import transformer_layer_count
 from ltxcore.errors import BundleError
 from ltxcore.request import RenderRequest, pipeline_problem
 from ltxcore.shapes import render_length
-from ltxcore.token_bound import MAX_TOKENS
-from manifests.load import ManifestError, ManifestSource
-from manifests.media_facts import MediaFacts
-from manifests.model_section import Model, chosen_model
-from manifests.problems import warning_lines
-from manifests.validate import check, report
+from manifests.load import ManifestError
+from manifests.model_section import Model
 from manifests.windows import plan_total
 from ray_jobs.connect import ClusterError, connect
 from ray_jobs.early_workers import EarlyWorkers
 from ray_jobs.options import parse_render_argv
 from ray_jobs.progress import Progress
 from ray_jobs.resume_check import ResumeRequest, kept_plan, settle_resume
-from ray_jobs.run_options import RunOptions, RunOptionsError, WorkerOptions, recorded_options
+from ray_jobs.run_options import RunOptions, RunOptionsError, WorkerOptions
 from ray_jobs.scheduler import NoWorkers, Scheduler
 from ray_jobs.scratch import temporary_files_in_scratch
 from ray_jobs.shards import make_shards
+from ray_jobs.submission import NewRun, Submission, checked_plan
 from ray_jobs.summary import run_summary
 from runstore import invalid
 from runstore.best_candidates import mark_best
 from runstore.claim import Lease, RunTaken
 from runstore.enhanced import recorded_enhancements
-from runstore.plan import PlannedItem, plan, refresh_fingerprints
+from runstore.plan import PlannedItem, refresh_fingerprints
 from runstore.results import ok_count, read_results, still_to_render
 from runstore.resume_changes import bundle_digests
 from runstore.run_faults import RunFault
-from runstore.run_folder import RunFolder, new_run_id
+from runstore.run_folder import RunFolder
 from runstore.window_store import units_of_work
 from storage.fs import StorageError, is_uri
 
@@ -78,80 +74,54 @@ def default_quantization(device: str) -> str:
 
 
 def _prepare(
-    options: RunOptions, run: RunFolder, cluster_quantization: str, started: EarlyWorkers
-) -> tuple[Model, str, list[PlannedItem] | None]:
-    """Create the run (validate, plan, record) or load it for resume; return (model, run id, the new run's
-    planned items; None on a resume). The workers start as soon as the model is known, before validation. A
-    quantization neither given nor in the model section is ``cluster_quantization``."""
-    given = options.model
-    if options.manifest is None:  # a resume
-        if not run.exists():
-            raise ManifestError(f"{options.out} is not a run folder (no plan.parquet); start it with MANIFEST --out.")
-        info = run.run_info()
-        transformer = given.transformer or info.get("transformer", "dev")  # the recorded ones, unless given
-        section = {**given.section(info["model"]), "quantization": info["bundle"]["quantization"]}
-        model = _early_model(lambda: chosen_model(section, given, cluster_quantization, transformer))
-        if isinstance(model, Model):
-            started.start(model, info["run_id"])
-        problems = [
-            f"item {p.id!r}, field 'pipeline': {problem}"
-            for p in run.plan()
-            if (problem := pipeline_problem(p.item.pipeline, transformer))
-        ]
-        if problems:
-            raise ManifestError("\n  ".join([f"{options.out} cannot resume with this model:", *problems]))
+    options: RunOptions, run: RunFolder, submission: Submission, started: EarlyWorkers
+) -> tuple[Model, list[PlannedItem] | None, bool]:
+    """Start the workers on the run's model, then validate, plan and record a new run, or settle a resume; return
+    (the model, a new run's plan, whether to render ``--keep-plan``'s). The workers load while the driver works."""
+    model = submission.model(default_quantization(started.device))
+    if isinstance(model, Model):
+        started.start(model, submission.run_id)
+    if submission.manifest is None:  # a resume
+        _check_pipelines(run, options.out, submission.transformer)
         if isinstance(model, Exception):
             raise model
-        return model, info["run_id"], None
-    if run.exists():
-        raise ManifestError(f"{options.out} already holds a run; use --resume {options.out} or pick a new --out.")
-    items = options.items
-    source = ManifestSource(options.manifest, items.defaults, items.overrides, given)
-    manifest = source.read()
-    transformer = given.transformer or "dev"
-    run_id = new_run_id()
-    model = _early_model(lambda: chosen_model(manifest.model, given, cluster_quantization, transformer))
-    if isinstance(model, Model):
-        started.start(model, run_id)
-    facts = MediaFacts()  # each distinct media file is read once, for validation and the plan
-    problems, warnings = check(manifest, items.max_tokens or MAX_TOKENS, transformer, facts)
-    if warnings:
-        print("\n".join(warning_lines(warnings)))
-    set_aside = None
-    if problems and items.skip_invalid:  # the run goes on without the invalid items, unless the manifest is at fault
-        manifest, set_aside, problems = invalid.set_aside(manifest, problems)
+        return model, None, not _settle_resume(options, run, submission, model)
+    new = checked_plan(submission, model, options.items.skip_invalid)
+    _record(options, run, submission, new)
+    return new.model, new.planned, False
+
+
+def _check_pipelines(run: RunFolder, out: str, transformer: str) -> None:
+    """Refuse a resume whose planned items need another transformer than the one this session loads (given
+    with ``--transformer``, else the run's)."""
+    problems = [
+        f"item {p.id!r}, field 'pipeline': {problem}"
+        for p in run.plan()
+        if (problem := pipeline_problem(p.item.pipeline, transformer))
+    ]
     if problems:
-        raise ManifestError(report(problems, manifest, warnings))
-    if isinstance(model, Exception):
-        raise model
-    planned = plan(manifest, model.identity, facts)
-    manifest = replace(manifest, entries=[])  # planned: its entries go before the plan is written
+        raise ManifestError("\n  ".join([f"{out} cannot resume with this model:", *problems]))
+
+
+def _record(options: RunOptions, run: RunFolder, submission: Submission, new: NewRun) -> None:
+    """Write the new run: its set-aside items, then the submitted files, the plan and ``run.json``."""
+    manifest, planned, set_aside = new.manifest, new.planned, new.set_aside
     print(f"plan: {plan_total([(p.item, p.window_plan) for p in planned])} (estimated)")
-    sidecars = (items.defaults, manifest.path.with_suffix(".yaml"))
+    sidecars = (options.items.defaults, manifest.path.with_suffix(".yaml"))
     files = [manifest.path, *(Path(p) for p in sidecars if p and Path(p).is_file())]
     details = {
         "argv": sys.argv,
         "options": options.record(),
         "model": manifest.model,
-        "bundle": model.identity,
-        "bundle_digests": bundle_digests(model.paths),  # what a resume compares (runstore.resume_changes)
-        "transformer": transformer,
+        "bundle": new.model.identity,
+        "bundle_digests": bundle_digests(new.model.paths),  # what a resume compares (runstore.resume_changes)
+        "transformer": submission.transformer,
         "manifest": manifest.source,
         "items": len(planned) + (len(set_aside.items) if set_aside else 0),
     }
     if set_aside:  # before the plan, which makes the folder a run: a run never lacks its set-aside items
         invalid.save(run, set_aside)
-    run.record_submission(list(dict.fromkeys(files)), planned, details, run_id)
-    return model, run_id, planned
-
-
-def _early_model(choose: Callable[[], Model]) -> Model | Exception:
-    """The run's model, chosen before validation so that workers load it meanwhile; or the error choosing it
-    met, for the caller to raise where it was raised before: after validation's problems, which come first."""
-    try:
-        return choose()
-    except (ManifestError, BundleError, StorageError) as e:
-        return e
+    run.record_submission(list(dict.fromkeys(files)), planned, details, submission.run_id)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,6 +188,13 @@ def _take(options: RunOptions, run: RunFolder, lease: Lease) -> None:
 
 
 def _render_held(options: RunOptions, run: RunFolder, session: str) -> int:
+    try:  # what the run renders, read before Ray starts: a refusal costs no cluster
+        if not options.resume and run.exists():  # asked under the lease: another driver may have planned it since
+            raise ManifestError(f"{options.out} already holds a run; use --resume {options.out} or pick a new --out.")
+        submission = Submission(options, run.run_info() if options.resume else None)
+    except (ManifestError, StorageError, RunOptionsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         connect(options.workers.address, options.workers.local_cpus, _stopped)
     except ClusterError as e:
@@ -227,13 +204,12 @@ def _render_held(options: RunOptions, run: RunFolder, session: str) -> int:
     started = EarlyWorkers(device, options.workers, run.uri, session)
     try:
         try:
-            model, run_id, planned = _prepare(options, run, default_quantization(device), started)
-            recorded = recorded_options(run.run_info())
-            max_tokens = options.items.max_tokens or recorded.items.max_tokens or MAX_TOKENS  # given, else the run's
-            keep_plan = options.resume and not _settle_resume(options, run, model, max_tokens)
-        except (ManifestError, BundleError, StorageError, RunOptionsError) as e:
+            model, planned, keep_plan = _prepare(options, run, submission, started)
+        except (ManifestError, BundleError, StorageError) as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        run_id, max_tokens = submission.run_id, submission.max_tokens
+        del submission  # a new run's manifest is planned: its entries go before the render
         held = HeldRun(run, run_id, session, model, device, options.workers, max_tokens, keep_plan, planned)
         return _render_prepared(held, started)
     finally:
@@ -255,11 +231,11 @@ class HeldRun:
     planned: list[PlannedItem] | None = None  # a new run's plan as just written, fingerprints fresh; None: resume
 
 
-def _settle_resume(options: RunOptions, run: RunFolder, model: Model, max_tokens: int) -> bool:
+def _settle_resume(options: RunOptions, run: RunFolder, submission: Submission, model: Model) -> bool:
     """What changed since submission, refused or applied (``ray_jobs.resume_check``); False: ``--keep-plan``."""
-    section = options.model.section(run.run_info()["model"])
     with_ = options.resume_with
-    return settle_resume(run, ResumeRequest(model, with_.choice, with_.manifest, max_tokens, section))
+    request = ResumeRequest(model, with_.choice, with_.manifest, submission.max_tokens, submission.section)
+    return settle_resume(run, request)
 
 
 def _render_prepared(held: HeldRun, started: EarlyWorkers) -> int:

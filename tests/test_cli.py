@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import EXAMPLES, LESSON
+from conftest import EXAMPLES, LESSON, REPO
 from conftest import QUICK_1S_FLAGS as FAST
 
 from ltxcore.media import probe_audio
@@ -202,6 +205,25 @@ def test_personalize_reports_every_row_before_writing(tmp_path):
         "customers.csv line 4: id 'c2' repeats line 3.",
     ]
     assert not out.exists()
+
+
+def test_render_without_a_model_says_so_before_ray_starts(tmp_path):
+    """No model: section in the manifest and no --bundle: one line naming the manifest and the two ways to give
+    one, the exit code of a refused manifest, and no run folder. In a process of its own, so that what it says of
+    Ray is the driver's: Ray was neither joined nor started."""
+    run = tmp_path / "run"
+    script = (
+        "import sys, ray; from ray_jobs.cli import main; code = main(sys.argv[1:]); print(code, ray.is_initialized())"
+    )
+    command = [sys.executable, "-c", script, "render", str(LESSON / "lesson.yaml"), "--out", str(run)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", "False"], done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: no model given: {LESSON / 'lesson.yaml'} has no model: section (a Parquet manifest takes it from "
+        "--defaults or the .yaml beside it); add one with bundle: FOLDER, or pass --bundle FOLDER."
+    ]
+    assert not run.exists()
 
 
 def test_render_status_resume_through_the_cli(local_ray, tiny_bundle, tmp_path, capsys):

@@ -11,7 +11,7 @@ from conftest import tiny_request
 
 from ltxcore.engine import DISTILLED, Engine
 from ltxcore.errors import RenderInputError
-from ltxcore.media import probe_mp4
+from ltxcore.mp4 import probe_mp4
 from ltxcore.request import GuiderSettings
 
 # as long as the audio allows (num_frames None) unless a test says

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import LESSON
 
-from manifests.item import typo_of
+from manifests.item_checks import typo_of
 from manifests.load import load_manifest
 from manifests.validate import check
 from ray_jobs.cli import main as cli_main

@@ -10,7 +10,7 @@ import torch
 from conftest import tiny_request, write_tone
 
 from ltxcore.long_form import WindowFolder, render_windows, window_request
-from ltxcore.media import probe_mp4
+from ltxcore.mp4 import probe_mp4
 from ltxcore.windows import plan_windows, window_seed
 
 FPS = 24.0

@@ -16,7 +16,7 @@ import yaml
 from conftest import LESSON, render_actor_pids, report_cards, write_tone
 from test_ray_driver import FAST
 
-from ltxcore.media import probe_mp4
+from ltxcore.mp4 import probe_mp4
 from manifests.load import load_manifest
 from ray_jobs.cli import status_lines
 from ray_jobs.messages import ItemDone, WindowDone

@@ -70,3 +70,29 @@ def test_a_broken_file_is_one_problem_per_item_that_names_it(tmp_path):
     assert [(p.where.split()[1], p.field) for p in problems] == [("'c0'", "audio"), ("'c2'", "audio")]
     assert all("broken.mp3" in p.message for p in problems)
     assert _reads(facts, "probe") == {"broken.mp3": 1, "en.ogg": 1}
+
+
+def test_validate_and_the_plan_lay_out_each_items_windows_once(tmp_path, monkeypatch):
+    """The pauses are sought ahead, for every item of a file at once; the windows are then laid out once per item:
+    by validate's plan lines, or by the run's plan, not also while their pauses were sought."""
+    from manifests import windows
+    from manifests.validate import plan_lines
+
+    lesson = write_tone(tmp_path / "lesson.wav", 12.0)
+    manifest = load_manifest(_campaign(tmp_path, 3, [str(lesson)], window_seconds=4.0))
+    laid: list[int] = []
+
+    def counted(num_frames: int, *args, **kwargs):
+        laid.append(num_frames)
+        return plan_windows(num_frames, *args, **kwargs)
+
+    plan_windows = windows.plan_windows
+    monkeypatch.setattr(windows, "plan_windows", counted)
+    facts = MediaFacts()
+    assert not check(manifest, facts=facts)[0]
+    assert any("window 3:" in line for line in plan_lines(manifest, facts))
+    assert len(laid) == 3
+    laid.clear()
+    assert all(len(p.windows) >= 3 for p in plan(manifest, None, facts))
+    assert len(laid) == 3
+    assert _reads(facts, "pauses") == {"lesson.wav": 1}  # the three items ask for the same span

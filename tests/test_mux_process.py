@@ -10,7 +10,8 @@ import av
 import numpy as np
 import torch
 
-from ltxcore.media import AudioClip, decode_audio, write_mp4
+from ltxcore.media import AudioClip, decode_audio
+from ltxcore.mp4 import write_mp4
 from ltxcore.mux_process import MuxProcess
 
 

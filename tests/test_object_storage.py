@@ -18,7 +18,7 @@ import yaml
 from conftest import LESSON, start_local_ray
 from conftest import QUICK_1S_FLAGS as FAST
 
-from ltxcore.media import probe_mp4
+from ltxcore.mp4 import probe_mp4
 from ray_jobs.cli import main as cli_main
 from ray_jobs.render import main
 from storage.fs import download

@@ -15,7 +15,8 @@ from ltx_core.model.video_vae import TilingConfig
 from ltx_pipelines.utils.args import ImageConditioningInput
 
 from ltxcore.engine import DISTILLED
-from ltxcore.media import decode_audio, probe_mp4
+from ltxcore.media import decode_audio
+from ltxcore.mp4 import probe_mp4
 from ltxcore.request import ImageCondition, RenderRequest
 
 _request = partial(  # frozen_audio_sigma "step": as upstream 1.0.0 tells the transformer

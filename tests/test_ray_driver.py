@@ -19,7 +19,7 @@ import pytest
 import yaml
 from conftest import LESSON, QUICK_FLAGS, REPO, render_actor_pids, report_cards
 
-from ltxcore.media import probe_mp4
+from ltxcore.mp4 import probe_mp4
 from manifests.load import load_manifest
 from manifests.validate import validate
 from ray_jobs.cli import status_lines
@@ -111,7 +111,7 @@ def test_workers_load_while_the_manifest_is_validated_and_go_when_it_is_refused(
     """The render worker starts loading before validation is done (its process is there while the manifest is
     checked, before any plan is written); a manifest with an invalid item is then refused as before, with the
     same message and exit code, no folder left, and the worker's process gone."""
-    from ray_jobs import render
+    from ray_jobs import submission
 
     run, seen = tmp_path / "run", {}
 
@@ -122,8 +122,8 @@ def test_workers_load_while_the_manifest_is_validated_and_go_when_it_is_refused(
         seen.update(workers=render_actor_pids(), planned=(run / "plan.parquet").exists())
         return check(*args, **kwargs)
 
-    check = render.check
-    monkeypatch.setattr(render, "check", slow_check)
+    check = submission.check
+    monkeypatch.setattr(submission, "check", slow_check)
     bundle = str(Path(tiny_bundle.checkpoint_path).parent)
     manifest = _manifest(tmp_path, 2, not_audio=1)
     assert main([str(manifest), "--out", str(run), "--bundle", bundle, "--actors", "1", *FAST]) == 2

@@ -27,7 +27,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ltxcore.media import probe_mp4
+from ltxcore.mp4 import probe_mp4
 from ltxcore.render_result import RenderResult
 from ltxcore.request import RenderRequest
 from ltxcore.shapes import frames_for_duration

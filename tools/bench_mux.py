@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ltxcore.media import AudioClip, H264Settings, write_mp4
+from ltxcore.media import AudioClip
+from ltxcore.mp4 import H264Settings, write_mp4
 
 FRAMES, HEIGHT, WIDTH, FPS = 97, 512, 768, 25.0
 CANDIDATES = [
