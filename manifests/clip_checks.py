@@ -10,8 +10,8 @@ from __future__ import annotations
 from ltxcore.request import audio_window, frames_for_audio
 from ltxcore.shapes import render_length
 from ltxcore.token_bound import MAX_TOKENS, token_problem
-from ltxcore.windows import WindowSettings
 from manifests.item import Item
+from manifests.windows import settings_of
 
 # A video may outlast its audio window by this much before validation warns: more than the 8-frame step
 # (0.33 s at 24 fps) that frame counts once came in, so a count rounded up to the next 8k+1 never warns.
@@ -33,8 +33,7 @@ def size_problems(item: Item, seconds: float | None, max_tokens: int = MAX_TOKEN
     if frames is None:
         return []
     if isinstance(item.window_seconds, (int, float)) and item.window_seconds > 0:
-        settings = WindowSettings(item.window_seconds, item.context_frames, item.long_form)
-        frames = render_length(min(frames, settings.window_frames(item.frame_rate)))
+        frames = render_length(min(frames, settings_of(item).window_frames(item.frame_rate)))
     problem = token_problem(frames, item.height, item.width, max_tokens)
     return [("height", problem)] if problem else []
 
