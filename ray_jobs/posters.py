@@ -62,23 +62,28 @@ def _poster(
         return None
 
 
-def _files(fs: pafs.FileSystem, folder: str) -> dict[str, pafs.FileInfo]:
-    """The files of ``folder`` by name; none when it does not exist."""
-    if fs.get_file_info(folder).type != pafs.FileType.Directory:
+def _files(run: RunFolder, uri: str) -> dict[str, pafs.FileInfo]:
+    """The files of the run's folder ``uri`` by name; none when it does not exist."""
+    folder = run.fs_path(uri)
+    if run.fs.get_file_info(folder).type != pafs.FileType.Directory:
         return {}
-    return {i.base_name: i for i in fs.get_file_info(pafs.FileSelector(folder)) if i.type == pafs.FileType.File}
+    return {i.base_name: i for i in run.fs.get_file_info(pafs.FileSelector(folder)) if i.type == pafs.FileType.File}
 
 
-def posters(run: RunFolder, ok_ids: Iterable[str], report_root: str) -> dict[str, tuple[int, int]]:
+def _name(uri: str) -> str:
+    return uri.rsplit("/", 1)[-1]
+
+
+def posters(run: RunFolder, ok_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
     """Item id -> (width, height) of its poster, for the items of ``ok_ids`` whose video can be read; posters
-    made on the way. Only ids found as ``videos/<id>.mp4`` in the listing are read, so none leaves the folder."""
-    run.fs.create_dir(f"{report_root}/posters", recursive=True)
-    videos, made = _files(run.fs, f"{run.root}/videos"), _files(run.fs, f"{report_root}/posters")
-    todo = [i for i in ok_ids if f"{i}.mp4" in videos]
+    made on the way. Only ids whose video is found in the listing are read, so none leaves the folder."""
+    run.fs.create_dir(run.fs_path(run.posters_uri), recursive=True)
+    videos, made = _files(run, run.videos_uri), _files(run, run.posters_uri)
+    todo = [i for i in ok_ids if _name(run.video_uri(i)) in videos]
 
     def size(item_id: str) -> tuple[int, int] | None:
-        poster = f"{report_root}/posters/{item_id}.jpg"
-        return _poster(run.fs, videos[f"{item_id}.mp4"], made.get(f"{item_id}.jpg"), poster)
+        poster = run.poster_uri(item_id)
+        return _poster(run.fs, videos[_name(run.video_uri(item_id))], made.get(_name(poster)), run.fs_path(poster))
 
     with ThreadPoolExecutor(max_workers=8) as pool:  # decoding releases the GIL; thousands of posters add up
         sizes = dict(zip(todo, pool.map(size, todo), strict=True))

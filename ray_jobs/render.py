@@ -151,7 +151,7 @@ def interrupted_line(run: RunFolder) -> str:
 
 
 def _run_render(options: RunOptions, run: RunFolder) -> int:
-    lease = Lease(run.uri)
+    lease = Lease(run)
     started_absent = not options.resume and run.fs.get_file_info(run.root).type == FileType.NotFound
     try:
         _take(options, run, lease)
@@ -340,7 +340,7 @@ def _summary(run: RunFolder, planned) -> int:
     if summary.unscored:
         lines.append(f"quality: {summary.unscored} ok clip(s) without scores; ltx-batch score {run.uri} --missing-only")
     lines += [
-        f"outputs: {run.uri.rstrip('/')}/videos/",
+        f"outputs: {run.videos_uri}/",
         f"results: {run.results_uri}/ (Parquet, one row per attempt)",
         f"inspect: python -c \"import pandas as pd; print(pd.read_parquet('{run.results_uri}')"
         f"[['item_id','status','output_uri','seed']])\"",

@@ -40,7 +40,7 @@ from runstore.latest import latest_table
 from runstore.plan import PlannedItem
 from runstore.results import read_results
 from runstore.run_folder import RunFolder
-from storage.fs import is_uri, join, local_or_uri, write_atomically
+from storage.fs import is_uri, local_or_uri
 
 PAGE = 100  # cards (or a retry run's groups of candidates) the page lays out at a time
 WEAK_SEAM = 2.0  # a seam score above this is drawn as a visible jump on the item's timeline
@@ -336,14 +336,13 @@ def _card(
 def build_report(run_uri: str) -> Path:
     """Write ``RUN/report/index.html`` and its posters; return the page's path (inside the bucket for a URI)."""
     run = RunFolder(run_uri)
-    report_root = f"{run.root}/report"
     info, plan, invalid = run.run_info(), run.plan_table(["id", "tags"]), invalid_ids(run)
     ids = plan.column("id").to_pylist()
     attempts = read_results(run.results_uri, CARD_COLUMNS)
     rows = {r["item_id"]: r for r in latest_table(ids, attempts, invalid).to_pylist()}
     lacking = [i for i in ids if i not in rows or rows[i]["images"] is None]  # the plan says what they show
-    planned = {p.id: p for p in run.plan(lacking, info)} if lacking else {}
-    sizes = posters(run, [i for i in ids if i in rows and rows[i]["status"] == "ok"], report_root)
+    planned = {p.id: p for p in run.plan(lacking)} if lacking else {}
+    sizes = posters(run, [i for i in ids if i in rows and rows[i]["status"] == "ok"])
     tags = [dict(pairs or []) for pairs in plan.column("tags").to_pylist()]
     cards = [invalid_card(i, rows.get(i)) for i in invalid]
     cards += [_card(i, rows.get(i), planned.get(i), t, sizes.get(i)) for i, t in zip(ids, tags, strict=True)]
@@ -352,15 +351,14 @@ def build_report(run_uri: str) -> Path:
     promote = f"ltx-batch promote {shlex.quote(folder)} --out {shlex.quote(folder.rstrip('/') + '-final')}"
     summary = summarize(ids, attempts, invalid)
     page = render_page(info, cards, summary, command, promote, retry_info(run))
-    index = f"{report_root}/index.html"
-    write_atomically(run.fs, index, lambda stream: stream.write(page.encode()))
-    return Path(index)
+    run.write_file(run.report_page_uri, page.encode())
+    return Path(run.fs_path(run.report_page_uri))
 
 
 def report_written(run_uri: str) -> str:
     """Build the report; where it is, as the user opens it: a URI for a run on object storage, else its path."""
     path = build_report(run_uri)
-    return join(run_uri, "report/index.html") if is_uri(run_uri) else str(path)
+    return RunFolder(run_uri).report_page_uri if is_uri(run_uri) else str(path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,13 +17,11 @@ import yaml
 from manifests.load import set_overrides
 from quality.score_fields import SCORE_NAMES
 from ray_jobs.run_options import RunOptions
-from runstore.best_candidates import INFO
 from runstore.latest import matching_rows, where_filter
 from runstore.retry_candidates import RetryError, candidates
 from runstore.run_folder import RunFolder
-from storage.fs import join, write_bytes
 
-MANIFEST = "submitted/retry-weak.yaml"
+MANIFEST = "retry-weak.yaml"  # in the new run's submitted/
 
 
 @dataclass(frozen=True)
@@ -44,30 +42,30 @@ def score_in(expression: str) -> str | None:
     return named[0] if len(named) == 1 else None
 
 
-def plan_retry(retry: Retry, out: str, overrides: dict) -> tuple[str, int]:
-    """Write the new run's manifest and retry.json; return (manifest path, candidates planned)."""
+def plan_retry(retry: Retry, source: RunFolder, out: str, overrides: dict) -> tuple[str, int]:
+    """Write the new run's manifest and retry.json; return (manifest path, candidates planned). ``source`` is
+    the run ``retry.run``."""
     keep = where_filter(retry.where)
     by = retry.by or score_in(retry.where)
     if by not in SCORE_NAMES:
         raise RetryError(f"--by must name the score that picks the best candidate, one of: {', '.join(SCORE_NAMES)}.")
-    source = RunFolder(retry.run)
     plan = source.plan()
     selected = matching_rows(source, keep, [p.id for p in plan])
     planned = {p.id: p for p in plan}
     entries = candidates([planned[row["item_id"]] for row in selected], retry.seeds, overrides)
     if not entries:
         return "", 0
-    info = source.run_info()
-    RunFolder(out).mark()  # before the files below, so the render that follows knows the folder as ours
-    manifest = join(out, MANIFEST)
-    write_bytes(manifest, yaml.safe_dump({"model": info["model"], "items": entries}, sort_keys=False).encode())
+    info, new = source.run_info(), RunFolder(out)
+    new.mark()  # before the files below, so the render that follows knows the folder as ours
+    manifest = new.submitted_uri(MANIFEST)
+    new.write_file(manifest, yaml.safe_dump({"model": info["model"], "items": entries}, sort_keys=False).encode())
     originals = {
         row["item_id"]: {"output_uri": row["output_uri"], **{name: row[name] for name in SCORE_NAMES}}
         for row in selected
     }
     record = {"source": retry.run, "source_run_id": info["run_id"], "where": retry.where, "by": by}
     record.update({"seeds": retry.seeds, "set": overrides, "originals": originals})
-    write_bytes(join(out, INFO), json.dumps(record, indent=1, default=str).encode())
+    new.write_file(new.retry_uri, json.dumps(record, indent=1, default=str).encode())
     return manifest, len(entries)
 
 
@@ -76,19 +74,20 @@ def retry_weak(retry: Retry, options: RunOptions) -> int:
     overrides go into the candidates, and the run keeps the source run's quantization unless one is given."""
     from ray_jobs.render import run_render
 
-    if RunFolder(options.out).exists():
+    out, source = RunFolder(options.out), RunFolder(retry.run)
+    if out.exists():
         raise RetryError(
             f"{options.out} already holds a run; pick a new --out (or resume it: ltx-batch resume {options.out})."
         )
-    problem = RunFolder(options.out).foreign_problem()
+    problem = out.foreign_problem()
     if problem:
         raise RetryError(problem)
-    manifest, count = plan_retry(retry, options.out, set_overrides(list(options.items.overrides)))
+    manifest, count = plan_retry(retry, source, options.out, set_overrides(list(options.items.overrides)))
     if not count:
         print(f"no item of {retry.run} matches --where {retry.where!r}; nothing to re-render")
         return 0
     print(f"{count} candidates for the items of {retry.run} where {retry.where}")
-    quantization = options.model.quantization or RunFolder(retry.run).run_info()["bundle"]["quantization"]
+    quantization = options.model.quantization or source.run_info()["bundle"]["quantization"]
     return run_render(
         replace(
             options,

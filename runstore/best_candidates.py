@@ -12,14 +12,12 @@ from quality.score_fields import BY_NAME
 from runstore.latest import latest_rows
 from runstore.results import revise
 from runstore.run_folder import RunFolder
-from storage.fs import exists, join, read_bytes
-
-INFO = "retry.json"
 
 
 def retry_info(run: RunFolder) -> dict | None:
     """A retry run's ``retry.json``; None for other runs."""
-    return json.loads(read_bytes(join(run.uri, INFO))) if exists(join(run.uri, INFO)) else None
+    raw = run.read_file(run.retry_uri)
+    return None if raw is None else json.loads(raw)
 
 
 def mark_best(run: RunFolder) -> list[str]:

@@ -28,11 +28,9 @@ from datetime import UTC, datetime
 
 import pyarrow.fs as pafs
 
-from storage.fs import filesystem, write_atomically
+from runstore.run_folder import RunFolder
+from storage.fs import write_atomically
 
-CLAIM = "lease.json"
-BEATS = "lease-beats"
-FENCED = "fenced"
 BEAT_SECONDS = 5.0
 STALE_SECONDS = 30.0
 SETTLE_SECONDS = 2.0
@@ -63,11 +61,10 @@ def new_holder() -> Holder:
 class Lease:
     """The claim of one driver session on one run folder."""
 
-    def __init__(self, run_uri: str, holder: Holder | None = None):
-        self.run_uri = run_uri
-        self.fs, root = filesystem(run_uri)
-        self.root = root.rstrip("/")
+    def __init__(self, run: RunFolder, holder: Holder | None = None):
+        self.run, self.fs = run, run.fs
         self.holder = holder or new_holder()
+        self._claim = run.fs_path(run.claim_uri)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -75,13 +72,13 @@ class Lease:
     def token(self) -> str:
         return self.holder.token
 
-    def _path(self, *parts: str) -> str:
-        return "/".join([self.root, *parts])
+    def _beat_path(self, token: str) -> str:
+        return self.run.fs_path(self.run.beat_uri(token))
 
     def current(self) -> Holder | None:
         """Who holds the run now, if anyone."""
         try:
-            with self.fs.open_input_stream(self._path(CLAIM)) as stream:
+            with self.fs.open_input_stream(self._claim) as stream:
                 return Holder(**json.loads(stream.read()))
         except (FileNotFoundError, OSError, ValueError, TypeError):
             return None
@@ -90,20 +87,20 @@ class Lease:
         """No beat for ``STALE_SECONDS``, or a holder on this host whose process is gone (killed, crashed)."""
         if holder.host == socket.gethostname() and not _alive(holder.pid):
             return True
-        info = self.fs.get_file_info(self._path(BEATS, holder.token))
+        info = self.fs.get_file_info(self._beat_path(holder.token))
         if info.type != pafs.FileType.File or info.mtime is None:
             return True
         return time.time() - info.mtime.timestamp() > STALE_SECONDS
 
     def acquire(self, take_over: bool = False) -> None:
         """Take the run or raise ``RunTaken`` naming the live holder."""
-        self.fs.create_dir(self._path(BEATS), recursive=True)
+        self.fs.create_dir(self.run.fs_path(self.run.beats_uri), recursive=True)
         self._beat()  # a beat before the claim: a fresh claim is never judged stale
         held = self.current()
         if held is not None:
             stale = self.is_stale(held)
             if not (take_over or stale):
-                raise RunTaken(held.refusal(self.run_uri))
+                raise RunTaken(held.refusal(self.run.uri))
             if not stale:  # a live driver taken over: its rows stop counting (a gone one's rows are good)
                 self._fence(held.token)
         local = isinstance(self.fs, pafs.LocalFileSystem)
@@ -111,17 +108,17 @@ class Lease:
         if not won:
             self._drop_beat()
             held = self.current()
-            raise RunTaken(held.refusal(self.run_uri) if held else f"run {self.run_uri} was taken by another driver")
+            raise RunTaken(held.refusal(self.run.uri) if held else f"run {self.run.uri} was taken by another driver")
         self._start_beats()
 
     def _claim_local(self, held: Holder | None) -> bool:
-        path = self._path(CLAIM)
+        path = self._claim
         if held is not None:
             try:
-                os.rename(path, self._path(f".{CLAIM}.{held.token}.replaced"))
+                os.rename(path, _beside(path, held.token, "replaced"))
             except FileNotFoundError:
                 return False  # another driver replaced it first
-        tmp = self._path(f".{CLAIM}.{self.token}.tmp")
+        tmp = _beside(path, self.token, "tmp")
         with open(tmp, "w") as f:
             json.dump(self.holder.__dict__, f)
         try:
@@ -136,21 +133,21 @@ class Lease:
         now = self.current()
         if (now.token if now else None) != (held.token if held else None):
             return False
-        write_atomically(self.fs, self._path(CLAIM), lambda s: s.write(json.dumps(self.holder.__dict__).encode()))
+        write_atomically(self.fs, self._claim, lambda s: s.write(json.dumps(self.holder.__dict__).encode()))
         time.sleep(SETTLE_SECONDS)
         won = self.current()
         return won is not None and won.token == self.token
 
     def _fence(self, token: str) -> None:
-        self.fs.create_dir(self._path(FENCED), recursive=True)
-        write_atomically(self.fs, self._path(FENCED, token), lambda s: s.write(b""))
+        self.fs.create_dir(self.run.fs_path(self.run.fenced_uri), recursive=True)
+        write_atomically(self.fs, self.run.fs_path(self.run.fence_uri(token)), lambda s: s.write(b""))
 
     def _beat(self) -> None:
-        write_atomically(self.fs, self._path(BEATS, self.token), lambda s: s.write(str(time.time()).encode()))
+        write_atomically(self.fs, self._beat_path(self.token), lambda s: s.write(str(time.time()).encode()))
 
     def _drop_beat(self) -> None:
         with contextlib.suppress(OSError):
-            self.fs.delete_file(self._path(BEATS, self.token))
+            self.fs.delete_file(self._beat_path(self.token))
 
     def _start_beats(self) -> None:
         def beat() -> None:
@@ -174,7 +171,7 @@ class Lease:
             self._thread.join()
         if self.holds():
             with contextlib.suppress(OSError):
-                self.fs.delete_file(self._path(CLAIM))
+                self.fs.delete_file(self._claim)
         self._drop_beat()
 
 
@@ -188,10 +185,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def fenced_tokens(run_uri: str) -> set[str]:
+def _beside(path: str, token: str, suffix: str) -> str:
+    """A hidden name beside the claim at ``path`` for one driver's ``token`` (``RunFolder.claim_uri``)."""
+    folder, name = path.rsplit("/", 1)
+    return f"{folder}/.{name}.{token}.{suffix}"
+
+
+def fenced_tokens(run: RunFolder) -> set[str]:
     """Tokens of driver sessions that were taken over: their results rows do not count."""
-    fs, root = filesystem(run_uri)
-    folder = f"{root.rstrip('/')}/{FENCED}"
-    if fs.get_file_info(folder).type != pafs.FileType.Directory:
+    folder = run.fs_path(run.fenced_uri)
+    if run.fs.get_file_info(folder).type != pafs.FileType.Directory:
         return set()
-    return {i.base_name for i in fs.get_file_info(pafs.FileSelector(folder)) if i.type == pafs.FileType.File}
+    return {i.base_name for i in run.fs.get_file_info(pafs.FileSelector(folder)) if i.type == pafs.FileType.File}

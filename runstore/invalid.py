@@ -59,16 +59,13 @@ class InvalidItems:
         return cls(record["run_seed"], record["defaults"], items)
 
 
-FILE = "invalid.json"
-
-
 def save(run: RunFolder, invalid: InvalidItems) -> None:
-    run.write_file(FILE, invalid.to_json())
+    run.write_file(run.invalid_uri, invalid.to_json())
 
 
 def load(run: RunFolder) -> InvalidItems | None:
     """The run's set-aside items; None for a run without any (every run not started with --skip-invalid)."""
-    raw = run.read_file(FILE)
+    raw = run.read_file(run.invalid_uri)
     return None if raw is None else InvalidItems.from_json(raw)
 
 

@@ -8,7 +8,7 @@ attempts: the latest attempt per item wins. Plain ``pyarrow.dataset`` or ``panda
 Each row carries the clip's quality scores (``quality``) as its worker measured them. Scores can be revised
 afterwards (``ltx-batch score``, or scores that arrived after their row was written) and retry candidates
 get their ``best`` mark when their run ends: such revisions never touch an attempt's row. They go to
-``RUN/results/_revisions/`` (a leading ``_`` keeps them out of the attempts dataset for pyarrow and pandas),
+``RUN/results/_revisions/`` (``RunFolder.revisions_uri``: a leading ``_`` keeps them out of the dataset),
 keyed by item and video hash, so a revision follows the clip it was made for and a re-rendered clip starts
 afresh. ``read_results`` applies them, the latest revision winning.
 """
@@ -33,6 +33,7 @@ from runstore.claim import fenced_tokens
 from runstore.compute import pc
 from runstore.plan import PROMOTED_FROM, PlannedItem
 from runstore.results_cache import read_rows
+from runstore.run_folder import RunFolder
 from storage.fs import filesystem, write_atomically
 
 STATUSES = ("ok", "failed")
@@ -51,7 +52,6 @@ QUALITY_TYPE = pa.struct(
         pa.field("seconds", pa.float64()),
     ]
 )
-REVISIONS = "_revisions"
 REVISION_SCHEMA = pa.schema(
     [
         pa.field("item_id", pa.string()),
@@ -206,11 +206,12 @@ def read_results(results_uri: str, columns: Sequence[str] | None = None) -> pa.T
     ``columns`` when given (a big run reads much faster so). Many attempt files read through a cache
     (``runstore.results_cache``)."""
     names = list(columns or RESULT_SCHEMA.names)
-    fs, root = filesystem(results_uri)
+    run = RunFolder.of_results(results_uri)
+    fs, root = run.fs, run.fs_path(run.results_uri)
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.NotFound:
         return RESULT_SCHEMA.empty_table().select(names)
-    fenced = fenced_tokens(results_uri.rstrip("/").rsplit("/", 1)[0])
+    fenced = fenced_tokens(run)
     files = [
         i
         for i in fs.get_file_info(pafs.FileSelector(root))
@@ -218,8 +219,8 @@ def read_results(results_uri: str, columns: Sequence[str] | None = None) -> pa.T
     ]
     revised = [c for c in ("quality", "best") if c in names]
     keys = [c for c in ("item_id", "output_sha256") if revised and c not in names]
-    attempts = read_rows(fs, root, files, RESULT_SCHEMA, names + keys)
-    revisions = _read_revisions(fs, f"{root}/{REVISIONS}") if revised else REVISION_SCHEMA.empty_table()
+    attempts = read_rows(fs, run.fs_path(run.results_cache_uri), files, RESULT_SCHEMA, names + keys)
+    revisions = _read_revisions(fs, run.fs_path(run.revisions_uri)) if revised else REVISION_SCHEMA.empty_table()
     return apply_revisions(attempts, revisions).select(names)
 
 
@@ -231,9 +232,8 @@ def _counted(name: str, fenced: set[str]) -> bool:
 def revise(results_uri: str, revisions: list[dict], name: str) -> None:
     """Record revisions (``item_id``, ``output_sha256`` and a new ``quality`` and/or ``best``) as one new file
     named after ``name`` (unique per writer: a session, an item)."""
-    fs, root = filesystem(results_uri)
-    now = datetime.now(UTC)
-    folder = f"{root}/{REVISIONS}"
+    run = RunFolder.of_results(results_uri)
+    fs, folder, now = run.fs, run.fs_path(run.revisions_uri), datetime.now(UTC)
     fs.create_dir(folder, recursive=True)
     table = pa.Table.from_pylist([{**r, "revised_at": now} for r in revisions], schema=REVISION_SCHEMA)
     write_atomically(fs, f"{folder}/{now:%Y%m%dT%H%M%S%f}-{name}.parquet", lambda s: pq.write_table(table, s))

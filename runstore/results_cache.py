@@ -1,4 +1,4 @@
-"""A copy of the results dataset's rows in one Parquet file, ``RUN/results/_cache/rows.parquet``, so that a run
+"""A copy of the results dataset's rows in one Parquet file (``RunFolder.results_cache_uri``), so that a run
 of many thousand attempt files reads in about a second.
 
 Each attempt file costs a reader a millisecond or more whatever few rows it holds (its footer describes every
@@ -23,7 +23,6 @@ import pyarrow.parquet as pq
 from runstore.compute import pc
 from storage.fs import write_atomically
 
-CACHE = "_cache/rows.parquet"  # under the results folder: the leading _ keeps it out of the attempts dataset
 READ_GROUP = 500  # attempt files read together
 REFRESH_FILES = 200  # reading this many small files costs about what rewriting the cache of a big run does
 # The attempt file a cached row came from, as listed when it was read.
@@ -32,12 +31,11 @@ KEY = tuple(f.name for f in KEY_FIELDS)
 
 
 def read_rows(
-    fs: pafs.FileSystem, root: str, files: list[pafs.FileInfo], schema: pa.Schema, columns: list[str]
+    fs: pafs.FileSystem, path: str, files: list[pafs.FileInfo], schema: pa.Schema, columns: list[str]
 ) -> pa.Table:
-    """``columns`` of every row of the attempt ``files`` (as listed under ``root``), each file cast to
-    ``schema``: unchanged files' rows from the cache, the others read; the cache refreshed when that took
+    """``columns`` of every row of the attempt ``files`` (as listed), each file cast to ``schema``: unchanged
+    files' rows from the cache at ``path``, the others read; the cache refreshed when that took
     ``REFRESH_FILES`` files or more."""
-    path = f"{root}/{CACHE}"
     known = _cached_keys(fs, path, schema)
     fresh = [f for f in files if (f.base_name, f.size, f.mtime_ns) not in known]
     refresh = len(fresh) >= REFRESH_FILES

@@ -1,4 +1,4 @@
-"""Where a long item's finished windows live in the run folder: ``windows/<item id>-<fingerprint>/``.
+"""A long item's finished windows in the run folder (``RunFolder.item_windows_uri``).
 
 The run folder holds them, not the worker, so a chain whose worker is lost resumes from its last finished window
 on any other worker, and ``cuts`` windows rendered on several workers meet in one place to be joined. The
@@ -18,42 +18,36 @@ import pyarrow.fs as pafs
 from ltxcore.windows import window_index
 from runstore.plan import JoinWindows, PlannedItem, RenderWindow
 from runstore.run_folder import RunFolder
-from storage.fs import download, filesystem, write_atomically
+from storage.fs import download, write_atomically
 
 
-def windows_uri(run: RunFolder, planned: PlannedItem) -> str:
-    run.video_uri(planned.id)  # the id check: nothing outside the folder
-    return f"{run.uri.rstrip('/')}/windows/{_folder(planned.id, planned.fingerprint)}"
-
-
-def _names(uri: str) -> list[str]:
-    fs, path = filesystem(uri)
-    infos = fs.get_file_info(pafs.FileSelector(path.rstrip("/"), allow_not_found=True))
+def _names(run: RunFolder, uri: str) -> list[str]:
+    infos = run.fs.get_file_info(pafs.FileSelector(run.fs_path(uri), allow_not_found=True))
     return [info.base_name for info in infos if info.type == pafs.FileType.File]
 
 
 def finished_windows(run: RunFolder, planned: PlannedItem) -> set[int]:
     """The windows of ``planned`` with a record (and so whole) in the run folder."""
-    return {i for name in _names(windows_uri(run, planned)) if (i := window_index(name)) is not None}
+    uri = run.item_windows_uri(planned.id, planned.fingerprint)
+    return {i for name in _names(run, uri) if (i := window_index(name)) is not None}
 
 
 def finished_counts(run: RunFolder, items: list[tuple[str, str]]) -> dict[str, int]:
     """Item id -> how many of its windows are finished in the run folder, for (id, fingerprint) ``items``, from one
     listing of ``windows/`` (``status`` of a big run lists once, not once per item)."""
-    fs, path = filesystem(f"{run.uri.rstrip('/')}/windows")
-    infos = fs.get_file_info(pafs.FileSelector(path.rstrip("/"), recursive=True, allow_not_found=True))
+    selector = pafs.FileSelector(run.fs_path(run.windows_uri), recursive=True, allow_not_found=True)
+    infos = run.fs.get_file_info(selector)
     per_folder: dict[str, int] = {}
     for info in infos:
         if info.type == pafs.FileType.File and window_index(info.base_name) is not None:
             folder = info.path.rsplit("/", 2)[-2]
             per_folder[folder] = per_folder.get(folder, 0) + 1
-    counts = {item_id: per_folder.get(_folder(item_id, fingerprint), 0) for item_id, fingerprint in items}
+    counts = {item_id: per_folder.get(_base(run.item_windows_uri(item_id, fp)), 0) for item_id, fp in items}
     return {item_id: n for item_id, n in counts.items() if n}
 
 
-def _folder(item_id: str, fingerprint: str) -> str:
-    """An item's windows folder: its id and fingerprint (an item edited under the same id starts afresh)."""
-    return f"{item_id}-{fingerprint[:16]}"
+def _base(uri: str) -> str:
+    return uri.rsplit("/", 1)[-1]
 
 
 def units_of_work(planned: list[PlannedItem], run: RunFolder) -> list[PlannedItem]:
@@ -74,13 +68,13 @@ def units_of_work(planned: list[PlannedItem], run: RunFolder) -> list[PlannedIte
 def local_windows(run: RunFolder, planned: PlannedItem, scratch: Path) -> tuple[Path, Callable[[Path], None] | None]:
     """A local folder holding the item's finished windows, and the callback that keeps the run folder up to
     date as each new file is whole (``ltxcore.long_form.WindowFolder``'s ``saved``)."""
-    uri = windows_uri(run, planned)
-    fs, path = filesystem(uri)
+    uri = run.item_windows_uri(planned.id, planned.fingerprint)
+    fs, path = run.fs, run.fs_path(uri)
     if isinstance(fs, pafs.LocalFileSystem):
         return Path(path), None
-    local = scratch / "windows" / _folder(planned.id, planned.fingerprint)
+    local = scratch / "windows" / _base(uri)
     shutil.rmtree(local, ignore_errors=True)
-    for name in sorted(_names(uri), key=lambda n: n.endswith(".json")):  # records last: a record means whole
+    for name in sorted(_names(run, uri), key=lambda n: n.endswith(".json")):  # records last: a record means whole
         if not name.startswith("."):
             download(f"{uri}/{name}", local / name)
 

@@ -358,7 +358,7 @@ def test_long_items_windows_in_the_quality_column_status_and_where(windowed, tmp
     keep = where_filter("worst_seam > 2")
     assert [row["item_id"] for row in matching_rows(RunFolder(str(windowed)), keep)] == ["clip-0"]
     retry = Retry(str(windowed), "worst_seam > 2", seeds=2)  # retry-weak --where "worst_seam > 2"
-    assert plan_retry(retry, str(tmp_path / "retry"), {})[1] == 2  # two candidates of clip-0
+    assert plan_retry(retry, RunFolder(retry.run), str(tmp_path / "retry"), {})[1] == 2  # two candidates of clip-0
     info = json.loads((tmp_path / "retry" / "retry.json").read_text())
     assert info["by"] == "worst_seam" and list(info["originals"]) == ["clip-0"]
 

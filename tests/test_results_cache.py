@@ -11,9 +11,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from runstore.claim import FENCED
 from runstore.results import RESULT_SCHEMA, ShardRecorder, read_results, result_row
-from runstore.results_cache import CACHE, REFRESH_FILES
+from runstore.results_cache import REFRESH_FILES
+from runstore.run_folder import RunFolder
 from tools.synthetic_run import RESUME_SESSION, T0, build_synthetic_run, synthetic_plan
 
 COMPARED = ["item_id", "shard_id", "attempt", "status", "error_message", "finished_at", "output_sha256"]
@@ -27,9 +27,13 @@ def results(tmp_path) -> Path:
     return folder
 
 
+def _run(results: Path) -> RunFolder:
+    return RunFolder(str(results.parent))
+
+
 def _files_as_they_are(folder: Path) -> list[tuple]:
     """Every row of the counted attempt files, read one file at a time with plain pyarrow."""
-    fenced = {p.name for p in (folder.parent / FENCED).glob("*")}
+    fenced = {p.name for p in Path(_run(folder).fenced_uri).glob("*")}
     files = [p for p in sorted(folder.glob("*.parquet")) if p.name.split("-", 1)[0] not in fenced]
     table = pa.concat_tables(pq.read_table(p, schema=RESULT_SCHEMA).select(COMPARED) for p in files)
     return sorted(tuple(r.values()) for r in table.to_pylist())
@@ -40,7 +44,7 @@ def _read(folder: Path) -> list[tuple]:
 
 
 def test_the_cache_follows_files_added_rewritten_and_removed(results):
-    cache = results / CACHE
+    cache = Path(_run(results).results_cache_uri)
     cache.unlink()  # the one the run's summary left
     assert _read(results) == _files_as_they_are(results)
     assert cache.is_file()  # every file was read: the next reader takes them from here
@@ -64,8 +68,8 @@ def test_the_cache_follows_files_added_rewritten_and_removed(results):
 
 def test_rows_of_a_fenced_session_drop_out_of_the_cache(results):
     before = _read(results)
-    (results.parent / FENCED).mkdir()
-    (results.parent / FENCED / RESUME_SESSION).write_bytes(b"")  # the resume was taken over
+    Path(_run(results).fenced_uri).mkdir()
+    Path(_run(results).fence_uri(RESUME_SESSION)).write_bytes(b"")  # the resume was taken over
     after = _read(results)
     assert after == _files_as_they_are(results) and len(after) < len(before)
 
@@ -73,7 +77,7 @@ def test_rows_of_a_fenced_session_drop_out_of_the_cache(results):
 def test_a_cache_written_for_other_columns_is_replaced(results):
     expected = _files_as_they_are(results)
     read_results(str(results))
-    cache = results / CACHE
+    cache = Path(_run(results).results_cache_uri)
     older = pq.read_table(cache)
     pq.write_table(older.drop_columns(["windows"]), cache)  # as a version before long items would have left it
     assert _read(results) == expected
@@ -84,6 +88,6 @@ def test_a_run_of_few_files_gets_no_cache(tmp_path):
     build_synthetic_run(tmp_path / "run", 40)
     results = tmp_path / "run" / "results"
     assert _read(results) == _files_as_they_are(results)
-    assert not (results / CACHE).exists()
+    assert not Path(_run(results).results_cache_uri).exists()
     rows = read_results(str(results), ["item_id", "status"])
     assert rows.column_names == ["item_id", "status"] and pc.sum(pc.equal(rows.column("status"), "ok")).as_py() > 0

@@ -18,13 +18,14 @@ from conftest import LESSON, SHORT_RENDER, report_cards
 from runstore import claim
 from runstore.claim import Lease, RunTaken
 from runstore.results import RESULT_SCHEMA, read_results
+from runstore.run_folder import RunFolder
 
 
 def _race(run: str, n: int) -> list[str]:
     """``n`` drivers claim ``run`` at the same instant; each reports 'won' or its refusal."""
     barrier = threading.Barrier(n)
     outcome: list[str] = []
-    leases = [Lease(run) for _ in range(n)]
+    leases = [Lease(RunFolder(run)) for _ in range(n)]
 
     def go(lease: Lease) -> None:
         barrier.wait()
@@ -56,7 +57,7 @@ def test_of_drivers_started_together_exactly_one_takes_the_run_every_time(tmp_pa
 def _claim_in_process(run: str, start, results, told) -> None:
     start.wait()
     try:
-        Lease(run).acquire()  # never released: the lease stays live while the beat file is fresh
+        Lease(RunFolder(run)).acquire()  # never released: the lease stays live while the beat file is fresh
         results.put("won")
     except RunTaken:
         results.put("refused")
@@ -81,10 +82,10 @@ def test_separate_processes_racing_for_a_run_leave_one_winner(tmp_path):
 
 def test_a_stale_or_taken_over_claim_fences_the_old_driver_and_its_rows(tmp_path, monkeypatch):
     run = str(tmp_path / "run")
-    old = Lease(run)
+    old = Lease(RunFolder(run))
     old.acquire()
     try:
-        Lease(run).acquire()
+        Lease(RunFolder(run)).acquire()
         raise AssertionError("a live lease was taken without --take-over")
     except RunTaken as e:
         assert f"{old.holder.host}/{old.holder.pid}" in str(e)
@@ -94,7 +95,7 @@ def test_a_stale_or_taken_over_claim_fences_the_old_driver_and_its_rows(tmp_path
     attempt_file = results / f"{old.token}-shard-00000-attempt-01.parquet"
     pq.write_table(pa.Table.from_pylist([row], schema=RESULT_SCHEMA), attempt_file)
     assert read_results(str(results)).num_rows == 1
-    new = Lease(run)
+    new = Lease(RunFolder(run))
     new.acquire(take_over=True)
     assert new.holds() and not old.holds()
     assert read_results(str(results)).num_rows == 0  # the fenced session's rows are not counted
@@ -102,10 +103,10 @@ def test_a_stale_or_taken_over_claim_fences_the_old_driver_and_its_rows(tmp_path
     assert new.holds()
     new.release()
     monkeypatch.setattr(claim, "STALE_SECONDS", -1.0)  # a driver that stopped beating
-    gone = Lease(run)
+    gone = Lease(RunFolder(run))
     gone.acquire()
     gone._stop.set()
-    Lease(run).acquire()
+    Lease(RunFolder(run)).acquire()
     assert not gone.holds()
 
 

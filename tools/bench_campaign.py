@@ -303,6 +303,8 @@ def page_load(index: Path, profile: Path) -> dict:
 
 def status_and_report(work: Path, items: int) -> dict[str, dict]:
     """``status``, ``report`` and the report page on a synthetic run of ``items`` items."""
+    from runstore.run_folder import RunFolder
+
     try:
         synthetic = importlib.import_module("tools.synthetic_run")
     except ModuleNotFoundError as e:
@@ -318,7 +320,7 @@ def status_and_report(work: Path, items: int) -> dict[str, dict]:
     status = run_measured(_cli("status", str(run)))
     report = run_measured(_cli("report", str(run)))
     shutil.rmtree(work / "chromium-profile", ignore_errors=True)
-    page = page_load(run / "report" / "index.html", work / "chromium-profile")
+    page = page_load(Path(RunFolder(str(run)).report_page_uri), work / "chromium-profile")
     return {
         "status": {**status.figures(), "run_built_s": round(built_s, 1)},
         "report": report.figures(),

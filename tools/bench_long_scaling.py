@@ -42,6 +42,7 @@ import yaml
 from fixtures.random_bundle import QUICK_SETTINGS
 from ltxcore.windows import window_index
 from runstore.results import read_results
+from runstore.run_folder import RunFolder
 from tools.demo import set_flags
 from tools.long_lesson import write_lesson
 from tools.reference_clip import IMAGE, PROMPT, ensure_bundle, reference_defaults
@@ -78,7 +79,7 @@ def write_manifest(path: Path, audio: Path, lessons: int, long_form: str, device
 def window_records(run: Path) -> dict[str, WindowSeen]:
     """Every whole window's record (``window-KKKK.json``; partial files are skipped), by item folder and name."""
     out = {}
-    for path in run.glob("windows/*/window-*.json"):
+    for path in Path(RunFolder(str(run)).windows_uri).glob("*/window-*.json"):
         if window_index(path.name) is None:
             continue
         record = json.loads(path.read_text())
@@ -105,7 +106,8 @@ def render(
             watcher.start()
         code = driver.wait()
     wall = time.perf_counter() - start
-    rows = read_results(str(run / "results")).to_pylist() if (run / "results").exists() else []
+    results = RunFolder(str(run)).results_uri
+    rows = read_results(results).to_pylist() if Path(results).exists() else []
     ok = [r for r in rows if r["status"] == "ok"]
     if not ok:
         raise RuntimeError(f"nothing rendered with {workers} worker(s) (exit {code}); see {run.with_suffix('.log')}")

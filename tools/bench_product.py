@@ -36,6 +36,7 @@ from pathlib import Path
 import yaml
 
 from runstore.results import read_results
+from runstore.run_folder import RunFolder
 from tools.bench_long_scaling import CPU_SETTINGS
 from tools.bench_scaling import render_command
 from tools.long_lesson import write_lesson
@@ -104,7 +105,7 @@ def measure(manifest: Path, run: Path, cache: Path, device: str, extra: list[str
     with open(log_path, "w") as log:
         code = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
     command_wall = time.perf_counter() - start
-    rows = [r for r in read_results(str(run / "results")).to_pylist() if r["status"] == "ok"]
+    rows = [r for r in read_results(RunFolder(str(run)).results_uri).to_pylist() if r["status"] == "ok"]
     if not rows:
         raise RuntimeError(f"nothing rendered (exit {code}); see {log_path}")
     ready = READY.search(log_path.read_text())

@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from runstore.results import read_results
+from runstore.run_folder import RunFolder
 from tools.reference_clip import PROMPT, ensure_bundle, reference_defaults, write_stereo_speech
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +59,7 @@ def measure(gpus: int, clips: int, bundle: Path, work: Path, shard_size: int = 1
     with open(work / f"run-{gpus}gpu.log", "w") as log:
         code = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
     wall = time.perf_counter() - start
-    rows = [r for r in read_results(str(run / "results")).to_pylist() if r["status"] == "ok"]
+    rows = [r for r in read_results(RunFolder(str(run)).results_uri).to_pylist() if r["status"] == "ok"]
     if not rows:
         raise RuntimeError(f"no clip rendered on {gpus} GPU(s) (exit {code}); see {work}/run-{gpus}gpu.log")
     window = (max(r["finished_at"] for r in rows) - min(r["started_at"] for r in rows)).total_seconds()

@@ -32,6 +32,7 @@ def main() -> int:
     from ltxcore.bundle import ModelBundle
     from ltxcore.errors import BundleError
     from ray_jobs.render import main as render
+    from runstore.run_folder import RunFolder
 
     folder = CACHE / "tiny-bundle"
     try:
@@ -39,7 +40,7 @@ def main() -> int:
     except BundleError:
         print(f"building the tiny random bundle in {folder} (random weights: the pictures will be noise)")
         make_tiny_bundle(folder)
-    if (RUN / "plan.parquet").is_file():
+    if RunFolder(str(RUN)).exists():
         args = ["--resume", str(RUN)]
     else:
         manifest = ROOT / "manifests" / "examples" / "lesson" / "lesson.yaml"

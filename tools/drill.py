@@ -212,9 +212,10 @@ class LocalCluster:
 
 def ok_counts(run: Path) -> Counter:
     from runstore.results import read_results
+    from runstore.run_folder import RunFolder
 
     try:
-        rows = read_results(str(run / "results")).select(["item_id", "status"]).to_pylist()
+        rows = read_results(RunFolder(str(run)).results_uri).select(["item_id", "status"]).to_pylist()
     except OSError:  # a file moved into place mid-listing; look again next time
         return Counter()
     return Counter(r["item_id"] for r in rows if r["status"] == "ok")
