@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 
 import pytest
 import torch
 from conftest import tiny_request
+from torch.utils.hooks import RemovableHandle
 
 from ltxcore.engine import DISTILLED, Engine
 from ltxcore.errors import RenderInputError
@@ -48,12 +51,29 @@ def test_same_request_twice_is_identical_with_other_items_between(engine, media)
     assert not engine.adapters.strengths and all(layer.lo == layer.hi for layer in engine.adapters.layers.values())
 
 
+@contextmanager
+def _gemma_forwards(engine: Engine) -> Iterator[list[None]]:
+    """One entry per forward of the engine's text encoder (Gemma), seen at its token embedding: every forward,
+    encoding or generating, embeds its tokens there first."""
+    calls: list[None] = []
+    embedding = engine.text_encoder.model.get_input_embeddings()
+    hook = embedding.register_forward_hook(lambda *_: calls.append(None))
+    try:
+        yield calls
+    finally:
+        hook.remove()
+
+
 def test_prompt_pairs_are_encoded_once(engine, media):
-    request = _request(media["stereo_wav"], prompt="A cached prompt", num_frames=9, num_inference_steps=2)
-    engine.render(request, None)
-    misses = engine.prompts.misses
-    engine.render(request, None)
-    assert engine.prompts.misses == misses
+    """A shard's prompts are encoded before its first item; neither encoding them again nor the item's render
+    runs the text encoder a second time."""
+    request = _request(media["stereo_wav"], prompt="A prompt encoded once", num_frames=9, num_inference_steps=2)
+    with _gemma_forwards(engine) as forwards:
+        engine.prepare_prompts([request])
+        encoded = len(forwards)
+        engine.prepare_prompts([request])
+        engine.render(request, None)
+    assert encoded > 0 and len(forwards) == encoded
 
 
 def test_mono_audio_is_duplicated_to_stereo(engine, media, tmp_path):
@@ -104,7 +124,7 @@ def test_window_shorter_than_the_video_is_silence_not_more_of_the_file(engine, m
     assert result.audio_padded_seconds == pytest.approx(0.5, abs=1e-3)
 
 
-def _record_transformer_calls(engine: Engine) -> tuple[list[tuple], object]:
+def _record_transformer_calls(engine: Engine) -> tuple[list[tuple], RemovableHandle]:
     """What each transformer forward sees: token and context shapes (their first axis is the batch of
     guidance passes), the per-sample perturbations and the LoRA strength in effect."""
     calls: list[tuple] = []

@@ -9,19 +9,26 @@ from conftest import tiny_request
 from ltx_core.components.guiders import MultiModalGuider, MultiModalGuiderParams
 from ltx_pipelines.utils.helpers import multi_modal_guider_denoising_func
 
+from ltxcore.audio_ahead import heard_audio
 from ltxcore.engine import Engine
 from ltxcore.guidance import GuidedDenoiser, guidance_passes
 
 
 def _states(engine: Engine, media):
-    """Real stage-1 states for a small clip, built the way the engine builds them."""
+    """Real stage-1 states for a small clip, built the way the engine builds them: the audio the model hears,
+    encoded by the bundle's audio VAE through upstream's ``encode_audio``."""
     from ltx_core.components.noisers import GaussianNoiser
+    from ltx_core.model.audio_vae import encode_audio
     from ltx_core.tools import AudioLatentTools, VideoLatentTools
-    from ltx_core.types import AudioLatentShape, VideoLatentShape, VideoPixelShape
+    from ltx_core.types import Audio, AudioLatentShape, VideoLatentShape, VideoPixelShape
 
     request = engine.resolve(tiny_request(media["stereo_wav"], prompt="p", width=192, num_frames=17, frame_rate=25.0))
-    _, audio_latent = engine._encode_audio(request)
+    _, heard = heard_audio(request)
+    waveform = torch.from_numpy(heard.samples).unsqueeze(0)
     shape = VideoPixelShape(1, 17, 64, 96, 25.0)
+    frames = AudioLatentShape.from_video_pixel_shape(shape).frames
+    audio_latent = encode_audio(Audio(waveform=waveform, sampling_rate=heard.sample_rate), engine.audio_encoder)
+    audio_latent = audio_latent[:, :, :frames]
     noiser = GaussianNoiser(torch.Generator().manual_seed(0))
     video_tools = VideoLatentTools(engine.video_patchifier, VideoLatentShape.from_pixel_shape(shape, 128), 25.0)
     video = noiser(video_tools.create_initial_state("cpu", torch.bfloat16), 1.0)

@@ -11,7 +11,6 @@ import pytest
 import yaml
 from conftest import EXAMPLES, LESSON, REPO
 
-from manifests import item
 from manifests.builders import build_lessons
 from manifests.json_schema import manifest_schema, schema_text
 from manifests.load import TOP_LEVEL_KEYS, load_manifest
@@ -64,8 +63,23 @@ def test_schema_checks_names_types_and_sections():
     assert _errors({"model": {"quantization": "int4"}})[0].startswith("model/quantization: 'int4' is not valid")
 
 
-def test_media_fields_derive_from_the_item_model():
-    assert item.MEDIA_FIELDS == ("audio", "image", "images")
+def test_the_fields_the_item_model_marks_as_files_resolve_against_the_manifest(tmp_path):
+    """audio, image and each path of images name files: written relative, they are found beside the manifest, and
+    a missing one is named with its field; a text field that looks like a file name stays as written."""
+    items = [
+        {"id": "one", "audio": "voice.wav", "image": "face.png", "prompt": "face.png"},
+        {"id": "many", "audio": "voice.wav", "images": [{"path": "pose.png"}], "prompt": "p"},
+    ]
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump({"items": items}))
+    manifest = load_manifest(tmp_path / "m.yaml")
+    missing = "file {} does not exist or is not a file."
+    assert [str(p) for p in validate(manifest)] == [
+        f"item 'one' (line 2), field 'audio': {missing.format(tmp_path / 'voice.wav')}",
+        f"item 'one' (line 2), field 'image': {missing.format(tmp_path / 'face.png')}",
+        f"item 'many' (line 6), field 'audio': {missing.format(tmp_path / 'voice.wav')}",
+        f"item 'many' (line 6), field 'images[0].path': {missing.format(tmp_path / 'pose.png')}",
+    ]
+    assert manifest.entries[0].data["prompt"] == "face.png"
 
 
 def _messages(tmp_path, entry: dict) -> list[str]:
