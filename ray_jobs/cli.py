@@ -1,7 +1,6 @@
 """``ltx-batch``: one command for the whole workflow. It wraps the modules that do the work.
 
-Errors are one sentence, no traceback, unless ``--debug`` is given.
-"""
+Errors are one sentence, no traceback, unless ``--debug`` is given."""
 
 from __future__ import annotations
 

@@ -107,12 +107,12 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
-def test_a_disk_that_fills_mid_run_stops_it_in_one_line_and_resume_finishes(small_disk, local_ray, tiny_bundle, capsys):
+def _driver_after_its_first_item(manifest: Path, run: Path, tiny_bundle) -> tuple[threading.Thread, dict]:
+    """A driver rendering six short items into ``run``, one per shard, once its first item is done; ``result``
+    gets its exit code."""
     items = [{"id": f"clip-{i}", "audio": str(LESSON / "en.ogg")} for i in range(6)]
     body = {"defaults": {"prompt": "A presenter", "image": str(LESSON / "presenter.png")}, "items": items}
-    manifest = small_disk.parent / "m.yaml"
     manifest.write_text(yaml.safe_dump(body))
-    run = small_disk / "run"
     bundle = str(Path(tiny_bundle.checkpoint_path).parent)
     args = [str(manifest), "--out", str(run), "--bundle", bundle, *SHORT_RENDER, "--shard-size", "1"]
     result: dict = {}
@@ -122,6 +122,12 @@ def test_a_disk_that_fills_mid_run_stops_it_in_one_line_and_resume_finishes(smal
     while not ((run / "results").is_dir() and len(read_results(str(run / "results")))):
         assert time.monotonic() < deadline and driver.is_alive(), "no item finished"
         time.sleep(0.1)
+    return driver, result
+
+
+def test_a_disk_that_fills_mid_run_stops_it_in_one_line_and_resume_finishes(small_disk, local_ray, tiny_bundle, capsys):
+    run = small_disk / "run"
+    driver, result = _driver_after_its_first_item(small_disk.parent / "m.yaml", run, tiny_bundle)
     filler = small_disk / "filler"
     with open(filler, "wb") as f:  # the disk fills up: what is left of the run has nowhere to go
         try:
@@ -146,20 +152,8 @@ def test_a_disk_that_fills_mid_run_stops_it_in_one_line_and_resume_finishes(smal
 def test_a_run_folder_removed_mid_run_stops_it_in_one_line_and_is_not_made_again(
     local_ray, tiny_bundle, tmp_path, capsys
 ):
-    items = [{"id": f"clip-{i}", "audio": str(LESSON / "en.ogg")} for i in range(6)]
-    body = {"defaults": {"prompt": "A presenter", "image": str(LESSON / "presenter.png")}, "items": items}
-    manifest = tmp_path / "m.yaml"
-    manifest.write_text(yaml.safe_dump(body))
     run = tmp_path / "run"
-    bundle = str(Path(tiny_bundle.checkpoint_path).parent)
-    args = [str(manifest), "--out", str(run), "--bundle", bundle, *SHORT_RENDER, "--shard-size", "1"]
-    result: dict = {}
-    driver = threading.Thread(target=lambda: result.setdefault("code", main(args)), daemon=True)
-    driver.start()
-    deadline = time.monotonic() + 300
-    while not ((run / "results").is_dir() and len(read_results(str(run / "results")))):
-        assert time.monotonic() < deadline and driver.is_alive(), "no item finished"
-        time.sleep(0.1)
+    driver, result = _driver_after_its_first_item(tmp_path / "m.yaml", run, tiny_bundle)
     shutil.rmtree(run)  # the folder is deleted (or its disk unmounted) while the run renders
     driver.join(300)
     assert result.get("code") == EXIT_RUN_FAULT
